@@ -1,0 +1,38 @@
+//! Linux isolation for IsoBox.
+//!
+//! The one crate of the workspace with `unsafe` code. It knows nothing of HTTP, languages or
+//! users: it takes an [`ExecSpec`] (files, phases with argv and limits) and returns an
+//! [`ExecReport`] (status, output, CPU, wall time, peak memory per phase), through the
+//! [`Backend`] trait. `native` is our own namespace/cgroup/seccomp sandbox; `docker` comes later
+//! behind the same trait.
+
+pub mod cgroup;
+pub mod native;
+pub mod seccomp;
+mod spec;
+
+pub use native::{NativeBackend, NativeConfig, RootFs};
+pub use spec::{signal_name, ExecReport, ExecSpec, LimitHit, Limits, Phase, PhaseReport, SandboxFile, Status};
+
+/// Errors of the sandbox layer.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The host cannot give the isolation this backend promises (privileges, kernel, cgroups).
+    /// IsoBox refuses to run code rather than run it half-sandboxed.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The spec is not acceptable (bad file name, empty argv, ...).
+    #[error("invalid execution spec: {0}")]
+    InvalidSpec(String),
+    /// Preparing or tearing down the sandbox failed.
+    #[error("sandbox setup failed: {0}")]
+    Setup(String),
+}
+
+/// An isolation backend. Both backends honour the same spec and report the same way.
+pub trait Backend: Send + Sync {
+    /// Short name (`native`, `docker`).
+    fn name(&self) -> &'static str;
+    /// Runs every phase of `spec` in one fresh sandbox and removes the sandbox afterwards.
+    fn execute(&self, spec: &ExecSpec) -> Result<ExecReport, SandboxError>;
+}

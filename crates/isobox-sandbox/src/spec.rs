@@ -1,0 +1,181 @@
+//! What a backend is asked to do (`ExecSpec`) and what it reports back (`ExecReport`).
+//!
+//! Both backends (`native` now, `docker` later) take the same spec and give the same report, so
+//! everything above this crate is backend-agnostic.
+
+use serde::Serialize;
+use std::time::Duration;
+
+/// Resource limits for one phase (compile or run) of an execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Wall-clock limit, enforced by the supervisor.
+    pub wall: Duration,
+    /// CPU-time limit summed over every thread and process, read from the cgroup.
+    pub cpu: Duration,
+    /// Memory limit (cgroup), swap is always 0.
+    pub memory_bytes: u64,
+    /// Tasks (processes and threads) limit (cgroup pids controller); the sandbox init counts.
+    pub max_processes: u32,
+    /// CPU bandwidth in thousandths of a CPU (1000 = one full core).
+    pub cpu_millis: u32,
+    /// Cap on each of stdout and stderr.
+    pub max_output_bytes: u64,
+    /// RLIMIT_FSIZE: the largest file the program may write.
+    pub max_file_bytes: u64,
+    /// RLIMIT_NOFILE.
+    pub max_open_files: u64,
+    /// RLIMIT_STACK.
+    pub stack_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            wall: Duration::from_secs(5),
+            cpu: Duration::from_secs(5),
+            memory_bytes: 256 << 20,
+            max_processes: 64,
+            cpu_millis: 1000,
+            max_output_bytes: 64 << 10,
+            max_file_bytes: 16 << 20,
+            max_open_files: 256,
+            stack_bytes: 8 << 20,
+        }
+    }
+}
+
+/// A file placed in the sandbox's work directory before the first phase.
+#[derive(Debug, Clone)]
+pub struct SandboxFile {
+    /// Relative path inside the work directory (validated: no `..`, no absolute path).
+    pub path: String,
+    pub content: Vec<u8>,
+    pub executable: bool,
+}
+
+/// One program started inside the sandbox. Phases run one after the other in the same sandbox
+/// (same work directory), each with its own limits and its own output pipes.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub name: String,
+    /// argv; `argv[0]` is a command name looked up in the sandbox's PATH, or an absolute path.
+    pub argv: Vec<String>,
+    /// Extra environment on top of the clean base (PATH, HOME, LANG, TMPDIR).
+    pub env: Vec<(String, String)>,
+    /// Written to the program's stdin, which is then closed.
+    pub stdin: Vec<u8>,
+    pub limits: Limits,
+    /// When false (the default for compile steps), a phase that does not end `ok` stops the run.
+    pub continue_on_failure: bool,
+}
+
+/// Everything a backend needs for one execution.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    pub files: Vec<SandboxFile>,
+    pub phases: Vec<Phase>,
+    /// Size cap of the writable work tmpfs (`/tmp`, also the work dir and HOME).
+    pub tmpfs_bytes: u64,
+    /// Inode cap of the work tmpfs.
+    pub tmpfs_inodes: u64,
+}
+
+/// How a phase ended. The names are the public statuses of CONTRACT.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    RuntimeError,
+    Signal,
+    Timeout,
+    MemoryLimit,
+    OutputLimit,
+    InternalError,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::RuntimeError => "runtime_error",
+            Status::Signal => "signal",
+            Status::Timeout => "timeout",
+            Status::MemoryLimit => "memory_limit",
+            Status::OutputLimit => "output_limit",
+            Status::InternalError => "internal_error",
+        }
+    }
+}
+
+/// Which limit the supervisor enforced by killing the sandbox, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitHit {
+    WallTime,
+    CpuTime,
+    Memory,
+    Output,
+}
+
+/// The measured outcome of one phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    pub name: String,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub limit_hit: Option<LimitHit>,
+    #[serde(skip)]
+    pub stdout: Vec<u8>,
+    #[serde(skip)]
+    pub stderr: Vec<u8>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub cpu_time: Duration,
+    pub wall_time: Duration,
+    pub memory_peak_bytes: u64,
+    /// Set when the sandbox itself failed during this phase (status `internal_error`).
+    pub internal_error: Option<String>,
+}
+
+/// The outcome of an execution: one report per phase that was started.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecReport {
+    pub phases: Vec<PhaseReport>,
+    /// Time from the start of `execute` until the sandbox was ready to start the first program
+    /// (cgroup, clone, mounts): the sandbox's own overhead before any runtime starts.
+    pub setup_time: Duration,
+    /// Whole `execute` call including teardown.
+    pub total_time: Duration,
+}
+
+/// Name of a signal, e.g. `SIGSEGV`.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGCHLD => "SIGCHLD",
+        libc::SIGCONT => "SIGCONT",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGTSTP => "SIGTSTP",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return format!("SIG{sig}"),
+    };
+    name.to_string()
+}
