@@ -1,1 +1,283 @@
-fn main() {}
+//! `isobox`: the command line. `run`, `languages` and `selftest` work without a server, in the
+//! same sandbox the server uses.
+
+mod selftest;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use isobox_core::{ExecuteRequest, Executor, LanguageTable, Policy, RequestFile, RequestLimits};
+use isobox_sandbox::{Backend, NativeBackend, NativeConfig, RootFs};
+
+#[derive(Parser)]
+#[command(
+    name = "isobox",
+    version,
+    about = "Run untrusted code in an isolated sandbox"
+)]
+struct Cli {
+    /// Language table replacing the built-in one (TOML).
+    #[arg(long, global = true, env = "ISOBOX_LANGUAGES", value_name = "FILE")]
+    languages_file: Option<PathBuf>,
+    /// A prepared root file system for the sandbox instead of the host's /usr.
+    #[arg(long, global = true, env = "ISOBOX_ROOTFS", value_name = "DIR")]
+    rootfs: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendKind {
+    Native,
+    Docker,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a program locally in the sandbox. The first FILE is the entry point.
+    Run {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Language name or alias (default: from the first file's extension).
+        #[arg(long, short = 'l')]
+        language: Option<String>,
+        /// Text fed to the program's stdin.
+        #[arg(long, conflicts_with = "stdin_file")]
+        stdin: Option<String>,
+        /// File whose content is fed to the program's stdin.
+        #[arg(long, value_name = "F")]
+        stdin_file: Option<PathBuf>,
+        /// An argument for the program (repeat for more).
+        #[arg(long = "arg", value_name = "A", allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// Wall-clock limit in milliseconds.
+        #[arg(long, value_name = "N")]
+        timeout_ms: Option<u64>,
+        /// Memory limit in MiB.
+        #[arg(long, value_name = "N")]
+        memory_mb: Option<u64>,
+        /// Isolation backend.
+        #[arg(long, value_enum, default_value = "native", env = "ISOBOX_BACKEND")]
+        backend: BackendKind,
+        /// Print the result object instead of the program's output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the languages available on this host.
+    Languages {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Probe what the sandbox enforces on this host.
+    Selftest {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn native_config(rootfs: Option<PathBuf>) -> NativeConfig {
+    let mut cfg = NativeConfig::default();
+    if let Some(dir) = rootfs {
+        cfg.rootfs = RootFs::Dir(dir);
+    }
+    cfg
+}
+
+fn backend(kind: BackendKind, rootfs: Option<PathBuf>) -> anyhow::Result<Arc<dyn Backend>> {
+    match kind {
+        BackendKind::Native => Ok(Arc::new(NativeBackend::new(native_config(rootfs))?)),
+        BackendKind::Docker => {
+            bail!("the docker backend is not part of this build yet: use `--backend native` (run as root)")
+        }
+    }
+}
+
+fn languages(path: Option<&PathBuf>) -> anyhow::Result<LanguageTable> {
+    Ok(match path {
+        Some(p) => LanguageTable::load(p)?,
+        None => LanguageTable::builtin(),
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("isobox: {e:#}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            files,
+            language,
+            stdin,
+            stdin_file,
+            args,
+            timeout_ms,
+            memory_mb,
+            backend: kind,
+            json,
+        } => {
+            let table = languages(cli.languages_file.as_ref())?;
+            let lang_name = match language {
+                Some(l) => l,
+                None => {
+                    let first = files[0].to_string_lossy();
+                    table
+                        .by_extension(&first)
+                        .map(|l| l.name.clone())
+                        .with_context(|| format!("cannot tell the language of {first} from its extension: use --language"))?
+                }
+            };
+            let mut req_files = Vec::new();
+            for f in &files {
+                let name = f
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .with_context(|| format!("{} has no usable file name", f.display()))?
+                    .to_string();
+                let bytes =
+                    std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+                let (content, encoding) = match String::from_utf8(bytes) {
+                    Ok(s) => (s, None),
+                    Err(e) => {
+                        use base64::Engine as _;
+                        (
+                            base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                            Some("base64".to_string()),
+                        )
+                    }
+                };
+                req_files.push(RequestFile {
+                    name,
+                    content,
+                    encoding,
+                });
+            }
+            let stdin = match stdin_file {
+                Some(p) => Some(
+                    std::fs::read_to_string(&p)
+                        .with_context(|| format!("cannot read {}", p.display()))?,
+                ),
+                None => stdin,
+            };
+            let limits = (timeout_ms.is_some() || memory_mb.is_some()).then(|| RequestLimits {
+                timeout_ms,
+                cpu_time_ms: timeout_ms,
+                memory_mb,
+                ..Default::default()
+            });
+            let req = ExecuteRequest {
+                language: lang_name,
+                files: Some(req_files),
+                stdin,
+                args: Some(args),
+                limits,
+                ..Default::default()
+            };
+            let executor = Executor::new(backend(kind, cli.rootfs)?, table, Policy::default());
+            let result = executor.execute(&req)?;
+            if let Some(msg) = &result.internal_message {
+                eprintln!("isobox: the sandbox failed: {msg}");
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+                return Ok(if result.status == "internal_error" {
+                    ExitCode::from(125)
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
+            use std::io::Write;
+            let (out, err) = match (&result.compile, result.status.as_str()) {
+                (Some(c), "compile_error") => (&c.stdout, &c.stderr),
+                _ => (&result.stdout, &result.stderr),
+            };
+            std::io::stdout().write_all(out.as_bytes())?;
+            std::io::stderr().write_all(err.as_bytes())?;
+            let code = match result.status.as_str() {
+                "ok" => 0,
+                "runtime_error" => result.exit_code.unwrap_or(1),
+                "timeout" => 124,
+                "memory_limit" | "output_limit" => 137,
+                "signal" => {
+                    let n = result
+                        .signal
+                        .as_deref()
+                        .and_then(signal_number)
+                        .unwrap_or(9);
+                    128 + n
+                }
+                "compile_error" => {
+                    eprintln!("isobox: compilation failed");
+                    result
+                        .compile
+                        .as_ref()
+                        .and_then(|c| c.exit_code)
+                        .filter(|c| *c != 0)
+                        .unwrap_or(1)
+                }
+                _ => 125,
+            };
+            Ok(ExitCode::from(code.clamp(0, 255) as u8))
+        }
+        Command::Languages { json } => {
+            let table = languages(cli.languages_file.as_ref())?;
+            let executor = Executor::new(
+                backend(BackendKind::Native, cli.rootfs)?,
+                table,
+                Policy::default(),
+            );
+            let list = executor.list_languages();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:<12} {:<12} {:<9} {:<10} aliases",
+                    "name", "version", "compiled", "available"
+                );
+                for l in &list {
+                    println!(
+                        "{:<12} {:<12} {:<9} {:<10} {}",
+                        l.name,
+                        if l.version.is_empty() {
+                            "-"
+                        } else {
+                            &l.version
+                        },
+                        if l.compiled { "yes" } else { "no" },
+                        if l.available { "yes" } else { "no" },
+                        l.aliases.join(", ")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Selftest { json } => {
+            let native = NativeBackend::new(native_config(cli.rootfs))?;
+            let report = selftest::run(&native);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                selftest::print(&report);
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn signal_number(name: &str) -> Option<i32> {
+    (1..65).find(|n| isobox_sandbox::signal_name(*n) == name)
+}

@@ -1,1 +1,40 @@
-//! placeholder
+//! IsoBox core: languages, limits, validation and the execution service. No transport here:
+//! the CLI and (later) the REST/gRPC servers call [`Executor`].
+
+pub mod languages;
+pub mod service;
+
+pub use languages::{Language, LanguageTable};
+pub use service::{
+    ExecuteRequest, ExecutionResult, Executor, LanguageInfo, Policy, RequestFile, RequestLimits,
+};
+
+/// Errors of the core layer. Each maps to one HTTP and one gRPC status (in the server crate).
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The request is malformed (400).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A requested limit is above what the server allows (400).
+    #[error("{0}")]
+    LimitTooHigh(String),
+    /// No such language (400).
+    #[error("unknown language `{0}`")]
+    UnknownLanguage(String),
+    /// The language's toolchain is not installed on this host (400).
+    #[error("language `{0}` is not available on this host")]
+    LanguageUnavailable(String),
+    /// The requested version is not the installed one (400).
+    #[error("{language} {wanted} is not available (this host has {have})")]
+    VersionUnavailable {
+        language: String,
+        wanted: String,
+        have: String,
+    },
+    /// Configuration problem (startup).
+    #[error("{0}")]
+    Config(String),
+    /// The sandbox could not run the program (500).
+    #[error(transparent)]
+    Sandbox(#[from] isobox_sandbox::SandboxError),
+}

@@ -3,8 +3,19 @@ fn main() {
     let b = NativeBackend::new(NativeConfig::default()).unwrap();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let spec = ExecSpec {
-        files: vec![SandboxFile { path: "a/hello.txt".into(), content: b"hi\n".to_vec(), executable: false }],
-        phases: vec![Phase { name: "run".into(), argv: args, env: vec![], stdin: b"input data\n".to_vec(), limits: Limits::default(), continue_on_failure: false }],
+        files: vec![SandboxFile {
+            path: "a/hello.txt".into(),
+            content: b"hi\n".to_vec(),
+            executable: false,
+        }],
+        phases: vec![Phase {
+            name: "run".into(),
+            argv: args,
+            env: vec![],
+            stdin: b"input data\n".to_vec(),
+            limits: Limits::default(),
+            continue_on_failure: false,
+        }],
         tmpfs_bytes: 64 << 20,
         tmpfs_inodes: 4096,
     };

@@ -92,7 +92,10 @@ fn parse_mountinfo(text: &str) -> (Vec<(PathBuf, Vec<String>)>, Option<PathBuf>)
 }
 
 fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 impl Layout {
@@ -127,9 +130,18 @@ impl Layout {
         // v2 accounts CPU time in cpu.stat of every cgroup, with or without the cpu controller.
         let cpuacct = match find("cpuacct") {
             Some(m) => m,
-            None => v2.clone().map(Mount::V2).ok_or_else(|| missing("cpuacct"))?,
+            None => v2
+                .clone()
+                .map(Mount::V2)
+                .ok_or_else(|| missing("cpuacct"))?,
         };
-        let layout = Layout { memory, pids, cpu, cpuacct, parent: parent.to_string() };
+        let layout = Layout {
+            memory,
+            pids,
+            cpu,
+            cpuacct,
+            parent: parent.to_string(),
+        };
         layout.prepare_parents()?;
         Ok(layout)
     }
@@ -172,7 +184,8 @@ impl Layout {
             if m.is_v2() {
                 let ctrls = self.v2_controllers();
                 for (at, _) in [(m.path().to_path_buf(), 0), (dir.clone(), 1)] {
-                    let enabled = fs::read_to_string(at.join("cgroup.subtree_control")).unwrap_or_default();
+                    let enabled =
+                        fs::read_to_string(at.join("cgroup.subtree_control")).unwrap_or_default();
                     for c in &ctrls {
                         if !enabled.split_whitespace().any(|e| e == *c) {
                             write_file(&at.join("cgroup.subtree_control"), &format!("+{c}"))?;
@@ -235,7 +248,10 @@ impl Layout {
             if let Ok(rd) = fs::read_dir(m.path().join(&self.parent)) {
                 for entry in rd.flatten() {
                     let p = entry.path();
-                    let stale = entry.file_name().to_str().is_some_and(|n| n.starts_with("run-"));
+                    let stale = entry
+                        .file_name()
+                        .to_str()
+                        .is_some_and(|n| n.starts_with("run-"));
                     if stale && p.is_dir() {
                         if let Some(pid) = run_owner(&p) {
                             if Path::new(&format!("/proc/{pid}")).exists() {
@@ -252,7 +268,13 @@ impl Layout {
 
 /// `run-<pid>-<n>` names carry the pid of the supervisor that made them.
 fn run_owner(p: &Path) -> Option<u32> {
-    p.file_name()?.to_str()?.strip_prefix("run-")?.split('-').next()?.parse().ok()
+    p.file_name()?
+        .to_str()?
+        .strip_prefix("run-")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn setup_err(path: &Path, what: &str, e: io::Error) -> SandboxError {
@@ -264,7 +286,8 @@ pub(crate) fn write_file(path: &Path, value: &str) -> Result<(), SandboxError> {
         .write(true)
         .open(path)
         .map_err(|e| setup_err(path, "open", e))?;
-    f.write_all(value.as_bytes()).map_err(|e| setup_err(path, "write", e))
+    f.write_all(value.as_bytes())
+        .map_err(|e| setup_err(path, "write", e))
 }
 
 fn read_file(path: &Path) -> io::Result<String> {
@@ -322,7 +345,12 @@ impl RunCgroup {
     }
 
     /// Applies memory (swap 0), pids and CPU bandwidth limits.
-    pub fn set_limits(&mut self, memory_bytes: u64, pids: u32, cpu_millis: u32) -> Result<(), SandboxError> {
+    pub fn set_limits(
+        &mut self,
+        memory_bytes: u64,
+        pids: u32,
+        cpu_millis: u32,
+    ) -> Result<(), SandboxError> {
         if self.memory_v2 {
             write_file(&self.memory.join("memory.max"), &memory_bytes.to_string())?;
             let swap = self.memory.join("memory.swap.max");
@@ -362,7 +390,9 @@ impl RunCgroup {
     /// CPU time used by everything that ever ran in the group.
     pub fn cpu_usage(&self) -> Duration {
         if self.acct_v2 {
-            Duration::from_micros(read_keyed(&self.acct.join("cpu.stat"), "usage_usec").unwrap_or(0))
+            Duration::from_micros(
+                read_keyed(&self.acct.join("cpu.stat"), "usage_usec").unwrap_or(0),
+            )
         } else {
             Duration::from_nanos(read_u64(&self.acct.join("cpuacct.usage")).unwrap_or(0))
         }
@@ -406,7 +436,11 @@ impl RunCgroup {
     }
 
     fn is_empty(&self) -> bool {
-        self.dirs.iter().all(|d| read_file(&d.join("cgroup.procs")).map(|s| s.trim().is_empty()).unwrap_or(true))
+        self.dirs.iter().all(|d| {
+            read_file(&d.join("cgroup.procs"))
+                .map(|s| s.trim().is_empty())
+                .unwrap_or(true)
+        })
     }
 
     /// Removes the group, waiting a bounded time for the kernel to release exiting tasks.

@@ -12,7 +12,9 @@ pub mod seccomp;
 mod spec;
 
 pub use native::{NativeBackend, NativeConfig, RootFs};
-pub use spec::{signal_name, ExecReport, ExecSpec, LimitHit, Limits, Phase, PhaseReport, SandboxFile, Status};
+pub use spec::{
+    signal_name, ExecReport, ExecSpec, LimitHit, Limits, Phase, PhaseReport, SandboxFile, Status,
+};
 
 /// Errors of the sandbox layer.
 #[derive(Debug, thiserror::Error)]
@@ -35,4 +37,7 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Runs every phase of `spec` in one fresh sandbox and removes the sandbox afterwards.
     fn execute(&self, spec: &ExecSpec) -> Result<ExecReport, SandboxError>;
+    /// Whether `cmd` (a name looked up in the sandbox's PATH, or an absolute path) exists in
+    /// the sandbox; languages whose toolchain is missing are reported unavailable.
+    fn has_command(&self, cmd: &str) -> bool;
 }

@@ -111,7 +111,9 @@ pub struct NativeConfig {
 impl Default for NativeConfig {
     fn default() -> Self {
         NativeConfig {
-            rootfs: RootFs::Host { etc: DEFAULT_ETC.iter().map(|s| s.to_string()).collect() },
+            rootfs: RootFs::Host {
+                etc: DEFAULT_ETC.iter().map(|s| s.to_string()).collect(),
+            },
             uid: 60000,
             gid: 60000,
             cgroup_parent: "isobox".into(),
@@ -124,11 +126,31 @@ impl Default for NativeConfig {
 /// One step of building the new root, executed by the sandbox init (all data prepared beforehand).
 #[derive(Debug)]
 enum Op {
-    Mkdir { path: CString, mode: u32, owner: Option<(u32, u32)> },
-    Symlink { target: CString, path: CString },
-    Touch { path: CString },
-    Mount { src: Option<CString>, dst: CString, fstype: Option<CString>, flags: c_ulong, data: Option<CString> },
-    Write { path: CString, data: Vec<u8>, mode: u32, owner: Option<(u32, u32)> },
+    Mkdir {
+        path: CString,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    },
+    Symlink {
+        target: CString,
+        path: CString,
+    },
+    Touch {
+        path: CString,
+    },
+    Mount {
+        src: Option<CString>,
+        dst: CString,
+        fstype: Option<CString>,
+        flags: c_ulong,
+        data: Option<CString>,
+    },
+    Write {
+        path: CString,
+        data: Vec<u8>,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    },
 }
 
 impl Op {
@@ -138,11 +160,16 @@ impl Op {
             Op::Mkdir { path, .. } => format!("mkdir {}", s(path)),
             Op::Symlink { path, .. } => format!("symlink {}", s(path)),
             Op::Touch { path } => format!("create {}", s(path)),
-            Op::Mount { src, dst, fstype, .. } => format!(
+            Op::Mount {
+                src, dst, fstype, ..
+            } => format!(
                 "mount {} on {} ({})",
                 src.as_ref().map(s).unwrap_or_default(),
                 s(dst),
-                fstype.as_ref().map(s).unwrap_or_else(|| "bind/remount".into())
+                fstype
+                    .as_ref()
+                    .map(s)
+                    .unwrap_or_else(|| "bind/remount".into())
             ),
             Op::Write { path, .. } => format!("write {}", s(path)),
         }
@@ -157,25 +184,47 @@ fn cpath(p: &Path) -> CString {
     cstr(p.as_os_str().as_bytes())
 }
 
-const RO_BIND: c_ulong = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+const RO_BIND: c_ulong =
+    libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
 
 /// Ops that bind `src` read-only at `dst` (directory or file).
 fn ro_bind(ops: &mut Vec<Op>, src: &Path, dst: &Path, is_dir: bool) {
     if is_dir {
-        ops.push(Op::Mkdir { path: cpath(dst), mode: 0o755, owner: None });
+        ops.push(Op::Mkdir {
+            path: cpath(dst),
+            mode: 0o755,
+            owner: None,
+        });
     } else {
         ops.push(Op::Touch { path: cpath(dst) });
     }
-    ops.push(Op::Mount { src: Some(cpath(src)), dst: cpath(dst), fstype: None, flags: libc::MS_BIND, data: None });
-    ops.push(Op::Mount { src: None, dst: cpath(dst), fstype: None, flags: RO_BIND, data: None });
+    ops.push(Op::Mount {
+        src: Some(cpath(src)),
+        dst: cpath(dst),
+        fstype: None,
+        flags: libc::MS_BIND,
+        data: None,
+    });
+    ops.push(Op::Mount {
+        src: None,
+        dst: cpath(dst),
+        fstype: None,
+        flags: RO_BIND,
+        data: None,
+    });
 }
 
 /// Replicates a host entry (symlink, directory or file) read-only in the new root.
 fn replicate(ops: &mut Vec<Op>, host: &Path, dst: &Path) {
-    let Ok(meta) = fs::symlink_metadata(host) else { return };
+    let Ok(meta) = fs::symlink_metadata(host) else {
+        return;
+    };
     if meta.file_type().is_symlink() {
         if let Ok(target) = fs::read_link(host) {
-            ops.push(Op::Symlink { target: cpath(&target), path: cpath(dst) });
+            ops.push(Op::Symlink {
+                target: cpath(&target),
+                path: cpath(dst),
+            });
         }
     } else if meta.is_dir() {
         ro_bind(ops, host, dst, true);
@@ -223,15 +272,23 @@ impl NativeBackend {
         check_privileges()?;
         let layout = Layout::detect(&cfg.cgroup_parent)?;
         layout.sweep_stale();
-        fs::create_dir_all(&cfg.mount_point)
-            .map_err(|e| SandboxError::Setup(format!("cannot create {}: {e}", cfg.mount_point.display())))?;
+        fs::create_dir_all(&cfg.mount_point).map_err(|e| {
+            SandboxError::Setup(format!("cannot create {}: {e}", cfg.mount_point.display()))
+        })?;
         let _ = fs::set_permissions(&cfg.mount_point, fs::Permissions::from_mode(0o700));
         let cap_last = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(40);
         let base_ops = build_base_ops(&cfg)?;
-        Ok(NativeBackend { cfg, layout, base_ops, filter: seccomp::build_filter(), cap_last, counter: AtomicU64::new(0) })
+        Ok(NativeBackend {
+            cfg,
+            layout,
+            base_ops,
+            filter: seccomp::build_filter(),
+            cap_last,
+            counter: AtomicU64::new(0),
+        })
     }
 
     /// The detected cgroup layout (for `selftest`).
@@ -259,11 +316,16 @@ impl NativeBackend {
         } else if cmd.contains('/') {
             return None;
         } else {
-            SANDBOX_PATH.split(':').map(|d| format!("{d}/{cmd}")).collect()
+            SANDBOX_PATH
+                .split(':')
+                .map(|d| format!("{d}/{cmd}"))
+                .collect()
         };
         candidates.into_iter().find(|c| {
             let host = self.host_path(c);
-            fs::metadata(&host).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+            fs::metadata(&host)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
         })
     }
 }
@@ -285,7 +347,11 @@ fn build_base_ops(cfg: &NativeConfig) -> Result<Vec<Op>, SandboxError> {
             for top in ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
                 replicate(&mut ops, &Path::new("/").join(top), &root.join(top));
             }
-            ops.push(Op::Mkdir { path: cpath(&root.join("etc")), mode: 0o755, owner: None });
+            ops.push(Op::Mkdir {
+                path: cpath(&root.join("etc")),
+                mode: 0o755,
+                owner: None,
+            });
             let files = [
                 ("passwd", format!("root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:{}:{}:sandbox:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", cfg.uid, cfg.gid)),
                 ("group", format!("root:x:0:\nsandbox:x:{}:\nnogroup:x:65534:\n", cfg.gid)),
@@ -295,18 +361,30 @@ fn build_base_ops(cfg: &NativeConfig) -> Result<Vec<Op>, SandboxError> {
                 ("nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files\nnetworks: files\nprotocols: files\nservices: files\n".into()),
             ];
             for (name, content) in files {
-                ops.push(Op::Write { path: cpath(&root.join("etc").join(name)), data: content.into_bytes(), mode: 0o644, owner: None });
+                ops.push(Op::Write {
+                    path: cpath(&root.join("etc").join(name)),
+                    data: content.into_bytes(),
+                    mode: 0o644,
+                    owner: None,
+                });
             }
             for name in etc {
                 if name.contains('/') || name == ".." || FORBIDDEN_ETC.contains(&name.as_str()) {
-                    return Err(SandboxError::InvalidSpec(format!("/etc entry `{name}` may not be exposed")));
+                    return Err(SandboxError::InvalidSpec(format!(
+                        "/etc entry `{name}` may not be exposed"
+                    )));
                 }
-                replicate(&mut ops, &Path::new("/etc").join(name), &root.join("etc").join(name));
+                replicate(
+                    &mut ops,
+                    &Path::new("/etc").join(name),
+                    &root.join("etc").join(name),
+                );
             }
         }
         RootFs::Dir(dir) => {
-            let rd = fs::read_dir(dir)
-                .map_err(|e| SandboxError::Setup(format!("cannot read rootfs {}: {e}", dir.display())))?;
+            let rd = fs::read_dir(dir).map_err(|e| {
+                SandboxError::Setup(format!("cannot read rootfs {}: {e}", dir.display()))
+            })?;
             let mut names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
             names.sort();
             for name in names {
@@ -319,19 +397,53 @@ fn build_base_ops(cfg: &NativeConfig) -> Result<Vec<Op>, SandboxError> {
     }
     // /dev: only harmless devices.
     let dev = root.join("dev");
-    ops.push(Op::Mkdir { path: cpath(&dev), mode: 0o755, owner: None });
+    ops.push(Op::Mkdir {
+        path: cpath(&dev),
+        mode: 0o755,
+        owner: None,
+    });
     for d in ["null", "zero", "full", "random", "urandom"] {
-        ops.push(Op::Touch { path: cpath(&dev.join(d)) });
-        ops.push(Op::Mount { src: Some(cpath(&Path::new("/dev").join(d))), dst: cpath(&dev.join(d)), fstype: None, flags: libc::MS_BIND, data: None });
-        ops.push(Op::Mount { src: None, dst: cpath(&dev.join(d)), fstype: None, flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_NOSUID | libc::MS_NOEXEC, data: None });
+        ops.push(Op::Touch {
+            path: cpath(&dev.join(d)),
+        });
+        ops.push(Op::Mount {
+            src: Some(cpath(&Path::new("/dev").join(d))),
+            dst: cpath(&dev.join(d)),
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+        });
+        ops.push(Op::Mount {
+            src: None,
+            dst: cpath(&dev.join(d)),
+            fstype: None,
+            flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_NOSUID | libc::MS_NOEXEC,
+            data: None,
+        });
     }
-    for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
-        ops.push(Op::Symlink { target: cstr(target), path: cpath(&dev.join(name)) });
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(Op::Symlink {
+            target: cstr(target),
+            path: cpath(&dev.join(name)),
+        });
     }
-    ops.push(Op::Mkdir { path: cpath(&dev.join("shm")), mode: 0o755, owner: None });
+    ops.push(Op::Mkdir {
+        path: cpath(&dev.join("shm")),
+        mode: 0o755,
+        owner: None,
+    });
     // /proc of the new pid namespace; other users' processes hidden; kernel knobs read-only.
     let proc_dir = root.join("proc");
-    ops.push(Op::Mkdir { path: cpath(&proc_dir), mode: 0o555, owner: None });
+    ops.push(Op::Mkdir {
+        path: cpath(&proc_dir),
+        mode: 0o555,
+        owner: None,
+    });
     ops.push(Op::Mount {
         src: Some(cstr("proc")),
         dst: cpath(&proc_dir),
@@ -342,16 +454,42 @@ fn build_base_ops(cfg: &NativeConfig) -> Result<Vec<Op>, SandboxError> {
     for p in ["sys", "sysrq-trigger", "irq", "bus", "fs"] {
         if Path::new("/proc").join(p).exists() {
             let at = proc_dir.join(p);
-            ops.push(Op::Mount { src: Some(cpath(&at)), dst: cpath(&at), fstype: None, flags: libc::MS_BIND, data: None });
-            ops.push(Op::Mount { src: None, dst: cpath(&at), fstype: None, flags: RO_BIND | libc::MS_NOEXEC, data: None });
+            ops.push(Op::Mount {
+                src: Some(cpath(&at)),
+                dst: cpath(&at),
+                fstype: None,
+                flags: libc::MS_BIND,
+                data: None,
+            });
+            ops.push(Op::Mount {
+                src: None,
+                dst: cpath(&at),
+                fstype: None,
+                flags: RO_BIND | libc::MS_NOEXEC,
+                data: None,
+            });
         }
     }
-    ops.push(Op::Mkdir { path: cpath(&root.join("tmp")), mode: 0o755, owner: None });
+    ops.push(Op::Mkdir {
+        path: cpath(&root.join("tmp")),
+        mode: 0o755,
+        owner: None,
+    });
     Ok(ops)
 }
 
 /// `/etc` entries that are never exposed, whatever the configuration says.
-const FORBIDDEN_ETC: &[&str] = &["shadow", "gshadow", "shadow-", "gshadow-", "ssh", "sudoers", "sudoers.d", "security", "ssl/private"];
+const FORBIDDEN_ETC: &[&str] = &[
+    "shadow",
+    "gshadow",
+    "shadow-",
+    "gshadow-",
+    "ssh",
+    "sudoers",
+    "sudoers.d",
+    "security",
+    "ssl/private",
+];
 
 /// Validates a work-dir-relative file name.
 fn check_rel_path(p: &str) -> Result<(), SandboxError> {
@@ -363,7 +501,9 @@ fn check_rel_path(p: &str) -> Result<(), SandboxError> {
     if ok {
         Ok(())
     } else {
-        Err(SandboxError::InvalidSpec(format!("file name `{p}` must be a relative path without `..`")))
+        Err(SandboxError::InvalidSpec(format!(
+            "file name `{p}` must be a relative path without `..`"
+        )))
     }
 }
 
@@ -423,15 +563,30 @@ fn step_name(step: i32, ops: &[&Op]) -> String {
         STEP_HOSTNAME => "sethostname".into(),
         STEP_LOOPBACK => "bring up loopback".into(),
         STEP_FORK => "fork payload".into(),
-        n if n >= 0 => ops.get(n as usize).map(|o| o.describe()).unwrap_or_else(|| format!("step {n}")),
+        n if n >= 0 => ops
+            .get(n as usize)
+            .map(|o| o.describe())
+            .unwrap_or_else(|| format!("step {n}")),
         n => format!("step {n}"),
     }
 }
 
 /// Payload failure stages (sent as the high 16 bits of MSG_EXEC_FAILED's first word).
 const STAGES: &[&str] = &[
-    "execve", "dup2", "setsid", "chdir", "setrlimit", "drop bounding set", "clear ambient caps",
-    "setgroups", "setresgid", "setresuid", "capset", "no_new_privs", "close_range", "seccomp",
+    "execve",
+    "dup2",
+    "setsid",
+    "chdir",
+    "setrlimit",
+    "drop bounding set",
+    "clear ambient caps",
+    "setgroups",
+    "setresgid",
+    "setresuid",
+    "capset",
+    "no_new_privs",
+    "close_range",
+    "seccomp",
 ];
 
 // SAFETY (module note): everything below runs in the cloned child, a copy of the parent's memory
@@ -495,14 +650,30 @@ unsafe fn run_op(op: &Op) -> bool {
         }
         Op::Symlink { target, path } => libc::symlink(target.as_ptr(), path.as_ptr()) == 0,
         Op::Touch { path } => {
-            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0o644);
+            let fd = libc::open(
+                path.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                0o644,
+            );
             fd >= 0 && libc::close(fd) == 0
         }
-        Op::Mount { src, dst, fstype, flags, data } => {
-            let p = |c: &Option<CString>| c.as_ref().map(|c| c.as_ptr()).unwrap_or(std::ptr::null());
+        Op::Mount {
+            src,
+            dst,
+            fstype,
+            flags,
+            data,
+        } => {
+            let p =
+                |c: &Option<CString>| c.as_ref().map(|c| c.as_ptr()).unwrap_or(std::ptr::null());
             libc::mount(p(src), dst.as_ptr(), p(fstype), *flags, p(data).cast()) == 0
         }
-        Op::Write { path, data, mode, owner } => {
+        Op::Write {
+            path,
+            data,
+            mode,
+            owner,
+        } => {
             let fd = libc::open(
                 path.as_ptr(),
                 libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NOFOLLOW,
@@ -549,7 +720,14 @@ unsafe fn child_init(ctx: &ChildCtx) -> ! {
         fail(ctx, STEP_UNSHARE_CGROUP);
     }
 
-    if libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+    if libc::mount(
+        std::ptr::null(),
+        c"/".as_ptr(),
+        std::ptr::null(),
+        libc::MS_REC | libc::MS_PRIVATE,
+        std::ptr::null(),
+    ) != 0
+    {
         fail(ctx, STEP_PRIVATE);
     }
     let mut step = 0;
@@ -615,13 +793,21 @@ unsafe fn child_init(ctx: &ChildCtx) -> ! {
 }
 
 unsafe fn payload_failed(ctx: &ChildCtx, index: usize, stage: usize) -> ! {
-    send(ctx.status_w, MSG_EXEC_FAILED, ((stage as i32) << 16) | index as i32, errno());
+    send(
+        ctx.status_w,
+        MSG_EXEC_FAILED,
+        ((stage as i32) << 16) | index as i32,
+        errno(),
+    );
     libc::_exit(127);
 }
 
 unsafe fn payload(ctx: &ChildCtx, index: usize, p: &ChildPhase) -> ! {
     let die = |stage: usize| payload_failed(ctx, index, stage);
-    if libc::dup2(p.stdin_r, 0) < 0 || libc::dup2(p.stdout_w, 1) < 0 || libc::dup2(p.stderr_w, 2) < 0 {
+    if libc::dup2(p.stdin_r, 0) < 0
+        || libc::dup2(p.stdout_w, 1) < 0
+        || libc::dup2(p.stderr_w, 2) < 0
+    {
         die(1);
     }
     if libc::setsid() < 0 {
@@ -631,17 +817,29 @@ unsafe fn payload(ctx: &ChildCtx, index: usize, p: &ChildPhase) -> ! {
         die(3);
     }
     for &(res, val) in &p.rlimits {
-        let rl = libc::rlimit { rlim_cur: val, rlim_max: val };
+        let rl = libc::rlimit {
+            rlim_cur: val,
+            rlim_max: val,
+        };
         if libc::setrlimit(res as _, &rl) != 0 {
             die(4);
         }
     }
     for cap in 0..=ctx.cap_last {
-        if libc::prctl(libc::PR_CAPBSET_DROP, cap as c_ulong, 0, 0, 0) != 0 && errno() != libc::EINVAL {
+        if libc::prctl(libc::PR_CAPBSET_DROP, cap as c_ulong, 0, 0, 0) != 0
+            && errno() != libc::EINVAL
+        {
             die(5);
         }
     }
-    if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong, 0, 0, 0) != 0 {
+    if libc::prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong,
+        0,
+        0,
+        0,
+    ) != 0
+    {
         die(6);
     }
     if libc::setgroups(0, std::ptr::null()) != 0 {
@@ -665,19 +863,39 @@ unsafe fn payload(ctx: &ChildCtx, index: usize, p: &ChildPhase) -> ! {
         permitted: u32,
         inheritable: u32,
     }
-    let hdr = CapHeader { version: 0x2008_0522, pid: 0 };
-    let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    let hdr = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
     if libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) != 0 {
         die(10);
     }
     if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
         die(11);
     }
-    if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
+    if libc::syscall(
+        libc::SYS_close_range,
+        3u32,
+        u32::MAX,
+        libc::CLOSE_RANGE_CLOEXEC,
+    ) != 0
+    {
         die(12);
     }
     unblock_signals();
-    if libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER as c_ulong, &ctx.filter as *const _ as c_ulong, 0, 0) != 0 {
+    if libc::prctl(
+        libc::PR_SET_SECCOMP,
+        libc::SECCOMP_MODE_FILTER as c_ulong,
+        &ctx.filter as *const _ as c_ulong,
+        0,
+        0,
+    ) != 0
+    {
         die(13);
     }
     libc::execve(p.path.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
@@ -782,7 +1000,11 @@ impl StatusReader {
         }
         let m: Vec<u8> = self.buf.drain(..12).collect();
         let w = |i: usize| [m[i], m[i + 1], m[i + 2], m[i + 3]];
-        Some((u32::from_ne_bytes(w(0)), i32::from_ne_bytes(w(4)), i32::from_ne_bytes(w(8))))
+        Some((
+            u32::from_ne_bytes(w(0)),
+            i32::from_ne_bytes(w(4)),
+            i32::from_ne_bytes(w(8)),
+        ))
     }
 }
 
@@ -793,6 +1015,10 @@ fn os_err(e: i32) -> String {
 impl Backend for NativeBackend {
     fn name(&self) -> &'static str {
         "native"
+    }
+
+    fn has_command(&self, cmd: &str) -> bool {
+        self.resolve_command(cmd).is_some()
     }
 
     fn execute(&self, spec: &ExecSpec) -> Result<ExecReport, SandboxError> {
@@ -864,13 +1090,20 @@ impl Backend for NativeBackend {
             uid: self.cfg.uid,
             gid: self.cfg.gid,
             cap_last: self.cap_last,
-            filter: libc::sock_fprog { len: self.filter.len() as u16, filter: self.filter.as_ptr() as *mut _ },
+            filter: libc::sock_fprog {
+                len: self.filter.len() as u16,
+                filter: self.filter.as_ptr() as *mut _,
+            },
             workdir: cstr("/tmp"),
             dot: cstr("."),
             lo_req,
         };
 
-        let flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+        let flags = libc::CLONE_NEWPID
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS;
         // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a private copy of
         // this address space and runs `child_init`, which never returns and only uses raw
         // syscalls on the prepared `ctx`. Signals are blocked around the clone so that no handler
@@ -880,7 +1113,14 @@ impl Backend for NativeBackend {
             let mut old: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut all);
             libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-            let pid = libc::syscall(libc::SYS_clone, (flags | libc::SIGCHLD) as c_ulong, 0usize, 0usize, 0usize, 0usize);
+            let pid = libc::syscall(
+                libc::SYS_clone,
+                (flags | libc::SIGCHLD) as c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            );
             if pid == 0 {
                 child_init(&ctx);
             }
@@ -888,9 +1128,15 @@ impl Backend for NativeBackend {
             pid
         };
         if pid < 0 {
-            return Err(SandboxError::Setup(format!("clone failed: {}", io::Error::last_os_error())));
+            return Err(SandboxError::Setup(format!(
+                "clone failed: {}",
+                io::Error::last_os_error()
+            )));
         }
-        let mut init = InitProcess { pid: pid as libc::pid_t, reaped: false };
+        let mut init = InitProcess {
+            pid: pid as libc::pid_t,
+            reaped: false,
+        };
         drop(ctx);
         drop(procs);
         drop(cmd_r);
@@ -901,14 +1147,20 @@ impl Backend for NativeBackend {
         drop(keep_strings);
 
         set_nonblocking(status_r.as_raw_fd());
-        let mut status = StatusReader { fd: status_r, buf: Vec::new(), eof: false };
+        let mut status = StatusReader {
+            fd: status_r,
+            buf: Vec::new(),
+            eof: false,
+        };
         let mut cmd_w = Some(cmd_w);
         // Wait for READY (or a setup failure).
         let ready = loop {
             if let Some((kind, a, b)) = status.next() {
                 break match kind {
                     MSG_READY => Ok(()),
-                    MSG_SETUP_FAILED => Err(format!("{}: {}", step_name(a, &setup_setup), os_err(b))),
+                    MSG_SETUP_FAILED => {
+                        Err(format!("{}: {}", step_name(a, &setup_setup), os_err(b)))
+                    }
                     _ => Err(format!("unexpected message {kind} from the sandbox")),
                 };
             }
@@ -930,11 +1182,24 @@ impl Backend for NativeBackend {
         for (i, phase) in spec.phases.iter().enumerate() {
             if i > 0 {
                 cg.reset_peak();
-                cg.set_limits(phase.limits.memory_bytes, phase.limits.max_processes, phase.limits.cpu_millis)?;
+                cg.set_limits(
+                    phase.limits.memory_bytes,
+                    phase.limits.max_processes,
+                    phase.limits.cpu_millis,
+                )?;
             }
-            let report = self.supervise(i, phase, &mut pipes[i], &mut status, cmd_w.as_ref(), &init, &cg);
+            let report = self.supervise(
+                i,
+                phase,
+                &mut pipes[i],
+                &mut status,
+                cmd_w.as_ref(),
+                &init,
+                &cg,
+            );
             let stop = report.status != Status::Ok && !phase.continue_on_failure;
-            let dead = report.limit_hit.is_some() || report.status == Status::InternalError || status.eof;
+            let dead =
+                report.limit_hit.is_some() || report.status == Status::InternalError || status.eof;
             reports.push(report);
             if stop || dead {
                 break;
@@ -946,14 +1211,24 @@ impl Backend for NativeBackend {
         init.reap();
         cg.kill_all();
         cg.remove()?;
-        Ok(ExecReport { phases: reports, setup_time, total_time: started.elapsed() })
+        Ok(ExecReport {
+            phases: reports,
+            setup_time,
+            total_time: started.elapsed(),
+        })
     }
 }
 
 /// Polls one fd for input, with an optional timeout.
 fn wait_readable(fd: RawFd, timeout: Option<Duration>) {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    let ms = timeout.map(|t| t.as_millis().min(i32::MAX as u128) as c_int).unwrap_or(-1);
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout
+        .map(|t| t.as_millis().min(i32::MAX as u128) as c_int)
+        .unwrap_or(-1);
     // SAFETY: one valid pollfd.
     unsafe { libc::poll(&mut p, 1, ms) };
 }
@@ -1010,7 +1285,10 @@ impl NativeBackend {
                 dst: cpath(&root.join("dev/shm")),
                 fstype: Some(cstr("tmpfs")),
                 flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                data: Some(cstr(format!("size={},nr_inodes=1024,mode=1777", spec.tmpfs_bytes.max(4096)))),
+                data: Some(cstr(format!(
+                    "size={},nr_inodes=1024,mode=1777",
+                    spec.tmpfs_bytes.max(4096)
+                ))),
             },
         ];
         let tmp = root.join("tmp");
@@ -1023,7 +1301,11 @@ impl NativeBackend {
                     acc.push(c);
                     if !dirs_made.contains(&acc) {
                         dirs_made.push(acc.clone());
-                        ops.push(Op::Mkdir { path: cpath(&tmp.join(&acc)), mode: 0o755, owner });
+                        ops.push(Op::Mkdir {
+                            path: cpath(&tmp.join(&acc)),
+                            mode: 0o755,
+                            owner,
+                        });
                     }
                 }
             }
@@ -1034,27 +1316,55 @@ impl NativeBackend {
                 owner,
             });
         }
-        ops.push(Op::Mount { src: None, dst: cpath(root), fstype: None, flags: libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV, data: None });
+        ops.push(Op::Mount {
+            src: None,
+            dst: cpath(root),
+            fstype: None,
+            flags: libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            data: None,
+        });
         Ok(ops)
     }
 
     /// Resolves argv[0] and builds the C argv/envp arrays (pointers into the returned strings).
     #[allow(clippy::type_complexity)]
-    fn command(&self, phase: &Phase) -> Result<(CString, Vec<*const c_char>, Vec<*const c_char>, Vec<CString>), SandboxError> {
+    fn command(
+        &self,
+        phase: &Phase,
+    ) -> Result<
+        (
+            CString,
+            Vec<*const c_char>,
+            Vec<*const c_char>,
+            Vec<CString>,
+        ),
+        SandboxError,
+    > {
         let Some(cmd) = phase.argv.first() else {
-            return Err(SandboxError::InvalidSpec(format!("phase `{}` has an empty command", phase.name)));
+            return Err(SandboxError::InvalidSpec(format!(
+                "phase `{}` has an empty command",
+                phase.name
+            )));
         };
         let bad = |s: &str| s.contains('\0');
-        if phase.argv.iter().any(|a| bad(a)) || phase.env.iter().any(|(k, v)| bad(k) || bad(v) || k.contains('=')) {
-            return Err(SandboxError::InvalidSpec("arguments and environment may not contain NUL bytes".into()));
+        if phase.argv.iter().any(|a| bad(a))
+            || phase
+                .env
+                .iter()
+                .any(|(k, v)| bad(k) || bad(v) || k.contains('='))
+        {
+            return Err(SandboxError::InvalidSpec(
+                "arguments and environment may not contain NUL bytes".into(),
+            ));
         }
-        let path = self.resolve_command(cmd).unwrap_or_else(|| {
-            if cmd.starts_with('/') {
-                cmd.clone()
-            } else {
-                format!("/usr/bin/{cmd}")
-            }
-        });
+        // Absolute and relative paths (`./main`, resolved against the work dir) are used as
+        // given; bare names are looked up in the sandbox PATH.
+        let path = if cmd.contains('/') {
+            cmd.clone()
+        } else {
+            self.resolve_command(cmd)
+                .unwrap_or_else(|| format!("/usr/bin/{cmd}"))
+        };
         let mut strings: Vec<CString> = phase.argv.iter().map(cstr).collect();
         let argc = strings.len();
         let mut env: Vec<(String, String)> = vec![
@@ -1089,8 +1399,16 @@ impl NativeBackend {
     ) -> PhaseReport {
         let limits = &phase.limits;
         let cap = limits.max_output_bytes as usize;
-        let mut out = Capture { data: Vec::new(), cap, truncated: false };
-        let mut err = Capture { data: Vec::new(), cap, truncated: false };
+        let mut out = Capture {
+            data: Vec::new(),
+            cap,
+            truncated: false,
+        };
+        let mut err = Capture {
+            data: Vec::new(),
+            cap,
+            truncated: false,
+        };
         let cpu0 = cg.cpu_usage();
         let oom0 = cg.oom_kills();
         let mut stdin_off = 0usize;
@@ -1140,10 +1458,14 @@ impl NativeBackend {
                     kill(init);
                 }
             }
-                let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4);
+            let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4);
             let mut push = |fd: Option<&OwnedFd>, events| {
                 if let Some(fd) = fd {
-                    fds.push(libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 });
+                    fds.push(libc::pollfd {
+                        fd: fd.as_raw_fd(),
+                        events,
+                        revents: 0,
+                    });
                 }
             };
             push(pipes.stdout_r.as_ref(), libc::POLLIN);
@@ -1156,10 +1478,18 @@ impl NativeBackend {
                 // Everything is being killed; pipes close promptly.
                 Duration::from_millis(100)
             } else {
-                deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(10))
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(10))
             };
             // SAFETY: fds is a valid array of pollfd of the given length.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout.as_millis().max(1) as c_int) };
+            let n = unsafe {
+                libc::poll(
+                    fds.as_mut_ptr(),
+                    fds.len() as libc::nfds_t,
+                    timeout.as_millis().max(1) as c_int,
+                )
+            };
             if n < 0 {
                 continue;
             }
@@ -1182,10 +1512,20 @@ impl NativeBackend {
                         match kind {
                             MSG_EXITED if a as usize == index => exited = Some(b),
                             MSG_EXEC_FAILED => {
-                                let stage = STAGES.get((a >> 16) as usize).copied().unwrap_or("payload setup");
-                                exec_failed = Some(format!("cannot start `{}`: {stage}: {}", phase.argv[0], os_err(b)));
+                                let stage = STAGES
+                                    .get((a >> 16) as usize)
+                                    .copied()
+                                    .unwrap_or("payload setup");
+                                exec_failed = Some(format!(
+                                    "cannot start `{}`: {stage}: {}",
+                                    phase.argv[0],
+                                    os_err(b)
+                                ));
                             }
-                            MSG_SETUP_FAILED => failure = Some(format!("sandbox init failed at step {a}: {}", os_err(b))),
+                            MSG_SETUP_FAILED => {
+                                failure =
+                                    Some(format!("sandbox init failed at step {a}: {}", os_err(b)))
+                            }
                             _ => {}
                         }
                     }
@@ -1196,13 +1536,21 @@ impl NativeBackend {
                     }
                     let rest = &phase.stdin[stdin_off..];
                     // SAFETY: writing from a live slice to a pipe we own.
-                    let w = unsafe { libc::write(w.as_raw_fd(), rest.as_ptr().cast(), rest.len().min(64 * 1024)) };
+                    let w = unsafe {
+                        libc::write(
+                            w.as_raw_fd(),
+                            rest.as_ptr().cast(),
+                            rest.len().min(64 * 1024),
+                        )
+                    };
                     if w > 0 {
                         stdin_off += w as usize;
                         if stdin_off >= phase.stdin.len() {
                             pipes.stdin_w = None;
                         }
-                    } else if w < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+                    } else if w < 0
+                        && io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN)
+                    {
                         pipes.stdin_w = None;
                     }
                 }

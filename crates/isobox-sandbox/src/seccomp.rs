@@ -335,7 +335,12 @@ const ALLOWED: &[libc::c_long] = &[
 const PERSONALITY_OK: &[u32] = &[0x0, 0x0008, 0x20000, 0x20008, 0xffff_ffff];
 
 fn stmt(code: u16, k: u32) -> sock_filter {
-    sock_filter { code, jt: 0, jf: 0, k }
+    sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
 }
 
 fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
@@ -380,7 +385,11 @@ pub fn build_filter() -> Vec<sock_filter> {
     p.push(stmt(BPF_RET | BPF_K, RET_KILL_PROCESS));
 
     // clone3: ENOSYS so that libc falls back to clone, whose flags we can check.
-    push_case(&mut p, libc::SYS_clone3 as u32, vec![stmt(BPF_RET | BPF_K, errno(libc::ENOSYS))]);
+    push_case(
+        &mut p,
+        libc::SYS_clone3 as u32,
+        vec![stmt(BPF_RET | BPF_K, errno(libc::ENOSYS))],
+    );
     // clone: no namespace flags.
     push_case(
         &mut p,
@@ -393,9 +402,17 @@ pub fn build_filter() -> Vec<sock_filter> {
         ],
     );
     // socket: no AF_ALG (kernel crypto API) and no AF_VSOCK (host/VM channel).
-    push_case(&mut p, libc::SYS_socket as u32, deny_arg_values(0, &[AF_ALG, AF_VSOCK], errno(libc::EAFNOSUPPORT)));
+    push_case(
+        &mut p,
+        libc::SYS_socket as u32,
+        deny_arg_values(0, &[AF_ALG, AF_VSOCK], errno(libc::EAFNOSUPPORT)),
+    );
     // ioctl: no terminal injection. Only the low 32 bits are the command (CVE-2019-10063).
-    push_case(&mut p, libc::SYS_ioctl as u32, deny_arg_values(1, &[TIOCSTI, TIOCLINUX], errno(libc::EPERM)));
+    push_case(
+        &mut p,
+        libc::SYS_ioctl as u32,
+        deny_arg_values(1, &[TIOCSTI, TIOCLINUX], errno(libc::EPERM)),
+    );
     // personality: only the harmless values.
     let mut pers = vec![stmt(BPF_LD | BPF_W | BPF_ABS, off_arg_lo(0))];
     for (i, v) in PERSONALITY_OK.iter().enumerate() {
@@ -450,7 +467,11 @@ mod tests {
                         BPF_JSET => acc & ins.k != 0,
                         _ => panic!("unknown jump"),
                     };
-                    pc += 1 + if taken { ins.jt as usize } else { ins.jf as usize };
+                    pc += 1 + if taken {
+                        ins.jt as usize
+                    } else {
+                        ins.jf as usize
+                    };
                 }
                 _ => panic!("unknown opcode {:#x}", ins.code),
             }
@@ -463,7 +484,13 @@ mod tests {
 
     #[test]
     fn allows_common_syscalls() {
-        for nr in [libc::SYS_read, libc::SYS_write, libc::SYS_execve, libc::SYS_futex, libc::SYS_exit_group] {
+        for nr in [
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_execve,
+            libc::SYS_futex,
+            libc::SYS_exit_group,
+        ] {
             assert_eq!(sys(nr, [0; 6]), RET_ALLOW, "syscall {nr}");
         }
     }
@@ -502,37 +529,87 @@ mod tests {
     #[test]
     fn clone3_is_enosys_and_clone_flags_are_checked() {
         assert_eq!(sys(libc::SYS_clone3, [0; 6]), errno(libc::ENOSYS));
-        assert_eq!(sys(libc::SYS_clone, [libc::SIGCHLD as u64, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(
+            sys(libc::SYS_clone, [libc::SIGCHLD as u64, 0, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
         let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
         assert_eq!(sys(libc::SYS_clone, [thread, 0, 0, 0, 0, 0]), RET_ALLOW);
-        for f in [libc::CLONE_NEWUSER, libc::CLONE_NEWNS, libc::CLONE_NEWPID, libc::CLONE_NEWNET] {
-            assert_eq!(sys(libc::SYS_clone, [f as u64, 0, 0, 0, 0, 0]), errno(libc::EPERM));
+        for f in [
+            libc::CLONE_NEWUSER,
+            libc::CLONE_NEWNS,
+            libc::CLONE_NEWPID,
+            libc::CLONE_NEWNET,
+        ] {
+            assert_eq!(
+                sys(libc::SYS_clone, [f as u64, 0, 0, 0, 0, 0]),
+                errno(libc::EPERM)
+            );
         }
     }
 
     #[test]
     fn socket_families_and_ioctls() {
-        assert_eq!(sys(libc::SYS_socket, [libc::AF_INET as u64, 1, 0, 0, 0, 0]), RET_ALLOW);
-        assert_eq!(sys(libc::SYS_socket, [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]), RET_ALLOW);
-        assert_eq!(sys(libc::SYS_socket, [AF_VSOCK as u64, 1, 0, 0, 0, 0]), errno(libc::EAFNOSUPPORT));
-        assert_eq!(sys(libc::SYS_socket, [AF_ALG as u64, 5, 0, 0, 0, 0]), errno(libc::EAFNOSUPPORT));
-        assert_eq!(sys(libc::SYS_ioctl, [0, TIOCSTI as u64, 0, 0, 0, 0]), errno(libc::EPERM));
+        assert_eq!(
+            sys(libc::SYS_socket, [libc::AF_INET as u64, 1, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            sys(libc::SYS_socket, [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            sys(libc::SYS_socket, [AF_VSOCK as u64, 1, 0, 0, 0, 0]),
+            errno(libc::EAFNOSUPPORT)
+        );
+        assert_eq!(
+            sys(libc::SYS_socket, [AF_ALG as u64, 5, 0, 0, 0, 0]),
+            errno(libc::EAFNOSUPPORT)
+        );
+        assert_eq!(
+            sys(libc::SYS_ioctl, [0, TIOCSTI as u64, 0, 0, 0, 0]),
+            errno(libc::EPERM)
+        );
         // High bits set must not sneak past the check.
-        assert_eq!(sys(libc::SYS_ioctl, [0, 0xffff_ffff_0000_0000 | TIOCSTI as u64, 0, 0, 0, 0]), errno(libc::EPERM));
-        assert_eq!(sys(libc::SYS_ioctl, [0, libc::TCGETS, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(
+            sys(
+                libc::SYS_ioctl,
+                [0, 0xffff_ffff_0000_0000 | TIOCSTI as u64, 0, 0, 0, 0]
+            ),
+            errno(libc::EPERM)
+        );
+        assert_eq!(
+            sys(libc::SYS_ioctl, [0, libc::TCGETS, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
     }
 
     #[test]
     fn foreign_arch_and_x32_are_killed() {
         let p = build_filter();
-        assert_eq!(run(&p, 0x4000_0003 /* AUDIT_ARCH_I386 */, 20, [0; 6]), RET_KILL_PROCESS);
-        assert_eq!(run(&p, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 39, [0; 6]), RET_KILL_PROCESS);
+        assert_eq!(
+            run(&p, 0x4000_0003 /* AUDIT_ARCH_I386 */, 20, [0; 6]),
+            RET_KILL_PROCESS
+        );
+        assert_eq!(
+            run(&p, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 39, [0; 6]),
+            RET_KILL_PROCESS
+        );
     }
 
     #[test]
     fn personality_is_restricted() {
-        assert_eq!(sys(libc::SYS_personality, [0xffff_ffff, 0, 0, 0, 0, 0]), RET_ALLOW);
-        assert_eq!(sys(libc::SYS_personality, [0x0040_0000 /* READ_IMPLIES_EXEC */, 0, 0, 0, 0, 0]), errno(libc::EPERM));
+        assert_eq!(
+            sys(libc::SYS_personality, [0xffff_ffff, 0, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            sys(
+                libc::SYS_personality,
+                [0x0040_0000 /* READ_IMPLIES_EXEC */, 0, 0, 0, 0, 0]
+            ),
+            errno(libc::EPERM)
+        );
     }
 
     #[test]
