@@ -72,11 +72,7 @@ fn parse_mountinfo(text: &str) -> (Vec<(PathBuf, Vec<String>)>, Option<PathBuf>)
         }
         let mount_point = PathBuf::from(unescape_mountinfo(left[4]));
         match right[0] {
-            "cgroup2" => {
-                if v2.is_none() {
-                    v2 = Some(mount_point);
-                }
-            }
+            "cgroup2" if v2.is_none() => v2 = Some(mount_point),
             "cgroup" => {
                 let ctrls = right[2]
                     .split(',')
@@ -239,6 +235,17 @@ impl Layout {
             }
         }
         Ok(cg)
+    }
+
+    /// Every per-run group that currently exists under the parents (for leak checks).
+    pub fn run_groups(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for m in self.mounts() {
+            if let Ok(rd) = fs::read_dir(m.path().join(&self.parent)) {
+                out.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+            }
+        }
+        out
     }
 
     /// Removes cgroups left by earlier runs of this process's predecessors (crashes). Only empty

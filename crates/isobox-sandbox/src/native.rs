@@ -1133,7 +1133,7 @@ impl Backend for NativeBackend {
                 io::Error::last_os_error()
             )));
         }
-        let mut init = InitProcess {
+        let init = InitProcess {
             pid: pid as libc::pid_t,
             reaped: false,
         };
@@ -1147,15 +1147,19 @@ impl Backend for NativeBackend {
         drop(keep_strings);
 
         set_nonblocking(status_r.as_raw_fd());
-        let mut status = StatusReader {
-            fd: status_r,
-            buf: Vec::new(),
-            eof: false,
+        let mut s = Session {
+            status: StatusReader {
+                fd: status_r,
+                buf: Vec::new(),
+                eof: false,
+            },
+            cmd_w: Some(cmd_w),
+            init,
+            cg,
         };
-        let mut cmd_w = Some(cmd_w);
         // Wait for READY (or a setup failure).
         let ready = loop {
-            if let Some((kind, a, b)) = status.next() {
+            if let Some((kind, a, b)) = s.status.next() {
                 break match kind {
                     MSG_READY => Ok(()),
                     MSG_SETUP_FAILED => {
@@ -1164,16 +1168,14 @@ impl Backend for NativeBackend {
                     _ => Err(format!("unexpected message {kind} from the sandbox")),
                 };
             }
-            if status.eof {
+            if s.status.eof {
                 break Err("the sandbox init died during setup".to_string());
             }
-            wait_readable(status.fd.as_raw_fd(), None);
-            status.pump();
+            wait_readable(s.status.fd.as_raw_fd(), None);
+            s.status.pump();
         };
         if let Err(e) = ready {
-            init.kill();
-            init.reap();
-            cg.remove()?;
+            s.finish()?;
             return Err(SandboxError::Setup(e));
         }
         let setup_time = started.elapsed();
@@ -1181,41 +1183,49 @@ impl Backend for NativeBackend {
         let mut reports = Vec::new();
         for (i, phase) in spec.phases.iter().enumerate() {
             if i > 0 {
-                cg.reset_peak();
-                cg.set_limits(
+                s.cg.reset_peak();
+                s.cg.set_limits(
                     phase.limits.memory_bytes,
                     phase.limits.max_processes,
                     phase.limits.cpu_millis,
                 )?;
             }
-            let report = self.supervise(
-                i,
-                phase,
-                &mut pipes[i],
-                &mut status,
-                cmd_w.as_ref(),
-                &init,
-                &cg,
-            );
+            let report = self.supervise(i, phase, &mut pipes[i], &mut s);
             let stop = report.status != Status::Ok && !phase.continue_on_failure;
-            let dead =
-                report.limit_hit.is_some() || report.status == Status::InternalError || status.eof;
+            let dead = report.limit_hit.is_some()
+                || report.status == Status::InternalError
+                || s.status.eof;
             reports.push(report);
             if stop || dead {
                 break;
             }
         }
-        // No more phases: closing the control pipe makes init exit.
-        cmd_w.take();
-        init.kill();
-        init.reap();
-        cg.kill_all();
-        cg.remove()?;
+        s.finish()?;
         Ok(ExecReport {
             phases: reports,
             setup_time,
             total_time: started.elapsed(),
         })
+    }
+}
+
+/// One live sandbox, as the supervisor holds it.
+struct Session {
+    status: StatusReader,
+    /// Control pipe to init: one byte releases the next phase; closing it makes init exit.
+    cmd_w: Option<OwnedFd>,
+    init: InitProcess,
+    cg: RunCgroup,
+}
+
+impl Session {
+    /// Ends the sandbox: init exits (or is killed), the tree is gone, the cgroup removed.
+    fn finish(&mut self) -> Result<(), SandboxError> {
+        self.cmd_w.take();
+        self.init.kill();
+        self.init.reap();
+        self.cg.kill_all();
+        self.cg.remove()
     }
 }
 
@@ -1392,11 +1402,15 @@ impl NativeBackend {
         index: usize,
         phase: &Phase,
         pipes: &mut PhasePipes,
-        status: &mut StatusReader,
-        cmd_w: Option<&OwnedFd>,
-        init: &InitProcess,
-        cg: &RunCgroup,
+        session: &mut Session,
     ) -> PhaseReport {
+        let Session {
+            status,
+            cmd_w,
+            init,
+            cg,
+        } = session;
+        let cmd_w = cmd_w.as_ref();
         let limits = &phase.limits;
         let cap = limits.max_output_bytes as usize;
         let mut out = Capture {
@@ -1431,7 +1445,7 @@ impl NativeBackend {
         if go != Some(true) {
             failure = Some("cannot release the phase to the sandbox".into());
         }
-        let kill = |init: &InitProcess| {
+        let kill = |init: &InitProcess, cg: &RunCgroup| {
             init.kill();
             cg.kill_all();
         };
@@ -1442,7 +1456,7 @@ impl NativeBackend {
                 break;
             }
             if failure.is_some() && limit_hit.is_none() && exited.is_none() {
-                kill(init);
+                kill(init, cg);
             }
             // Limits.
             if limit_hit.is_none() && exited.is_none() {
@@ -1455,7 +1469,7 @@ impl NativeBackend {
                     limit_hit = Some(LimitHit::Output);
                 }
                 if limit_hit.is_some() {
-                    kill(init);
+                    kill(init, cg);
                 }
             }
             let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4);

@@ -1,0 +1,74 @@
+//! Runs after the rest of the suite (scripts/test runs it last, on its own) and checks that all
+//! those sandboxes left nothing behind on the host: no cgroup, no process of the sandbox user,
+//! no mount, no temp dir. It also runs a few sandboxes itself first, so it checks something even
+//! when run alone.
+
+mod common;
+use common::*;
+
+use isobox_sandbox::cgroup::Layout;
+
+fn sandbox_processes(uid: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let owned = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .is_some_and(|l| l.split_whitespace().skip(1).any(|u| u == uid.to_string()));
+        if owned {
+            let cmd = std::fs::read_to_string(entry.path().join("cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ");
+            found.push(format!("pid {name}: {cmd}"));
+        }
+    }
+    found
+}
+
+#[test]
+fn leak_check() {
+    // Some sandboxes of our own, including ones that fight back.
+    assert_eq!(
+        run_code("bash", "(setsid sleep 1000 &); echo hi").status,
+        "ok"
+    );
+    assert_eq!(
+        run_with("bash", "sleep 1000", |r| r.limits = Some(limits(300, 64))).status,
+        "timeout"
+    );
+    assert_eq!(
+        run_with("bash", "kill -STOP $$", |r| r.limits =
+            Some(limits(300, 64)))
+        .status,
+        "timeout"
+    );
+
+    let layout = Layout::detect("isobox").expect("cgroups");
+    let groups = layout.run_groups();
+    assert!(groups.is_empty(), "cgroups left behind: {groups:?}");
+
+    let procs = sandbox_processes(isobox_sandbox::NativeConfig::default().uid);
+    assert!(procs.is_empty(), "sandbox processes left behind: {procs:?}");
+
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let ours: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.contains("/run/isobox") || l.contains("isobox-tmp"))
+        .collect();
+    assert!(ours.is_empty(), "mounts left on the host: {ours:?}");
+
+    let tmp: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("isobox"))
+        .collect();
+    assert!(tmp.is_empty(), "temp dirs left behind: {tmp:?}");
+}
