@@ -1,0 +1,138 @@
+//! The `isobox` command line as a user meets it.
+
+mod common;
+use common::*;
+
+use std::process::Command;
+
+#[test]
+fn refuses_to_run_without_privileges() {
+    let dir = TempDir::new("nonroot");
+    let prog = dir.file("hello.py", "print('should never run')\n");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // Drop to nobody with no capabilities, like a user who forgot sudo.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(isobox_bin())
+        .arg("run")
+        .arg(&prog)
+        .output()
+        .expect("setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "stderr: {stderr}");
+    assert!(
+        stderr.contains("needs root") && stderr.contains("--backend docker"),
+        "stderr: {stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("should never run"));
+}
+
+#[test]
+fn docker_backend_is_reported_missing_clearly() {
+    let dir = TempDir::new("docker");
+    let prog = dir.file("hello.py", "print(1)\n");
+    let out = cli(&["run", prog.to_str().unwrap(), "--backend", "docker"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("docker backend"));
+}
+
+#[test]
+fn unknown_extension_and_language_are_clear_errors() {
+    let dir = TempDir::new("unknown");
+    let prog = dir.file("prog.xyz", "whatever\n");
+    let out = cli(&["run", prog.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--language"),
+        "{out:?}"
+    );
+    let out = cli(&["run", prog.to_str().unwrap(), "--language", "cobol"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown language `cobol`"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn exit_codes_follow_the_contract() {
+    let dir = TempDir::new("codes");
+    let cases = [
+        ("exit.sh", "exit 42", 42),
+        ("sig.sh", "kill -SEGV $$", 128 + 11),
+        ("loop.sh", "while :; do :; done", 124),
+        (
+            "mem.sh",
+            "head -c 300000000 /dev/zero | tail > /dev/null",
+            137,
+        ),
+        ("out.sh", "yes", 137),
+    ];
+    for (name, code, want) in cases {
+        let prog = dir.file(name, code);
+        let out = cli(&[
+            "run",
+            prog.to_str().unwrap(),
+            "--timeout-ms",
+            "1000",
+            "--memory-mb",
+            "64",
+        ]);
+        assert_eq!(out.status.code(), Some(want), "{name}: {out:?}");
+    }
+}
+
+#[test]
+fn json_result_has_the_contract_fields() {
+    let dir = TempDir::new("json");
+    let prog = dir.file(
+        "main.py",
+        "import sys\nprint(sys.stdin.read().upper(), end='')\nsys.exit(3)\n",
+    );
+    let out = cli(&["run", prog.to_str().unwrap(), "--stdin", "héllo", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["status"], "runtime_error");
+    assert_eq!(v["exit_code"], 3);
+    assert_eq!(v["stdout"], "HÉLLO");
+    assert_eq!(v["language"], "python");
+    assert_eq!(v["cached"], false);
+    assert!(v["compile"].is_null());
+    for key in [
+        "id",
+        "version",
+        "signal",
+        "stderr",
+        "stdout_truncated",
+        "stderr_truncated",
+        "cpu_time_ms",
+        "wall_time_ms",
+        "memory_peak_bytes",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert!(v["memory_peak_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn selftest_reports_everything_enforced() {
+    let out = cli(&["selftest", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let missing: Vec<_> = v["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["enforced"] != true)
+        .map(|p| format!("{}: {}", p["name"], p["detail"]))
+        .collect();
+    assert!(missing.is_empty(), "not enforced: {missing:?}");
+    assert_eq!(v["ok"], true);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(v["probes"].as_array().unwrap().len() >= 14);
+}
