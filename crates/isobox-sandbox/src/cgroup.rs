@@ -138,7 +138,7 @@ impl Layout {
             cpuacct,
             parent: parent.to_string(),
         };
-        layout.prepare_parents()?;
+        layout.prepare()?;
         Ok(layout)
     }
 
@@ -169,7 +169,8 @@ impl Layout {
     }
 
     /// Creates `<hierarchy>/<parent>` once and, on v2, enables the controllers for its children.
-    fn prepare_parents(&self) -> Result<(), SandboxError> {
+    /// `detect` calls it; call it yourself for a hand-built layout.
+    pub fn prepare(&self) -> Result<(), SandboxError> {
         for m in self.mounts() {
             let dir = m.path().join(&self.parent);
             match fs::create_dir(&dir) {
@@ -179,15 +180,24 @@ impl Layout {
             }
             if m.is_v2() {
                 let ctrls = self.v2_controllers();
-                for (at, _) in [(m.path().to_path_buf(), 0), (dir.clone(), 1)] {
-                    let enabled =
-                        fs::read_to_string(at.join("cgroup.subtree_control")).unwrap_or_default();
-                    for c in &ctrls {
-                        if !enabled.split_whitespace().any(|e| e == *c) {
-                            write_file(&at.join("cgroup.subtree_control"), &format!("+{c}"))?;
-                        }
+                let root = m.path();
+                match enable_controllers(root, &ctrls) {
+                    Ok(()) => {}
+                    // "No internal processes": when the hierarchy root we were given is not the
+                    // real root (a container's cgroup namespace, a delegated subtree), processes
+                    // in it block enabling controllers for its children. Move ourselves into a
+                    // leaf and try again (as nsjail does).
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        let leaf = root.join(format!("{}-supervisor", self.parent));
+                        let _ = fs::create_dir(&leaf);
+                        write_file(&leaf.join("cgroup.procs"), "0")?;
+                        enable_controllers(root, &ctrls)
+                            .map_err(|e| setup_err(root, "enable controllers in", e))?;
                     }
+                    Err(e) => return Err(setup_err(root, "enable controllers in", e)),
                 }
+                enable_controllers(&dir, &ctrls)
+                    .map_err(|e| setup_err(&dir, "enable controllers in", e))?;
             }
         }
         Ok(())
@@ -271,6 +281,21 @@ impl Layout {
             }
         }
     }
+}
+
+/// Enables `ctrls` in `at/cgroup.subtree_control` (v2) where they are not enabled yet.
+fn enable_controllers(at: &Path, ctrls: &[&str]) -> io::Result<()> {
+    let file = at.join("cgroup.subtree_control");
+    let enabled = fs::read_to_string(&file).unwrap_or_default();
+    for c in ctrls {
+        if !enabled.split_whitespace().any(|e| e == *c) {
+            OpenOptions::new()
+                .write(true)
+                .open(&file)?
+                .write_all(format!("+{c}").as_bytes())?;
+        }
+    }
+    Ok(())
 }
 
 /// `run-<pid>-<n>` names carry the pid of the supervisor that made them.

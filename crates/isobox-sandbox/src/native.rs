@@ -271,6 +271,14 @@ impl NativeBackend {
     pub fn new(cfg: NativeConfig) -> Result<NativeBackend, SandboxError> {
         check_privileges()?;
         let layout = Layout::detect(&cfg.cgroup_parent)?;
+        NativeBackend::with_layout(cfg, layout)
+    }
+
+    /// Like `new`, with a cgroup layout chosen by the caller instead of detected (hosts where
+    /// detection must be overridden; tests of the v2 code paths on hybrid hosts).
+    pub fn with_layout(cfg: NativeConfig, layout: Layout) -> Result<NativeBackend, SandboxError> {
+        check_privileges()?;
+        layout.prepare()?;
         layout.sweep_stale();
         fs::create_dir_all(&cfg.mount_point).map_err(|e| {
             SandboxError::Setup(format!("cannot create {}: {e}", cfg.mount_point.display()))
