@@ -218,6 +218,7 @@ impl Layout {
     pub fn create(&self, name: &str) -> Result<RunCgroup, SandboxError> {
         let mut cg = RunCgroup {
             dirs: Vec::new(),
+            v2_dir: None,
             memory: self.memory.path().join(&self.parent).join(name),
             memory_v2: self.memory.is_v2(),
             pids: self.pids.path().join(&self.parent).join(name),
@@ -232,6 +233,9 @@ impl Layout {
             if let Err(e) = fs::create_dir(&dir) {
                 // Whatever was created so far is removed by RunCgroup's Drop.
                 return Err(setup_err(&dir, "create", e));
+            }
+            if m.is_v2() {
+                cg.v2_dir = Some(dir.clone());
             }
             cg.dirs.push(dir);
         }
@@ -341,10 +345,18 @@ fn read_keyed(path: &Path, key: &str) -> Option<u64> {
     })
 }
 
+/// Open files for joining a run's cgroup (see [`RunCgroup::join_files`]).
+pub struct JoinFiles {
+    pub v1_procs: Vec<File>,
+    pub v2_procs: Option<File>,
+    pub v2_dir: Option<File>,
+}
+
 /// The cgroup of one execution, removed on drop.
 #[derive(Debug)]
 pub struct RunCgroup {
     dirs: Vec<PathBuf>,
+    v2_dir: Option<PathBuf>,
     memory: PathBuf,
     memory_v2: bool,
     pids: PathBuf,
@@ -361,19 +373,34 @@ impl RunCgroup {
         &self.dirs
     }
 
-    /// Opens every `cgroup.procs` for writing, for the sandbox init to join with `0`.
-    pub fn procs_files(&self) -> Result<Vec<File>, SandboxError> {
-        self.dirs
-            .iter()
-            .map(|d| {
-                let p = d.join("cgroup.procs");
-                OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_CLOEXEC)
-                    .open(&p)
-                    .map_err(|e| setup_err(&p, "open", e))
-            })
-            .collect()
+    /// Opens what the sandbox init needs to join the group: every v1 `cgroup.procs` (it writes
+    /// `0` into them), and for the v2 group both its `cgroup.procs` and the directory itself (for
+    /// `clone3(CLONE_INTO_CGROUP)`, which spares the migration).
+    pub fn join_files(&self) -> Result<JoinFiles, SandboxError> {
+        let open = |p: PathBuf, write: bool| {
+            let mut o = OpenOptions::new();
+            if write {
+                o.write(true).custom_flags(libc::O_CLOEXEC);
+            } else {
+                o.read(true)
+                    .custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY);
+            }
+            o.open(&p).map_err(|e| setup_err(&p, "open", e))
+        };
+        let mut files = JoinFiles {
+            v1_procs: Vec::new(),
+            v2_procs: None,
+            v2_dir: None,
+        };
+        for d in &self.dirs {
+            if Some(d) == self.v2_dir.as_ref() {
+                files.v2_procs = Some(open(d.join("cgroup.procs"), true)?);
+                files.v2_dir = Some(open(d.clone(), false)?);
+            } else {
+                files.v1_procs.push(open(d.join("cgroup.procs"), true)?);
+            }
+        }
+        Ok(files)
     }
 
     /// Applies memory (swap 0), pids and CPU bandwidth limits.

@@ -531,7 +531,12 @@ struct ChildPhase {
 
 struct ChildCtx<'a> {
     keep_fds: Vec<RawFd>,
+    /// v1 `cgroup.procs` files to write `0` into.
     cgroup_fds: Vec<RawFd>,
+    /// The v2 group's `cgroup.procs` (-1 if none), written only if clone3 could not place us.
+    cgroup_v2_fd: RawFd,
+    /// Set just before `clone3(CLONE_INTO_CGROUP)`, so the child knows it was born in the v2 group.
+    born_in_v2: bool,
     ops: [&'a [Op]; 2],
     newroot: CString,
     hostname: Vec<u8>,
@@ -718,10 +723,17 @@ unsafe fn child_init(ctx: &ChildCtx) -> ! {
     close_all_except(&ctx.keep_fds);
 
     // Join the run's cgroup before anything else, then hide the rest of the tree.
-    for &fd in &ctx.cgroup_fds {
+    let v2 = (!ctx.born_in_v2 && ctx.cgroup_v2_fd >= 0).then_some(ctx.cgroup_v2_fd);
+    for &fd in ctx.cgroup_fds.iter().chain(v2.iter()) {
         if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
             fail(ctx, STEP_CGROUP);
         }
+    }
+    for &fd in ctx
+        .cgroup_fds
+        .iter()
+        .chain(std::iter::once(&ctx.cgroup_v2_fd))
+    {
         libc::close(fd);
     }
     if libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
@@ -1042,7 +1054,7 @@ impl Backend for NativeBackend {
         let mut cg = self.layout.create(&name)?;
         let first = &spec.phases[0].limits;
         cg.set_limits(first.memory_bytes, first.max_processes, first.cpu_millis)?;
-        let procs = cg.procs_files()?;
+        let join = cg.join_files()?;
 
         let run_ops = self.run_ops(spec)?;
         let setup_setup: Vec<&Op> = self.base_ops.iter().chain(run_ops.iter()).collect();
@@ -1077,7 +1089,12 @@ impl Backend for NativeBackend {
             });
         }
         let mut keep_fds: Vec<RawFd> = vec![cmd_r.as_raw_fd(), status_w.as_raw_fd()];
-        keep_fds.extend(procs.iter().map(|f| f.as_raw_fd()));
+        keep_fds.extend(
+            join.v1_procs
+                .iter()
+                .chain(&join.v2_procs)
+                .map(|f| f.as_raw_fd()),
+        );
         for p in &pipes {
             keep_fds.extend(p.child_ends.iter().map(|f| f.as_raw_fd()));
         }
@@ -1086,9 +1103,11 @@ impl Backend for NativeBackend {
         lo_req[..2].copy_from_slice(b"lo");
         let flags = (libc::IFF_UP | libc::IFF_RUNNING) as u16;
         lo_req[16..18].copy_from_slice(&flags.to_ne_bytes());
-        let ctx = ChildCtx {
+        let mut ctx = ChildCtx {
             keep_fds,
-            cgroup_fds: procs.iter().map(|f| f.as_raw_fd()).collect(),
+            cgroup_fds: join.v1_procs.iter().map(|f| f.as_raw_fd()).collect(),
+            cgroup_v2_fd: join.v2_procs.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1),
+            born_in_v2: false,
             ops: [&self.base_ops, &run_ops],
             newroot: cpath(&self.cfg.mount_point),
             hostname: self.cfg.hostname.as_bytes().to_vec(),
@@ -1112,7 +1131,7 @@ impl Backend for NativeBackend {
             | libc::CLONE_NEWNET
             | libc::CLONE_NEWIPC
             | libc::CLONE_NEWUTS;
-        // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a private copy of
+        // SAFETY: a fork-like clone or clone3 (no CLONE_VM, no new stack): the child gets a private copy of
         // this address space and runs `child_init`, which never returns and only uses raw
         // syscalls on the prepared `ctx`. Signals are blocked around the clone so that no handler
         // of this process runs in the child before it resets them.
@@ -1121,14 +1140,35 @@ impl Backend for NativeBackend {
             let mut old: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut all);
             libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-            let pid = libc::syscall(
-                libc::SYS_clone,
-                (flags | libc::SIGCHLD) as c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            );
+            let mut pid = -1;
+            if let Some(dir) = &join.v2_dir {
+                // Born directly in the v2 group: no migration, no RCU stall (kernel 5.7+).
+                ctx.born_in_v2 = true;
+                let args = CloneArgs {
+                    flags: (flags as u64) | CLONE_INTO_CGROUP,
+                    exit_signal: libc::SIGCHLD as u64,
+                    cgroup: dir.as_raw_fd() as u64,
+                    ..CloneArgs::default()
+                };
+                pid = libc::syscall(
+                    libc::SYS_clone3,
+                    &args as *const CloneArgs,
+                    std::mem::size_of::<CloneArgs>(),
+                );
+                if pid < 0 {
+                    ctx.born_in_v2 = false;
+                }
+            }
+            if pid < 0 {
+                pid = libc::syscall(
+                    libc::SYS_clone,
+                    (flags | libc::SIGCHLD) as c_ulong,
+                    0usize,
+                    0usize,
+                    0usize,
+                    0usize,
+                );
+            }
             if pid == 0 {
                 child_init(&ctx);
             }
@@ -1146,7 +1186,7 @@ impl Backend for NativeBackend {
             reaped: false,
         };
         drop(ctx);
-        drop(procs);
+        drop(join);
         drop(cmd_r);
         drop(status_w);
         for p in &mut pipes {
@@ -1236,6 +1276,25 @@ impl Session {
         self.cg.remove()
     }
 }
+
+/// `struct clone_args` of clone3 (version 2, with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Polls one fd for input, with an optional timeout.
 fn wait_readable(fd: RawFd, timeout: Option<Duration>) {
