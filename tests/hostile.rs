@@ -1,0 +1,1236 @@
+//! Hostile programs: each one tries to hurt the host or escape the sandbox, and each test asserts
+//! that it is contained with the right status and that the host is unharmed afterwards.
+mod common;
+use common::*;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use isobox_core::{ExecutionResult, RequestLimits};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+// ---------------------------------------------------------------------------------------------
+
+/// Limits with separate wall and CPU budgets.
+fn limits_full(timeout_ms: u64, cpu_ms: u64, memory_mb: u64) -> RequestLimits {
+    RequestLimits {
+        timeout_ms: Some(timeout_ms),
+        cpu_time_ms: Some(cpu_ms),
+        memory_mb: Some(memory_mb),
+        ..Default::default()
+    }
+}
+
+/// Runs a C program (compiled by gcc in the sandbox); panics if it does not compile.
+fn run_c(code: &str, l: RequestLimits, args: &[&str]) -> ExecutionResult {
+    let r = run_with("c", code, |r| {
+        r.limits = Some(l);
+        r.args = Some(args.iter().map(|s| s.to_string()).collect());
+    });
+    let c = r.compile.as_ref().expect("C has a compile step");
+    assert_eq!(c.status, "ok", "compile failed: {}\n{r:?}", c.stderr);
+    r
+}
+
+/// Runs a bash or python program with limits and args.
+fn run_script(lang: &str, code: &str, l: RequestLimits, args: &[&str]) -> ExecutionResult {
+    run_with(lang, code, |r| {
+        r.limits = Some(l);
+        r.args = Some(args.iter().map(|s| s.to_string()).collect());
+    })
+}
+
+/// `key=value` lines of a program's stdout.
+fn kv(stdout: &str) -> BTreeMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// The value of `key` in `map`, or a panic that shows the whole output.
+fn get<'a>(map: &'a BTreeMap<String, String>, key: &str, r: &ExecutionResult) -> &'a str {
+    map.get(key)
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("no `{key}=` line in the output\n{r:?}"))
+}
+
+/// A token unique to this test process and moment, usable as a number (e.g. a `sleep` argument
+/// that no other process on the host has on its command line).
+fn unique_number(prefix: u32) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}.{:06}{:09}", std::process::id(), nanos)
+}
+
+/// Host pids whose command line (NULs turned into spaces) contains `needle`.
+fn host_procs_with(needle: &str) -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd: String = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains(needle) {
+            let state = std::fs::read_to_string(e.path().join("status"))
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("State:"))
+                .unwrap_or("")
+                .to_string();
+            out.push((pid, format!("{cmd} [{state}]")));
+        }
+    }
+    out
+}
+
+/// Asserts that no host process carries `needle` (a short grace period for the kernel to finish
+/// tearing down; a process that escaped would still be there).
+fn assert_no_host_procs(needle: &str) {
+    let deadline = Instant::now() + Duration::from_millis(500);
+    loop {
+        let left = host_procs_with(needle);
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("processes of the sandbox survived the run: {left:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `f` while polling the host for processes carrying `needle`; returns `f`'s result and the
+/// most such processes seen at once (proof that the token really marks the sandboxed tree).
+fn watch_host_procs<T: Send>(needle: &str, f: impl FnOnce() -> T + Send) -> (T, usize) {
+    std::thread::scope(|s| {
+        let h = s.spawn(f);
+        let mut most = 0;
+        while !h.is_finished() {
+            most = most.max(host_procs_with(needle).len());
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        (h.join().unwrap(), most)
+    })
+}
+
+/// Run cgroups created by this test process that still exist.
+fn leftover_cgroups() -> Vec<String> {
+    let prefix = format!("run-{}-", std::process::id());
+    let mut left = Vec::new();
+    for base in [
+        "/sys/fs/cgroup/memory/isobox",
+        "/sys/fs/cgroup/pids/isobox",
+        "/sys/fs/cgroup/cpu/isobox",
+        "/sys/fs/cgroup/cpuacct/isobox",
+        "/sys/fs/cgroup/cpu,cpuacct/isobox",
+        "/sys/fs/cgroup/unified/isobox",
+        "/sys/fs/cgroup/isobox",
+    ] {
+        if let Ok(rd) = std::fs::read_dir(base) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&prefix) {
+                    left.push(format!("{base}/{n}"));
+                }
+            }
+        }
+    }
+    left
+}
+
+/// The host can still create processes (a fork bomb must not have eaten the host's pids).
+fn assert_host_can_spawn() {
+    for _ in 0..16 {
+        let st = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .status()
+            .expect("the host can still spawn processes");
+        assert_eq!(st.code(), Some(7));
+    }
+}
+
+fn file_hash(p: &str) -> Option<Vec<u8>> {
+    std::fs::read(p).ok()
+}
+
+/// C prelude: `CHECK(name, expr)` prints `name=OK` or `name=<ERRNO NAME>`.
+const C_PRELUDE: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+static void report(const char *name, long r, int e) {
+    if (r < 0) printf("%s=%s\n", name, strerrorname_np(e));
+    else printf("%s=OK\n", name);
+    fflush(stdout);
+}
+#define CHECK(name, expr) do { errno = 0; long r_ = (long)(expr); report(name, r_, errno); } while (0)
+"#;
+
+fn c_src(body: &str) -> String {
+    format!("{C_PRELUDE}\n{body}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process bombs.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn fork_bomb_in_c_is_contained() {
+    let token = unique_number(987_601);
+    let code = c_src("int main(void) { for (;;) fork(); }");
+    let t = Instant::now();
+    let (r, most) = watch_host_procs(&token, || run_c(&code, limits(3000, 128), &[&token]));
+    let elapsed = t.elapsed();
+    assert!(
+        most >= 10,
+        "the bomb never forked ({most} processes seen): {r:?}"
+    );
+    assert!(
+        matches!(r.status.as_str(), "timeout" | "runtime_error" | "ok"),
+        "{r:?}"
+    );
+    assert!(r.wall_time_ms <= 3000 + 1000, "run took too long: {r:?}");
+    let compile_ms = r.compile.as_ref().map(|c| c.wall_time_ms).unwrap_or(0);
+    assert!(
+        elapsed < Duration::from_millis(compile_ms + 3000 + 3000),
+        "execute took {elapsed:?}: {r:?}"
+    );
+    assert_no_host_procs(&token);
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+    assert_host_can_spawn();
+}
+
+#[test]
+fn fork_bomb_in_bash_is_contained() {
+    let token = unique_number(987_602);
+    let t = Instant::now();
+    let r = run_script("bash", ":(){ :|:& };:\n", limits(3000, 128), &[&token]);
+    let elapsed = t.elapsed();
+    assert!(
+        matches!(r.status.as_str(), "timeout" | "runtime_error" | "ok"),
+        "{r:?}"
+    );
+    assert!(r.wall_time_ms <= 3000 + 1000, "run took too long: {r:?}");
+    assert!(elapsed < Duration::from_secs(6), "execute took {elapsed:?}");
+    assert_no_host_procs(&token);
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+    assert_host_can_spawn();
+}
+
+#[test]
+fn fork_bomb_in_bash_with_a_live_main_is_contained() {
+    // The main shell stays alive while the bomb rages, so the run ends by the wall clock and the
+    // kill has to win against processes that fork as fast as the pids limit lets them.
+    let token = unique_number(987_603);
+    let t = Instant::now();
+    let (r, most) = watch_host_procs(&token, || {
+        run_script(
+            "bash",
+            ":(){ :|:& };:\nsleep 10\n",
+            limits(3000, 128),
+            &[&token],
+        )
+    });
+    let elapsed = t.elapsed();
+    assert!(
+        most >= 10,
+        "the bomb never forked ({most} processes seen): {r:?}"
+    );
+    assert_eq!(r.status, "timeout", "{r:?}");
+    assert!(r.wall_time_ms <= 3000 + 1000, "run took too long: {r:?}");
+    assert!(elapsed < Duration::from_secs(6), "execute took {elapsed:?}");
+    assert_no_host_procs(&token);
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+    assert_host_can_spawn();
+}
+
+#[test]
+fn thread_bomb_hits_the_pids_limit() {
+    let code = c_src(
+        r#"
+#include <pthread.h>
+static void *idle(void *a) { (void)a; for (;;) pause(); return NULL; }
+int main(void) {
+    for (int n = 0; n < 100000; n++) {
+        pthread_t t;
+        int e = pthread_create(&t, NULL, idle, NULL);
+        if (e) { printf("threads=%d\nerr=%s\n", n, strerrorname_np(e)); return 0; }
+    }
+    puts("err=none");
+    return 1;
+}
+"#,
+    );
+    let mut l = limits(4000, 256);
+    l.max_processes = Some(32);
+    let r = run_c(&code, l, &[]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    assert_eq!(get(&m, "err", &r), "EAGAIN", "{r:?}");
+    let n: u32 = get(&m, "threads", &r).parse().unwrap();
+    // The init and the main thread count too: at most 30 more fit under 32.
+    assert!(
+        (20..=30).contains(&n),
+        "{n} threads under a 32-task limit: {r:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn memory_bomb_is_memory_limit() {
+    let code = c_src(
+        r#"
+int main(void) {
+    for (long mib = 0;; mib++) {
+        char *p = malloc(1 << 20);
+        if (!p) { printf("malloc failed at %ld MiB\n", mib); return 3; }
+        memset(p, 0x5a, 1 << 20);
+    }
+}
+"#,
+    );
+    let r = run_c(&code, limits(5000, 64), &[]);
+    assert_eq!(r.status, "memory_limit", "{r:?}");
+    assert!(r.wall_time_ms < 5000, "{r:?}");
+}
+
+#[test]
+fn huge_noreserve_reservation_succeeds() {
+    let code = c_src(
+        r#"
+#include <sys/mman.h>
+int main(void) {
+    size_t len = 64UL << 30;
+    char *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) { printf("mmap=%s\n", strerrorname_np(errno)); return 1; }
+    /* Commit and touch a little of it at both ends. */
+    if (mprotect(p, 1 << 20, PROT_READ | PROT_WRITE) != 0) { printf("mprotect=%s\n", strerrorname_np(errno)); return 1; }
+    if (mprotect(p + len - (1 << 20), 1 << 20, PROT_READ | PROT_WRITE) != 0) { printf("mprotect=%s\n", strerrorname_np(errno)); return 1; }
+    memset(p, 1, 1 << 20);
+    memset(p + len - (1 << 20), 2, 1 << 20);
+    printf("mmap=OK\nsum=%d\n", p[0] + p[len - 1]);
+    return 0;
+}
+"#,
+    );
+    let r = run_c(&code, limits(4000, 64), &[]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    assert_eq!(get(&m, "mmap", &r), "OK");
+    assert_eq!(get(&m, "sum", &r), "3");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn busy_loop_times_out() {
+    let code = c_src("int main(void) { volatile unsigned long n = 0; for (;;) n++; }");
+    let r = run_c(&code, limits(2000, 64), &[]);
+    assert_eq!(r.status, "timeout", "{r:?}");
+    assert!(r.wall_time_ms < 2000 + 1000, "{r:?}");
+    assert!(r.cpu_time_ms >= 500, "a busy loop should burn CPU: {r:?}");
+}
+
+#[test]
+fn spinning_threads_cpu_time_is_summed() {
+    let code = c_src(
+        r#"
+#include <pthread.h>
+static void *spin(void *a) { (void)a; volatile unsigned long n = 0; for (;;) n++; return NULL; }
+int main(void) {
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++) if (pthread_create(&t[i], NULL, spin, NULL)) return 2;
+    for (int i = 0; i < 8; i++) pthread_join(t[i], NULL);
+    return 0;
+}
+"#,
+    );
+    let r = run_c(&code, limits_full(5000, 1000, 128), &[]);
+    assert_eq!(r.status, "timeout", "{r:?}");
+    assert!(r.cpu_time_ms >= 900, "{r:?}");
+    // The CPU limit (summed over the 8 threads, 1 CPU of quota) fires long before the wall one.
+    assert!(r.wall_time_ms < 4500, "the CPU limit did not fire: {r:?}");
+}
+
+#[test]
+fn sleep_times_out_by_wall_clock() {
+    let r = run_script("bash", "sleep 100\n", limits(1500, 64), &[]);
+    assert_eq!(r.status, "timeout", "{r:?}");
+    assert!(
+        (1400..3000).contains(&r.wall_time_ms),
+        "wall time should be the limit: {r:?}"
+    );
+    assert!(r.cpu_time_ms < 500, "sleeping costs no CPU: {r:?}");
+}
+
+#[test]
+fn blocked_read_on_own_pipe_times_out() {
+    let code = "import os\nr, w = os.pipe()\nprint('blocking', flush=True)\nos.read(r, 1)\nprint('unblocked')\n";
+    let r = run_script("python", code, limits(1500, 128), &[]);
+    assert_eq!(r.status, "timeout", "{r:?}");
+    assert_eq!(r.stdout, "blocking\n", "{r:?}");
+    assert!(r.wall_time_ms < 3000, "{r:?}");
+    assert!(r.cpu_time_ms < 1000, "{r:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes that try to outlive the run.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn setsid_daemon_dies_with_main() {
+    let a = unique_number(987_654);
+    let b = unique_number(987_655);
+    // One daemon keeps the output pipes, one closes them (a careful daemon).
+    let code = format!(
+        "setsid sleep {a} &\nd1=$!\nsetsid sh -c 'exec sleep {b}' </dev/null >/dev/null 2>&1 &\nd2=$!\n\
+         sleep 0.2\nkill -0 $d1 && kill -0 $d2 && grep -q {b} /proc/$d2/cmdline && echo started\n"
+    );
+    let t = Instant::now();
+    let r = run_script("bash", &code, limits(4000, 64), &[]);
+    let elapsed = t.elapsed();
+    assert_eq!(r.status, "ok", "{r:?}");
+    assert_eq!(r.stdout, "started\n", "{r:?}");
+    assert!(
+        r.wall_time_ms < 2000,
+        "the run waited for the daemon: {r:?}"
+    );
+    assert!(elapsed < Duration::from_secs(3), "execute took {elapsed:?}");
+    assert_no_host_procs(&a);
+    assert_no_host_procs(&b);
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}
+
+#[test]
+fn stopped_tree_is_killed_on_timeout() {
+    let token = unique_number(987_656);
+    // Children stop their own sleep and then themselves; main stops itself last.
+    let code = r#"
+for i in 1 2 3; do
+  ( sleep "$1" & kill -STOP $!; kill -STOP $BASHPID; echo resumed ) &
+done
+sleep 0.3
+echo stopping
+kill -STOP $$
+echo resumed
+"#;
+    let t = Instant::now();
+    let (r, most) = watch_host_procs(&token, || {
+        run_script("bash", code, limits(1000, 64), &[&token])
+    });
+    let elapsed = t.elapsed();
+    // Main, 3 subshells and 3 sleeps.
+    assert!(
+        most >= 7,
+        "the tree never existed ({most} processes seen): {r:?}"
+    );
+    assert_eq!(r.status, "timeout", "{r:?}");
+    assert_eq!(r.stdout, "stopping\n", "{r:?}");
+    assert!(r.wall_time_ms < 2500, "{r:?}");
+    assert!(elapsed < Duration::from_secs(4), "execute took {elapsed:?}");
+    assert_no_host_procs(&token);
+    assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn stdout_flood_is_cut_at_the_cap() {
+    let code = c_src(
+        r#"
+static char buf[1 << 16];
+int main(void) {
+    memset(buf, 'x', sizeof buf);
+    for (long i = 0; i < (1L << 30) / (long)sizeof buf; i++)
+        if (write(1, buf, sizeof buf) < 0) return 1;
+    return 0;
+}
+"#,
+    );
+    let mut l = limits(5000, 64);
+    l.max_output_bytes = Some(65536);
+    let r = run_c(&code, l, &[]);
+    assert_eq!(r.status, "output_limit", "{r:?}");
+    assert!(r.stdout_truncated, "{r:?}");
+    assert_eq!(r.stdout.len(), 65536);
+    assert!(r.stdout.bytes().all(|b| b == b'x'));
+    assert!(
+        r.wall_time_ms < 2000,
+        "output limit should stop it quickly: {r:?}"
+    );
+}
+
+#[test]
+fn stderr_flood_is_cut_at_the_cap() {
+    let mut l = limits(5000, 64);
+    l.max_output_bytes = Some(10_000);
+    let r = run_script("bash", "echo hi\nyes >&2\n", l, &[]);
+    assert_eq!(r.status, "output_limit", "{r:?}");
+    assert!(r.stderr_truncated, "{r:?}");
+    assert!(!r.stdout_truncated, "{r:?}");
+    assert_eq!(r.stdout, "hi\n");
+    assert_eq!(r.stderr.len(), 10_000);
+    assert!(r.stderr.starts_with("y\ny\n"));
+    assert!(r.wall_time_ms < 2000, "{r:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Disk.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn disk_fill_gets_enospc() {
+    // Files of 8 MiB (under the 16 MiB file size limit) until the 64 MiB tmpfs is full; the same
+    // for /dev/shm. tmpfs pages are charged to the run's memory cgroup, hence 256 MB.
+    let code = c_src(
+        r#"
+static char buf[1 << 20];
+static void fill(const char *dir, const char *key) {
+    long total = 0;
+    for (int f = 0; f < 1000; f++) {
+        char name[256];
+        snprintf(name, sizeof name, "%s/fill%d", dir, f);
+        int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) { printf("%s=%s\n%s_mib=%ld\n", key, strerrorname_np(errno), key, total >> 20); return; }
+        long in_file = 0;
+        while (in_file < (8L << 20)) {
+            ssize_t n = write(fd, buf, sizeof buf);
+            if (n < 0) { printf("%s=%s\n%s_mib=%ld\n", key, strerrorname_np(errno), key, total >> 20); close(fd); return; }
+            in_file += n; total += n;
+        }
+        close(fd);
+    }
+    printf("%s=none\n", key);
+}
+int main(void) {
+    memset(buf, 'd', sizeof buf);
+    fill("/tmp", "tmp");
+    fill("/dev/shm", "shm");
+    return 0;
+}
+"#,
+    );
+    let r = run_c(&code, limits(5000, 256), &[]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    assert_eq!(get(&m, "tmp", &r), "ENOSPC", "{r:?}");
+    assert_eq!(get(&m, "shm", &r), "ENOSPC", "{r:?}");
+    for k in ["tmp_mib", "shm_mib"] {
+        let mib: u64 = get(&m, k, &r).parse().unwrap();
+        assert!((40..=64).contains(&mib), "{k}={mib}: {r:?}");
+    }
+}
+
+#[test]
+fn a_million_empty_files_hit_the_inode_cap() {
+    let code = c_src(
+        r#"
+int main(void) {
+    for (long i = 0; i < 1000000; i++) {
+        char n[32];
+        snprintf(n, sizeof n, "e%ld", i);
+        int fd = open(n, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        if (fd < 0) { printf("err=%s\ncreated=%ld\n", strerrorname_np(errno), i); return 0; }
+        close(fd);
+    }
+    puts("err=none");
+    return 1;
+}
+"#,
+    );
+    let r = run_c(&code, limits(5000, 128), &[]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    assert_eq!(get(&m, "err", &r), "ENOSPC", "{r:?}");
+    let n: u64 = get(&m, "created", &r).parse().unwrap();
+    assert!(n <= 16 * 1024, "{n} files despite the inode cap: {r:?}");
+}
+
+#[test]
+fn file_over_the_size_limit_is_sigxfsz() {
+    let code = c_src(
+        r#"
+static char buf[1 << 20];
+int main(void) {
+    int fd = open("big", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return 2;
+    for (int i = 0; i < 32; i++) {
+        ssize_t n = write(fd, buf, sizeof buf);
+        if (n < 0) { printf("write=%s at %d MiB\n", strerrorname_np(errno), i); return 3; }
+    }
+    puts("wrote 32 MiB");
+    return 0;
+}
+"#,
+    );
+    let r = run_c(&code, limits(5000, 128), &[]);
+    assert_eq!(r.status, "signal", "{r:?}");
+    assert_eq!(r.signal.as_deref(), Some("SIGXFSZ"), "{r:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn network_is_loopback_only() {
+    let code = c_src(
+        r#"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+int main(void) {
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(80) };
+    inet_pton(AF_INET, "1.1.1.1", &a.sin_addr);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK("tcp_socket", s);
+    CHECK("tcp_connect", connect(s, (struct sockaddr *)&a, sizeof a));
+    struct sockaddr_in d = { .sin_family = AF_INET, .sin_port = htons(53) };
+    inet_pton(AF_INET, "8.8.8.8", &d.sin_addr);
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    CHECK("udp_sendto", sendto(u, "x", 1, 0, (struct sockaddr *)&d, sizeof d));
+    struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(80) };
+    inet_pton(AF_INET6, "2606:4700:4700::1111", &a6.sin6_addr);
+    int s6 = socket(AF_INET6, SOCK_STREAM, 0);
+    if (s6 >= 0) CHECK("tcp6_connect", connect(s6, (struct sockaddr *)&a6, sizeof a6));
+    else puts("tcp6_connect=NOSOCKET");
+    CHECK("raw_socket", socket(AF_INET, SOCK_RAW, IPPROTO_ICMP));
+    CHECK("packet_socket", socket(AF_PACKET, SOCK_RAW, 0));
+    /* Loopback works. */
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in lo = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    CHECK("lo_bind", bind(l, (struct sockaddr *)&lo, sizeof lo));
+    CHECK("lo_listen", listen(l, 1));
+    socklen_t len = sizeof lo;
+    getsockname(l, (struct sockaddr *)&lo, &len);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK("lo_connect", connect(c, (struct sockaddr *)&lo, sizeof lo));
+    /* Interfaces. */
+    FILE *f = fopen("/proc/net/dev", "r");
+    if (!f) { printf("ifaces=%s\n", strerrorname_np(errno)); return 0; }
+    char line[512], names[512] = "";
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (++n <= 2) continue;
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        *colon = 0;
+        char *p = line;
+        while (*p == ' ') p++;
+        if (names[0]) strcat(names, ",");
+        strcat(names, p);
+    }
+    printf("ifaces=%s\n", names);
+    return 0;
+}
+"#,
+    );
+    let r = run_c(&code, limits(5000, 128), &[]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    assert_eq!(get(&m, "tcp_socket", &r), "OK");
+    assert_eq!(get(&m, "tcp_connect", &r), "ENETUNREACH", "{r:?}");
+    assert_eq!(get(&m, "udp_sendto", &r), "ENETUNREACH", "{r:?}");
+    assert_ne!(get(&m, "tcp6_connect", &r), "OK", "{r:?}");
+    assert_eq!(get(&m, "raw_socket", &r), "EPERM", "{r:?}");
+    assert_eq!(get(&m, "packet_socket", &r), "EPERM", "{r:?}");
+    assert_eq!(get(&m, "lo_bind", &r), "OK", "{r:?}");
+    assert_eq!(get(&m, "lo_connect", &r), "OK", "{r:?}");
+    assert_eq!(get(&m, "ifaces", &r), "lo", "{r:?}");
+}
+
+#[test]
+fn dns_lookup_fails() {
+    let code = r#"
+import socket
+try:
+    print('resolved', socket.getaddrinfo('example.com', 80))
+except socket.gaierror as e:
+    print('gaierror', e.errno)
+"#;
+    let r = run_script("python", code, limits(5000, 128), &[]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    assert!(r.stdout.starts_with("gaierror "), "{r:?}");
+    assert!(r.wall_time_ms < 4000, "{r:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel attack surface.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn privileged_syscalls_are_refused() {
+    let code = c_src(
+        r#"
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+static int secret = 42;
+int main(void) {
+    CHECK("vsock", socket(40 /* AF_VSOCK */, SOCK_STREAM, 0));
+    CHECK("alg", socket(38 /* AF_ALG */, SOCK_SEQPACKET, 0));
+    unsigned char params[120] = {0};
+    CHECK("io_uring_setup", syscall(425, 8, params));
+    CHECK("keyctl", syscall(SYS_keyctl, 0 /* GET_KEYRING_ID */, -3 /* SESSION */, 1));
+    CHECK("add_key", syscall(SYS_add_key, "user", "isobox", "x", 1, -2));
+    CHECK("request_key", syscall(SYS_request_key, "user", "isobox", NULL, -2));
+    CHECK("unshare_user", unshare(CLONE_NEWUSER));
+    CHECK("unshare_net", unshare(CLONE_NEWNET));
+    CHECK("mount", mount("none", "/tmp", "tmpfs", 0, NULL));
+    CHECK("umount", umount2("/proc", MNT_DETACH));
+    CHECK("chroot", chroot("/tmp"));
+    int nsfd = open("/proc/self/ns/net", O_RDONLY);
+    CHECK("setns", setns(nsfd, 0));
+    CHECK("bpf", syscall(321, 0, NULL, 0));
+    CHECK("userfaultfd", syscall(323, 0));
+    CHECK("perf_event_open", syscall(298, NULL, 0, -1, -1, 0));
+    CHECK("personality", personality(0x0400000 /* READ_IMPLIES_EXEC */));
+    /* The classic container-escape and host-wide syscalls (harmless arguments throughout). */
+    CHECK("open_by_handle_at", syscall(SYS_open_by_handle_at, AT_FDCWD, NULL, O_RDONLY));
+    CHECK("iopl", syscall(SYS_iopl, 3));
+    CHECK("ioperm", syscall(SYS_ioperm, 0x80, 1, 1));
+    CHECK("init_module", syscall(SYS_init_module, NULL, 0, ""));
+    CHECK("finit_module", syscall(SYS_finit_module, -1, "", 0));
+    CHECK("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0));
+    CHECK("reboot", syscall(SYS_reboot, 0, 0, 0, NULL));
+    CHECK("swapon", syscall(SYS_swapon, "/tmp/nothing", 0));
+    CHECK("acct", syscall(SYS_acct, NULL));
+    CHECK("sethostname", sethostname("pwned", 5));
+    struct timespec ts = { 0, 0 };
+    CHECK("clock_settime", clock_settime(CLOCK_REALTIME, &ts));
+    /* clone with namespace flags (a child, if one appears, leaves at once). */
+    errno = 0;
+    long cu = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+    if (cu == 0) _exit(0);
+    report("clone_newuser", cu, errno);
+    if (cu > 0) waitpid(cu, NULL, 0);
+    errno = 0;
+    long cn = syscall(SYS_clone, CLONE_NEWNET | CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0);
+    if (cn == 0) _exit(0);
+    report("clone_newnet", cn, errno);
+    if (cn > 0) waitpid(cn, NULL, 0);
+    /* clone3 must be ENOSYS (a child, if one appears, leaves at once). */
+    uint64_t cl[8] = {0};
+    cl[4] = SIGCHLD;
+    errno = 0;
+    long c3 = syscall(435, cl, sizeof cl);
+    if (c3 == 0) _exit(0);
+    report("clone3", c3, errno);
+    if (c3 > 0) waitpid(c3, NULL, 0);
+    /* A plain fork still works. */
+    pid_t victim = fork();
+    if (victim == 0) { for (;;) pause(); }
+    CHECK("fork", victim);
+    /* A sibling tries to trace the victim. */
+    pid_t tracer = fork();
+    if (tracer == 0) {
+        long r = ptrace(PTRACE_ATTACH, victim, 0, 0);
+        _exit(r < 0 ? errno : 0);
+    }
+    int st = 0;
+    waitpid(tracer, &st, 0);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) puts("ptrace_attach_sibling=OK");
+    else if (WIFEXITED(st)) printf("ptrace_attach_sibling=%s\n", strerrorname_np(WEXITSTATUS(st)));
+    else puts("ptrace_attach_sibling=KILLED");
+    CHECK("ptrace_attach_child", ptrace(PTRACE_ATTACH, victim, 0, 0));
+    CHECK("ptrace_traceme", ptrace(PTRACE_TRACEME, 0, 0, 0));
+    int out = 0;
+    struct iovec local = { &out, sizeof out }, remote = { &secret, sizeof secret };
+    CHECK("process_vm_readv", process_vm_readv(victim, &local, 1, &remote, 1, 0));
+    CHECK("process_vm_writev", process_vm_writev(victim, &local, 1, &remote, 1, 0));
+    kill(victim, SIGKILL);
+    waitpid(victim, NULL, 0);
+    return 0;
+}
+"#,
+    );
+    let r = run_c(&code, limits(5000, 128), &[]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    assert_eq!(get(&m, "fork", &r), "OK", "{r:?}");
+    assert_eq!(get(&m, "vsock", &r), "EAFNOSUPPORT", "{r:?}");
+    assert_eq!(get(&m, "alg", &r), "EAFNOSUPPORT", "{r:?}");
+    assert_eq!(get(&m, "clone3", &r), "ENOSYS", "{r:?}");
+    for k in [
+        "io_uring_setup",
+        "keyctl",
+        "add_key",
+        "request_key",
+        "unshare_user",
+        "unshare_net",
+        "mount",
+        "umount",
+        "chroot",
+        "setns",
+        "bpf",
+        "userfaultfd",
+        "perf_event_open",
+        "personality",
+        "open_by_handle_at",
+        "iopl",
+        "ioperm",
+        "init_module",
+        "finit_module",
+        "kexec_load",
+        "reboot",
+        "swapon",
+        "acct",
+        "sethostname",
+        "clock_settime",
+        "clone_newuser",
+        "clone_newnet",
+        "ptrace_attach_sibling",
+        "ptrace_attach_child",
+        "ptrace_traceme",
+        "process_vm_readv",
+        "process_vm_writev",
+    ] {
+        assert_eq!(get(&m, k, &r), "EPERM", "{k}: {r:?}");
+    }
+}
+
+#[test]
+fn host_file_system_is_read_only_and_fds_are_clean() {
+    let code = c_src(
+        r#"
+#include <dirent.h>
+#include <sys/ioctl.h>
+#include <sys/sysmacros.h>
+#include <termios.h>
+int main(void) {
+    CHECK("usr_bin_create", open("/usr/bin/isobox-x", O_WRONLY | O_CREAT, 0755));
+    CHECK("etc_passwd_write", open("/etc/passwd", O_WRONLY | O_APPEND));
+    CHECK("etc_create", open("/etc/isobox-x", O_WRONLY | O_CREAT, 0644));
+    CHECK("root_create", open("/x", O_WRONLY | O_CREAT, 0644));
+    CHECK("root_mkdir", mkdir("/isobox-dir", 0755));
+    CHECK("usr_rename", rename("/usr/bin/env", "/usr/bin/env2"));
+    CHECK("proc_exe_rdwr", open("/proc/self/exe", O_RDWR));
+    CHECK("sysrq_write", open("/proc/sysrq-trigger", O_WRONLY));
+    CHECK("core_pattern_write", open("/proc/sys/kernel/core_pattern", O_WRONLY));
+    CHECK("dev_create", open("/dev/isobox-x", O_WRONLY | O_CREAT, 0644));
+    CHECK("dev_tty", open("/dev/tty", O_RDWR));
+    CHECK("sys_exists", access("/sys", F_OK));
+    CHECK("mknod_dev", mknod("/tmp/mem", S_IFCHR | 0666, makedev(1, 1)));
+    char c = 'x';
+    CHECK("tiocsti", ioctl(1, TIOCSTI, &c));
+    CHECK("tiocsti_hibits", syscall(16 /* ioctl */, 1, 0xffffffff00000000UL | TIOCSTI, &c));
+    CHECK("setsid_again", setsid());
+    int tfd = open("/tmp/ok", O_WRONLY | O_CREAT, 0644);
+    report("tmp_create", tfd, errno);
+    if (tfd >= 0) close(tfd);
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) { printf("fds=%s\n", strerrorname_np(errno)); return 0; }
+    char list[1024] = "";
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        if (atoi(e->d_name) == dirfd(d)) continue;
+        if (list[0]) strcat(list, ",");
+        strcat(list, e->d_name);
+    }
+    closedir(d);
+    printf("fds=%s\n", list);
+    return 0;
+}
+"#,
+    );
+    let r = run_c(&code, limits(5000, 128), &[]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    for k in [
+        "usr_bin_create",
+        "etc_passwd_write",
+        "etc_create",
+        "root_create",
+        "root_mkdir",
+        "usr_rename",
+        "dev_create",
+    ] {
+        let v = get(&m, k, &r);
+        assert!(v == "EROFS" || v == "EACCES", "{k}={v}: {r:?}");
+    }
+    for k in [
+        "proc_exe_rdwr",
+        "sysrq_write",
+        "core_pattern_write",
+        "dev_tty",
+    ] {
+        assert_ne!(get(&m, k, &r), "OK", "{k}: {r:?}");
+    }
+    assert_eq!(get(&m, "sys_exists", &r), "ENOENT", "{r:?}");
+    assert_eq!(get(&m, "mknod_dev", &r), "EPERM", "{r:?}");
+    assert_eq!(get(&m, "tiocsti", &r), "EPERM", "{r:?}");
+    assert_eq!(get(&m, "tiocsti_hibits", &r), "EPERM", "{r:?}");
+    // Already a session leader: setsid fails, so there is no way back to a controlling tty.
+    assert_eq!(get(&m, "setsid_again", &r), "EPERM", "{r:?}");
+    assert_eq!(get(&m, "tmp_create", &r), "OK", "{r:?}");
+    assert_eq!(get(&m, "fds", &r), "0,1,2", "{r:?}");
+    assert!(!Path::new("/usr/bin/isobox-x").exists());
+    assert!(!Path::new("/x").exists());
+    assert!(!Path::new("/isobox-dir").exists());
+}
+
+#[test]
+fn i386_syscall_is_killed_with_sigsys() {
+    let code = r#"
+#include <stdio.h>
+int main(void) {
+    long r;
+    puts("before");
+    fflush(stdout);
+    __asm__ volatile("int $0x80" : "=a"(r) : "a"(20L) : "memory");
+    printf("survived getpid=%ld\n", r);
+    return 0;
+}
+"#;
+    let r = run_c(code, limits(3000, 64), &[]);
+    assert_eq!(r.status, "signal", "{r:?}");
+    assert_eq!(r.signal.as_deref(), Some("SIGSYS"), "{r:?}");
+    assert_eq!(r.stdout, "before\n", "{r:?}");
+}
+
+#[test]
+fn symlinks_to_host_files_are_harmless() {
+    let token = unique_number(987_657);
+    let shadow_before = file_hash("/etc/shadow");
+    let passwd_before = file_hash("/etc/passwd");
+    let code = format!(
+        r#"
+ln -s /etc/shadow shadow
+ln -s /etc/passwd passwd
+ln -s / root
+ln -s /root home
+mkdir -p out && ln -s /etc out/etc
+cat shadow >/dev/null 2>&1 && echo read_shadow=OK || echo read_shadow=FAIL
+echo pwned >> shadow 2>/dev/null && echo write_shadow=OK || echo write_shadow=FAIL
+echo pwned >> passwd 2>/dev/null && echo write_passwd=OK || echo write_passwd=FAIL
+echo pwned > root/isobox-pwned-{token} 2>/dev/null && echo write_root=OK || echo write_root=FAIL
+echo pwned > home/isobox-pwned-{token} 2>/dev/null && echo write_home=OK || echo write_home=FAIL
+echo pwned > out/etc/isobox-pwned-{token} 2>/dev/null && echo write_etc=OK || echo write_etc=FAIL
+ls / | tr '\n' ' ' | sed 's/^/root_listing=/'; echo
+"#
+    );
+    let r = run_script("bash", &code, limits(5000, 64), &[]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    for k in [
+        "read_shadow",
+        "write_shadow",
+        "write_passwd",
+        "write_root",
+        "write_home",
+        "write_etc",
+    ] {
+        assert_eq!(get(&m, k, &r), "FAIL", "{k}: {r:?}");
+    }
+    let listing = get(&m, "root_listing", &r);
+    assert!(
+        !listing.split(' ').any(|e| e == "root" || e == "home"),
+        "host dirs visible: {listing}"
+    );
+    assert_eq!(
+        file_hash("/etc/shadow"),
+        shadow_before,
+        "host /etc/shadow changed"
+    );
+    assert_eq!(
+        file_hash("/etc/passwd"),
+        passwd_before,
+        "host /etc/passwd changed"
+    );
+    for p in [
+        format!("/isobox-pwned-{token}"),
+        format!("/root/isobox-pwned-{token}"),
+        format!("/etc/isobox-pwned-{token}"),
+    ] {
+        assert!(!Path::new(&p).exists(), "{p} was created on the host");
+    }
+    // The new root is mounted only inside the sandbox's mount namespace.
+    let mount_point: Vec<_> = std::fs::read_dir("/run/isobox/root")
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        mount_point.is_empty(),
+        "the host mount point is not empty: {mount_point:?}"
+    );
+}
+
+#[test]
+fn abort_is_sigabrt_without_a_core_file() {
+    let cwd = std::env::current_dir().unwrap();
+    let cores = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("core"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = cores(&cwd);
+    let code = c_src(
+        r#"
+#include <sys/resource.h>
+int main(void) {
+    struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
+    CHECK("raise_core_limit", setrlimit(RLIMIT_CORE, &rl));
+    abort();
+}
+"#,
+    );
+    let r = run_c(&code, limits(3000, 64), &[]);
+    assert_eq!(r.status, "signal", "{r:?}");
+    assert_eq!(r.signal.as_deref(), Some("SIGABRT"), "{r:?}");
+    assert_eq!(
+        kv(&r.stdout).get("raise_core_limit").map(String::as_str),
+        Some("EPERM")
+    );
+    assert_eq!(
+        cores(&cwd),
+        before,
+        "a core file appeared in {}",
+        cwd.display()
+    );
+    assert!(cores(Path::new("/run/isobox/root")).is_empty());
+}
+
+#[test]
+fn no_privilege_escalation_through_setuid() {
+    let code = r#"
+grep -E '^[^ ]+ /tmp ' /proc/self/mounts | grep -q nosuid && echo tmp_nosuid=yes || echo tmp_nosuid=no
+grep -E '^[^ ]+ / ' /proc/self/mounts | grep -q nosuid && echo root_nosuid=yes || echo root_nosuid=no
+grep -E '^[^ ]+ /usr ' /proc/self/mounts | grep -q nosuid && echo usr_nosuid=yes || echo usr_nosuid=no
+echo "nnp=$(awk '/^NoNewPrivs:/ {print $2}' /proc/self/status)"
+echo "seccomp=$(awk '/^Seccomp:/ {print $2}' /proc/self/status)"
+echo "capeff=$(awk '/^CapEff:/ {print $2}' /proc/self/status)"
+echo "capbnd=$(awk '/^CapBnd:/ {print $2}' /proc/self/status)"
+cp /usr/bin/id ./id && chmod 4755 ./id && echo "suid_id=$(./id -u)"
+echo "uid=$(id -u) gid=$(id -g)"
+echo "groups=$(id -G)"
+"#;
+    let r = run_script("bash", code, limits(5000, 64), &[]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    assert_eq!(get(&m, "tmp_nosuid", &r), "yes", "{r:?}");
+    assert_eq!(get(&m, "root_nosuid", &r), "yes", "{r:?}");
+    assert_eq!(get(&m, "usr_nosuid", &r), "yes", "{r:?}");
+    assert_eq!(get(&m, "nnp", &r), "1", "{r:?}");
+    assert_eq!(get(&m, "seccomp", &r), "2", "{r:?}");
+    assert_eq!(get(&m, "capeff", &r), "0000000000000000", "{r:?}");
+    assert_eq!(get(&m, "capbnd", &r), "0000000000000000", "{r:?}");
+    assert_eq!(get(&m, "suid_id", &r), "60000", "{r:?}");
+    assert!(r.stdout.contains("uid=60000 gid=60000\n"), "{r:?}");
+    assert_eq!(get(&m, "groups", &r), "60000", "{r:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Isolation between runs.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn parallel_runs_cannot_see_each_other() {
+    let code = r#"
+import os, socket, sys, time
+tag = sys.argv[1]
+open(f'/tmp/marker-{tag}', 'w').write(tag)
+open(f'/dev/shm/marker-{tag}', 'w').write(tag)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.bind('\0isobox-test')
+    s.listen(1)
+    print('bind=OK')
+except OSError as e:
+    print('bind=' + (os.strerror(e.errno) if e.errno else str(e)))
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+# IPC_CREAT | IPC_EXCL | 0600 with the same key in both runs.
+shm_id = libc.shmget(0x1505B0C5, 4096, 0o1000 | 0o2000 | 0o600)
+print('sysv_shm=' + ('OK' if shm_id >= 0 else os.strerror(ctypes.get_errno())))
+print('t_bound=%.6f' % time.time(), flush=True)
+time.sleep(1.2)
+print('tmp=' + ','.join(sorted(os.listdir('/tmp'))))
+print('shm=' + ','.join(sorted(os.listdir('/dev/shm'))))
+procs = []
+for p in os.listdir('/proc'):
+    if p.isdigit():
+        try:
+            cmd = open(f'/proc/{p}/cmdline', 'rb').read().replace(b'\0', b' ').decode().strip()
+        except OSError as e:
+            cmd = 'unreadable'
+        procs.append(f'{p}:{cmd}')
+print('procs=' + ';'.join(sorted(procs)))
+print('self=%d' % os.getpid())
+print('hostname=' + socket.gethostname())
+print('t_end=%.6f' % time.time())
+"#;
+    let go = |tag: &str| run_script("python", code, limits(5000, 128), &[tag]);
+    let (a, b) = std::thread::scope(|s| {
+        let ha = s.spawn(|| go("A"));
+        let hb = s.spawn(|| go("B"));
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    let check = |r: &ExecutionResult, me: &str, other: &str| {
+        assert_eq!(r.status, "ok", "{r:?}");
+        let m = kv(&r.stdout);
+        assert_eq!(get(&m, "bind", r), "OK", "{me}: {r:?}");
+        assert_eq!(get(&m, "sysv_shm", r), "OK", "{me}: {r:?}");
+        let tmp = get(&m, "tmp", r);
+        assert!(tmp.split(',').any(|f| f == format!("marker-{me}")), "{r:?}");
+        assert!(
+            !tmp.contains(&format!("marker-{other}")),
+            "{me} sees {other}'s /tmp: {r:?}"
+        );
+        assert_eq!(get(&m, "shm", r), format!("marker-{me}"), "{r:?}");
+        let own = get(&m, "self", r);
+        let procs = get(&m, "procs", r);
+        assert!(!procs.is_empty(), "{r:?}");
+        for p in procs.split(';') {
+            let (pid, cmd) = p.split_once(':').unwrap();
+            assert!(
+                cmd.ends_with(&format!("main.py {me}")),
+                "{me} sees a foreign process {pid} `{cmd}`: {r:?}"
+            );
+        }
+        assert!(procs.split(';').any(|p| p.split(':').next() == Some(own)));
+        assert_eq!(get(&m, "hostname", r), "isobox", "{r:?}");
+        let t_bound: f64 = get(&m, "t_bound", r).parse().unwrap();
+        let t_end: f64 = get(&m, "t_end", r).parse().unwrap();
+        (t_bound, t_end)
+    };
+    let (a0, a1) = check(&a, "A", "B");
+    let (b0, b1) = check(&b, "B", "A");
+    // The segments lived and died in the runs' IPC namespaces.
+    let key = 0x1505B0C5u32.to_string();
+    let host_shm = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+    assert!(
+        !host_shm
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(key.as_str())),
+        "a sandbox SysV segment is visible on the host"
+    );
+    // Both held the same abstract socket name at the same time.
+    assert!(
+        a0.max(b0) < a1.min(b1),
+        "the runs did not overlap: A {a0}..{a1}, B {b0}..{b1}"
+    );
+}
+
+/// Kills and reaps a host child on drop.
+struct HostChild(std::process::Child);
+
+impl Drop for HostChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn kill_cannot_reach_host_processes_of_the_same_uid() {
+    use std::os::unix::process::CommandExt;
+    let token = unique_number(987_658);
+    let mut host = HostChild(
+        std::process::Command::new("sleep")
+            .arg(&token)
+            .uid(60000)
+            .gid(60000)
+            .spawn()
+            .expect("spawn a host process as the sandbox uid"),
+    );
+    let host_pid = host.0.id().to_string();
+    let code = r#"
+kill -9 "$1" 2>/dev/null && echo direct=OK || echo direct=FAIL
+kill -9 -1 2>/dev/null; echo all=$?
+pkill -9 -f sleep 2>/dev/null; true
+echo survived=yes
+"#;
+    let r = run_script("bash", code, limits(4000, 64), &[&host_pid]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    assert_eq!(get(&m, "direct", &r), "FAIL", "{r:?}");
+    assert_eq!(get(&m, "survived", &r), "yes", "{r:?}");
+    assert!(
+        host.0.try_wait().unwrap().is_none(),
+        "the sandbox killed a host process: {r:?}"
+    );
+    assert_eq!(host_procs_with(&token).len(), 1);
+}
+
+#[test]
+fn host_listeners_are_unreachable() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let name = format!("isobox-host-{}", unique_number(987_659));
+    let unix =
+        UnixListener::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+    unix.set_nonblocking(true).unwrap();
+    let code = r#"
+import socket, sys
+port, name = int(sys.argv[1]), sys.argv[2]
+def attempt(key, family, addr):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(2)
+    try:
+        s.connect(addr)
+        print(key + '=OK')
+    except OSError as e:
+        print(key + '=' + type(e).__name__)
+attempt('tcp', socket.AF_INET, ('127.0.0.1', port))
+attempt('abstract', socket.AF_UNIX, '\0' + name)
+"#;
+    let r = run_script(
+        "python",
+        code,
+        limits(5000, 128),
+        &[&port.to_string(), &name],
+    );
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    assert_eq!(get(&m, "tcp", &r), "ConnectionRefusedError", "{r:?}");
+    assert_eq!(get(&m, "abstract", &r), "ConnectionRefusedError", "{r:?}");
+    assert!(
+        tcp.accept().is_err(),
+        "the host TCP listener got a connection"
+    );
+    assert!(
+        unix.accept().is_err(),
+        "the host unix listener got a connection"
+    );
+}
