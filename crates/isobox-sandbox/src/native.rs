@@ -782,7 +782,17 @@ unsafe fn child_init(ctx: &ChildCtx) -> ! {
         if libc::read(ctx.cmd_r, (&mut go as *mut u8).cast(), 1) != 1 {
             libc::_exit(0);
         }
-        let pid = libc::fork();
+        // Raw clone, not glibc's fork(): this process is a copy of a possibly multithreaded
+        // parent, and fork() would take malloc's locks, which another parent thread may have
+        // held at clone time (deadlock).
+        let pid = libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        ) as libc::pid_t;
         if pid < 0 {
             fail(ctx, STEP_FORK);
         }
@@ -862,13 +872,15 @@ unsafe fn payload(ctx: &ChildCtx, index: usize, p: &ChildPhase) -> ! {
     {
         die(6);
     }
-    if libc::setgroups(0, std::ptr::null()) != 0 {
+    // Raw syscalls: glibc's set*id wrappers broadcast to every thread it believes exists
+    // (copied from the parent's bookkeeping) and would wait forever for threads that are not here.
+    if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0 {
         die(7);
     }
-    if libc::setresgid(ctx.gid, ctx.gid, ctx.gid) != 0 {
+    if libc::syscall(libc::SYS_setresgid, ctx.gid, ctx.gid, ctx.gid) != 0 {
         die(8);
     }
-    if libc::setresuid(ctx.uid, ctx.uid, ctx.uid) != 0 {
+    if libc::syscall(libc::SYS_setresuid, ctx.uid, ctx.uid, ctx.uid) != 0 {
         die(9);
     }
     #[repr(C)]
