@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use isobox_sandbox::{Backend, ExecSpec, Limits, NativeBackend, NativeConfig, Phase, Status};
+use isobox_sandbox::{Backend, ExecSpec, Limits, NativeBackend, NativeConfig, Status};
 
 fn stats(mut v: Vec<Duration>) -> (f64, f64, f64) {
     v.sort();
@@ -18,19 +18,8 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64, f64) {
 }
 
 fn spec(argv: &[&str]) -> ExecSpec {
-    ExecSpec {
-        files: vec![],
-        phases: vec![Phase {
-            name: "run".into(),
-            argv: argv.iter().map(|s| s.to_string()).collect(),
-            env: vec![],
-            stdin: vec![],
-            limits: Limits::default(),
-            continue_on_failure: false,
-        }],
-        tmpfs_bytes: 64 << 20,
-        tmpfs_inodes: 16384,
-    }
+    let argv = argv.iter().map(|s| s.to_string()).collect();
+    ExecSpec::single(argv, vec![], Limits::default())
 }
 
 fn bare(argv: &[&str]) -> Duration {

@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use isobox_sandbox::{
-    Backend, ExecSpec, LimitHit, Limits, NativeBackend, Phase, PhaseReport, Status,
-};
+use isobox_sandbox::{Backend, ExecSpec, LimitHit, Limits, NativeBackend, PhaseReport, Status};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -38,19 +36,8 @@ fn limits() -> Limits {
 }
 
 fn run_sh(b: &NativeBackend, script: &str, limits: Limits) -> Result<PhaseReport, String> {
-    let spec = ExecSpec {
-        files: vec![],
-        phases: vec![Phase {
-            name: "probe".into(),
-            argv: vec!["sh".into(), "-c".into(), script.into()],
-            env: vec![],
-            stdin: vec![],
-            limits,
-            continue_on_failure: false,
-        }],
-        tmpfs_bytes: 16 << 20,
-        tmpfs_inodes: 1024,
-    };
+    let argv = vec!["sh".into(), "-c".into(), script.into()];
+    let spec = ExecSpec::single(argv, vec![], limits);
     let report = b.execute(&spec).map_err(|e| e.to_string())?;
     report
         .phases

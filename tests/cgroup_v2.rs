@@ -8,9 +8,7 @@
 use std::time::Duration;
 
 use isobox_sandbox::cgroup::{Layout, Mount};
-use isobox_sandbox::{
-    Backend, ExecSpec, LimitHit, Limits, NativeBackend, NativeConfig, Phase, Status,
-};
+use isobox_sandbox::{Backend, ExecSpec, LimitHit, Limits, NativeBackend, NativeConfig, Status};
 
 fn v2_mount() -> Option<std::path::PathBuf> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -21,19 +19,11 @@ fn v2_mount() -> Option<std::path::PathBuf> {
 }
 
 fn spec(script: &str, limits: Limits) -> ExecSpec {
-    ExecSpec {
-        files: vec![],
-        phases: vec![Phase {
-            name: "run".into(),
-            argv: vec!["sh".into(), "-c".into(), script.into()],
-            env: vec![],
-            stdin: vec![],
-            limits,
-            continue_on_failure: false,
-        }],
-        tmpfs_bytes: 16 << 20,
-        tmpfs_inodes: 1024,
-    }
+    ExecSpec::single(
+        vec!["sh".into(), "-c".into(), script.into()],
+        vec![],
+        limits,
+    )
 }
 
 #[test]

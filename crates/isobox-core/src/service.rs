@@ -247,19 +247,7 @@ impl Executor {
                     max_processes: 64,
                     ..Limits::default()
                 };
-                let spec = ExecSpec {
-                    files: vec![],
-                    phases: vec![Phase {
-                        name: "version".into(),
-                        argv: lang.version.clone(),
-                        env: env_of(lang),
-                        stdin: vec![],
-                        limits,
-                        continue_on_failure: false,
-                    }],
-                    tmpfs_bytes: 16 << 20,
-                    tmpfs_inodes: 1024,
-                };
+                let spec = ExecSpec::single(lang.version.clone(), env_of(lang), limits);
                 let report = self.backend.execute(&spec).ok()?;
                 let p = report.phases.first()?;
                 let all = format!("{}\n{}", text(&p.stdout), text(&p.stderr));

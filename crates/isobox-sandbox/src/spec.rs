@@ -81,6 +81,25 @@ pub struct ExecSpec {
     pub tmpfs_inodes: u64,
 }
 
+impl ExecSpec {
+    /// One program, no files, a 16 MiB / 1024-inode work dir: probes, version checks, benches.
+    pub fn single(argv: Vec<String>, env: Vec<(String, String)>, limits: Limits) -> ExecSpec {
+        ExecSpec {
+            files: vec![],
+            phases: vec![Phase {
+                name: "run".into(),
+                argv,
+                env,
+                stdin: vec![],
+                limits,
+                continue_on_failure: false,
+            }],
+            tmpfs_bytes: 16 << 20,
+            tmpfs_inodes: 1024,
+        }
+    }
+}
+
 /// How a phase ended. The names are the public statuses of CONTRACT.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
