@@ -167,6 +167,8 @@ pub struct ExecReport {
     pub setup_time: Duration,
     /// Whole `execute` call including teardown.
     pub total_time: Duration,
+    /// The sandbox was pre-built (warm pool) rather than built for this run.
+    pub warm: bool,
 }
 
 /// Name of a signal, e.g. `SIGSEGV`.

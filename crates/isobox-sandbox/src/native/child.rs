@@ -1,0 +1,727 @@
+//! Everything that runs inside the sandbox before the program's `execve`: the init (pid 1 of the
+//! new pid namespace) and the payload set-up. Plus the data they read.
+//!
+//! # Rules for this file
+//! The init is a fork-like copy of the supervisor, which may be multithreaded (a server). Another
+//! thread may have held a lock (malloc's, glibc's thread list) at clone time, so the code here
+//! never allocates and never calls a libc function that takes a process-wide lock or assumes
+//! other threads (`fork`, `set*id` wrappers): raw syscalls on data prepared before the clone.
+//!
+//! # The job arena
+//! A sandbox is built in two stages: the base root (same for every run) right after the clone,
+//! and the run's own part (work tmpfs, files, programs) when the job arrives. The job is written
+//! by the supervisor into an [`Arena`]: a `MAP_SHARED` anonymous mapping created *before* the
+//! clone, so it sits at the same address in both processes and the init reads the job in place
+//! (plain pointers, no parsing). The program's stdio pipes come over the control socket with
+//! `SCM_RIGHTS`. One code path serves cold sandboxes (job sent right after the clone) and
+//! pre-built warm ones (job sent later). The payload loses the mapping at `execve`.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::RawFd;
+
+use libc::{c_char, c_int, c_ulong};
+
+use super::rootfs::Op;
+
+/// Most phases (programs) one job may have.
+pub(super) const MAX_PHASES: usize = 4;
+
+// ---------------------------------------------------------------------------------------------
+// The arena and the raw (pointer-based) job.
+// ---------------------------------------------------------------------------------------------
+
+/// A shared mapping the supervisor fills with a [`Job`] and the sandbox init reads.
+pub(super) struct Arena {
+    base: *mut u8,
+    size: usize,
+    used: usize,
+}
+
+// SAFETY: the arena is a plain memory region owned by one sandbox; the supervisor thread that
+// holds the sandbox is the only writer, and it hands the sandbox (with its arena) between threads
+// only as a whole.
+unsafe impl Send for Arena {}
+
+impl Arena {
+    pub(super) fn new(size: usize) -> io::Result<Arena> {
+        let size = size.max(4096).next_multiple_of(4096);
+        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // The header (the Job) lives at the start.
+        Ok(Arena {
+            base: p.cast(),
+            size,
+            used: std::mem::size_of::<Job>().next_multiple_of(16),
+        })
+    }
+
+    pub(super) fn base(&self) -> *const Job {
+        self.base.cast()
+    }
+
+    /// Copies `items` into the arena; `None` when it does not fit.
+    fn put<T: Copy>(&mut self, items: &[T]) -> Option<*const T> {
+        let align = std::mem::align_of::<T>().max(8);
+        let start = self.used.next_multiple_of(align);
+        let bytes = std::mem::size_of_val(items);
+        if start + bytes > self.size {
+            return None;
+        }
+        // SAFETY: start..start+bytes is inside the mapping (checked above), suitably aligned, and
+        // nothing else refers to that range yet.
+        unsafe {
+            let dst = self.base.add(start).cast::<T>();
+            std::ptr::copy_nonoverlapping(items.as_ptr(), dst, items.len());
+            self.used = start + bytes;
+            Some(dst)
+        }
+    }
+
+    fn put_cstr(&mut self, s: &CString) -> Option<*const c_char> {
+        self.put(s.as_bytes_with_nul()).map(|p| p.cast())
+    }
+
+    /// Copies a NULL-terminated array of C strings.
+    fn put_strv(&mut self, v: &[CString]) -> Option<*const *const c_char> {
+        let mut ptrs = Vec::with_capacity(v.len() + 1);
+        for s in v {
+            ptrs.push(self.put_cstr(s)?);
+        }
+        ptrs.push(std::ptr::null());
+        self.put(&ptrs)
+    }
+
+    /// Writes a job (per-run ops and phases) at the start of the arena. `None` if it does not fit.
+    pub(super) fn write_job(&mut self, ops: &[Op], phases: &[PhaseCmd]) -> Option<()> {
+        let mut raw_ops = Vec::with_capacity(ops.len());
+        for op in ops {
+            raw_ops.push(RawOp::from_op(op, Some(self))?);
+        }
+        let mut raw_phases = Vec::with_capacity(phases.len());
+        for p in phases {
+            raw_phases.push(RawPhase {
+                path: self.put_cstr(&p.path)?,
+                argv: self.put_strv(&p.argv)?,
+                envp: self.put_strv(&p.envp)?,
+                rlimits: self.put(&p.rlimits)?,
+                n_rlimits: p.rlimits.len(),
+            });
+        }
+        let job = Job {
+            ops: self.put(&raw_ops)?,
+            n_ops: raw_ops.len(),
+            phases: self.put(&raw_phases)?,
+            n_phases: raw_phases.len(),
+        };
+        // SAFETY: the header slot at the base was reserved in `new` and is properly aligned.
+        unsafe { std::ptr::write(self.base.cast::<Job>(), job) };
+        Some(())
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping; no reference into it outlives the arena.
+        unsafe { libc::munmap(self.base.cast(), self.size) };
+    }
+}
+
+/// A program of the job, as owned data (turned into raw pointers in the arena).
+pub(super) struct PhaseCmd {
+    pub path: CString,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    pub rlimits: Vec<[u64; 2]>,
+}
+
+/// The job header at the start of the arena.
+#[repr(C)]
+pub(super) struct Job {
+    ops: *const RawOp,
+    n_ops: usize,
+    phases: *const RawPhase,
+    n_phases: usize,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RawPhase {
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    rlimits: *const [u64; 2],
+    n_rlimits: usize,
+}
+
+const OP_MKDIR: u8 = 1;
+const OP_SYMLINK: u8 = 2;
+const OP_TOUCH: u8 = 3;
+const OP_MOUNT: u8 = 4;
+const OP_WRITE: u8 = 5;
+
+/// An [`Op`] as plain pointers: into the arena (job ops) or into the backend's base ops.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(super) struct RawOp {
+    kind: u8,
+    path: *const c_char,
+    src: *const c_char,
+    fstype: *const c_char,
+    data: *const u8,
+    len: usize,
+    flags: c_ulong,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    chown: bool,
+}
+
+impl RawOp {
+    /// Points at `op`'s own strings (`arena: None`; `op` must outlive the clone) or at copies in
+    /// the arena.
+    pub(super) fn from_op(op: &Op, mut arena: Option<&mut Arena>) -> Option<RawOp> {
+        fn s(arena: &mut Option<&mut Arena>, c: &CString) -> Option<*const c_char> {
+            match arena {
+                Some(a) => a.put_cstr(c),
+                None => Some(c.as_ptr()),
+            }
+        }
+        fn opt(arena: &mut Option<&mut Arena>, c: &Option<CString>) -> Option<*const c_char> {
+            match c {
+                Some(c) => s(arena, c),
+                None => Some(std::ptr::null()),
+            }
+        }
+        let mut raw = RawOp {
+            kind: 0,
+            path: std::ptr::null(),
+            src: std::ptr::null(),
+            fstype: std::ptr::null(),
+            data: std::ptr::null(),
+            len: 0,
+            flags: 0,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            chown: false,
+        };
+        let owner = |raw: &mut RawOp, o: &Option<(u32, u32)>| {
+            if let Some((u, g)) = o {
+                raw.chown = true;
+                raw.uid = *u;
+                raw.gid = *g;
+            }
+        };
+        let a = &mut arena;
+        match op {
+            Op::Mkdir {
+                path,
+                mode,
+                owner: o,
+            } => {
+                raw.kind = OP_MKDIR;
+                raw.path = s(a, path)?;
+                raw.mode = *mode;
+                owner(&mut raw, o);
+            }
+            Op::Symlink { target, path } => {
+                raw.kind = OP_SYMLINK;
+                raw.src = s(a, target)?;
+                raw.path = s(a, path)?;
+            }
+            Op::Touch { path } => {
+                raw.kind = OP_TOUCH;
+                raw.path = s(a, path)?;
+            }
+            Op::Mount {
+                src,
+                dst,
+                fstype,
+                flags,
+                data,
+            } => {
+                raw.kind = OP_MOUNT;
+                raw.src = opt(a, src)?;
+                raw.path = s(a, dst)?;
+                raw.fstype = opt(a, fstype)?;
+                raw.data = opt(a, data)?.cast();
+                raw.flags = *flags;
+            }
+            Op::Write {
+                path,
+                data,
+                mode,
+                owner: o,
+            } => {
+                raw.kind = OP_WRITE;
+                raw.path = s(a, path)?;
+                raw.data = match a {
+                    Some(arena) => arena.put(data.as_slice())?,
+                    None => data.as_ptr(),
+                };
+                raw.len = data.len();
+                raw.mode = *mode;
+                owner(&mut raw, o);
+            }
+        }
+        Some(raw)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the init gets at clone time (a copy of the supervisor's memory).
+// ---------------------------------------------------------------------------------------------
+
+pub(super) struct ChildCtx {
+    /// Fds the init keeps; every other inherited fd is closed first thing.
+    pub keep_fds: Vec<RawFd>,
+    /// v1 `cgroup.procs` files to write `0` into.
+    pub cgroup_fds: Vec<RawFd>,
+    /// The v2 group's `cgroup.procs` (-1 if none), written only if clone3 could not place us.
+    pub cgroup_v2_fd: RawFd,
+    /// Set just before `clone3(CLONE_INTO_CGROUP)`: the child was born in the v2 group.
+    pub born_in_v2: bool,
+    /// The base root's ops, pointing into the backend's `Op`s.
+    pub base: Vec<RawOp>,
+    pub newroot: CString,
+    pub hostname: Vec<u8>,
+    /// Control socket (SOCK_SEQPACKET): the job (with fds), then one byte per phase.
+    pub ctrl: RawFd,
+    pub status_w: RawFd,
+    pub uid: u32,
+    pub gid: u32,
+    pub cap_last: u32,
+    pub filter: libc::sock_fprog,
+    pub lo_req: [u8; 40],
+    pub arena: *const Job,
+}
+
+/// Messages from the sandbox (12 bytes, written atomically on a pipe).
+pub(super) const MSG_SETUP_FAILED: u32 = 1;
+pub(super) const MSG_READY: u32 = 2;
+pub(super) const MSG_EXEC_FAILED: u32 = 3;
+pub(super) const MSG_EXITED: u32 = 4;
+pub(super) const MSG_JOB_READY: u32 = 5;
+
+/// Setup steps other than the ops, for error messages. Job ops are numbered from `STEP_JOB`.
+const STEP_CGROUP: i32 = -1;
+const STEP_UNSHARE_CGROUP: i32 = -2;
+const STEP_PRIVATE: i32 = -3;
+const STEP_PIVOT: i32 = -4;
+const STEP_HOSTNAME: i32 = -5;
+const STEP_LOOPBACK: i32 = -6;
+const STEP_FORK: i32 = -7;
+const STEP_RECV_JOB: i32 = -8;
+pub(super) const STEP_JOB: i32 = 100_000;
+
+/// Describes a setup step for an error message.
+pub(super) fn step_name(step: i32, base: &[Op], job: &[Op]) -> String {
+    match step {
+        STEP_CGROUP => "join cgroup".into(),
+        STEP_UNSHARE_CGROUP => "unshare cgroup namespace".into(),
+        STEP_PRIVATE => "make mounts private".into(),
+        STEP_PIVOT => "pivot_root".into(),
+        STEP_HOSTNAME => "sethostname".into(),
+        STEP_LOOPBACK => "bring up loopback".into(),
+        STEP_FORK => "fork payload".into(),
+        STEP_RECV_JOB => "receive job".into(),
+        n if n >= STEP_JOB => job
+            .get((n - STEP_JOB) as usize)
+            .map(Op::describe)
+            .unwrap_or_default(),
+        n if n >= 0 => base.get(n as usize).map(Op::describe).unwrap_or_default(),
+        n => format!("step {n}"),
+    }
+}
+
+/// Payload failure stages (sent as the high 16 bits of MSG_EXEC_FAILED's first word).
+pub(super) const STAGES: &[&str] = &[
+    "execve",
+    "dup2",
+    "setsid",
+    "chdir",
+    "setrlimit",
+    "drop bounding set",
+    "clear ambient caps",
+    "setgroups",
+    "setresgid",
+    "setresuid",
+    "capset",
+    "no_new_privs",
+    "close_range",
+    "seccomp",
+];
+
+// SAFETY (for every function below): runs in the cloned child, a copy of the parent's memory
+// with a single thread; only raw syscalls on data prepared before the clone (or in the arena).
+
+unsafe fn send(fd: RawFd, kind: u32, a: i32, b: i32) {
+    let mut buf = [0u8; 12];
+    buf[0..4].copy_from_slice(&kind.to_ne_bytes());
+    buf[4..8].copy_from_slice(&a.to_ne_bytes());
+    buf[8..12].copy_from_slice(&b.to_ne_bytes());
+    libc::write(fd, buf.as_ptr().cast(), 12);
+}
+
+unsafe fn errno() -> i32 {
+    *libc::__errno_location()
+}
+
+unsafe fn fail(ctx: &ChildCtx, step: i32) -> ! {
+    send(ctx.status_w, MSG_SETUP_FAILED, step, errno());
+    libc::_exit(1);
+}
+
+unsafe fn reset_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+}
+
+unsafe fn unblock_signals() {
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+}
+
+/// Closes every fd except the (sorted) `keep` list.
+unsafe fn close_all_except(keep: &[RawFd]) {
+    let mut next: u32 = 0;
+    for &fd in keep {
+        let fd = fd as u32;
+        if fd > next {
+            libc::syscall(libc::SYS_close_range, next, fd - 1, 0);
+        }
+        next = fd + 1;
+    }
+    libc::syscall(libc::SYS_close_range, next, u32::MAX, 0);
+}
+
+unsafe fn run_op(op: &RawOp) -> bool {
+    match op.kind {
+        OP_MKDIR => {
+            if libc::mkdir(op.path, op.mode) != 0 && errno() != libc::EEXIST {
+                return false;
+            }
+            !op.chown || libc::chown(op.path, op.uid, op.gid) == 0
+        }
+        OP_SYMLINK => libc::symlink(op.src, op.path) == 0,
+        OP_TOUCH => {
+            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+            let fd = libc::open(op.path, flags, 0o644);
+            fd >= 0 && libc::close(fd) == 0
+        }
+        OP_MOUNT => libc::mount(op.src, op.path, op.fstype, op.flags, op.data.cast()) == 0,
+        OP_WRITE => {
+            let flags =
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+            let fd = libc::open(op.path, flags, op.mode);
+            if fd < 0 {
+                return false;
+            }
+            let mut off = 0;
+            while off < op.len {
+                let n = libc::write(fd, op.data.add(off).cast(), op.len - off);
+                if n <= 0 {
+                    libc::close(fd);
+                    return false;
+                }
+                off += n as usize;
+            }
+            if op.chown && libc::fchown(fd, op.uid, op.gid) != 0 {
+                libc::close(fd);
+                return false;
+            }
+            libc::fchmod(fd, op.mode);
+            libc::close(fd) == 0
+        }
+        _ => false,
+    }
+}
+
+/// Receives the job message and its fds (close-on-exec). Returns the fd count, or -1 on EOF.
+unsafe fn recv_job(ctrl: RawFd, fds: &mut [c_int; 3 * MAX_PHASES]) -> isize {
+    let mut byte = 0u8;
+    let mut iov = libc::iovec {
+        iov_base: (&mut byte as *mut u8).cast(),
+        iov_len: 1,
+    };
+    // Room for one SCM_RIGHTS header and 3 * MAX_PHASES ints, 8-byte aligned.
+    let mut cbuf = [0u64; 16];
+    let mut msg: libc::msghdr = std::mem::zeroed();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf);
+    let n = libc::recvmsg(ctrl, &mut msg, libc::MSG_CMSG_CLOEXEC);
+    if n <= 0 {
+        return -1;
+    }
+    let cmsg = libc::CMSG_FIRSTHDR(&msg);
+    if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+        return 0;
+    }
+    let data_len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+    let count = (data_len / std::mem::size_of::<c_int>()).min(fds.len());
+    let data = libc::CMSG_DATA(cmsg).cast::<c_int>();
+    for (i, fd) in fds.iter_mut().enumerate().take(count) {
+        *fd = std::ptr::read_unaligned(data.add(i));
+    }
+    count as isize
+}
+
+/// Entry point of the sandbox init (pid 1 of the new pid namespace).
+pub(super) unsafe fn child_init(ctx: &ChildCtx) -> ! {
+    reset_signals();
+    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0);
+    close_all_except(&ctx.keep_fds);
+    // Occupy 0, 1 and 2 so that the fds received with the job are never 0-2 (a payload's
+    // dup2(fd, fd) would keep the received fd's close-on-exec flag, or clobber a sibling).
+    for fd in 0..3 {
+        if libc::fcntl(fd, libc::F_GETFD) < 0 {
+            libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        }
+    }
+
+    // Join the run's cgroup before anything else, then hide the rest of the tree.
+    let v2 = (!ctx.born_in_v2 && ctx.cgroup_v2_fd >= 0).then_some(ctx.cgroup_v2_fd);
+    for &fd in ctx.cgroup_fds.iter().chain(v2.iter()) {
+        if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+            fail(ctx, STEP_CGROUP);
+        }
+    }
+    for &fd in ctx
+        .cgroup_fds
+        .iter()
+        .chain(std::iter::once(&ctx.cgroup_v2_fd))
+    {
+        libc::close(fd);
+    }
+    if libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
+        fail(ctx, STEP_UNSHARE_CGROUP);
+    }
+
+    // The base root, then into it.
+    let null = std::ptr::null();
+    if libc::mount(
+        null,
+        c"/".as_ptr(),
+        null,
+        libc::MS_REC | libc::MS_PRIVATE,
+        null.cast(),
+    ) != 0
+    {
+        fail(ctx, STEP_PRIVATE);
+    }
+    for (i, op) in ctx.base.iter().enumerate() {
+        if !run_op(op) {
+            fail(ctx, i as i32);
+        }
+    }
+    let dot = c".".as_ptr();
+    if libc::chdir(ctx.newroot.as_ptr()) != 0
+        || libc::syscall(libc::SYS_pivot_root, dot, dot) != 0
+        || libc::umount2(dot, libc::MNT_DETACH) != 0
+        || libc::chdir(c"/".as_ptr()) != 0
+    {
+        fail(ctx, STEP_PIVOT);
+    }
+    if libc::sethostname(ctx.hostname.as_ptr().cast(), ctx.hostname.len()) != 0 {
+        fail(ctx, STEP_HOSTNAME);
+    }
+    let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+    if sock < 0 || libc::ioctl(sock, libc::SIOCSIFFLAGS, ctx.lo_req.as_ptr()) != 0 {
+        fail(ctx, STEP_LOOPBACK);
+    }
+    libc::close(sock);
+    unblock_signals();
+    send(ctx.status_w, MSG_READY, 0, 0);
+
+    // Wait for the job (a warm sandbox may wait here a long time; EOF means: not needed).
+    let mut fds = [-1 as c_int; 3 * MAX_PHASES];
+    let got = recv_job(ctx.ctrl, &mut fds);
+    if got < 0 {
+        libc::_exit(0);
+    }
+    let job = &*ctx.arena;
+    if got as usize != 3 * job.n_phases || job.n_phases > MAX_PHASES {
+        fail(ctx, STEP_RECV_JOB);
+    }
+    for i in 0..job.n_ops {
+        if !run_op(&*job.ops.add(i)) {
+            fail(ctx, STEP_JOB + i as i32);
+        }
+    }
+    send(ctx.status_w, MSG_JOB_READY, 0, 0);
+
+    for i in 0..job.n_phases {
+        let phase = &*job.phases.add(i);
+        let (stdin_r, stdout_w, stderr_w) = (fds[3 * i], fds[3 * i + 1], fds[3 * i + 2]);
+        let mut go = 0u8;
+        if libc::read(ctx.ctrl, (&mut go as *mut u8).cast(), 1) != 1 {
+            libc::_exit(0);
+        }
+        // Raw clone, not glibc's fork(): fork() would take malloc's locks, which another thread
+        // of the (copied) supervisor may have held at clone time.
+        let pid = libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        ) as libc::pid_t;
+        if pid < 0 {
+            fail(ctx, STEP_FORK);
+        }
+        if pid == 0 {
+            payload(ctx, i, phase, [stdin_r, stdout_w, stderr_w]);
+        }
+        libc::close(stdin_r);
+        libc::close(stdout_w);
+        libc::close(stderr_w);
+        let mut main_status = 0;
+        loop {
+            let mut st = 0;
+            let r = libc::waitpid(-1, &mut st, 0);
+            if r == pid {
+                main_status = st;
+                break;
+            }
+            if r < 0 && errno() != libc::EINTR {
+                break;
+            }
+        }
+        // The main program is done: nothing else of this phase may survive it.
+        libc::kill(-1, libc::SIGKILL);
+        while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0 || errno() == libc::EINTR {}
+        send(ctx.status_w, MSG_EXITED, i as i32, main_status);
+    }
+    libc::_exit(0);
+}
+
+unsafe fn payload_failed(ctx: &ChildCtx, index: usize, stage: usize) -> ! {
+    send(
+        ctx.status_w,
+        MSG_EXEC_FAILED,
+        ((stage as i32) << 16) | index as i32,
+        errno(),
+    );
+    libc::_exit(127);
+}
+
+unsafe fn payload(ctx: &ChildCtx, index: usize, p: &RawPhase, stdio: [c_int; 3]) -> ! {
+    let die = |stage: usize| payload_failed(ctx, index, stage);
+    if libc::dup2(stdio[0], 0) < 0 || libc::dup2(stdio[1], 1) < 0 || libc::dup2(stdio[2], 2) < 0 {
+        die(1);
+    }
+    if libc::setsid() < 0 {
+        die(2);
+    }
+    if libc::chdir(c"/tmp".as_ptr()) != 0 {
+        die(3);
+    }
+    for i in 0..p.n_rlimits {
+        let [res, val] = *p.rlimits.add(i);
+        let rl = libc::rlimit {
+            rlim_cur: val,
+            rlim_max: val,
+        };
+        if libc::setrlimit(res as _, &rl) != 0 {
+            die(4);
+        }
+    }
+    for cap in 0..=ctx.cap_last {
+        if libc::prctl(libc::PR_CAPBSET_DROP, cap as c_ulong, 0, 0, 0) != 0
+            && errno() != libc::EINVAL
+        {
+            die(5);
+        }
+    }
+    if libc::prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong,
+        0,
+        0,
+        0,
+    ) != 0
+    {
+        die(6);
+    }
+    // Raw syscalls: glibc's set*id wrappers broadcast to every thread it believes exists
+    // (copied from the parent's bookkeeping) and would wait forever for threads that are not here.
+    if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0 {
+        die(7);
+    }
+    if libc::syscall(libc::SYS_setresgid, ctx.gid, ctx.gid, ctx.gid) != 0 {
+        die(8);
+    }
+    if libc::syscall(libc::SYS_setresuid, ctx.uid, ctx.uid, ctx.uid) != 0 {
+        die(9);
+    }
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let hdr = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    if libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) != 0 {
+        die(10);
+    }
+    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+        die(11);
+    }
+    if libc::syscall(
+        libc::SYS_close_range,
+        3u32,
+        u32::MAX,
+        libc::CLOSE_RANGE_CLOEXEC,
+    ) != 0
+    {
+        die(12);
+    }
+    unblock_signals();
+    let filter = &ctx.filter as *const libc::sock_fprog as c_ulong;
+    if libc::prctl(
+        libc::PR_SET_SECCOMP,
+        libc::SECCOMP_MODE_FILTER as c_ulong,
+        filter,
+        0,
+        0,
+    ) != 0
+    {
+        die(13);
+    }
+    libc::execve(p.path, p.argv, p.envp);
+    die(0)
+}

@@ -1,0 +1,775 @@
+//! The native backend: our own namespace + cgroup + seccomp sandbox.
+//!
+//! # Order of operations
+//!
+//! Supervisor (this process, root), before the sandbox exists:
+//! 1. creates the run's cgroup (one directory per hierarchy in use, v1 or v2 per controller);
+//!    prepares the base root's steps, the seccomp program, the control socket, the status pipe
+//!    and the job arena (see `child.rs`), so that the child never allocates (safe to clone from a
+//!    multithreaded server);
+//! 2. `clone3(CLONE_INTO_CGROUP)` on v2 (born in its group, no migration) or `clone`, with
+//!    NEWPID|NEWNS|NEWNET|NEWIPC|NEWUTS, every signal blocked around it.
+//!
+//! Sandbox init (pid 1 of the new pid namespace, still root):
+//! 3. resets signal handlers, sets PDEATHSIG, closes every inherited fd it does not need;
+//! 4. joins the run's v1 cgroups (`0` into pre-opened `cgroup.procs` files), then
+//!    `unshare(CLONE_NEWCGROUP)` so that the cgroup it sees is its own;
+//! 5. makes `/` private, builds the base root on a small tmpfs: read-only nosuid nodev binds of
+//!    the runtime dirs, a generated minimal `/etc`, a minimal `/dev` (null zero full random
+//!    urandom), `/proc` for the new pid namespace (hidepid=2, sensitive entries read-only), no
+//!    `/sys`; `pivot_root(".", ".")`, detaches the old root; sets the hostname, brings `lo` up (the
+//!    net namespace has nothing else), says READY. A warm sandbox waits here.
+//! 6. receives the job (in the shared arena, stdio pipes by SCM_RIGHTS): mounts the size- and
+//!    inode-capped work tmpfs on `/tmp` and a fresh `/dev/shm`, writes the program's files,
+//!    remounts the root read-only;
+//! 7. for each phase the supervisor releases: forks the payload, waits for it while reaping
+//!    orphans, then SIGKILLs everything left in the namespace and reports the wait status.
+//!
+//! Payload (forked by init for each phase):
+//! 8. stdio onto the phase's pipes, `setsid` (no controlling tty), rlimits, drop the capability
+//!    bounding and ambient sets, `setgroups([])`, `setresgid`/`setresuid` to the sandbox user,
+//!    clear every capability set, `PR_SET_NO_NEW_PRIVS`, mark every fd above 2 close-on-exec,
+//!    install the seccomp filter (last), `execve` with a clean environment.
+//!
+//! Supervisor, while a phase runs (`supervise.rs`): feeds stdin, reads stdout/stderr up to the
+//! cap, watches the wall clock and the cgroup's CPU time; at any limit it kills the namespace init
+//! (the kernel then kills every process of the namespace, stopped ones included) and, on v2,
+//! writes `cgroup.kill`. Afterwards it reaps init, reads the cgroup's figures and removes the
+//! cgroup. Nothing the program wrote is ever read from the host file system: files live on a
+//! tmpfs that exists only in the sandbox's mount namespace and vanishes with it.
+
+mod child;
+mod rootfs;
+mod supervise;
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use libc::c_ulong;
+
+use crate::cgroup::{Layout, RunCgroup};
+use crate::seccomp;
+use crate::spec::{ExecReport, ExecSpec, Limits, Phase, Status};
+use crate::{Backend, SandboxError};
+
+use child::{
+    Arena, ChildCtx, PhaseCmd, RawOp, MAX_PHASES, MSG_JOB_READY, MSG_READY, MSG_SETUP_FAILED,
+};
+use rootfs::{build_base_ops, check_rel_path, cpath, cstr, run_ops, Op, SANDBOX_PATH};
+pub use rootfs::{RootFs, DEFAULT_ETC};
+use supervise::{
+    os_err, pipe, rlimits, set_nonblocking, supervise, wait_readable, InitProcess, PhasePipes,
+    StatusReader,
+};
+
+/// Configuration of the native backend.
+#[derive(Debug, Clone)]
+pub struct NativeConfig {
+    pub rootfs: RootFs,
+    /// The unprivileged user and group the payload runs as.
+    pub uid: u32,
+    pub gid: u32,
+    /// Name of the parent cgroup under each hierarchy.
+    pub cgroup_parent: String,
+    /// An empty host directory used as the mount point of each sandbox's new root (inside the
+    /// sandbox's own mount namespace only; nothing is ever mounted there on the host).
+    pub mount_point: PathBuf,
+    pub hostname: String,
+    /// Sandboxes kept built and waiting for a job (namespaces, cgroup, base root ready), so that
+    /// a run skips all of that. 0 (the default) builds each sandbox when its run starts; a server
+    /// sets a few. A background thread refills the pool.
+    pub warm_pool: usize,
+    /// Size of a warm sandbox's job arena (files, argv, env of one run); a bigger job gets a
+    /// freshly built sandbox instead.
+    pub warm_arena_bytes: usize,
+}
+
+impl Default for NativeConfig {
+    fn default() -> Self {
+        NativeConfig {
+            rootfs: RootFs::Host {
+                etc: DEFAULT_ETC.iter().map(|s| s.to_string()).collect(),
+            },
+            uid: 60000,
+            gid: 60000,
+            cgroup_parent: "isobox".into(),
+            mount_point: PathBuf::from("/run/isobox/root"),
+            hostname: "isobox".into(),
+            warm_pool: 0,
+            warm_arena_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Checks that this process can build the sandbox; returns the one-sentence reason if not.
+pub fn check_privileges() -> Result<(), SandboxError> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    // CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SETPCAP, CAP_SYS_CHROOT.
+    let needed: [u32; 5] = [21, 7, 6, 8, 18];
+    if euid != 0 || needed.iter().any(|c| cap_eff & (1u64 << c) == 0) {
+        return Err(SandboxError::Unsupported(
+            "the native sandbox needs root privileges (CAP_SYS_ADMIN and a writable cgroup tree) to create \
+             namespaces and cgroups: run isobox as root (e.g. with sudo), or use `--backend docker`"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What every sandbox of a backend shares, prepared once.
+struct Shared {
+    cfg: NativeConfig,
+    layout: Layout,
+    base_ops: Vec<Op>,
+    filter: Vec<libc::sock_filter>,
+    cap_last: u32,
+    counter: AtomicU64,
+}
+
+/// The backend. Create it once; `execute` may be called from many threads at once.
+pub struct NativeBackend {
+    shared: Arc<Shared>,
+    pool: Option<Arc<Pool>>,
+    refill: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NativeBackend {
+    /// Checks privileges, detects the cgroup layout and prepares everything that is the same for
+    /// every run.
+    pub fn new(cfg: NativeConfig) -> Result<NativeBackend, SandboxError> {
+        check_privileges()?;
+        let layout = Layout::detect(&cfg.cgroup_parent)?;
+        NativeBackend::with_layout(cfg, layout)
+    }
+
+    /// Like `new`, with a cgroup layout chosen by the caller instead of detected (hosts where
+    /// detection must be overridden; tests of the v2 code paths on hybrid hosts).
+    pub fn with_layout(cfg: NativeConfig, layout: Layout) -> Result<NativeBackend, SandboxError> {
+        check_privileges()?;
+        layout.prepare()?;
+        layout.sweep_stale();
+        fs::create_dir_all(&cfg.mount_point).map_err(|e| {
+            SandboxError::Setup(format!("cannot create {}: {e}", cfg.mount_point.display()))
+        })?;
+        let _ = fs::set_permissions(&cfg.mount_point, fs::Permissions::from_mode(0o700));
+        let cap_last = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(40);
+        let base_ops = build_base_ops(&cfg)?;
+        let warm = cfg.warm_pool;
+        let shared = Arc::new(Shared {
+            cfg,
+            layout,
+            base_ops,
+            filter: seccomp::build_filter(),
+            cap_last,
+            counter: AtomicU64::new(0),
+        });
+        let mut backend = NativeBackend {
+            shared,
+            pool: None,
+            refill: None,
+        };
+        if warm > 0 {
+            let pool = Arc::new(Pool {
+                warm: Mutex::new(Vec::new()),
+                wanted: warm,
+                wake: Condvar::new(),
+                stop: AtomicBool::new(false),
+            });
+            let (shared, p) = (backend.shared.clone(), pool.clone());
+            // The sandboxes are cloned by this long-lived thread: their PDEATHSIG is tied to it.
+            let handle = std::thread::Builder::new()
+                .name("isobox-warm-pool".into())
+                .spawn(move || p.refill_loop(&shared))
+                .map_err(|e| SandboxError::Setup(format!("cannot start the warm pool: {e}")))?;
+            backend.pool = Some(pool);
+            backend.refill = Some(handle);
+        }
+        Ok(backend)
+    }
+
+    /// The detected cgroup layout (for `selftest`).
+    pub fn cgroup_layout(&self) -> &Layout {
+        &self.shared.layout
+    }
+
+    pub fn config(&self) -> &NativeConfig {
+        &self.shared.cfg
+    }
+
+    /// Whether `cmd` (a name looked up in the sandbox PATH, or an absolute path) exists in the
+    /// sandbox, and where.
+    pub fn resolve_command(&self, cmd: &str) -> Option<String> {
+        self.shared.resolve_command(cmd)
+    }
+
+    /// Number of warm sandboxes waiting right now.
+    pub fn warm_count(&self) -> usize {
+        self.pool
+            .as_ref()
+            .map(|p| p.warm.lock().map(|w| w.len()).unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for NativeBackend {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.stop.store(true, Ordering::SeqCst);
+            pool.wake.notify_all();
+        }
+        if let Some(h) = self.refill.take() {
+            let _ = h.join();
+        }
+        // Warm sandboxes left in the pool are torn down by their Drop (init killed, cgroup gone).
+        if let Some(pool) = &self.pool {
+            if let Ok(mut w) = pool.warm.lock() {
+                w.clear();
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Maps a path as seen inside the sandbox to the host path that backs it.
+    fn host_path(&self, inside: &str) -> PathBuf {
+        match &self.cfg.rootfs {
+            RootFs::Host { .. } => PathBuf::from(inside),
+            RootFs::Dir(root) => root.join(inside.trim_start_matches('/')),
+        }
+    }
+
+    fn resolve_command(&self, cmd: &str) -> Option<String> {
+        let candidates: Vec<String> = if cmd.starts_with('/') {
+            vec![cmd.to_string()]
+        } else if cmd.contains('/') {
+            return None;
+        } else {
+            SANDBOX_PATH
+                .split(':')
+                .map(|d| format!("{d}/{cmd}"))
+                .collect()
+        };
+        candidates.into_iter().find(|c| {
+            let host = self.host_path(c);
+            fs::metadata(&host)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+    }
+
+    /// Builds a sandbox up to READY: cgroup, namespaces, base root. The job comes later.
+    fn spawn(&self, arena_bytes: usize) -> Result<Sandbox, SandboxError> {
+        let started = Instant::now();
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let name = format!("run-{}-{n}", std::process::id());
+        let mut cg = self.layout.create(&name)?;
+        // Bounds for the set-up itself; each phase writes its own limits before it starts.
+        let d = Limits::default();
+        cg.set_limits(d.memory_bytes, d.max_processes, d.cpu_millis)?;
+        let join = cg.join_files()?;
+        let arena = Arena::new(arena_bytes)
+            .map_err(|e| SandboxError::Setup(format!("cannot map the job arena: {e}")))?;
+        let (ctrl, ctrl_child) = seqpacket_pair()
+            .map_err(|e| SandboxError::Setup(format!("cannot create a socket pair: {e}")))?;
+        let (status_r, status_w) =
+            pipe().map_err(|e| SandboxError::Setup(format!("cannot create pipe: {e}")))?;
+
+        let mut keep_fds: Vec<RawFd> = vec![ctrl_child.as_raw_fd(), status_w.as_raw_fd()];
+        keep_fds.extend(
+            join.v1_procs
+                .iter()
+                .chain(&join.v2_procs)
+                .map(|f| f.as_raw_fd()),
+        );
+        keep_fds.sort_unstable();
+        let mut lo_req = [0u8; 40];
+        lo_req[..2].copy_from_slice(b"lo");
+        let up = (libc::IFF_UP | libc::IFF_RUNNING) as u16;
+        lo_req[16..18].copy_from_slice(&up.to_ne_bytes());
+        let base = self
+            .base_ops
+            .iter()
+            .map(|op| RawOp::from_op(op, None))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| SandboxError::Setup("cannot prepare the root".into()))?;
+        let mut ctx = ChildCtx {
+            keep_fds,
+            cgroup_fds: join.v1_procs.iter().map(|f| f.as_raw_fd()).collect(),
+            cgroup_v2_fd: join.v2_procs.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1),
+            born_in_v2: false,
+            base,
+            newroot: cpath(&self.cfg.mount_point),
+            hostname: self.cfg.hostname.as_bytes().to_vec(),
+            ctrl: ctrl_child.as_raw_fd(),
+            status_w: status_w.as_raw_fd(),
+            uid: self.cfg.uid,
+            gid: self.cfg.gid,
+            cap_last: self.cap_last,
+            filter: libc::sock_fprog {
+                len: self.filter.len() as u16,
+                filter: self.filter.as_ptr() as *mut _,
+            },
+            lo_req,
+            arena: arena.base(),
+        };
+
+        let flags = libc::CLONE_NEWPID
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS;
+        // SAFETY: a fork-like clone or clone3 (no CLONE_VM, no new stack): the child gets a
+        // private copy of this address space (plus the shared arena) and runs `child_init`, which
+        // never returns and only uses raw syscalls on the prepared `ctx`. Signals are blocked
+        // around the clone so that no handler of this process runs in the child before it resets
+        // them.
+        let pid = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            let mut pid = -1;
+            if let Some(dir) = &join.v2_dir {
+                // Born directly in the v2 group: no migration, no RCU stall (kernel 5.7+).
+                ctx.born_in_v2 = true;
+                let args = CloneArgs {
+                    flags: (flags as u64) | CLONE_INTO_CGROUP,
+                    exit_signal: libc::SIGCHLD as u64,
+                    cgroup: dir.as_raw_fd() as u64,
+                    ..CloneArgs::default()
+                };
+                pid = libc::syscall(
+                    libc::SYS_clone3,
+                    &args as *const CloneArgs,
+                    std::mem::size_of::<CloneArgs>(),
+                );
+                if pid < 0 {
+                    ctx.born_in_v2 = false;
+                }
+            }
+            if pid < 0 {
+                let f = (flags | libc::SIGCHLD) as c_ulong;
+                pid = libc::syscall(libc::SYS_clone, f, 0usize, 0usize, 0usize, 0usize);
+            }
+            if pid == 0 {
+                child::child_init(&ctx);
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            pid
+        };
+        if pid < 0 {
+            let e = io::Error::last_os_error();
+            return Err(SandboxError::Setup(format!("clone failed: {e}")));
+        }
+        drop(ctx);
+        drop(join);
+        drop(ctrl_child);
+        drop(status_w);
+        set_nonblocking(status_r.as_raw_fd());
+        let mut sb = Sandbox {
+            status: StatusReader {
+                fd: status_r,
+                buf: Vec::new(),
+                eof: false,
+            },
+            ctrl: Some(ctrl),
+            init: InitProcess {
+                pid: pid as libc::pid_t,
+                reaped: false,
+            },
+            cg,
+            arena,
+            warm: false,
+            spawn_time: Duration::ZERO,
+        };
+        match sb.wait_for(MSG_READY) {
+            Ok(()) => {}
+            Err((step, err)) => {
+                let e = match step {
+                    Some(step) => {
+                        format!(
+                            "{}: {}",
+                            child::step_name(step, &self.base_ops, &[]),
+                            os_err(err)
+                        )
+                    }
+                    None => "the sandbox init died during setup".to_string(),
+                };
+                return Err(SandboxError::Setup(e));
+            }
+        }
+        sb.spawn_time = started.elapsed();
+        Ok(sb)
+    }
+
+    /// Resolves argv[0] and builds the C strings of a program's command and environment.
+    fn command(&self, phase: &Phase) -> Result<PhaseCmd, SandboxError> {
+        let Some(cmd) = phase.argv.first() else {
+            return Err(SandboxError::InvalidSpec(format!(
+                "phase `{}` has an empty command",
+                phase.name
+            )));
+        };
+        let bad = |s: &str| s.contains('\0');
+        if phase.argv.iter().any(|a| bad(a))
+            || phase
+                .env
+                .iter()
+                .any(|(k, v)| bad(k) || bad(v) || k.contains('='))
+        {
+            return Err(SandboxError::InvalidSpec(
+                "arguments and environment may not contain NUL bytes".into(),
+            ));
+        }
+        // Absolute and relative paths (`./main`, resolved against the work dir) are used as
+        // given; bare names are looked up in the sandbox PATH.
+        let path = if cmd.contains('/') {
+            cmd.clone()
+        } else {
+            self.resolve_command(cmd)
+                .unwrap_or_else(|| format!("/usr/bin/{cmd}"))
+        };
+        let mut env: Vec<(String, String)> = vec![
+            ("PATH".into(), SANDBOX_PATH.into()),
+            ("HOME".into(), "/tmp".into()),
+            ("TMPDIR".into(), "/tmp".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("USER".into(), "sandbox".into()),
+        ];
+        for (k, v) in &phase.env {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.clone(), v.clone()));
+        }
+        Ok(PhaseCmd {
+            path: cstr(path),
+            argv: phase.argv.iter().map(cstr).collect(),
+            envp: env.iter().map(|(k, v)| cstr(format!("{k}={v}"))).collect(),
+            rlimits: rlimits(&phase.limits),
+        })
+    }
+}
+
+fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints; on success both are new fds we own.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: socketpair returned two fresh fds that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sends one byte and `fds` over a unix socket (SCM_RIGHTS).
+fn send_fds(sock: RawFd, fds: &[RawFd]) -> io::Result<()> {
+    let mut byte = b'J';
+    let mut iov = libc::iovec {
+        iov_base: (&mut byte as *mut u8).cast(),
+        iov_len: 1,
+    };
+    let payload = std::mem::size_of_val(fds) as u32;
+    // SAFETY: CMSG_SPACE/CMSG_LEN are pure computations.
+    let (space, len) = unsafe { (libc::CMSG_SPACE(payload) as usize, libc::CMSG_LEN(payload)) };
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    // SAFETY: msghdr is plain data; every pointer set below points at live locals.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = len as _;
+        std::ptr::copy_nonoverlapping(
+            fds.as_ptr(),
+            libc::CMSG_DATA(cmsg).cast::<RawFd>(),
+            fds.len(),
+        );
+        if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) != 1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// One live sandbox, as the supervisor holds it.
+pub(super) struct Sandbox {
+    status: StatusReader,
+    /// Control socket to init: the job, then one byte per phase; closing it makes init exit.
+    ctrl: Option<OwnedFd>,
+    init: InitProcess,
+    cg: RunCgroup,
+    arena: Arena,
+    /// Taken from the warm pool rather than built for this run.
+    warm: bool,
+    spawn_time: Duration,
+}
+
+impl Sandbox {
+    /// Waits for message `kind`; on failure returns the failed step and errno if it said so.
+    fn wait_for(&mut self, kind: u32) -> Result<(), (Option<i32>, i32)> {
+        loop {
+            if let Some((k, a, b)) = self.status.next() {
+                if k == kind {
+                    return Ok(());
+                }
+                if k == MSG_SETUP_FAILED {
+                    return Err((Some(a), b));
+                }
+                continue;
+            }
+            if self.status.eof {
+                return Err((None, 0));
+            }
+            wait_readable(self.status.fd.as_raw_fd(), None);
+            self.status.pump();
+        }
+    }
+
+    /// Still usable: init has not died while waiting in the pool.
+    fn alive(&mut self) -> bool {
+        self.status.pump();
+        !self.status.eof
+    }
+
+    /// Ends the sandbox: init exits (or is killed), the tree is gone, the cgroup removed.
+    fn finish(&mut self) -> Result<(), SandboxError> {
+        self.ctrl.take();
+        self.init.kill();
+        self.init.reap();
+        self.cg.kill_all();
+        self.cg.remove()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+/// Pre-built sandboxes waiting for a job.
+struct Pool {
+    warm: Mutex<Vec<Sandbox>>,
+    wanted: usize,
+    wake: Condvar,
+    stop: AtomicBool,
+}
+
+impl Pool {
+    fn refill_loop(&self, shared: &Shared) {
+        let mut failures = 0u32;
+        while !self.stop.load(Ordering::SeqCst) {
+            let have = self.warm.lock().map(|w| w.len()).unwrap_or(self.wanted);
+            if have < self.wanted {
+                match shared.spawn(shared.cfg.warm_arena_bytes) {
+                    Ok(mut sb) => {
+                        sb.warm = true;
+                        failures = 0;
+                        if let Ok(mut w) = self.warm.lock() {
+                            w.push(sb);
+                        }
+                        continue;
+                    }
+                    // Runs still work (they build their own sandbox); back off and retry.
+                    Err(_) => failures = (failures + 1).min(10),
+                }
+            }
+            let guard = self.warm.lock();
+            if let Ok(g) = guard {
+                let pause = Duration::from_millis(if failures > 0 {
+                    100 << failures.min(5)
+                } else {
+                    1000
+                });
+                let _ = self.wake.wait_timeout(g, pause);
+            }
+        }
+    }
+
+    fn take(&self) -> Option<Sandbox> {
+        let sb = self.warm.lock().ok()?.pop();
+        self.wake.notify_all();
+        sb
+    }
+}
+
+/// `struct clone_args` of clone3 (version 2, with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+impl Backend for NativeBackend {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn has_command(&self, cmd: &str) -> bool {
+        self.resolve_command(cmd).is_some()
+    }
+
+    fn execute(&self, spec: &ExecSpec) -> Result<ExecReport, SandboxError> {
+        let started = Instant::now();
+        if spec.phases.is_empty() || spec.phases.len() > MAX_PHASES {
+            return Err(SandboxError::InvalidSpec(format!(
+                "a run has 1 to {MAX_PHASES} programs"
+            )));
+        }
+        for f in &spec.files {
+            check_rel_path(&f.path)?;
+        }
+        let shared = &self.shared;
+        let job_ops = run_ops(&shared.cfg, spec);
+        let cmds = spec
+            .phases
+            .iter()
+            .map(|p| shared.command(p))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        // A warm sandbox if one is waiting and the job fits its arena, else a new one.
+        let mut sb = None;
+        if let Some(pool) = &self.pool {
+            if let Some(mut warm) = pool.take() {
+                if warm.alive() && warm.arena.write_job(&job_ops, &cmds).is_some() {
+                    sb = Some(warm);
+                }
+            }
+        }
+        let mut sb = match sb {
+            Some(sb) => sb,
+            None => {
+                let need = spec
+                    .files
+                    .iter()
+                    .map(|f| f.content.len() + f.path.len() + 256)
+                    .sum::<usize>()
+                    + cmds
+                        .iter()
+                        .map(|c| {
+                            c.argv
+                                .iter()
+                                .chain(&c.envp)
+                                .map(|s| s.as_bytes().len() + 16)
+                                .sum::<usize>()
+                                + 512
+                        })
+                        .sum::<usize>()
+                    + 64 * 1024;
+                let mut sb = shared.spawn(need)?;
+                sb.arena
+                    .write_job(&job_ops, &cmds)
+                    .ok_or_else(|| SandboxError::Setup("the job does not fit its arena".into()))?;
+                sb
+            }
+        };
+
+        // Stdio for every phase; the child ends travel to init with the job.
+        let mut pipes = Vec::with_capacity(spec.phases.len());
+        let mut child_fds = Vec::with_capacity(3 * spec.phases.len());
+        let io = |e: io::Error| SandboxError::Setup(format!("cannot create pipe: {e}"));
+        for _ in &spec.phases {
+            let (in_r, in_w) = pipe().map_err(io)?;
+            let (out_r, out_w) = pipe().map_err(io)?;
+            let (err_r, err_w) = pipe().map_err(io)?;
+            child_fds.extend([in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]);
+            pipes.push(PhasePipes {
+                stdin_w: Some(in_w),
+                stdout_r: Some(out_r),
+                stderr_r: Some(err_r),
+                child_ends: vec![in_r, out_w, err_w],
+            });
+        }
+        let first = &spec.phases[0].limits;
+        sb.cg
+            .set_limits(first.memory_bytes, first.max_processes, first.cpu_millis)?;
+        sb.cg.reset_peak();
+        let ctrl = sb.ctrl.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1);
+        send_fds(ctrl, &child_fds)
+            .map_err(|e| SandboxError::Setup(format!("cannot send the job to the sandbox: {e}")))?;
+        for p in &mut pipes {
+            p.child_ends.clear();
+        }
+        if let Err((step, err)) = sb.wait_for(MSG_JOB_READY) {
+            let e = match step {
+                Some(step) => format!(
+                    "{}: {}",
+                    child::step_name(step, &shared.base_ops, &job_ops),
+                    os_err(err)
+                ),
+                None => "the sandbox init died while preparing the run".to_string(),
+            };
+            return Err(SandboxError::Setup(e));
+        }
+        let setup_time = if sb.warm {
+            started.elapsed()
+        } else {
+            started.elapsed().max(sb.spawn_time)
+        };
+
+        let mut reports = Vec::new();
+        for (i, phase) in spec.phases.iter().enumerate() {
+            if i > 0 {
+                sb.cg.reset_peak();
+                let l = &phase.limits;
+                sb.cg
+                    .set_limits(l.memory_bytes, l.max_processes, l.cpu_millis)?;
+            }
+            let report = supervise(i, phase, &mut pipes[i], &mut sb);
+            let stop = report.status != Status::Ok && !phase.continue_on_failure;
+            let dead = report.limit_hit.is_some()
+                || report.status == Status::InternalError
+                || sb.status.eof;
+            reports.push(report);
+            if stop || dead {
+                break;
+            }
+        }
+        let warm = sb.warm;
+        sb.finish()?;
+        Ok(ExecReport {
+            phases: reports,
+            setup_time,
+            total_time: started.elapsed(),
+            warm,
+        })
+    }
+}
