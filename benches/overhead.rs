@@ -35,71 +35,87 @@ fn bare(argv: &[&str]) -> Duration {
     t.elapsed()
 }
 
+/// Runs `argv` `runs` times bare and sandboxed (alternating) and prints one block of rows.
+fn measure(label: &str, backend: &NativeBackend, argv: &[&str], runs: usize) {
+    let name = argv.join(" ");
+    for _ in 0..5 {
+        bare(argv);
+        backend.execute(&spec(argv)).unwrap();
+    }
+    let (mut b, mut s, mut setup) = (Vec::new(), Vec::new(), Vec::new());
+    let mut warm = 0;
+    for _ in 0..runs {
+        b.push(bare(argv));
+        let t = Instant::now();
+        let r = backend.execute(&spec(argv)).unwrap();
+        s.push(t.elapsed());
+        setup.push(r.setup_time);
+        warm += usize::from(r.warm);
+        assert_eq!(r.phases[0].status, Status::Ok);
+        if backend.config().warm_pool > 0 {
+            // Give the refill thread its turn, as the idle time between requests would.
+            while backend.warm_count() < backend.config().warm_pool {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+    let (bm, bp, bmean) = stats(b);
+    let (sm, sp, smean) = stats(s);
+    let (um, up, umean) = stats(setup);
+    let row = |n: String, m: f64, p: f64, mean: f64, rps: bool| {
+        let r = if rps {
+            format!("{:>10.0}", 1000.0 / mean)
+        } else {
+            String::new()
+        };
+        println!("{n:<40} {m:>10.2} {p:>10.2} {mean:>10.2} {r}");
+    };
+    row(format!("bare {name}"), bm, bp, bmean, true);
+    row(format!("{label} {name}"), sm, sp, smean, true);
+    row(
+        format!("  {label} setup before the program"),
+        um,
+        up,
+        umean,
+        false,
+    );
+    row(
+        format!("  {label} overhead (sandboxed - bare)"),
+        sm - bm,
+        sp - bp,
+        smean - bmean,
+        false,
+    );
+    if warm > 0 {
+        println!("  ({warm} of {runs} runs used a warm sandbox)");
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; ignore arguments.
     let runs: usize = std::env::var("ISOBOX_BENCH_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
-    let backend = Arc::new(
-        NativeBackend::new(NativeConfig::default()).expect("native backend (run as root)"),
-    );
+    let cold = NativeBackend::new(NativeConfig::default()).expect("native backend (run as root)");
+    let warm = NativeBackend::new(NativeConfig {
+        warm_pool: 2,
+        ..NativeConfig::default()
+    })
+    .expect("native backend (run as root)");
     println!(
         "isobox native sandbox overhead, {runs} runs each, cgroups: {}",
-        backend.cgroup_layout().describe()
+        cold.cgroup_layout().describe()
     );
     println!(
-        "{:<28} {:>10} {:>10} {:>10} {:>10}",
+        "{:<40} {:>10} {:>10} {:>10} {:>10}",
         "case", "median ms", "p90 ms", "mean ms", "runs/s"
     );
     for argv in [&["/bin/true"][..], &["/usr/bin/python3", "-c", "pass"][..]] {
-        let name = argv.join(" ");
-        for _ in 0..5 {
-            bare(argv);
-            backend.execute(&spec(argv)).unwrap();
-        }
-        let mut b = Vec::new();
-        let mut s = Vec::new();
-        let mut setup = Vec::new();
-        for _ in 0..runs {
-            b.push(bare(argv));
-            let t = Instant::now();
-            let r = backend.execute(&spec(argv)).unwrap();
-            s.push(t.elapsed());
-            setup.push(r.setup_time);
-            assert_eq!(r.phases[0].status, Status::Ok);
-        }
-        let (bm, bp, bmean) = stats(b);
-        let (sm, sp, smean) = stats(s);
-        let (um, up, umean) = stats(setup);
-        println!(
-            "{:<28} {:>10.2} {:>10.2} {:>10.2} {:>10.0}",
-            format!("bare {name}"),
-            bm,
-            bp,
-            bmean,
-            1000.0 / bmean
-        );
-        println!(
-            "{:<28} {:>10.2} {:>10.2} {:>10.2} {:>10.0}",
-            format!("sandboxed {name}"),
-            sm,
-            sp,
-            smean,
-            1000.0 / smean
-        );
-        println!(
-            "{:<28} {:>10.2} {:>10.2} {:>10.2}",
-            "  sandbox setup only", um, up, umean
-        );
-        println!(
-            "{:<28} {:>10.2} {:>10.2} {:>10.2}",
-            "  overhead (sandboxed-bare)",
-            sm - bm,
-            sp - bp,
-            smean - bmean
-        );
+        measure("cold", &cold, argv, runs);
+        measure("warm", &warm, argv, runs);
     }
+    let backend = Arc::new(cold);
     if let Some(par) = std::env::var("ISOBOX_BENCH_PARALLEL")
         .ok()
         .and_then(|s| s.parse::<usize>().ok())

@@ -136,8 +136,10 @@ struct Shared {
     base_ops: Vec<Op>,
     filter: Vec<libc::sock_filter>,
     cap_last: u32,
-    counter: AtomicU64,
 }
+
+/// Numbers the cgroups of this process (`run-<pid>-<n>`), across all backends.
+static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The backend. Create it once; `execute` may be called from many threads at once.
 pub struct NativeBackend {
@@ -177,7 +179,6 @@ impl NativeBackend {
             base_ops,
             filter: seccomp::build_filter(),
             cap_last,
-            counter: AtomicU64::new(0),
         });
         let mut backend = NativeBackend {
             shared,
@@ -276,7 +277,7 @@ impl Shared {
     /// Builds a sandbox up to READY: cgroup, namespaces, base root. The job comes later.
     fn spawn(&self, arena_bytes: usize) -> Result<Sandbox, SandboxError> {
         let started = Instant::now();
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("run-{}-{n}", std::process::id());
         let mut cg = self.layout.create(&name)?;
         // Bounds for the set-up itself; each phase writes its own limits before it starts.

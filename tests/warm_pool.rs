@@ -1,0 +1,146 @@
+//! The warm pool: sandboxes built ahead of time (namespaces, cgroup, base root), each used for
+//! exactly one run, refilled in the background, torn down with the backend.
+
+use std::time::{Duration, Instant};
+
+use isobox_sandbox::cgroup::Layout;
+use isobox_sandbox::{Backend, ExecSpec, Limits, NativeBackend, NativeConfig, SandboxFile, Status};
+
+fn warm_backend(pool: usize, arena: usize) -> NativeBackend {
+    let cfg = NativeConfig {
+        warm_pool: pool,
+        warm_arena_bytes: arena,
+        ..NativeConfig::default()
+    };
+    NativeBackend::new(cfg).expect("backend")
+}
+
+fn wait_warm(b: &NativeBackend, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.warm_count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "pool never reached {n} (has {})",
+            b.warm_count()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn sh(script: &str) -> ExecSpec {
+    ExecSpec::single(
+        vec!["sh".into(), "-c".into(), script.into()],
+        vec![],
+        Limits::default(),
+    )
+}
+
+fn stdout(b: &NativeBackend, spec: &ExecSpec) -> (String, bool) {
+    let r = b.execute(spec).expect("execute");
+    assert_eq!(r.phases[0].status, Status::Ok, "{:?}", r.phases[0]);
+    (
+        String::from_utf8_lossy(&r.phases[0].stdout).into_owned(),
+        r.warm,
+    )
+}
+
+/// Names of this process's run cgroups (one name spans every hierarchy).
+fn our_groups() -> Vec<String> {
+    let prefix = format!("run-{}-", std::process::id());
+    let mut names: Vec<String> = Layout::detect("isobox")
+        .unwrap()
+        .run_groups()
+        .into_iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn our_children() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .map(|t| std::fs::read_to_string(t.path().join("children")).unwrap_or_default())
+        .map(|c| c.split_whitespace().count())
+        .sum()
+}
+
+#[test]
+fn warm_sandboxes_run_jobs_and_are_never_reused() {
+    let b = warm_backend(2, 1 << 20);
+    wait_warm(&b, 2);
+    // Each run leaves marks; the next run (another warm sandbox) must not see them.
+    let script = "ls /tmp /dev/shm; echo x > /tmp/mark; echo y > /dev/shm/mark; id -u";
+    let mut warm_runs = 0;
+    for _ in 0..6 {
+        let (out, warm) = stdout(&b, &sh(script));
+        assert!(
+            !out.contains("mark"),
+            "a previous run's files are visible: {out}"
+        );
+        let uid: u32 = out.lines().last().unwrap().parse().unwrap();
+        assert!(uid >= 60000, "{out}");
+        warm_runs += usize::from(warm);
+        wait_warm(&b, 2);
+    }
+    assert_eq!(warm_runs, 6, "every run should have found a warm sandbox");
+    // Files and stdin reach a warm sandbox too.
+    let mut spec = sh("cat data.txt; cat");
+    spec.files.push(SandboxFile {
+        path: "data.txt".into(),
+        content: b"file\n".to_vec(),
+        executable: false,
+    });
+    spec.phases[0].stdin = b"stdin\n".to_vec();
+    assert_eq!(stdout(&b, &spec).0, "file\nstdin\n");
+}
+
+#[test]
+fn warm_pool_serves_parallel_runs() {
+    let b = warm_backend(2, 1 << 20);
+    wait_warm(&b, 2);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let b = &b;
+            s.spawn(move || {
+                for i in 0..5 {
+                    let (out, _) = stdout(b, &sh(&format!("echo {t}-{i}")));
+                    assert_eq!(out, format!("{t}-{i}\n"));
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn big_jobs_get_a_fresh_sandbox() {
+    let b = warm_backend(1, 64 << 10);
+    wait_warm(&b, 1);
+    let mut spec = sh("wc -c < big.bin");
+    spec.files.push(SandboxFile {
+        path: "big.bin".into(),
+        content: vec![7u8; 300 << 10],
+        executable: false,
+    });
+    let r = b.execute(&spec).unwrap();
+    assert_eq!(r.phases[0].status, Status::Ok);
+    assert_eq!(
+        String::from_utf8_lossy(&r.phases[0].stdout).trim(),
+        (300 << 10).to_string()
+    );
+    assert!(!r.warm, "a 300 KiB job cannot fit a 64 KiB arena");
+}
+
+#[test]
+fn dropping_the_backend_tears_the_pool_down() {
+    let b = warm_backend(3, 1 << 20);
+    wait_warm(&b, 3);
+    assert_eq!(our_groups().len(), 3, "three warm sandboxes, three cgroups");
+    assert!(our_children() >= 3);
+    drop(b);
+    assert!(our_groups().is_empty(), "cgroups left: {:?}", our_groups());
+    assert_eq!(our_children(), 0, "warm sandbox inits left running");
+}
