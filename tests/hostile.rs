@@ -1052,9 +1052,15 @@ echo "groups=$(id -G)"
     assert_eq!(get(&m, "seccomp", &r), "2", "{r:?}");
     assert_eq!(get(&m, "capeff", &r), "0000000000000000", "{r:?}");
     assert_eq!(get(&m, "capbnd", &r), "0000000000000000", "{r:?}");
-    assert_eq!(get(&m, "suid_id", &r), "60000", "{r:?}");
-    assert!(r.stdout.contains("uid=60000 gid=60000\n"), "{r:?}");
-    assert_eq!(get(&m, "groups", &r), "60000", "{r:?}");
+    // Each run has its own unprivileged uid (= gid) from the sandbox range; the setuid copy
+    // of `id` still runs as that uid.
+    let uid: u32 = get(&m, "suid_id", &r).parse().expect("numeric uid");
+    assert!((60000..61000).contains(&uid), "{r:?}");
+    assert!(
+        r.stdout.contains(&format!("uid={uid} gid={uid}\n")),
+        "{r:?}"
+    );
+    assert_eq!(get(&m, "groups", &r), uid.to_string(), "{r:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1166,21 +1172,44 @@ fn kill_cannot_reach_host_processes_of_the_same_uid() {
     let mut host = HostChild(
         std::process::Command::new("sleep")
             .arg(&token)
-            .uid(60000)
-            .gid(60000)
+            .uid(61500)
+            .gid(61500)
             .spawn()
             .expect("spawn a host process as the sandbox uid"),
     );
     let host_pid = host.0.id().to_string();
     let code = r#"
+echo "uid=$(id -u)"
 kill -9 "$1" 2>/dev/null && echo direct=OK || echo direct=FAIL
 kill -9 -1 2>/dev/null; echo all=$?
 pkill -9 -f sleep 2>/dev/null; true
 echo survived=yes
 "#;
-    let r = run_script("bash", code, limits(4000, 64), &[&host_pid]);
+    // A backend whose only sandbox uid is 61500, so the host process above shares it.
+    let backend = isobox_sandbox::NativeBackend::new(isobox_sandbox::NativeConfig {
+        uid: 61500,
+        gid: 61500,
+        uid_count: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let exec = isobox_core::Executor::new(
+        std::sync::Arc::new(backend),
+        isobox_core::LanguageTable::builtin(),
+        isobox_core::Policy::default(),
+    );
+    let r = exec
+        .execute(&isobox_core::ExecuteRequest {
+            language: "bash".into(),
+            code: Some(code.into()),
+            args: Some(vec![host_pid.clone()]),
+            limits: Some(limits(4000, 64)),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(r.status, "ok", "{r:?}");
     let m = kv(&r.stdout);
+    assert_eq!(get(&m, "uid", &r), "61500", "{r:?}");
     assert_eq!(get(&m, "direct", &r), "FAIL", "{r:?}");
     assert_eq!(get(&m, "survived", &r), "yes", "{r:?}");
     assert!(

@@ -8,7 +8,7 @@ use common::*;
 
 use isobox_sandbox::cgroup::Layout;
 
-fn sandbox_processes(uid: u32) -> Vec<String> {
+fn sandbox_processes(uids: std::ops::Range<u32>) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
@@ -21,7 +21,11 @@ fn sandbox_processes(uid: u32) -> Vec<String> {
         let owned = status
             .lines()
             .find(|l| l.starts_with("Uid:"))
-            .is_some_and(|l| l.split_whitespace().skip(1).any(|u| u == uid.to_string()));
+            .is_some_and(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .any(|u| u.parse().is_ok_and(|u: u32| uids.contains(&u)))
+            });
         if owned {
             let cmd = std::fs::read_to_string(entry.path().join("cmdline"))
                 .unwrap_or_default()
@@ -54,7 +58,8 @@ fn leak_check() {
     let groups = layout.run_groups();
     assert!(groups.is_empty(), "cgroups left behind: {groups:?}");
 
-    let procs = sandbox_processes(isobox_sandbox::NativeConfig::default().uid);
+    let cfg = isobox_sandbox::NativeConfig::default();
+    let procs = sandbox_processes(cfg.uid..cfg.uid + cfg.uid_count);
     assert!(procs.is_empty(), "sandbox processes left behind: {procs:?}");
 
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

@@ -396,12 +396,6 @@ impl Executor {
                             )))
                         }
                     };
-                    if out.iter().any(|o: &SandboxFile| o.path == f.name) {
-                        return Err(CoreError::InvalidRequest(format!(
-                            "file `{}` is given twice",
-                            f.name
-                        )));
-                    }
                     out.push(SandboxFile {
                         path: f.name.clone(),
                         content,
@@ -481,11 +475,11 @@ impl Executor {
                 .to_string(),
         };
         let entry_path = entry.path.clone();
-        if files[1..].iter().any(|f| f.path == entry_path) {
-            return Err(CoreError::InvalidRequest(format!(
-                "file `{entry_path}` is given twice"
-            )));
-        }
+        // Duplicates (also after the rename above) and files inside files.
+        isobox_sandbox::check_files(&files).map_err(|e| match e {
+            isobox_sandbox::SandboxError::InvalidSpec(m) => CoreError::InvalidRequest(m),
+            other => CoreError::Sandbox(other),
+        })?;
         let subst = |argv: &[String]| -> Vec<String> {
             argv.iter()
                 .map(|a| {
@@ -593,6 +587,17 @@ pub fn validate_file_name(name: &str) -> Result<(), CoreError> {
             name.escape_debug()
         )));
     }
+    // Compile commands pass file names to compilers (`gcc *.c`): a name that looks like an
+    // option (`-wrapper`) or a response file (`@args`) would become one.
+    if name
+        .split('/')
+        .any(|c| c.starts_with('-') || c.starts_with('@'))
+    {
+        return Err(CoreError::InvalidRequest(format!(
+            "file name `{}` may not start with `-` or `@`",
+            name.escape_debug()
+        )));
+    }
     Ok(())
 }
 
@@ -686,6 +691,9 @@ mod tests {
             assert!(validate_file_name(ok).is_ok(), "{ok}");
         }
         for bad in [
+            "-wrapper",
+            "@args.c",
+            "dir/-x.c",
             "",
             "/etc/passwd",
             "../x",

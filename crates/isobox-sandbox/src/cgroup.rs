@@ -11,7 +11,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -227,6 +227,7 @@ impl Layout {
             acct: self.cpuacct.path().join(&self.parent).join(name),
             acct_v2: self.cpuacct.is_v2(),
             memory_limit: 0,
+            peak_file: None,
         };
         for m in self.mounts() {
             let dir = m.path().join(&self.parent).join(name);
@@ -317,6 +318,13 @@ fn setup_err(path: &Path, what: &str, e: io::Error) -> SandboxError {
     SandboxError::Setup(format!("cannot {what} cgroup {}: {e}", path.display()))
 }
 
+fn write_raw(path: &Path, value: &str) -> io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all(value.as_bytes())
+}
+
 pub(crate) fn write_file(path: &Path, value: &str) -> Result<(), SandboxError> {
     let mut f = OpenOptions::new()
         .write(true)
@@ -365,6 +373,8 @@ pub struct RunCgroup {
     acct: PathBuf,
     acct_v2: bool,
     memory_limit: u64,
+    /// v2: the `memory.peak` file a reset was written to (fd-local resets).
+    peak_file: Option<File>,
 }
 
 impl RunCgroup {
@@ -420,17 +430,29 @@ impl RunCgroup {
             let limit = self.memory.join("memory.limit_in_bytes");
             let memsw = self.memory.join("memory.memsw.limit_in_bytes");
             let has_memsw = memsw.exists();
+            let v = memory_bytes.to_string();
+            // v1 refuses a limit below what the group holds and cannot reclaim (tmpfs files).
+            let write = |p: &Path| match write_raw(p, &v) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(SandboxError::MemoryInUse),
+                r => r.map_err(|e| setup_err(p, "write", e)),
+            };
             // memsw must stay >= limit at every moment: order the two writes accordingly.
             if memory_bytes < self.memory_limit || self.memory_limit == 0 {
-                write_file(&limit, &memory_bytes.to_string())?;
+                write(&limit)?;
                 if has_memsw {
-                    write_file(&memsw, &memory_bytes.to_string())?;
+                    write(&memsw)?;
                 }
             } else {
                 if has_memsw {
-                    write_file(&memsw, &memory_bytes.to_string())?;
+                    write(&memsw)?;
                 }
-                write_file(&limit, &memory_bytes.to_string())?;
+                write(&limit)?;
+            }
+            // Socket buffers are kernel memory that v1 does not count in the limit above: cap
+            // them too, or loopback TCP could pin host memory far past the limit.
+            let tcp = self.memory.join("memory.kmem.tcp.limit_in_bytes");
+            if tcp.exists() {
+                let _ = write_raw(&tcp, &v);
             }
         }
         self.memory_limit = memory_bytes;
@@ -468,6 +490,18 @@ impl RunCgroup {
 
     /// Peak memory since creation or the last `reset_peak`.
     pub fn memory_peak(&self) -> u64 {
+        if let Some(f) = &self.peak_file {
+            // v2: a reset only holds for reads through the file it was written to.
+            let mut buf = [0u8; 32];
+            if let Ok(n) = f.read_at(&mut buf, 0) {
+                if let Some(v) = std::str::from_utf8(&buf[..n])
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                {
+                    return v;
+                }
+            }
+        }
         if self.memory_v2 {
             read_u64(&self.memory.join("memory.peak")).unwrap_or(0)
         } else {
@@ -475,10 +509,16 @@ impl RunCgroup {
         }
     }
 
-    /// Starts a new peak measurement (between phases). Best effort: v2 needs kernel 6.12+.
-    pub fn reset_peak(&self) {
+    /// Starts a new peak measurement (before each program). v2 needs kernel 6.12+ for this;
+    /// on older kernels the peak covers the sandbox's whole life.
+    pub fn reset_peak(&mut self) {
         if self.memory_v2 {
-            let _ = write_file(&self.memory.join("memory.peak"), "0");
+            self.peak_file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(self.memory.join("memory.peak"))
+                .and_then(|mut f| f.write_all(b"0").map(|_| f))
+                .ok();
         } else {
             let _ = write_file(&self.memory.join("memory.max_usage_in_bytes"), "0");
         }

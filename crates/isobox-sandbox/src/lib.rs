@@ -13,7 +13,8 @@ mod spec;
 
 pub use native::{NativeBackend, NativeConfig, RootFs};
 pub use spec::{
-    signal_name, ExecReport, ExecSpec, LimitHit, Limits, Phase, PhaseReport, SandboxFile, Status,
+    check_files, signal_name, ExecReport, ExecSpec, LimitHit, Limits, Phase, PhaseReport,
+    SandboxFile, Status,
 };
 
 /// Errors of the sandbox layer.
@@ -26,6 +27,10 @@ pub enum SandboxError {
     /// The spec is not acceptable (bad file name, empty argv, ...).
     #[error("invalid execution spec: {0}")]
     InvalidSpec(String),
+    /// A memory limit cannot be lowered below what the sandbox already holds (cgroup v1 keeps
+    /// the files a compile step wrote on the tmpfs): the next program cannot run within it.
+    #[error("the memory limit is below what the sandbox already uses")]
+    MemoryInUse,
     /// Preparing or tearing down the sandbox failed.
     #[error("sandbox setup failed: {0}")]
     Setup(String),

@@ -5,7 +5,8 @@
 //! - a foreign architecture (i386 `int 0x80`) or an x32 syscall number kills the process;
 //! - `clone3` answers `ENOSYS` (BPF cannot inspect its flags, so libc falls back to `clone`);
 //! - `clone` with any namespace flag, `socket` for `AF_ALG`/`AF_VSOCK`, `ioctl(TIOCSTI)` and
-//!   `ioctl(TIOCLINUX)` (compared on the low 32 bits only, CVE-2019-10063) are refused;
+//!   `ioctl(TIOCLINUX)` (compared on the low 32 bits only, CVE-2019-10063), `fcntl(F_SETLEASE)`
+//!   and `fcntl(F_NOTIFY)` are refused; `flock` answers `ENOSYS` (no locks on shared files);
 //! - mount, umount2, pivot_root, chroot, setns, unshare, ptrace, process_vm_*, keyctl, add_key,
 //!   request_key, bpf, perf_event_open, userfaultfd, io_uring_*, kexec, modules, ... are simply
 //!   not on the allowlist and get `EPERM`.
@@ -46,6 +47,8 @@ const AF_ALG: u32 = 38;
 const AF_VSOCK: u32 = 40;
 const TIOCSTI: u32 = 0x5412;
 const TIOCLINUX: u32 = 0x541C;
+const F_SETLEASE: u32 = 1024;
+const F_NOTIFY: u32 = 1026;
 
 /// Syscalls that are allowed with any arguments.
 const ALLOWED: &[libc::c_long] = &[
@@ -118,8 +121,6 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_msgsnd,
     libc::SYS_msgrcv,
     libc::SYS_msgctl,
-    libc::SYS_fcntl,
-    libc::SYS_flock,
     libc::SYS_fsync,
     libc::SYS_fdatasync,
     libc::SYS_truncate,
@@ -413,6 +414,19 @@ pub fn build_filter() -> Vec<sock_filter> {
         libc::SYS_ioctl as u32,
         deny_arg_values(1, &[TIOCSTI, TIOCLINUX], errno(libc::EPERM)),
     );
+    // flock on the read-only files every sandbox shares (/usr, /etc) would let runs block each
+    // other and the host: ENOSYS, which runtimes (Go, Python) treat as "locking unsupported".
+    push_case(
+        &mut p,
+        libc::SYS_flock as u32,
+        vec![stmt(BPF_RET | BPF_K, errno(libc::ENOSYS))],
+    );
+    // fcntl: no leases and no directory notifications on shared files; locks on own files are fine.
+    push_case(
+        &mut p,
+        libc::SYS_fcntl as u32,
+        deny_arg_values(1, &[F_SETLEASE, F_NOTIFY], errno(libc::EPERM)),
+    );
     // personality: only the harmless values.
     let mut pers = vec![stmt(BPF_LD | BPF_W | BPF_ABS, off_arg_lo(0))];
     for (i, v) in PERSONALITY_OK.iter().enumerate() {
@@ -594,6 +608,30 @@ mod tests {
         assert_eq!(
             run(&p, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 39, [0; 6]),
             RET_KILL_PROCESS
+        );
+    }
+
+    #[test]
+    fn shared_file_locks_and_leases_are_refused() {
+        assert_eq!(
+            sys(libc::SYS_flock, [3, libc::LOCK_EX as u64, 0, 0, 0, 0]),
+            errno(libc::ENOSYS)
+        );
+        assert_eq!(
+            sys(libc::SYS_fcntl, [3, F_SETLEASE as u64, 1, 0, 0, 0]),
+            errno(libc::EPERM)
+        );
+        assert_eq!(
+            sys(libc::SYS_fcntl, [3, F_NOTIFY as u64, 1, 0, 0, 0]),
+            errno(libc::EPERM)
+        );
+        assert_eq!(
+            sys(libc::SYS_fcntl, [3, libc::F_SETLK as u64, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            sys(libc::SYS_fcntl, [3, libc::F_GETFL as u64, 0, 0, 0, 0]),
+            RET_ALLOW
         );
     }
 

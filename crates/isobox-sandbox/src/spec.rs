@@ -81,6 +81,41 @@ pub struct ExecSpec {
     pub tmpfs_inodes: u64,
 }
 
+/// Checks the work-dir files of a spec: each a relative path of plain components (no `..`, no
+/// absolute path, no empty component), no two the same, and none inside another one (`x` and
+/// `x/y` cannot both be files). Every backend calls this; so does the core, for a clear 400.
+pub fn check_files(files: &[SandboxFile]) -> Result<(), crate::SandboxError> {
+    let bad = |msg: String| Err(crate::SandboxError::InvalidSpec(msg));
+    for f in files {
+        let p = &f.path;
+        let plain = p.len() <= 255
+            && !p.contains('\0')
+            && !p.starts_with('/')
+            && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+        if !plain {
+            return bad(format!(
+                "file name `{}` must be a relative path without `..`",
+                p.escape_debug()
+            ));
+        }
+    }
+    for (i, a) in files.iter().enumerate() {
+        for b in &files[i + 1..] {
+            let (a, b) = (&a.path, &b.path);
+            if a == b {
+                return bad(format!("file `{a}` is given twice"));
+            }
+            let inside = |x: &str, y: &str| {
+                y.len() > x.len() && y.starts_with(x) && y.as_bytes()[x.len()] == b'/'
+            };
+            if inside(a, b) || inside(b, a) {
+                return bad(format!("`{a}` and `{b}` cannot both be files"));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl ExecSpec {
     /// One program, no files, a 16 MiB / 1024-inode work dir: probes, version checks, benches.
     pub fn single(argv: Vec<String>, env: Vec<(String, String)>, limits: Limits) -> ExecSpec {
@@ -199,4 +234,38 @@ pub fn signal_name(sig: i32) -> String {
         _ => return format!("SIG{sig}"),
     };
     name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(names: &[&str]) -> Vec<SandboxFile> {
+        names
+            .iter()
+            .map(|n| SandboxFile {
+                path: n.to_string(),
+                content: vec![],
+                executable: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn files_must_be_plain_distinct_and_not_nested() {
+        assert!(check_files(&files(&["main.py", "lib/util.py", "lib/more.py", "libx"])).is_ok());
+        for bad in [
+            &["../x"][..],
+            &["/etc/passwd"],
+            &["a/./b"],
+            &["a//b"],
+            &["a/"],
+            &[""],
+            &["main.py", "main.py"],
+            &["x", "x/y"],
+            &["x/y/z", "x/y"],
+        ] {
+            assert!(check_files(&files(bad)).is_err(), "{bad:?}");
+        }
+    }
 }

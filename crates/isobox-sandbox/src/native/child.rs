@@ -68,6 +68,10 @@ impl Arena {
         })
     }
 
+    pub(super) fn capacity(&self) -> usize {
+        self.size
+    }
+
     pub(super) fn base(&self) -> *const Job {
         self.base.cast()
     }
@@ -171,6 +175,7 @@ const OP_SYMLINK: u8 = 2;
 const OP_TOUCH: u8 = 3;
 const OP_MOUNT: u8 = 4;
 const OP_WRITE: u8 = 5;
+const OP_SET: u8 = 6;
 
 /// An [`Op`] as plain pointers: into the arena (job ops) or into the backend's base ops.
 #[repr(C)]
@@ -259,6 +264,15 @@ impl RawOp {
                 raw.fstype = opt(a, fstype)?;
                 raw.data = opt(a, data)?.cast();
                 raw.flags = *flags;
+            }
+            Op::Set { path, value } => {
+                raw.kind = OP_SET;
+                raw.path = s(a, path)?;
+                raw.data = match a {
+                    Some(arena) => arena.put(value.as_slice())?,
+                    None => value.as_ptr(),
+                };
+                raw.len = value.len();
             }
             Op::Write {
                 path,
@@ -449,6 +463,14 @@ unsafe fn run_op(op: &RawOp) -> bool {
             }
             libc::fchmod(fd, op.mode);
             libc::close(fd) == 0
+        }
+        OP_SET => {
+            let fd = libc::open(op.path, libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW);
+            if fd < 0 {
+                return false;
+            }
+            let ok = libc::write(fd, op.data.cast(), op.len) == op.len as isize;
+            libc::close(fd) == 0 && ok
         }
         _ => false,
     }

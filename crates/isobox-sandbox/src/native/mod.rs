@@ -61,7 +61,7 @@ use crate::{Backend, SandboxError};
 use child::{
     Arena, ChildCtx, PhaseCmd, RawOp, MAX_PHASES, MSG_JOB_READY, MSG_READY, MSG_SETUP_FAILED,
 };
-use rootfs::{build_base_ops, check_rel_path, cpath, cstr, run_ops, Op, SANDBOX_PATH};
+use rootfs::{build_base_ops, cpath, cstr, run_ops, Op, SANDBOX_PATH};
 pub use rootfs::{RootFs, DEFAULT_ETC};
 use supervise::{
     os_err, pipe, rlimits, set_nonblocking, supervise, wait_readable, InitProcess, PhasePipes,
@@ -72,9 +72,13 @@ use supervise::{
 #[derive(Debug, Clone)]
 pub struct NativeConfig {
     pub rootfs: RootFs,
-    /// The unprivileged user and group the payload runs as.
+    /// The unprivileged users and groups payloads run as: each live sandbox gets its own pair,
+    /// `uid + k` / `gid + k` for a free slot `k < uid_count`, so that no two runs (even from
+    /// different IsoBox processes) share per-user kernel limits (inotify instances, message
+    /// queues, pending signals, pipe buffers). Slots are claimed with lock files.
     pub uid: u32,
     pub gid: u32,
+    pub uid_count: u32,
     /// Name of the parent cgroup under each hierarchy.
     pub cgroup_parent: String,
     /// An empty host directory used as the mount point of each sandbox's new root (inside the
@@ -98,6 +102,7 @@ impl Default for NativeConfig {
             },
             uid: 60000,
             gid: 60000,
+            uid_count: 1000,
             cgroup_parent: "isobox".into(),
             mount_point: PathBuf::from("/run/isobox/root"),
             hostname: "isobox".into(),
@@ -275,8 +280,39 @@ impl Shared {
     }
 
     /// Builds a sandbox up to READY: cgroup, namespaces, base root. The job comes later.
+    /// Claims a free uid/gid slot: the lock is held as long as the returned file is open.
+    fn claim_uid(&self) -> Result<(u32, u32, fs::File), SandboxError> {
+        let dir = self.cfg.mount_point.with_file_name("uids");
+        fs::create_dir_all(&dir)
+            .map_err(|e| SandboxError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+        let count = self.cfg.uid_count.max(1);
+        let start = (RUN_COUNTER.load(Ordering::Relaxed) as u32).wrapping_add(std::process::id());
+        for i in 0..count {
+            let k = start.wrapping_add(i) % count;
+            let path = dir.join((self.cfg.uid + k).to_string());
+            let Ok(f) = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+            else {
+                continue;
+            };
+            // SAFETY: flock on an fd we own; no memory is passed.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok((self.cfg.uid + k, self.cfg.gid + k, f));
+            }
+        }
+        Err(SandboxError::Setup(format!(
+            "all {count} sandbox uids are in use"
+        )))
+    }
+
     fn spawn(&self, arena_bytes: usize) -> Result<Sandbox, SandboxError> {
         let started = Instant::now();
+        let (uid, gid, uid_lock) = self.claim_uid()?;
+        // Per-sandbox part of the base root: who the sandbox user is.
+        let identity = rootfs::identity_ops(&self.cfg, uid, gid);
         let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("run-{}-{n}", std::process::id());
         let mut cg = self.layout.create(&name)?;
@@ -306,6 +342,7 @@ impl Shared {
         let base = self
             .base_ops
             .iter()
+            .chain(&identity)
             .map(|op| RawOp::from_op(op, None))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| SandboxError::Setup("cannot prepare the root".into()))?;
@@ -319,8 +356,8 @@ impl Shared {
             hostname: self.cfg.hostname.as_bytes().to_vec(),
             ctrl: ctrl_child.as_raw_fd(),
             status_w: status_w.as_raw_fd(),
-            uid: self.cfg.uid,
-            gid: self.cfg.gid,
+            uid,
+            gid,
             cap_last: self.cap_last,
             filter: libc::sock_fprog {
                 len: self.filter.len() as u16,
@@ -398,6 +435,9 @@ impl Shared {
             arena,
             warm: false,
             spawn_time: Duration::ZERO,
+            uid,
+            gid,
+            _uid_lock: uid_lock,
         };
         match sb.wait_for(MSG_READY) {
             Ok(()) => {}
@@ -529,6 +569,10 @@ pub(super) struct Sandbox {
     /// Taken from the warm pool rather than built for this run.
     warm: bool,
     spawn_time: Duration,
+    uid: u32,
+    gid: u32,
+    /// Holds this sandbox's uid slot; released (closed) after `finish` ran in `drop`.
+    _uid_lock: fs::File,
 }
 
 impl Sandbox {
@@ -655,53 +699,41 @@ impl Backend for NativeBackend {
                 "a run has 1 to {MAX_PHASES} programs"
             )));
         }
-        for f in &spec.files {
-            check_rel_path(&f.path)?;
-        }
+        crate::spec::check_files(&spec.files)?;
         let shared = &self.shared;
-        let job_ops = run_ops(&shared.cfg, spec);
         let cmds = spec
             .phases
             .iter()
             .map(|p| shared.command(p))
             .collect::<Result<Vec<_>, _>>()?;
+        let need = spec
+            .files
+            .iter()
+            .map(|f| f.content.len() + f.path.len() + 256)
+            .sum::<usize>()
+            + cmds
+                .iter()
+                .flat_map(|c| c.argv.iter().chain(&c.envp))
+                .map(|s| s.as_bytes().len() + 16)
+                .sum::<usize>()
+            + 64 * 1024;
 
         // A warm sandbox if one is waiting and the job fits its arena, else a new one.
-        let mut sb = None;
+        let mut warm = None;
         if let Some(pool) = &self.pool {
-            if let Some(mut warm) = pool.take() {
-                if warm.alive() && warm.arena.write_job(&job_ops, &cmds).is_some() {
-                    sb = Some(warm);
-                }
-            }
+            warm = pool
+                .take()
+                .filter(|w| w.arena.capacity() >= need)
+                .and_then(|mut w| w.alive().then_some(w));
         }
-        let mut sb = match sb {
+        let mut sb = match warm {
             Some(sb) => sb,
-            None => {
-                let need = spec
-                    .files
-                    .iter()
-                    .map(|f| f.content.len() + f.path.len() + 256)
-                    .sum::<usize>()
-                    + cmds
-                        .iter()
-                        .map(|c| {
-                            c.argv
-                                .iter()
-                                .chain(&c.envp)
-                                .map(|s| s.as_bytes().len() + 16)
-                                .sum::<usize>()
-                                + 512
-                        })
-                        .sum::<usize>()
-                    + 64 * 1024;
-                let mut sb = shared.spawn(need)?;
-                sb.arena
-                    .write_job(&job_ops, &cmds)
-                    .ok_or_else(|| SandboxError::Setup("the job does not fit its arena".into()))?;
-                sb
-            }
+            None => shared.spawn(need)?,
         };
+        let job_ops = run_ops(spec, sb.uid, sb.gid);
+        sb.arena
+            .write_job(&job_ops, &cmds)
+            .ok_or_else(|| SandboxError::Setup("the job does not fit its arena".into()))?;
 
         // Stdio for every phase; the child ends travel to init with the job.
         let mut pipes = Vec::with_capacity(spec.phases.len());
@@ -751,8 +783,17 @@ impl Backend for NativeBackend {
             if i > 0 {
                 sb.cg.reset_peak();
                 let l = &phase.limits;
-                sb.cg
-                    .set_limits(l.memory_bytes, l.max_processes, l.cpu_millis)?;
+                match sb
+                    .cg
+                    .set_limits(l.memory_bytes, l.max_processes, l.cpu_millis)
+                {
+                    Ok(()) => {}
+                    Err(SandboxError::MemoryInUse) => {
+                        reports.push(supervise::not_started(phase, Status::MemoryLimit));
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             let report = supervise(i, phase, &mut pipes[i], &mut sb);
             let stop = report.status != Status::Ok && !phase.continue_on_failure;

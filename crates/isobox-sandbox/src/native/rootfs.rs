@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use libc::c_ulong;
 
@@ -44,8 +44,6 @@ pub const DEFAULT_ETC: &[&str] = &[
     "python3",
     "python3.11",
     "perl",
-    "ssl",
-    "ca-certificates",
     "protocols",
     "services",
     "gai.conf",
@@ -76,6 +74,11 @@ pub(super) enum Op {
         flags: c_ulong,
         data: Option<CString>,
     },
+    /// Writes into an existing file (a sysctl of the sandbox's own namespaces).
+    Set {
+        path: CString,
+        value: Vec<u8>,
+    },
     Write {
         path: CString,
         data: Vec<u8>,
@@ -103,6 +106,7 @@ impl Op {
                     .unwrap_or_else(|| "bind/remount".into())
             ),
             Op::Write { path, .. } => format!("write {}", s(path)),
+            Op::Set { path, .. } => format!("set {}", s(path)),
         }
     }
 }
@@ -188,8 +192,6 @@ pub(super) fn build_base_ops(cfg: &NativeConfig) -> Result<Vec<Op>, SandboxError
                 owner: None,
             });
             let files = [
-                ("passwd", format!("root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:{}:{}:sandbox:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", cfg.uid, cfg.gid)),
-                ("group", format!("root:x:0:\nsandbox:x:{}:\nnogroup:x:65534:\n", cfg.gid)),
                 ("hosts", format!("127.0.0.1\tlocalhost {0}\n::1\tlocalhost ip6-localhost {0}\n", cfg.hostname)),
                 ("hostname", format!("{}\n", cfg.hostname)),
                 ("resolv.conf", String::new()),
@@ -286,6 +288,41 @@ pub(super) fn build_base_ops(cfg: &NativeConfig) -> Result<Vec<Op>, SandboxError
         flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         data: Some(cstr("hidepid=2")),
     });
+    // Small socket buffers in this (private) network namespace: loopback traffic cannot pin
+    // much kernel memory, which cgroup v1 does not count against the memory limit.
+    for (knob, value) in [
+        ("tcp_rmem", "4096 32768 262144"),
+        ("tcp_wmem", "4096 16384 262144"),
+    ] {
+        let at = proc_dir.join("sys/net/ipv4").join(knob);
+        if Path::new("/proc/sys/net/ipv4").join(knob).exists() {
+            ops.push(Op::Set {
+                path: cpath(&at),
+                value: value.into(),
+            });
+        }
+    }
+    // Host facts a program has no business reading: covered by /dev/null (as Docker does).
+    for p in [
+        "kcore",
+        "keys",
+        "key-users",
+        "timer_list",
+        "sched_debug",
+        "config.gz",
+        "cmdline",
+        "latency_stats",
+    ] {
+        if Path::new("/proc").join(p).exists() {
+            ops.push(Op::Mount {
+                src: Some(cstr("/dev/null")),
+                dst: cpath(&proc_dir.join(p)),
+                fstype: None,
+                flags: libc::MS_BIND,
+                data: None,
+            });
+        }
+    }
     for p in ["sys", "sysrq-trigger", "irq", "bus", "fs"] {
         if Path::new("/proc").join(p).exists() {
             let at = proc_dir.join(p);
@@ -323,30 +360,37 @@ const FORBIDDEN_ETC: &[&str] = &[
     "sudoers",
     "sudoers.d",
     "security",
-    "ssl/private",
+    "ssl",
 ];
 
-/// Validates a work-dir-relative file name.
-pub(super) fn check_rel_path(p: &str) -> Result<(), SandboxError> {
-    let path = Path::new(p);
-    let ok = !p.is_empty()
-        && p.len() <= 255
-        && !p.contains('\0')
-        && path.components().all(|c| matches!(c, Component::Normal(_)));
-    if ok {
-        Ok(())
-    } else {
-        Err(SandboxError::InvalidSpec(format!(
-            "file name `{p}` must be a relative path without `..`"
-        )))
+/// `/etc/passwd` and `/etc/group` naming this sandbox's own user (run before pivot_root, with
+/// the base root).
+pub(super) fn identity_ops(cfg: &NativeConfig, uid: u32, gid: u32) -> Vec<Op> {
+    if !matches!(cfg.rootfs, RootFs::Host { .. }) {
+        return Vec::new();
     }
+    let etc = cfg.mount_point.join("etc");
+    let passwd = format!(
+        "root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:{uid}:{gid}:sandbox:/tmp:/bin/sh\n\
+         nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    );
+    let group = format!("root:x:0:\nsandbox:x:{gid}:\nnogroup:x:65534:\n");
+    [("passwd", passwd), ("group", group)]
+        .into_iter()
+        .map(|(name, content)| Op::Write {
+            path: cpath(&etc.join(name)),
+            data: content.into_bytes(),
+            mode: 0o644,
+            owner: None,
+        })
+        .collect()
 }
+
 /// Per-run ops: the work tmpfs, /dev/shm, the program's files, then the root made read-only.
-pub(super) fn run_ops(cfg: &NativeConfig, spec: &ExecSpec) -> Vec<Op> {
+pub(super) fn run_ops(spec: &ExecSpec, uid: u32, gid: u32) -> Vec<Op> {
     // Run after pivot_root: paths are inside the new root.
     let root = Path::new("/");
-    let owner = Some((cfg.uid, cfg.gid));
-    let (uid, gid) = (cfg.uid, cfg.gid);
+    let owner = Some((uid, gid));
     let mut ops = vec![
         Op::Mount {
             src: Some(cstr("isobox-tmp")),

@@ -391,6 +391,25 @@ pub(super) fn supervise(
     }
 }
 
+/// The report of a phase that could not start because of a limit (e.g. memory already in use).
+pub(super) fn not_started(phase: &Phase, status: Status) -> PhaseReport {
+    PhaseReport {
+        name: phase.name.clone(),
+        status,
+        exit_code: None,
+        signal: None,
+        limit_hit: (status == Status::MemoryLimit).then_some(LimitHit::Memory),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        cpu_time: Duration::ZERO,
+        wall_time: Duration::ZERO,
+        memory_peak_bytes: 0,
+        internal_error: None,
+    }
+}
+
 /// Reads what is available; false on EOF or error.
 fn read_into(fd: RawFd, buf: &mut [u8], cap: &mut Capture) -> bool {
     // SAFETY: reading into a live buffer of the given length.

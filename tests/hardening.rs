@@ -1,0 +1,136 @@
+//! Regressions for the findings of the sandbox security review: per-run uids, socket memory,
+//! /proc exposure, shared-file locks, compile-step option injection, nested file names, a
+//! compile step that leaves more on the tmpfs than the run may use.
+
+mod common;
+use common::*;
+
+use isobox_core::{CoreError, ExecuteRequest};
+
+fn err_of(req: ExecuteRequest) -> CoreError {
+    executor()
+        .execute(&req)
+        .expect_err("the request must be refused")
+}
+
+#[test]
+fn concurrent_runs_do_not_share_per_user_kernel_limits() {
+    // Run A takes every inotify instance its user may have (default 128) and holds them; run B,
+    // at the same time, must still get one: they are different users.
+    let hog = r#"
+import os, ctypes, time
+libc = ctypes.CDLL(None, use_errno=True)
+n = 0
+while libc.inotify_init1(0) >= 0:
+    n += 1
+print("held", n, os.getuid(), flush=True)
+time.sleep(2)
+"#;
+    let probe = r#"
+import os, ctypes, time
+time.sleep(0.7)
+libc = ctypes.CDLL(None, use_errno=True)
+print("fd", libc.inotify_init1(0) >= 0, os.getuid())
+"#;
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run_with("python", hog, |r| r.limits = Some(limits(5000, 128))));
+        let b = s.spawn(|| run_with("python", probe, |r| r.limits = Some(limits(5000, 128))));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(a.status, "ok", "{a:?}");
+    assert_eq!(b.status, "ok", "{b:?}");
+    let uid_a = a.stdout.split_whitespace().last().unwrap().to_string();
+    let uid_b = b.stdout.split_whitespace().last().unwrap().to_string();
+    assert_ne!(uid_a, uid_b, "two live runs share a uid");
+    assert!(
+        b.stdout.starts_with("fd True"),
+        "run B was starved by run A: {b:?}"
+    );
+}
+
+#[test]
+fn socket_buffers_are_small_in_the_sandbox() {
+    let r = run_code(
+        "bash",
+        "cat /proc/sys/net/ipv4/tcp_rmem /proc/sys/net/ipv4/tcp_wmem",
+    );
+    assert_eq!(r.status, "ok", "{r:?}");
+    let maxima: Vec<u64> = r
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().last().unwrap().parse().unwrap())
+        .collect();
+    assert!(maxima.iter().all(|m| *m <= 256 * 1024), "{r:?}");
+}
+
+#[test]
+fn host_facts_in_proc_are_masked() {
+    let r = run_code(
+        "bash",
+        "for f in /proc/cmdline /proc/keys /proc/key-users /proc/timer_list /proc/config.gz; do \
+           [ -e $f ] && echo \"$f $(wc -c < $f)\"; done; true",
+    );
+    assert_eq!(r.status, "ok", "{r:?}");
+    for line in r.stdout.lines() {
+        assert!(line.ends_with(" 0"), "{line} is readable: {r:?}");
+    }
+    assert!(!std::fs::read_to_string("/proc/cmdline").unwrap().is_empty());
+}
+
+#[test]
+fn shared_files_cannot_be_locked() {
+    let r = run_code(
+        "python",
+        "import fcntl, errno\nf = open('/etc/ld.so.cache', 'rb')\ntry:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n    print('locked')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\n",
+    );
+    assert_eq!(r.status, "ok", "{r:?}");
+    assert_eq!(r.stdout, "ENOSYS\n");
+    // Locks on the program's own files keep working (sqlite uses fcntl locks).
+    let r = run_code(
+        "python",
+        "import sqlite3\nc = sqlite3.connect('/tmp/db')\nc.execute('create table t(x)')\nc.execute('insert into t values (42)')\nc.commit()\nprint(c.execute('select x from t').fetchone()[0])\n",
+    );
+    assert_eq!(r.stdout, "42\n", "{r:?}");
+}
+
+#[test]
+fn option_like_file_names_are_refused() {
+    for name in ["-wrapper", "@o.c", "src/-x.c"] {
+        let req = ExecuteRequest {
+            language: "c".into(),
+            files: Some(files(&[("main.c", "int main(){return 0;}"), (name, "x")])),
+            ..Default::default()
+        };
+        match err_of(req) {
+            CoreError::InvalidRequest(m) => assert!(m.contains("may not start with"), "{m}"),
+            e => panic!("{name}: {e:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_file_inside_another_file_is_a_clear_error() {
+    let req = ExecuteRequest {
+        language: "python".into(),
+        files: Some(files(&[("main.py", "print(1)"), ("x/y", "a"), ("x", "b")])),
+        ..Default::default()
+    };
+    match err_of(req) {
+        CoreError::InvalidRequest(m) => assert!(m.contains("cannot both be files"), "{m}"),
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn a_binary_larger_than_the_run_memory_limit_is_memory_limit() {
+    // The compiled program (28 MiB of initialised data) sits on the tmpfs and is charged to the
+    // sandbox: a 16 MiB run cannot start. That is the program's memory_limit, not our error.
+    let r = run_with(
+        "c",
+        "char big[28 << 20] = {1};\nint main(void) { return big[5]; }\n",
+        |r| r.limits = Some(limits(5000, 16)),
+    );
+    assert_eq!(r.status, "memory_limit", "{r:?}");
+    assert_eq!(r.compile.as_ref().unwrap().status, "ok");
+    assert!(r.internal_message.is_none(), "{r:?}");
+}
