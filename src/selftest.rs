@@ -270,6 +270,11 @@ pub fn run(b: &NativeBackend) -> Report {
             r#"h=$(cat /proc/sys/kernel/hostname); [ "$h" = isobox ] && echo ENFORCED || echo "hostname $h""#,
         ),
     );
+    add(
+        "fast cgroup placement (no RCU stall per run)",
+        false,
+        fast_cgroup_placement(b),
+    );
     let cgroups = b.cgroup_layout().describe();
     let ok = probes.iter().all(|p| p.enforced || !p.required);
     Report {
@@ -277,6 +282,28 @@ pub fn run(b: &NativeBackend) -> Report {
         cgroups,
         probes,
         ok,
+    }
+}
+
+/// Whether a fresh sandbox joins its cgroup without waiting for an RCU grace period: on pure v2
+/// (born in its group by clone3), or with the v2 hierarchy mounted `favordynmods`. Otherwise
+/// every cold run may wait ~10 ms in the kernel (the warm pool hides it).
+fn fast_cgroup_placement(b: &NativeBackend) -> (bool, String) {
+    let l = b.cgroup_layout();
+    if [&l.memory, &l.pids, &l.cpu, &l.cpuacct]
+        .iter()
+        .all(|m| m.is_v2())
+    {
+        return (true, "pure cgroup v2: clone3(CLONE_INTO_CGROUP)".into());
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let favor = mountinfo
+        .lines()
+        .any(|l| l.contains(" - cgroup2 ") && l.contains("favordynmods"));
+    if favor {
+        (true, "v2 hierarchy mounted with favordynmods".into())
+    } else {
+        (false, "v1 migrations wait for RCU: `mount -o remount,favordynmods <cgroup2 mount>` or use a warm pool".into())
     }
 }
 

@@ -198,11 +198,14 @@ impl RawOp {
     /// Points at `op`'s own strings (`arena: None`; `op` must outlive the clone) or at copies in
     /// the arena.
     pub(super) fn from_op(op: &Op, mut arena: Option<&mut Arena>) -> Option<RawOp> {
-        fn s(arena: &mut Option<&mut Arena>, c: &CString) -> Option<*const c_char> {
+        fn bytes(arena: &mut Option<&mut Arena>, b: &[u8]) -> Option<*const u8> {
             match arena {
-                Some(a) => a.put_cstr(c),
-                None => Some(c.as_ptr()),
+                Some(a) => a.put(b),
+                None => Some(b.as_ptr()),
             }
+        }
+        fn s(arena: &mut Option<&mut Arena>, c: &CString) -> Option<*const c_char> {
+            bytes(arena, c.as_bytes_with_nul()).map(|p| p.cast())
         }
         fn opt(arena: &mut Option<&mut Arena>, c: &Option<CString>) -> Option<*const c_char> {
             match c {
@@ -268,10 +271,7 @@ impl RawOp {
             Op::Set { path, value } => {
                 raw.kind = OP_SET;
                 raw.path = s(a, path)?;
-                raw.data = match a {
-                    Some(arena) => arena.put(value.as_slice())?,
-                    None => value.as_ptr(),
-                };
+                raw.data = bytes(a, value)?;
                 raw.len = value.len();
             }
             Op::Write {
@@ -282,10 +282,7 @@ impl RawOp {
             } => {
                 raw.kind = OP_WRITE;
                 raw.path = s(a, path)?;
-                raw.data = match a {
-                    Some(arena) => arena.put(data.as_slice())?,
-                    None => data.as_ptr(),
-                };
+                raw.data = bytes(a, data)?;
                 raw.len = data.len();
                 raw.mode = *mode;
                 owner(&mut raw, o);

@@ -193,6 +193,7 @@ impl NativeBackend {
         if warm > 0 {
             let pool = Arc::new(Pool {
                 warm: Mutex::new(Vec::new()),
+                retired: Mutex::new(Vec::new()),
                 wanted: warm,
                 wake: Condvar::new(),
                 stop: AtomicBool::new(false),
@@ -242,10 +243,13 @@ impl Drop for NativeBackend {
         if let Some(h) = self.refill.take() {
             let _ = h.join();
         }
-        // Warm sandboxes left in the pool are torn down by their Drop (init killed, cgroup gone).
+        // Warm and retired sandboxes are torn down by their Drop (init killed, cgroup gone).
         if let Some(pool) = &self.pool {
             if let Ok(mut w) = pool.warm.lock() {
                 w.clear();
+            }
+            if let Ok(mut r) = pool.retired.lock() {
+                r.clear();
             }
         }
     }
@@ -621,6 +625,8 @@ impl Drop for Sandbox {
 /// Pre-built sandboxes waiting for a job.
 struct Pool {
     warm: Mutex<Vec<Sandbox>>,
+    /// Used sandboxes waiting to be reaped and their cgroups removed.
+    retired: Mutex<Vec<Sandbox>>,
     wanted: usize,
     wake: Condvar,
     stop: AtomicBool,
@@ -630,6 +636,12 @@ impl Pool {
     fn refill_loop(&self, shared: &Shared) {
         let mut failures = 0u32;
         while !self.stop.load(Ordering::SeqCst) {
+            let retired = self
+                .retired
+                .lock()
+                .map(|mut r| std::mem::take(&mut *r))
+                .unwrap_or_default();
+            drop(retired); // Sandbox::drop: reap init, remove the cgroup.
             let have = self.warm.lock().map(|w| w.len()).unwrap_or(self.wanted);
             if have < self.wanted {
                 match shared.spawn(shared.cfg.warm_arena_bytes) {
@@ -655,6 +667,13 @@ impl Pool {
                 let _ = self.wake.wait_timeout(g, pause);
             }
         }
+    }
+
+    fn retire(&self, sb: Sandbox) {
+        if let Ok(mut r) = self.retired.lock() {
+            r.push(sb);
+        }
+        self.wake.notify_all();
     }
 
     fn take(&self) -> Option<Sandbox> {
@@ -806,7 +825,14 @@ impl Backend for NativeBackend {
             }
         }
         let warm = sb.warm;
-        sb.finish()?;
+        // Every process of the run is dead by now (init kills the tree before it reports, and a
+        // limit kills init). What is left (reaping init, removing the cgroup) is the pool
+        // thread's job when there is one, off this run's latency.
+        sb.init.kill();
+        match &self.pool {
+            Some(pool) => pool.retire(sb),
+            None => sb.finish()?,
+        }
         Ok(ExecReport {
             phases: reports,
             setup_time,
