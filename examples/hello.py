@@ -1,0 +1,2 @@
+import sys
+print(f"Hello, {input()}!", "args:", sys.argv[1:])
