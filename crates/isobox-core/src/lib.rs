@@ -6,7 +6,8 @@ pub mod service;
 
 pub use languages::{Language, LanguageTable};
 pub use service::{
-    ExecuteRequest, ExecutionResult, Executor, LanguageInfo, Policy, RequestFile, RequestLimits,
+    ExecuteRequest, ExecutionResult, Executor, LanguageInfo, Outcome, Policy, RequestFile,
+    RequestLimits,
 };
 
 /// Errors of the core layer. Each maps to one HTTP and one gRPC status (in the server crate).

@@ -53,9 +53,9 @@ pub struct ExecuteRequest {
     pub limits: Option<RequestLimits>,
 }
 
-/// The compile step's result.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct CompileResult {
+/// How one program ended (the compile step or the run): the fields CONTRACT.md gives both.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Outcome {
     pub status: String,
     pub exit_code: Option<i32>,
     pub signal: Option<String>,
@@ -68,27 +68,45 @@ pub struct CompileResult {
     pub memory_peak_bytes: u64,
 }
 
-/// The public result object of CONTRACT.md.
+impl From<&PhaseReport> for Outcome {
+    fn from(p: &PhaseReport) -> Outcome {
+        Outcome {
+            status: p.status.as_str().to_string(),
+            exit_code: p.exit_code,
+            signal: signal_of(p),
+            stdout: text(&p.stdout),
+            stderr: text(&p.stderr),
+            stdout_truncated: p.stdout_truncated,
+            stderr_truncated: p.stderr_truncated,
+            cpu_time_ms: ms(p.cpu_time),
+            wall_time_ms: ms(p.wall_time),
+            memory_peak_bytes: p.memory_peak_bytes,
+        }
+    }
+}
+
+/// The public result object of CONTRACT.md: the run's outcome at the top level, the compile
+/// step's (if any) under `compile`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecutionResult {
     pub id: String,
     pub language: String,
     pub version: String,
-    pub status: String,
-    pub exit_code: Option<i32>,
-    pub signal: Option<String>,
-    pub stdout: String,
-    pub stderr: String,
-    pub stdout_truncated: bool,
-    pub stderr_truncated: bool,
-    pub compile: Option<CompileResult>,
-    pub cpu_time_ms: u64,
-    pub wall_time_ms: u64,
-    pub memory_peak_bytes: u64,
+    #[serde(flatten)]
+    pub run: Outcome,
+    pub compile: Option<Outcome>,
     pub cached: bool,
     /// Why the sandbox failed (status `internal_error`); logged, never sent to clients.
     #[serde(skip)]
     pub internal_message: Option<String>,
+}
+
+/// `result.status`, `result.stdout`, ... read the run's outcome, as the JSON has them.
+impl std::ops::Deref for ExecutionResult {
+    type Target = Outcome;
+    fn deref(&self) -> &Outcome {
+        &self.run
+    }
 }
 
 /// Server-side bounds and defaults.
@@ -601,21 +619,6 @@ pub fn validate_file_name(name: &str) -> Result<(), CoreError> {
     Ok(())
 }
 
-fn phase_to_compile(p: &PhaseReport) -> CompileResult {
-    CompileResult {
-        status: p.status.as_str().to_string(),
-        exit_code: p.exit_code,
-        signal: signal_of(p),
-        stdout: text(&p.stdout),
-        stderr: text(&p.stderr),
-        stdout_truncated: p.stdout_truncated,
-        stderr_truncated: p.stderr_truncated,
-        cpu_time_ms: ms(p.cpu_time),
-        wall_time_ms: ms(p.wall_time),
-        memory_peak_bytes: p.memory_peak_bytes,
-    }
-}
-
 /// Turns a backend report into the public result.
 pub fn to_result(prepared: &Prepared, report: &ExecReport) -> ExecutionResult {
     let lang = prepared.lang;
@@ -623,17 +626,11 @@ pub fn to_result(prepared: &Prepared, report: &ExecReport) -> ExecutionResult {
         id: new_id(),
         language: lang.name.clone(),
         version: prepared.version.clone(),
-        status: Status::InternalError.as_str().into(),
-        exit_code: None,
-        signal: None,
-        stdout: String::new(),
-        stderr: String::new(),
-        stdout_truncated: false,
-        stderr_truncated: false,
+        run: Outcome {
+            status: Status::InternalError.as_str().into(),
+            ..Outcome::default()
+        },
         compile: None,
-        cpu_time_ms: 0,
-        wall_time_ms: 0,
-        memory_peak_bytes: 0,
         cached: false,
         internal_message: None,
     };
@@ -643,13 +640,13 @@ pub fn to_result(prepared: &Prepared, report: &ExecReport) -> ExecutionResult {
             result.internal_message = Some("the compile step did not run".into());
             return result;
         };
-        result.compile = Some(phase_to_compile(c));
+        result.compile = Some(Outcome::from(c));
         if c.status == Status::InternalError {
             result.internal_message = c.internal_error.clone();
             return result;
         }
         if c.status != Status::Ok {
-            result.status = "compile_error".into();
+            result.run.status = "compile_error".into();
             return result;
         }
     }
@@ -657,16 +654,7 @@ pub fn to_result(prepared: &Prepared, report: &ExecReport) -> ExecutionResult {
         result.internal_message = Some("the program did not run".into());
         return result;
     };
-    result.status = r.status.as_str().into();
-    result.exit_code = r.exit_code;
-    result.signal = signal_of(r);
-    result.stdout = text(&r.stdout);
-    result.stderr = text(&r.stderr);
-    result.stdout_truncated = r.stdout_truncated;
-    result.stderr_truncated = r.stderr_truncated;
-    result.cpu_time_ms = ms(r.cpu_time);
-    result.wall_time_ms = ms(r.wall_time);
-    result.memory_peak_bytes = r.memory_peak_bytes;
+    result.run = Outcome::from(r);
     result.internal_message = r.internal_error.clone();
     result
 }
