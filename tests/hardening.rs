@@ -134,3 +134,40 @@ fn a_binary_larger_than_the_run_memory_limit_is_memory_limit() {
     assert_eq!(r.compile.as_ref().unwrap().status, "ok");
     assert!(r.internal_message.is_none(), "{r:?}");
 }
+
+#[test]
+fn files_bigger_than_the_memory_limit_are_memory_limit() {
+    use isobox_sandbox::{
+        Backend, ExecSpec, Limits, NativeBackend, NativeConfig, SandboxFile, Status,
+    };
+    let backend = NativeBackend::new(NativeConfig::default()).unwrap();
+    let limits = Limits {
+        memory_bytes: 4 << 20,
+        ..Limits::default()
+    };
+    let mut spec = ExecSpec::single(vec!["true".into()], vec![], limits);
+    spec.files.push(SandboxFile {
+        path: "big.bin".into(),
+        content: vec![1u8; 8 << 20],
+        executable: false,
+    });
+    let r = backend.execute(&spec).expect("not a sandbox failure");
+    assert_eq!(r.phases[0].status, Status::MemoryLimit, "{:?}", r.phases[0]);
+}
+
+#[test]
+fn generated_etc_files_cannot_be_replaced_by_config() {
+    use isobox_sandbox::{NativeBackend, NativeConfig, RootFs, SandboxError};
+    for name in ["passwd", "group", "shadow"] {
+        let cfg = NativeConfig {
+            rootfs: RootFs::Host {
+                etc: vec![name.into()],
+            },
+            ..NativeConfig::default()
+        };
+        assert!(
+            matches!(NativeBackend::new(cfg), Err(SandboxError::InvalidSpec(_))),
+            "{name}"
+        );
+    }
+}

@@ -144,3 +144,66 @@ fn dropping_the_backend_tears_the_pool_down() {
     assert!(our_groups().is_empty(), "cgroups left: {:?}", our_groups());
     assert_eq!(our_children(), 0, "warm sandbox inits left running");
 }
+
+/// Shared anonymous mappings (job arenas) a process holds.
+fn arenas_of(pid: &str) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("/dev/zero") && l.contains("rw-s"))
+        .count()
+}
+
+#[test]
+fn a_sandbox_inherits_no_other_runs_job() {
+    let b = warm_backend(1, 1 << 20);
+    wait_warm(&b, 1);
+    // A cold run with a big file (too big for the warm arena) stays alive for a while; meanwhile
+    // small runs take the warm sandbox, so the pool clones new ones while the big job's arena
+    // is mapped in this process.
+    let mut big = sh("sleep 1; wc -c < big.bin");
+    big.files.push(SandboxFile {
+        path: "big.bin".into(),
+        content: vec![1u8; 2 << 20],
+        executable: false,
+    });
+    std::thread::scope(|s| {
+        let cold = s.spawn(|| b.execute(&big).unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..3 {
+            wait_warm(&b, 1);
+            assert!(b.execute(&sh("true")).unwrap().warm);
+        }
+        wait_warm(&b, 1);
+        assert!(!cold.join().unwrap().warm);
+    });
+    wait_warm(&b, 1);
+    // Used sandboxes are reaped by the pool thread: wait until only the warm one is left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while our_children() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "used sandboxes were never reaped"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let children: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .flat_map(|t| {
+            let c = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            c.split_whitespace().map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect();
+    let live = children;
+    assert!(!live.is_empty());
+    for pid in live {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        let shared: Vec<&str> = maps.lines().filter(|l| l.contains("-s ")).collect();
+        assert_eq!(
+            arenas_of(&pid),
+            1,
+            "sandbox init {pid} maps other runs' arenas: {shared:?}"
+        );
+    }
+}

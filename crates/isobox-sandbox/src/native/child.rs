@@ -31,6 +31,11 @@ pub(super) const MAX_PHASES: usize = 4;
 // The arena and the raw (pointer-based) job.
 // ---------------------------------------------------------------------------------------------
 
+/// Held around every arena creation and every sandbox clone. Arenas are mapped `MADV_DONTFORK`
+/// so that a sandbox inherits no arena but its own (other runs' files stay out of it): the
+/// clone of a sandbox flips its own arena to `MADV_DOFORK` for the duration of the clone.
+pub(super) static CLONE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A shared mapping the supervisor fills with a [`Job`] and the sandbox init reads.
 pub(super) struct Arena {
     base: *mut u8,
@@ -46,6 +51,7 @@ unsafe impl Send for Arena {}
 impl Arena {
     pub(super) fn new(size: usize) -> io::Result<Arena> {
         let size = size.max(4096).next_multiple_of(4096);
+        let _guard = CLONE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: a fresh anonymous mapping; no existing memory is touched.
         let p = unsafe {
             libc::mmap(
@@ -60,6 +66,8 @@ impl Arena {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: advice on our own fresh mapping.
+        unsafe { libc::madvise(p, size, libc::MADV_DONTFORK) };
         // The header (the Job) lives at the start.
         Ok(Arena {
             base: p.cast(),
@@ -68,8 +76,15 @@ impl Arena {
         })
     }
 
-    pub(super) fn capacity(&self) -> usize {
-        self.size
+    /// Whether clones (made under `CLONE_LOCK`) inherit this arena.
+    pub(super) fn inherit(&self, yes: bool) {
+        let advice = if yes {
+            libc::MADV_DOFORK
+        } else {
+            libc::MADV_DONTFORK
+        };
+        // SAFETY: advice on our own mapping, which lives as long as `self`.
+        unsafe { libc::madvise(self.base.cast(), self.size, advice) };
     }
 
     pub(super) fn base(&self) -> *const Job {
@@ -339,7 +354,7 @@ const STEP_RECV_JOB: i32 = -8;
 pub(super) const STEP_JOB: i32 = 100_000;
 
 /// Describes a setup step for an error message.
-pub(super) fn step_name(step: i32, base: &[Op], job: &[Op]) -> String {
+pub(super) fn step_name(step: i32, base: &[&Op], job: &[Op]) -> String {
     match step {
         STEP_CGROUP => "join cgroup".into(),
         STEP_UNSHARE_CGROUP => "unshare cgroup namespace".into(),
@@ -353,7 +368,10 @@ pub(super) fn step_name(step: i32, base: &[Op], job: &[Op]) -> String {
             .get((n - STEP_JOB) as usize)
             .map(Op::describe)
             .unwrap_or_default(),
-        n if n >= 0 => base.get(n as usize).map(Op::describe).unwrap_or_default(),
+        n if n >= 0 => base
+            .get(n as usize)
+            .map(|o| o.describe())
+            .unwrap_or_default(),
         n => format!("step {n}"),
     }
 }

@@ -81,9 +81,10 @@ pub struct NativeConfig {
     pub uid_count: u32,
     /// Name of the parent cgroup under each hierarchy.
     pub cgroup_parent: String,
-    /// An empty host directory used as the mount point of each sandbox's new root (inside the
-    /// sandbox's own mount namespace only; nothing is ever mounted there on the host).
-    pub mount_point: PathBuf,
+    /// IsoBox's host state: `root/` (an empty directory, the mount point of each sandbox's new
+    /// root inside the sandbox's own mount namespace; nothing is mounted there on the host) and
+    /// `uids/` (the lock files of the uid slots).
+    pub state_dir: PathBuf,
     pub hostname: String,
     /// Sandboxes kept built and waiting for a job (namespaces, cgroup, base root ready), so that
     /// a run skips all of that. 0 (the default) builds each sandbox when its run starts; a server
@@ -92,6 +93,13 @@ pub struct NativeConfig {
     /// Size of a warm sandbox's job arena (files, argv, env of one run); a bigger job gets a
     /// freshly built sandbox instead.
     pub warm_arena_bytes: usize,
+}
+
+impl NativeConfig {
+    /// Where each sandbox's new root is mounted (inside its own mount namespace).
+    pub fn mount_point(&self) -> PathBuf {
+        self.state_dir.join("root")
+    }
 }
 
 impl Default for NativeConfig {
@@ -104,7 +112,7 @@ impl Default for NativeConfig {
             gid: 60000,
             uid_count: 1000,
             cgroup_parent: "isobox".into(),
-            mount_point: PathBuf::from("/run/isobox/root"),
+            state_dir: PathBuf::from("/run/isobox"),
             hostname: "isobox".into(),
             warm_pool: 0,
             warm_arena_bytes: 4 << 20,
@@ -168,10 +176,12 @@ impl NativeBackend {
         check_privileges()?;
         layout.prepare()?;
         layout.sweep_stale();
-        fs::create_dir_all(&cfg.mount_point).map_err(|e| {
-            SandboxError::Setup(format!("cannot create {}: {e}", cfg.mount_point.display()))
-        })?;
-        let _ = fs::set_permissions(&cfg.mount_point, fs::Permissions::from_mode(0o700));
+        for dir in [cfg.mount_point(), cfg.state_dir.join("uids")] {
+            fs::create_dir_all(&dir).map_err(|e| {
+                SandboxError::Setup(format!("cannot create {}: {e}", dir.display()))
+            })?;
+            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
+        }
         let cap_last = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -238,7 +248,7 @@ impl Drop for NativeBackend {
     fn drop(&mut self) {
         if let Some(pool) = &self.pool {
             pool.stop.store(true, Ordering::SeqCst);
-            pool.wake.notify_all();
+            pool.notify();
         }
         if let Some(h) = self.refill.take() {
             let _ = h.join();
@@ -286,9 +296,7 @@ impl Shared {
     /// Builds a sandbox up to READY: cgroup, namespaces, base root. The job comes later.
     /// Claims a free uid/gid slot: the lock is held as long as the returned file is open.
     fn claim_uid(&self) -> Result<(u32, u32, fs::File), SandboxError> {
-        let dir = self.cfg.mount_point.with_file_name("uids");
-        fs::create_dir_all(&dir)
-            .map_err(|e| SandboxError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+        let dir = self.cfg.state_dir.join("uids");
         let count = self.cfg.uid_count.max(1);
         let start = (RUN_COUNTER.load(Ordering::Relaxed) as u32).wrapping_add(std::process::id());
         for i in 0..count {
@@ -356,7 +364,7 @@ impl Shared {
             cgroup_v2_fd: join.v2_procs.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1),
             born_in_v2: false,
             base,
-            newroot: cpath(&self.cfg.mount_point),
+            newroot: cpath(&self.cfg.mount_point()),
             hostname: self.cfg.hostname.as_bytes().to_vec(),
             ctrl: ctrl_child.as_raw_fd(),
             status_w: status_w.as_raw_fd(),
@@ -381,6 +389,8 @@ impl Shared {
         // never returns and only uses raw syscalls on the prepared `ctx`. Signals are blocked
         // around the clone so that no handler of this process runs in the child before it resets
         // them.
+        let clone_guard = child::CLONE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        arena.inherit(true);
         let pid = unsafe {
             let mut all: libc::sigset_t = std::mem::zeroed();
             let mut old: libc::sigset_t = std::mem::zeroed();
@@ -415,9 +425,11 @@ impl Shared {
             libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
             pid
         };
+        let clone_err = io::Error::last_os_error();
+        arena.inherit(false);
+        drop(clone_guard);
         if pid < 0 {
-            let e = io::Error::last_os_error();
-            return Err(SandboxError::Setup(format!("clone failed: {e}")));
+            return Err(SandboxError::Setup(format!("clone failed: {clone_err}")));
         }
         drop(ctx);
         drop(join);
@@ -441,6 +453,7 @@ impl Shared {
             spawn_time: Duration::ZERO,
             uid,
             gid,
+            born: Instant::now(),
             _uid_lock: uid_lock,
         };
         match sb.wait_for(MSG_READY) {
@@ -450,7 +463,11 @@ impl Shared {
                     Some(step) => {
                         format!(
                             "{}: {}",
-                            child::step_name(step, &self.base_ops, &[]),
+                            child::step_name(
+                                step,
+                                &self.base_ops.iter().chain(&identity).collect::<Vec<_>>(),
+                                &[]
+                            ),
                             os_err(err)
                         )
                     }
@@ -575,6 +592,7 @@ pub(super) struct Sandbox {
     spawn_time: Duration,
     uid: u32,
     gid: u32,
+    born: Instant,
     /// Holds this sandbox's uid slot; released (closed) after `finish` ran in `drop`.
     _uid_lock: fs::File,
 }
@@ -582,6 +600,7 @@ pub(super) struct Sandbox {
 impl Sandbox {
     /// Waits for message `kind`; on failure returns the failed step and errno if it said so.
     fn wait_for(&mut self, kind: u32) -> Result<(), (Option<i32>, i32)> {
+        let deadline = Instant::now() + SETUP_DEADLINE;
         loop {
             if let Some((k, a, b)) = self.status.next() {
                 if k == kind {
@@ -595,7 +614,11 @@ impl Sandbox {
             if self.status.eof {
                 return Err((None, 0));
             }
-            wait_readable(self.status.fd.as_raw_fd(), None);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err((None, libc::ETIMEDOUT));
+            }
+            wait_readable(self.status.fd.as_raw_fd(), Some(left));
             self.status.pump();
         }
     }
@@ -622,6 +645,13 @@ impl Drop for Sandbox {
     }
 }
 
+/// The most a sandbox may take to get ready (a hung mount must not hang a run or the pool).
+const SETUP_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A warm sandbox holds a copy of the supervisor's memory as it was at its clone: replace it
+/// after this long rather than keep old data around.
+const WARM_MAX_IDLE: Duration = Duration::from_secs(60);
+
 /// Pre-built sandboxes waiting for a job.
 struct Pool {
     warm: Mutex<Vec<Sandbox>>,
@@ -636,12 +666,21 @@ impl Pool {
     fn refill_loop(&self, shared: &Shared) {
         let mut failures = 0u32;
         while !self.stop.load(Ordering::SeqCst) {
-            let retired = self
+            // Used sandboxes, and warm ones idle for too long, are torn down here
+            // (Sandbox::drop: reap init, remove the cgroup).
+            let mut done = self
                 .retired
                 .lock()
                 .map(|mut r| std::mem::take(&mut *r))
                 .unwrap_or_default();
-            drop(retired); // Sandbox::drop: reap init, remove the cgroup.
+            if let Ok(mut w) = self.warm.lock() {
+                let (old, fresh): (Vec<_>, Vec<_>) = w
+                    .drain(..)
+                    .partition(|sb| sb.born.elapsed() > WARM_MAX_IDLE);
+                *w = fresh;
+                done.extend(old);
+            }
+            drop(done);
             let have = self.warm.lock().map(|w| w.len()).unwrap_or(self.wanted);
             if have < self.wanted {
                 match shared.spawn(shared.cfg.warm_arena_bytes) {
@@ -657,28 +696,37 @@ impl Pool {
                     Err(_) => failures = (failures + 1).min(10),
                 }
             }
-            let guard = self.warm.lock();
-            if let Ok(g) = guard {
-                let pause = Duration::from_millis(if failures > 0 {
-                    100 << failures.min(5)
+            // Sleep unless there is work; the check and the wait hold the same lock, and
+            // `take`/`retire` notify under it, so no wake-up is lost.
+            let Ok(w) = self.warm.lock() else { return };
+            let retired = self.retired.lock().map(|r| !r.is_empty()).unwrap_or(false);
+            let work = (w.len() < self.wanted && failures == 0) || retired;
+            if !work && !self.stop.load(Ordering::SeqCst) {
+                let pause = if failures > 0 {
+                    Duration::from_millis(100 << failures.min(5))
                 } else {
-                    1000
-                });
-                let _ = self.wake.wait_timeout(g, pause);
+                    WARM_MAX_IDLE / 4
+                };
+                let _ = self.wake.wait_timeout(w, pause);
             }
         }
+    }
+
+    fn notify(&self) {
+        let _held = self.warm.lock();
+        self.wake.notify_all();
     }
 
     fn retire(&self, sb: Sandbox) {
         if let Ok(mut r) = self.retired.lock() {
             r.push(sb);
         }
-        self.wake.notify_all();
+        self.notify();
     }
 
     fn take(&self) -> Option<Sandbox> {
         let sb = self.warm.lock().ok()?.pop();
-        self.wake.notify_all();
+        self.notify();
         sb
     }
 }
@@ -740,10 +788,9 @@ impl Backend for NativeBackend {
         // A warm sandbox if one is waiting and the job fits its arena, else a new one.
         let mut warm = None;
         if let Some(pool) = &self.pool {
-            warm = pool
-                .take()
-                .filter(|w| w.arena.capacity() >= need)
-                .and_then(|mut w| w.alive().then_some(w));
+            if need <= shared.cfg.warm_arena_bytes {
+                warm = pool.take().and_then(|mut w| w.alive().then_some(w));
+            }
         }
         let mut sb = match warm {
             Some(sb) => sb,
@@ -770,9 +817,28 @@ impl Backend for NativeBackend {
                 child_ends: vec![in_r, out_w, err_w],
             });
         }
-        let first = &spec.phases[0].limits;
-        sb.cg
-            .set_limits(first.memory_bytes, first.max_processes, first.cpu_millis)?;
+        // The program's files are charged to the sandbox: if they alone exceed the memory
+        // limit, that is the program's memory_limit, not a sandbox failure.
+        let first = &spec.phases[0];
+        let oom_before = sb.cg.oom_kills();
+        let memory_limit = |sb: &mut Sandbox| {
+            let _ = sb.finish();
+            Ok(ExecReport {
+                phases: vec![supervise::not_started(first, Status::MemoryLimit)],
+                setup_time: started.elapsed(),
+                total_time: started.elapsed(),
+                warm: sb.warm,
+            })
+        };
+        let l = &first.limits;
+        match sb
+            .cg
+            .set_limits(l.memory_bytes, l.max_processes, l.cpu_millis)
+        {
+            Ok(()) => {}
+            Err(SandboxError::MemoryInUse) => return memory_limit(&mut sb),
+            Err(e) => return Err(e),
+        }
         sb.cg.reset_peak();
         let ctrl = sb.ctrl.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1);
         send_fds(ctrl, &child_fds)
@@ -781,12 +847,14 @@ impl Backend for NativeBackend {
             p.child_ends.clear();
         }
         if let Err((step, err)) = sb.wait_for(MSG_JOB_READY) {
+            if sb.cg.oom_kills() > oom_before {
+                return memory_limit(&mut sb);
+            }
             let e = match step {
-                Some(step) => format!(
-                    "{}: {}",
-                    child::step_name(step, &shared.base_ops, &job_ops),
-                    os_err(err)
-                ),
+                Some(step) => {
+                    format!("{}: {}", child::step_name(step, &[], &job_ops), os_err(err))
+                }
+                None if err != 0 => format!("the sandbox did not get ready: {}", os_err(err)),
                 None => "the sandbox init died while preparing the run".to_string(),
             };
             return Err(SandboxError::Setup(e));
@@ -799,6 +867,9 @@ impl Backend for NativeBackend {
 
         let mut reports = Vec::new();
         for (i, phase) in spec.phases.iter().enumerate() {
+            // Counted before the limits change: on v2, lowering memory.max below what the group
+            // holds OOM-kills it right away, and that is this phase's memory_limit.
+            let oom0 = sb.cg.oom_kills();
             if i > 0 {
                 sb.cg.reset_peak();
                 let l = &phase.limits;
@@ -814,7 +885,7 @@ impl Backend for NativeBackend {
                     Err(e) => return Err(e),
                 }
             }
-            let report = supervise(i, phase, &mut pipes[i], &mut sb);
+            let report = supervise(i, phase, &mut pipes[i], &mut sb, oom0);
             let stop = report.status != Status::Ok && !phase.continue_on_failure;
             let dead = report.limit_hit.is_some()
                 || report.status == Status::InternalError

@@ -172,7 +172,7 @@ pub(super) const SANDBOX_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub(super) fn build_base_ops(cfg: &NativeConfig) -> Result<Vec<Op>, SandboxError> {
-    let root = &cfg.mount_point;
+    let root = &cfg.mount_point();
     let mut ops = Vec::new();
     ops.push(Op::Mount {
         src: Some(cstr("isobox")),
@@ -361,6 +361,9 @@ const FORBIDDEN_ETC: &[&str] = &[
     "sudoers.d",
     "security",
     "ssl",
+    // Generated for each sandbox (its own uid).
+    "passwd",
+    "group",
 ];
 
 /// `/etc/passwd` and `/etc/group` naming this sandbox's own user (run before pivot_root, with
@@ -369,7 +372,7 @@ pub(super) fn identity_ops(cfg: &NativeConfig, uid: u32, gid: u32) -> Vec<Op> {
     if !matches!(cfg.rootfs, RootFs::Host { .. }) {
         return Vec::new();
     }
-    let etc = cfg.mount_point.join("etc");
+    let etc = cfg.mount_point().join("etc");
     let passwd = format!(
         "root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:{uid}:{gid}:sandbox:/tmp:/bin/sh\n\
          nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"

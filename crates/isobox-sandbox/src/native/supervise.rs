@@ -168,6 +168,7 @@ pub(super) fn supervise(
     phase: &Phase,
     pipes: &mut PhasePipes,
     sandbox: &mut Sandbox,
+    oom0: u64,
 ) -> PhaseReport {
     let Sandbox {
         status,
@@ -190,7 +191,6 @@ pub(super) fn supervise(
         truncated: false,
     };
     let cpu0 = cg.cpu_usage();
-    let oom0 = cg.oom_kills();
     let mut stdin_off = 0usize;
     if let Some(w) = &pipes.stdin_w {
         set_nonblocking(w.as_raw_fd());
@@ -205,8 +205,8 @@ pub(super) fn supervise(
     let mut exec_failed: Option<String> = None;
     let mut failure: Option<String> = None;
     let go = cmd_w.map(|w| {
-        // SAFETY: writing one byte from a local to a pipe we own.
-        unsafe { libc::write(w.as_raw_fd(), b"g".as_ptr().cast(), 1) == 1 }
+        // SAFETY: sending one byte from a local on a socket we own; no SIGPIPE if init is gone.
+        unsafe { libc::send(w.as_raw_fd(), b"g".as_ptr().cast(), 1, libc::MSG_NOSIGNAL) == 1 }
     });
     if go != Some(true) {
         failure = Some("cannot release the phase to the sandbox".into());
@@ -303,8 +303,8 @@ pub(super) fn supervise(
                             ));
                         }
                         MSG_SETUP_FAILED => {
-                            failure =
-                                Some(format!("sandbox init failed at step {a}: {}", os_err(b)))
+                            let step = super::child::step_name(a, &[], &[]);
+                            failure = Some(format!("sandbox init failed ({step}): {}", os_err(b)))
                         }
                         _ => {}
                     }
