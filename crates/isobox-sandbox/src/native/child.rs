@@ -397,6 +397,7 @@ pub(super) const STAGES: &[&str] = &[
 // SAFETY (for every function below): runs in the cloned child, a copy of the parent's memory
 // with a single thread; only raw syscalls on data prepared before the clone (or in the arena).
 
+/// SAFETY: callable anywhere; writes a local buffer to `fd`.
 unsafe fn send(fd: RawFd, kind: u32, a: i32, b: i32) {
     let mut buf = [0u8; 12];
     buf[0..4].copy_from_slice(&kind.to_ne_bytes());
@@ -405,15 +406,18 @@ unsafe fn send(fd: RawFd, kind: u32, a: i32, b: i32) {
     libc::write(fd, buf.as_ptr().cast(), 12);
 }
 
+/// SAFETY: reads this thread's errno.
 unsafe fn errno() -> i32 {
     *libc::__errno_location()
 }
 
+/// SAFETY: only in the cloned child: ends it.
 unsafe fn fail(ctx: &ChildCtx, step: i32) -> ! {
     send(ctx.status_w, MSG_SETUP_FAILED, step, errno());
     libc::_exit(1);
 }
 
+/// SAFETY: only in the cloned child, before any handler may run.
 unsafe fn reset_signals() {
     for sig in 1..libc::SIGRTMAX() {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
@@ -422,6 +426,7 @@ unsafe fn reset_signals() {
     }
 }
 
+/// SAFETY: only in the cloned child, once its handlers are reset.
 unsafe fn unblock_signals() {
     let mut set: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut set);
@@ -429,6 +434,7 @@ unsafe fn unblock_signals() {
 }
 
 /// Closes every fd except the (sorted) `keep` list.
+/// SAFETY: only in the cloned child: it closes every fd not in `keep` (sorted).
 unsafe fn close_all_except(keep: &[RawFd]) {
     let mut next: u32 = 0;
     for &fd in keep {
@@ -441,6 +447,7 @@ unsafe fn close_all_except(keep: &[RawFd]) {
     libc::syscall(libc::SYS_close_range, next, u32::MAX, 0);
 }
 
+/// SAFETY: only in the cloned child; `op`'s pointers are valid there (base ops or the arena).
 unsafe fn run_op(op: &RawOp) -> bool {
     match op.kind {
         OP_MKDIR => {
@@ -492,6 +499,7 @@ unsafe fn run_op(op: &RawOp) -> bool {
 }
 
 /// Receives the job message and its fds (close-on-exec). Returns the fd count, or -1 on EOF.
+/// SAFETY: only in the cloned child; `ctrl` is its control socket.
 unsafe fn recv_job(ctrl: RawFd, fds: &mut [c_int; 3 * MAX_PHASES]) -> isize {
     let mut byte = 0u8;
     let mut iov = libc::iovec {
@@ -523,6 +531,7 @@ unsafe fn recv_job(ctrl: RawFd, fds: &mut [c_int; 3 * MAX_PHASES]) -> isize {
 }
 
 /// Entry point of the sandbox init (pid 1 of the new pid namespace).
+/// SAFETY: only right after the clone, in the child, with `ctx` prepared before it.
 pub(super) unsafe fn child_init(ctx: &ChildCtx) -> ! {
     reset_signals();
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0);
@@ -652,6 +661,7 @@ pub(super) unsafe fn child_init(ctx: &ChildCtx) -> ! {
     libc::_exit(0);
 }
 
+/// SAFETY: only in a payload process before execve: ends it.
 unsafe fn payload_failed(ctx: &ChildCtx, index: usize, stage: usize) -> ! {
     send(
         ctx.status_w,
@@ -662,6 +672,7 @@ unsafe fn payload_failed(ctx: &ChildCtx, index: usize, stage: usize) -> ! {
     libc::_exit(127);
 }
 
+/// SAFETY: only in the payload process forked by init; `p` points into the arena.
 unsafe fn payload(ctx: &ChildCtx, index: usize, p: &RawPhase, stdio: [c_int; 3]) -> ! {
     let die = |stage: usize| payload_failed(ctx, index, stage);
     if libc::dup2(stdio[0], 0) < 0 || libc::dup2(stdio[1], 1) < 0 || libc::dup2(stdio[2], 2) < 0 {
