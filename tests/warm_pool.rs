@@ -59,13 +59,14 @@ fn our_groups() -> Vec<String> {
     names
 }
 
-fn our_children() -> usize {
+/// Pids of this process's children (the sandbox inits), over all its threads.
+fn our_children() -> Vec<String> {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .flatten()
         .map(|t| std::fs::read_to_string(t.path().join("children")).unwrap_or_default())
-        .map(|c| c.split_whitespace().count())
-        .sum()
+        .flat_map(|c| c.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .collect()
 }
 
 #[test]
@@ -139,10 +140,10 @@ fn dropping_the_backend_tears_the_pool_down() {
     let b = warm_backend(3, 1 << 20);
     wait_warm(&b, 3);
     assert_eq!(our_groups().len(), 3, "three warm sandboxes, three cgroups");
-    assert!(our_children() >= 3);
+    assert!(our_children().len() >= 3);
     drop(b);
     assert!(our_groups().is_empty(), "cgroups left: {:?}", our_groups());
-    assert_eq!(our_children(), 0, "warm sandbox inits left running");
+    assert_eq!(our_children().len(), 0, "warm sandbox inits left running");
 }
 
 /// Shared anonymous mappings (job arenas) a process holds.
@@ -180,22 +181,14 @@ fn a_sandbox_inherits_no_other_runs_job() {
     wait_warm(&b, 1);
     // Used sandboxes are reaped by the pool thread: wait until only the warm one is left.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while our_children() > 1 {
+    while our_children().len() > 1 {
         assert!(
             Instant::now() < deadline,
             "used sandboxes were never reaped"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let children: Vec<String> = std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .flat_map(|t| {
-            let c = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            c.split_whitespace().map(str::to_string).collect::<Vec<_>>()
-        })
-        .collect();
-    let live = children;
+    let live = our_children();
     assert!(!live.is_empty());
     for pid in live {
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
