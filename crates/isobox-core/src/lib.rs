@@ -1,8 +1,10 @@
 //! IsoBox core: languages, limits, validation and the execution service. No transport here:
 //! the CLI and (later) the REST/gRPC servers call [`Executor`].
 
+pub mod dedup;
 pub mod languages;
 pub mod service;
+pub mod slots;
 
 pub use languages::{Language, LanguageTable};
 pub use service::{
