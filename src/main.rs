@@ -76,6 +76,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start the REST API (REST_PORT, default 8000; see README for every setting).
+    Serve,
+    /// Load the configuration as `serve` would and show each value and where it came from.
+    CheckConfig,
 }
 
 fn native_config(rootfs: Option<PathBuf>) -> NativeConfig {
@@ -261,6 +265,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve => serve(),
+        Command::CheckConfig => {
+            let cfg = isobox_server::config::load(&isobox_server::config::ProcessEnv)
+                .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+            println!("{:<28} {:<9} value", "variable", "from");
+            for s in &cfg.shown {
+                println!("{:<28} {:<9} {}", s.var, s.origin.as_str(), s.value);
+            }
+            println!("configuration is valid");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Selftest { json } => {
             let native = NativeBackend::new(native_config(cli.rootfs))?;
             let report = selftest::run(&native);
@@ -276,6 +291,55 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// `isobox serve`: configuration, logs, the backend (before the async runtime starts), then the
+/// REST server until SIGTERM or SIGINT.
+fn serve() -> anyhow::Result<ExitCode> {
+    use isobox_server::config;
+    let cfg = config::load(&config::ProcessEnv)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let secrets: Vec<String> = ["API_KEYS", "OAUTH2_CLIENT_SECRET"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .flat_map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let logs = isobox_server::logging::init(&cfg, secrets).context("cannot set up logging")?;
+    let addr = cfg.rest_addr();
+    let app = std::sync::Arc::new(isobox_server::App::build(cfg).map_err(|e| anyhow::anyhow!(e))?);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(target: isobox_server::logging::AUTH, auth = ?app.config.auth_type, "authentication configured");
+        tracing::info!(
+            "isobox listening on http://{} ({} languages, {} sandbox slots)",
+            listener.local_addr()?,
+            app.languages.len(),
+            app.config.slots
+        );
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                logs.reopen();
+                tracing::info!("log files reopened");
+            }
+        });
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        isobox_server::run(listener, app, shutdown).await?;
+        tracing::info!("stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn signal_number(name: &str) -> Option<i32> {

@@ -36,6 +36,9 @@ pub struct Language {
     #[serde(default)]
     pub compile: Option<Vec<String>>,
     pub run: Vec<String>,
+    /// Syntax check for `validate`; compiled languages fall back to `compile`.
+    #[serde(default)]
+    pub check: Option<Vec<String>>,
     #[serde(default)]
     pub version: Vec<String>,
     #[serde(default)]
@@ -57,6 +60,11 @@ pub struct Language {
 impl Language {
     pub fn compiled(&self) -> bool {
         self.compile.is_some()
+    }
+
+    /// The syntax-check command, if the language has one.
+    pub fn check_command(&self) -> Option<&Vec<String>> {
+        self.check.as_ref().or(self.compile.as_ref())
     }
 
     /// The entry name found by `main_from` in the entry source, if the language has one.

@@ -2,14 +2,16 @@
 //! the CLI and (later) the REST/gRPC servers call [`Executor`].
 
 pub mod dedup;
+pub mod engine;
 pub mod languages;
+pub mod patterns;
 pub mod service;
 pub mod slots;
 
 pub use languages::{Language, LanguageTable};
 pub use service::{
     ExecuteRequest, ExecutionResult, Executor, LanguageInfo, Outcome, Policy, RequestFile,
-    RequestLimits,
+    RequestLimits, Validation,
 };
 
 /// Errors of the core layer. Each maps to one HTTP and one gRPC status (in the server crate).
@@ -18,6 +20,18 @@ pub enum CoreError {
     /// The request is malformed (400).
     #[error("{0}")]
     InvalidRequest(String),
+    /// Code, files, stdin or args over the size limits (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The submission matches a pattern of the configured policy (422).
+    #[error("the submission matches the pattern policy ({0})")]
+    PatternRejected(String),
+    /// All sandbox slots are busy and the queue is full, or the wait was too long (503).
+    #[error("the server is busy, retry in {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
+    /// The language has no syntax check (400).
+    #[error("language `{0}` has no syntax check")]
+    NoCheck(String),
     /// A requested limit is above what the server allows (400).
     #[error("{0}")]
     LimitTooHigh(String),

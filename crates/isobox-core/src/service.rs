@@ -17,6 +17,7 @@ use crate::CoreError;
 
 /// A file of a request.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct RequestFile {
     pub name: String,
     pub content: String,
@@ -37,6 +38,7 @@ pub struct RequestLimits {
 
 /// `POST /api/v1/execute` and `isobox run`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {
     pub language: String,
     #[serde(default)]
@@ -153,9 +155,9 @@ impl Default for Policy {
                 max_processes: 256,
                 max_output_bytes: 4 << 20,
             },
-            max_files: 64,
+            max_files: 32,
             max_source_bytes: 1 << 20,
-            max_stdin_bytes: 4 << 20,
+            max_stdin_bytes: 1 << 20,
             max_args: 64,
             max_arg_bytes: 4096,
             tmpfs_bytes: 64 << 20,
@@ -170,6 +172,7 @@ pub struct Executor {
     backend: Arc<dyn Backend>,
     languages: LanguageTable,
     policy: Policy,
+    patterns: crate::patterns::PatternPolicy,
 }
 
 /// Language info for `isobox languages` and `GET /api/v1/languages`.
@@ -183,7 +186,7 @@ pub struct LanguageInfo {
     pub available: bool,
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     let mut b = [0u8; 16];
     if std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
@@ -229,7 +232,14 @@ impl Executor {
             backend,
             languages,
             policy,
+            patterns: Default::default(),
         }
+    }
+
+    /// Refuses submissions matching `patterns` (422).
+    pub fn with_patterns(mut self, patterns: crate::patterns::PatternPolicy) -> Executor {
+        self.patterns = patterns;
+        self
     }
 
     pub fn languages(&self) -> &LanguageTable {
@@ -390,7 +400,7 @@ impl Executor {
                     ));
                 }
                 if list.len() > p.max_files {
-                    return Err(CoreError::InvalidRequest(format!(
+                    return Err(CoreError::TooLarge(format!(
                         "at most {} files are allowed",
                         p.max_files
                     )));
@@ -423,16 +433,22 @@ impl Executor {
                 out
             }
         };
+        if let Some(rule) = self
+            .patterns
+            .first_match(&lang.name, files.iter().map(|f| f.content.as_slice()))
+        {
+            return Err(CoreError::PatternRejected(rule.to_string()));
+        }
         let total: usize = files.iter().map(|f| f.content.len()).sum();
         if total > p.max_source_bytes {
-            return Err(CoreError::InvalidRequest(format!(
+            return Err(CoreError::TooLarge(format!(
                 "the files are {total} bytes, the most allowed is {}",
                 p.max_source_bytes
             )));
         }
         let stdin = req.stdin.clone().unwrap_or_default().into_bytes();
         if stdin.len() > p.max_stdin_bytes {
-            return Err(CoreError::InvalidRequest(format!(
+            return Err(CoreError::TooLarge(format!(
                 "stdin is {} bytes, the most allowed is {}",
                 stdin.len(),
                 p.max_stdin_bytes
@@ -440,7 +456,7 @@ impl Executor {
         }
         let args = req.args.clone().unwrap_or_default();
         if args.len() > p.max_args {
-            return Err(CoreError::InvalidRequest(format!(
+            return Err(CoreError::TooLarge(format!(
                 "at most {} args are allowed",
                 p.max_args
             )));
@@ -561,11 +577,107 @@ impl Executor {
         Ok((Prepared { lang, version }, spec))
     }
 
+    /// The spec of a syntax check of `req`: its files, the language's check command with the
+    /// compile step's limits (or the run's), nothing run.
+    pub fn prepare_check(
+        &self,
+        req: &ExecuteRequest,
+    ) -> Result<(Prepared<'_>, ExecSpec), CoreError> {
+        let (prepared, mut spec) = self.prepare(req)?;
+        let lang = prepared.lang;
+        let Some(check) = lang.check_command() else {
+            return Err(CoreError::NoCheck(lang.name.clone()));
+        };
+        let entry = spec.files[0].path.clone();
+        let main = std::path::Path::new(&entry)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("main")
+            .to_string();
+        let mut phase = spec.phases.remove(0);
+        phase.name = "check".into();
+        phase.argv = check
+            .iter()
+            .map(|a| a.replace("{file}", &entry).replace("{main}", &main))
+            .collect();
+        phase.stdin = Vec::new();
+        spec.phases = vec![phase];
+        Ok((prepared, spec))
+    }
+
+    /// Runs the language's syntax check on `req` (blocking): valid or not, and what it said.
+    pub fn validate(&self, req: &ExecuteRequest) -> Result<Validation, CoreError> {
+        let (_, spec) = self.prepare_check(req)?;
+        let report = self.backend.execute(&spec).map_err(CoreError::Sandbox)?;
+        Ok(Validation::from_report(&report))
+    }
+
+    /// Runs a spec made by `prepare` for `language` (its name) at `version` (blocking).
+    pub fn run_prepared(
+        &self,
+        language: &str,
+        version: &str,
+        spec: &ExecSpec,
+    ) -> Result<ExecutionResult, CoreError> {
+        let lang = self
+            .languages
+            .get(language)
+            .ok_or_else(|| CoreError::UnknownLanguage(language.to_string()))?;
+        let prepared = Prepared {
+            lang,
+            version: version.to_string(),
+        };
+        let report = self.backend.execute(spec).map_err(CoreError::Sandbox)?;
+        Ok(to_result(&prepared, &report))
+    }
+
     /// Validates, runs and reports.
     pub fn execute(&self, req: &ExecuteRequest) -> Result<ExecutionResult, CoreError> {
         let (prepared, spec) = self.prepare(req)?;
         let report = self.backend.execute(&spec).map_err(CoreError::Sandbox)?;
         Ok(to_result(&prepared, &report))
+    }
+}
+
+/// The answer of `POST /api/v1/validate`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Validation {
+    pub valid: bool,
+    pub errors: String,
+}
+
+impl Validation {
+    pub fn from_report(report: &ExecReport) -> Validation {
+        match report.phases.first() {
+            Some(p) if p.status == Status::Ok => Validation {
+                valid: true,
+                errors: String::new(),
+            },
+            Some(p) if p.status == Status::InternalError => Validation {
+                valid: false,
+                errors: "the check could not run".into(),
+            },
+            Some(p) => {
+                let mut errors = text(&p.stderr);
+                if !p.stdout.is_empty() {
+                    if !errors.is_empty() && !errors.ends_with('\n') {
+                        errors.push('\n');
+                    }
+                    errors.push_str(&text(&p.stdout));
+                }
+                if p.status == Status::Timeout {
+                    errors.push_str("\nthe check timed out");
+                }
+                Validation {
+                    valid: false,
+                    errors: errors.trim_end().to_string(),
+                }
+            }
+            None => Validation {
+                valid: false,
+                errors: "the check did not run".into(),
+            },
+        }
     }
 }
 

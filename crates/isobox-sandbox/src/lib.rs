@@ -45,4 +45,7 @@ pub trait Backend: Send + Sync {
     /// Whether `cmd` (a name looked up in the sandbox's PATH, or an absolute path) exists in
     /// the sandbox; languages whose toolchain is missing are reported unavailable.
     fn has_command(&self, cmd: &str) -> bool;
+    /// Kills every program running in this backend's sandboxes (shutdown after the grace
+    /// period); their `execute` calls return promptly.
+    fn cancel_all(&self) {}
 }

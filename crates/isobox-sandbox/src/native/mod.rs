@@ -144,6 +144,8 @@ pub fn check_privileges() -> Result<(), SandboxError> {
 
 /// What every sandbox of a backend shares, prepared once.
 struct Shared {
+    /// Pids of the inits of live sandboxes (unreaped children, so never recycled).
+    live: Arc<Mutex<std::collections::HashSet<libc::pid_t>>>,
     cfg: NativeConfig,
     layout: Layout,
     base_ops: Vec<Op>,
@@ -189,6 +191,7 @@ impl NativeBackend {
         let base_ops = build_base_ops(&cfg)?;
         let warm = cfg.warm_pool;
         let shared = Arc::new(Shared {
+            live: Arc::default(),
             cfg,
             layout,
             base_ops,
@@ -436,7 +439,11 @@ impl Shared {
         drop(ctrl_child);
         drop(status_w);
         set_nonblocking(status_r.as_raw_fd());
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(pid as libc::pid_t);
+        }
         let mut sb = Sandbox {
+            live: self.live.clone(),
             status: StatusReader {
                 fd: status_r,
                 buf: Vec::new(),
@@ -581,6 +588,7 @@ fn send_fds(sock: RawFd, fds: &[RawFd]) -> io::Result<()> {
 
 /// One live sandbox, as the supervisor holds it.
 pub(super) struct Sandbox {
+    live: Arc<Mutex<std::collections::HashSet<libc::pid_t>>>,
     status: StatusReader,
     /// Control socket to init: the job, then one byte per phase; closing it makes init exit.
     ctrl: Option<OwnedFd>,
@@ -634,6 +642,9 @@ impl Sandbox {
         self.ctrl.take();
         self.init.kill();
         self.init.reap();
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(&self.init.pid);
+        }
         self.cg.kill_all();
         self.cg.remove()
     }
@@ -757,6 +768,15 @@ impl Backend for NativeBackend {
 
     fn has_command(&self, cmd: &str) -> bool {
         self.resolve_command(cmd).is_some()
+    }
+
+    fn cancel_all(&self) {
+        if let Ok(live) = self.shared.live.lock() {
+            for pid in live.iter() {
+                // SAFETY: every pid here is an unreaped child of ours (removed when reaped).
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+        }
     }
 
     fn execute(&self, spec: &ExecSpec) -> Result<ExecReport, SandboxError> {

@@ -1,0 +1,288 @@
+//! The execution service as the servers use it (REST now, gRPC later): validation (through the
+//! [`Executor`]), the dedup cache with single-flight, and backpressure (a fixed number of sandbox
+//! slots and a bounded wait queue). No transport here.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use isobox_sandbox::ExecSpec;
+
+use crate::dedup::{key_of, DedupCache, DedupConfig, DedupStats};
+use crate::service::Validation;
+use crate::slots::{Slots, SlotsConfig};
+use crate::{CoreError, ExecuteRequest, ExecutionResult, Executor};
+
+/// An execution as the server reports it: the result plus what the logs and metrics want.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub result: ExecutionResult,
+    /// Time spent waiting for a sandbox slot (zero for cache hits).
+    pub queued: Duration,
+    /// Time in the sandbox, set-up and teardown included (`None` for cache hits).
+    pub ran: Option<Duration>,
+    /// blake3 of the submitted files (hex), for the logs; never the code itself.
+    pub code_hash: String,
+    pub code_bytes: usize,
+}
+
+/// Who may share cache entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheScope {
+    PerCaller,
+    Global,
+}
+
+pub struct Engine {
+    executor: Arc<Executor>,
+    cache: DedupCache<RunOutput>,
+    slots: Slots,
+    scope: CacheScope,
+}
+
+/// What the sandbox produced, with the time it took (shared by single-flight waiters).
+type RunOutput = (ExecutionResult, Duration, Duration);
+
+/// Results worth keeping: a timeout or a sandbox failure may not happen again.
+fn cacheable(r: &ExecutionResult) -> bool {
+    !matches!(r.status.as_str(), "internal_error" | "timeout")
+}
+
+fn size_of(r: &ExecutionResult) -> usize {
+    let c = r
+        .compile
+        .as_ref()
+        .map(|c| c.stdout.len() + c.stderr.len())
+        .unwrap_or(0);
+    r.stdout.len() + r.stderr.len() + c + 512
+}
+
+/// Everything that determines the result: backend, language and version, the spec (files, argv,
+/// environment, stdin, limits), and the caller unless the scope is global.
+fn cache_key(
+    backend: &str,
+    lang: &str,
+    version: &str,
+    spec: &ExecSpec,
+    caller: Option<&str>,
+) -> [u8; 32] {
+    let mut parts: Vec<Vec<u8>> = vec![
+        b"isobox-dedup-v1".to_vec(),
+        backend.as_bytes().to_vec(),
+        lang.as_bytes().to_vec(),
+        version.as_bytes().to_vec(),
+        caller
+            .map(|c| format!("caller:{c}"))
+            .unwrap_or_else(|| "global".into())
+            .into_bytes(),
+        format!("{} {}", spec.tmpfs_bytes, spec.tmpfs_inodes).into_bytes(),
+    ];
+    for f in &spec.files {
+        parts.push(f.path.as_bytes().to_vec());
+        parts.push(f.content.clone());
+        parts.push(vec![u8::from(f.executable)]);
+    }
+    for p in &spec.phases {
+        parts.push(p.name.as_bytes().to_vec());
+        parts.push(p.argv.join("\0").into_bytes());
+        parts.push(
+            p.env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("\0")
+                .into_bytes(),
+        );
+        parts.push(p.stdin.clone());
+        parts.push(format!("{:?} {}", p.limits, p.continue_on_failure).into_bytes());
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    key_of(&refs)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Engine {
+    pub fn new(
+        executor: Arc<Executor>,
+        dedup: DedupConfig,
+        slots: SlotsConfig,
+        scope: CacheScope,
+    ) -> Engine {
+        Engine {
+            executor,
+            cache: DedupCache::new(dedup),
+            slots: Slots::new(slots),
+            scope,
+        }
+    }
+
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.executor
+    }
+
+    pub fn cache_stats(&self) -> DedupStats {
+        self.cache.stats()
+    }
+
+    pub fn purge_expired(&self) {
+        self.cache.purge_expired();
+    }
+
+    /// (slots busy, slots total, requests waiting).
+    pub fn load(&self) -> (usize, usize, usize) {
+        (
+            self.slots.busy(),
+            self.slots.capacity(),
+            self.slots.queued(),
+        )
+    }
+
+    /// Validates `req`, answers from the cache or runs it in a slot.
+    pub async fn execute(&self, req: ExecuteRequest, caller: &str) -> Result<Execution, CoreError> {
+        let executor = self.executor.clone();
+        // Validation may probe a toolchain version once (a short sandbox run): off the runtime.
+        let (lang, version, spec) = tokio::task::spawn_blocking(move || {
+            executor
+                .prepare(&req)
+                .map(|(p, spec)| (p.lang.name.clone(), p.version, spec))
+        })
+        .await
+        .map_err(|e| CoreError::Config(format!("validation task failed: {e}")))??;
+        let code_bytes = spec.files.iter().map(|f| f.content.len()).sum();
+        let code_hash = {
+            let mut parts: Vec<&[u8]> = Vec::new();
+            for f in &spec.files {
+                parts.push(f.path.as_bytes());
+                parts.push(&f.content);
+            }
+            hex(&key_of(&parts))
+        };
+        let scope = (self.scope == CacheScope::PerCaller).then_some(caller);
+        let key = cache_key(
+            self.executor.backend().name(),
+            &lang,
+            &version,
+            &spec,
+            scope,
+        );
+        let run = || self.run_in_slot(lang.clone(), version.clone(), spec.clone());
+        let (out, cached) = self
+            .cache
+            .get_or_run(
+                key,
+                |r: &RunOutput| size_of(&r.0),
+                |r: &RunOutput| cacheable(&r.0),
+                run,
+            )
+            .await?;
+        let (mut result, queued, ran) = out;
+        result.cached = cached;
+        if cached {
+            result.id = crate::service::new_id();
+        }
+        Ok(Execution {
+            result,
+            queued: if cached { Duration::ZERO } else { queued },
+            ran: (!cached).then_some(ran),
+            code_hash,
+            code_bytes,
+        })
+    }
+
+    async fn run_in_slot(
+        &self,
+        lang: String,
+        version: String,
+        spec: ExecSpec,
+    ) -> Result<RunOutput, CoreError> {
+        let waited = Instant::now();
+        let slot = self.slots.acquire().await.map_err(|b| CoreError::Busy {
+            retry_after_secs: b.retry_after().as_secs().max(1),
+        })?;
+        let queued = waited.elapsed();
+        let executor = self.executor.clone();
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            executor.run_prepared(&lang, &version, &spec)
+        })
+        .await
+        .map_err(|e| CoreError::Config(format!("execution task failed: {e}")))??;
+        Ok((result, queued, started.elapsed()))
+    }
+
+    /// Runs the language's syntax check in a slot (never cached).
+    pub async fn validate(&self, req: ExecuteRequest) -> Result<Validation, CoreError> {
+        let executor = self.executor.clone();
+        let spec =
+            tokio::task::spawn_blocking(move || executor.prepare_check(&req).map(|(_, s)| s))
+                .await
+                .map_err(|e| CoreError::Config(format!("validation task failed: {e}")))??;
+        let slot = self.slots.acquire().await.map_err(|b| CoreError::Busy {
+            retry_after_secs: b.retry_after().as_secs().max(1),
+        })?;
+        let executor = self.executor.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let report = executor
+                .backend()
+                .execute(&spec)
+                .map_err(CoreError::Sandbox)?;
+            Ok(Validation::from_report(&report))
+        })
+        .await
+        .map_err(|e| CoreError::Config(format!("validation task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use isobox_sandbox::{Limits, Phase, SandboxFile};
+
+    fn spec(code: &str, stdin: &str) -> ExecSpec {
+        ExecSpec {
+            files: vec![SandboxFile {
+                path: "main.py".into(),
+                content: code.as_bytes().to_vec(),
+                executable: false,
+            }],
+            phases: vec![Phase {
+                name: "run".into(),
+                argv: vec!["python3".into(), "main.py".into()],
+                env: vec![],
+                stdin: stdin.as_bytes().to_vec(),
+                limits: Limits::default(),
+                continue_on_failure: false,
+            }],
+            tmpfs_bytes: 1 << 20,
+            tmpfs_inodes: 100,
+        }
+    }
+
+    #[test]
+    fn the_key_covers_everything_that_matters() {
+        let k = |s: &ExecSpec, caller| cache_key("native", "python", "3.11", s, caller);
+        let base = k(&spec("print(1)", ""), Some("alice"));
+        assert_eq!(base, k(&spec("print(1)", ""), Some("alice")));
+        assert_ne!(base, k(&spec("print(2)", ""), Some("alice")));
+        assert_ne!(base, k(&spec("print(1)", "x"), Some("alice")));
+        assert_ne!(base, k(&spec("print(1)", ""), Some("bob")));
+        assert_ne!(base, k(&spec("print(1)", ""), None));
+        let mut other = spec("print(1)", "");
+        other.phases[0].limits.memory_bytes += 1;
+        assert_ne!(base, k(&other, Some("alice")));
+        assert_ne!(
+            base,
+            cache_key(
+                "native",
+                "python",
+                "3.12",
+                &spec("print(1)", ""),
+                Some("alice")
+            )
+        );
+    }
+}

@@ -1,0 +1,505 @@
+//! Server configuration: CONTRACT.md's environment variables plus IsoBox's own (`ISOBOX_*`), from
+//! the environment, a TOML file (`ISOBOX_CONFIG`, keys are the variable names in lower case), or
+//! defaults, in that order of precedence. Every value remembers where it came from, for
+//! `isobox check-config`; secrets are masked there. A bad value is a startup error that names the
+//! variable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where settings come from (the process environment, or a map in tests).
+pub trait Env {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).cloned()
+    }
+}
+
+/// A configuration error, naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: String,
+    pub message: String,
+}
+
+fn err(var: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var: var.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File,
+    Env,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Default => "default",
+            Origin::File => "file",
+            Origin::Env => "env",
+        }
+    }
+}
+
+/// One line of `check-config`.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    pub var: &'static str,
+    pub value: String,
+    pub origin: Origin,
+}
+
+/// Variables whose values are never shown.
+const SECRETS: &[&str] = &["API_KEYS", "OAUTH2_CLIENT_SECRET"];
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Who may share dedup cache entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupScope {
+    /// Each caller has its own entries (no one learns what another tenant ran).
+    Caller,
+    /// Every caller shares them.
+    Global,
+}
+
+/// The loaded configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: IpAddr,
+    pub rest_port: u16,
+    pub grpc_port: u16,
+    pub auth_type: Vec<String>,
+    pub backend: String,
+    pub rootfs: Option<PathBuf>,
+    pub languages_file: Option<PathBuf>,
+    pub warm_pool: usize,
+    pub slots: usize,
+    pub queue: usize,
+    pub queue_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub dedup_enabled: bool,
+    pub dedup_ttl: Duration,
+    pub dedup_max_entries: usize,
+    pub dedup_max_bytes: usize,
+    pub dedup_scope: DedupScope,
+    pub patterns_file: Option<PathBuf>,
+    pub log_dir: Option<PathBuf>,
+    pub log_format: LogFormat,
+    pub rust_log: String,
+    pub shutdown_grace: Duration,
+    /// Every value with its origin, in a stable order (for check-config).
+    pub shown: Vec<Shown>,
+}
+
+impl Config {
+    pub fn rest_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.rest_port)
+    }
+}
+
+/// Reads raw values: env first, then the file, then the default.
+struct Reader<'a> {
+    env: &'a dyn Env,
+    file: BTreeMap<String, String>,
+    shown: Vec<Shown>,
+}
+
+impl Reader<'_> {
+    fn raw(&mut self, var: &'static str, default: &str) -> (String, Origin) {
+        let (v, o) = if let Some(v) = self.env.get(var) {
+            (v, Origin::Env)
+        } else if let Some(v) = self.file.get(&var.to_ascii_lowercase()) {
+            (v.clone(), Origin::File)
+        } else {
+            (default.to_string(), Origin::Default)
+        };
+        let shown = if SECRETS.contains(&var) && !v.is_empty() {
+            "********".to_string()
+        } else {
+            v.clone()
+        };
+        self.shown.push(Shown {
+            var,
+            value: shown,
+            origin: o,
+        });
+        (v, o)
+    }
+
+    fn string(&mut self, var: &'static str, default: &str) -> String {
+        self.raw(var, default).0.trim().to_string()
+    }
+
+    fn opt_path(&mut self, var: &'static str) -> Option<PathBuf> {
+        let v = self.string(var, "");
+        (!v.is_empty()).then(|| PathBuf::from(v))
+    }
+
+    fn num<T>(&mut self, var: &'static str, default: &str, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let v = self.string(var, default);
+        let n: T = v
+            .parse()
+            .map_err(|_| err(var, format!("`{v}` is not a whole number")))?;
+        if n < min || n > max {
+            return Err(err(var, format!("{n} is out of range ({min}..={max})")));
+        }
+        Ok(n)
+    }
+
+    fn flag(&mut self, var: &'static str, default: &str) -> Result<bool, ConfigError> {
+        let v = self.string(var, default).to_ascii_lowercase();
+        match v.as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(err(var, format!("`{v}` is not true or false"))),
+        }
+    }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Loads the configuration from `env` (and the file it names in `ISOBOX_CONFIG`).
+pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
+    let mut file = BTreeMap::new();
+    if let Some(path) = env.get("ISOBOX_CONFIG").filter(|p| !p.is_empty()) {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| err("ISOBOX_CONFIG", format!("cannot read {path}: {e}")))?;
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| err("ISOBOX_CONFIG", format!("{path} is not valid TOML: {e}")))?;
+        for (k, v) in table {
+            let s = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Array(a) => a
+                    .iter()
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| x.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            let known = KNOWN.iter().any(|k2| k2.eq_ignore_ascii_case(&k));
+            if !known {
+                return Err(err(
+                    "ISOBOX_CONFIG",
+                    format!("unknown setting `{k}` in {path}"),
+                ));
+            }
+            file.insert(k.to_ascii_lowercase(), s);
+        }
+    }
+    let mut r = Reader {
+        env,
+        file,
+        shown: Vec::new(),
+    };
+    let slots_default = cpus().to_string();
+    let bind_s = r.string("ISOBOX_BIND", "127.0.0.1");
+    let bind: IpAddr = bind_s
+        .parse()
+        .map_err(|_| err("ISOBOX_BIND", format!("`{bind_s}` is not an IP address")))?;
+    let rest_port = r.num("REST_PORT", "8000", 0u16, u16::MAX)?;
+    let grpc_port = r.num("GRPC_PORT", "9000", 0u16, u16::MAX)?;
+    let auth_s = r.string("AUTH_TYPE", "none");
+    let auth_type: Vec<String> = auth_s
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for a in &auth_type {
+        match a.as_str() {
+            "none" => {}
+            "apikey" | "jwt" | "oauth2" | "mtls" => {
+                return Err(err(
+                    "AUTH_TYPE",
+                    format!(
+                    "`{a}` is not available in this build yet; use `none` on a loopback address"
+                ),
+                ))
+            }
+            other => {
+                return Err(err(
+                    "AUTH_TYPE",
+                    format!("unknown method `{other}` (none, apikey, jwt, oauth2, mtls)"),
+                ))
+            }
+        }
+    }
+    if auth_type.iter().any(|a| a == "none") && !bind.is_loopback() {
+        return Err(err(
+            "AUTH_TYPE",
+            format!(
+                "`none` is only allowed while the server listens on a loopback address, not {bind}"
+            ),
+        ));
+    }
+    // Read (and show) the auth settings of later issues, so that check-config lists them.
+    for var in [
+        "API_KEYS",
+        "API_KEY_HEADER",
+        "JWT_ISSUER_URL",
+        "JWT_AUDIENCE",
+        "JWT_PUBLIC_KEY_URL",
+        "OAUTH2_PROVIDER",
+        "OAUTH2_CLIENT_ID",
+        "OAUTH2_CLIENT_SECRET",
+        "OAUTH2_TOKEN_URL",
+        "OAUTH2_USERINFO_URL",
+        "OAUTH2_INTROSPECTION_URL",
+        "MTLS_CA_CERT",
+        "TLS_CERT",
+        "TLS_KEY",
+    ] {
+        let default = if var == "API_KEY_HEADER" {
+            "X-API-Key"
+        } else {
+            ""
+        };
+        r.string(var, default);
+    }
+    let backend = r.string("ISOBOX_BACKEND", "native");
+    if backend != "native" {
+        return Err(err(
+            "ISOBOX_BACKEND",
+            format!("`{backend}` is not available in this build (native)"),
+        ));
+    }
+    let rootfs = r.opt_path("ISOBOX_ROOTFS");
+    let languages_file = r.opt_path("ISOBOX_LANGUAGES");
+    let slots = r.num("ISOBOX_SLOTS", &slots_default, 1usize, 1024)?;
+    let warm_pool = r.num("ISOBOX_WARM_POOL", &slots.to_string(), 0usize, 256)?;
+    let queue = r.num("ISOBOX_QUEUE", &(slots * 8).to_string(), 0usize, 100_000)?;
+    let queue_timeout =
+        Duration::from_millis(r.num("ISOBOX_QUEUE_TIMEOUT_MS", "30000", 1u64, 3_600_000)?);
+    let max_body_bytes = r.num(
+        "ISOBOX_MAX_BODY_BYTES",
+        &(4usize << 20).to_string(),
+        1024usize,
+        1 << 30,
+    )?;
+    let dedup_enabled = r.flag("DEDUP_ENABLED", "true")?;
+    let dedup_ttl = Duration::from_secs(r.num("DEDUP_CACHE_TTL", "3600", 1u64, 30 * 86_400)?);
+    let dedup_max_entries = r.num("ISOBOX_DEDUP_MAX_ENTRIES", "10000", 1usize, 10_000_000)?;
+    let dedup_max_bytes = r.num(
+        "ISOBOX_DEDUP_MAX_BYTES",
+        &(64usize << 20).to_string(),
+        1024usize,
+        1 << 40,
+    )?;
+    let scope_s = r.string("ISOBOX_DEDUP_SCOPE", "caller");
+    let dedup_scope = match scope_s.as_str() {
+        "caller" => DedupScope::Caller,
+        "global" => DedupScope::Global,
+        other => {
+            return Err(err(
+                "ISOBOX_DEDUP_SCOPE",
+                format!("`{other}` is not `caller` or `global`"),
+            ))
+        }
+    };
+    let patterns_file = r.opt_path("ISOBOX_PATTERNS");
+    let log_dir = r.opt_path("ISOBOX_LOG_DIR");
+    let fmt_s = r.string("ISOBOX_LOG_FORMAT", "human");
+    let log_format = match fmt_s.as_str() {
+        "human" => LogFormat::Human,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(err(
+                "ISOBOX_LOG_FORMAT",
+                format!("`{other}` is not `human` or `json`"),
+            ))
+        }
+    };
+    let rust_log = r.string("RUST_LOG", "info");
+    if tracing_subscriber::EnvFilter::try_new(&rust_log).is_err() {
+        return Err(err(
+            "RUST_LOG",
+            format!("`{rust_log}` is not a valid filter"),
+        ));
+    }
+    let shutdown_grace =
+        Duration::from_millis(r.num("ISOBOX_SHUTDOWN_GRACE_MS", "10000", 0u64, 3_600_000)?);
+    Ok(Config {
+        bind,
+        rest_port,
+        grpc_port,
+        auth_type,
+        backend,
+        rootfs,
+        languages_file,
+        warm_pool,
+        slots,
+        queue,
+        queue_timeout,
+        max_body_bytes,
+        dedup_enabled,
+        dedup_ttl,
+        dedup_max_entries,
+        dedup_max_bytes,
+        dedup_scope,
+        patterns_file,
+        log_dir,
+        log_format,
+        rust_log,
+        shutdown_grace,
+        shown: r.shown,
+    })
+}
+
+/// Every variable this server reads (also the keys its TOML file may hold, in lower case).
+pub const KNOWN: &[&str] = &[
+    "ISOBOX_BIND",
+    "REST_PORT",
+    "GRPC_PORT",
+    "AUTH_TYPE",
+    "API_KEYS",
+    "API_KEY_HEADER",
+    "JWT_ISSUER_URL",
+    "JWT_AUDIENCE",
+    "JWT_PUBLIC_KEY_URL",
+    "OAUTH2_PROVIDER",
+    "OAUTH2_CLIENT_ID",
+    "OAUTH2_CLIENT_SECRET",
+    "OAUTH2_TOKEN_URL",
+    "OAUTH2_USERINFO_URL",
+    "OAUTH2_INTROSPECTION_URL",
+    "MTLS_CA_CERT",
+    "TLS_CERT",
+    "TLS_KEY",
+    "ISOBOX_BACKEND",
+    "ISOBOX_ROOTFS",
+    "ISOBOX_LANGUAGES",
+    "ISOBOX_SLOTS",
+    "ISOBOX_WARM_POOL",
+    "ISOBOX_QUEUE",
+    "ISOBOX_QUEUE_TIMEOUT_MS",
+    "ISOBOX_MAX_BODY_BYTES",
+    "DEDUP_ENABLED",
+    "DEDUP_CACHE_TTL",
+    "ISOBOX_DEDUP_MAX_ENTRIES",
+    "ISOBOX_DEDUP_MAX_BYTES",
+    "ISOBOX_DEDUP_SCOPE",
+    "ISOBOX_PATTERNS",
+    "ISOBOX_LOG_DIR",
+    "ISOBOX_LOG_FORMAT",
+    "RUST_LOG",
+    "ISOBOX_SHUTDOWN_GRACE_MS",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let c = load(&env(&[])).unwrap();
+        assert!(c.bind.is_loopback());
+        assert_eq!(c.rest_port, 8000);
+        assert_eq!(c.auth_type, vec!["none"]);
+        assert!(c.dedup_enabled);
+        assert!(c.shown.iter().all(|s| s.origin == Origin::Default));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (k, v) in [
+            ("REST_PORT", "eighty"),
+            ("REST_PORT", "70000"),
+            ("DEDUP_ENABLED", "maybe"),
+            ("DEDUP_CACHE_TTL", "-5"),
+            ("ISOBOX_SLOTS", "0"),
+            ("ISOBOX_BIND", "localhost:80"),
+            ("AUTH_TYPE", "magic"),
+            ("ISOBOX_LOG_FORMAT", "xml"),
+        ] {
+            let e = load(&env(&[(k, v)])).unwrap_err();
+            assert_eq!(e.var, k, "{e}");
+        }
+    }
+
+    #[test]
+    fn no_auth_only_on_loopback() {
+        let e = load(&env(&[("ISOBOX_BIND", "0.0.0.0")])).unwrap_err();
+        assert_eq!(e.var, "AUTH_TYPE");
+        assert!(load(&env(&[("ISOBOX_BIND", "::1")])).is_ok());
+    }
+
+    #[test]
+    fn env_overrides_file_and_secrets_are_masked() {
+        let dir = std::env::temp_dir().join(format!("isobox-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            "rest_port = 8100\ndedup_cache_ttl = 60\noauth2_client_secret = \"s3cr3t\"\n",
+        )
+        .unwrap();
+        let e = env(&[
+            ("ISOBOX_CONFIG", f.to_str().unwrap()),
+            ("REST_PORT", "8200"),
+        ]);
+        let c = load(&e).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(c.rest_port, 8200);
+        assert_eq!(c.dedup_ttl, Duration::from_secs(60));
+        let shown = |v: &str| c.shown.iter().find(|s| s.var == v).unwrap().clone();
+        assert_eq!(shown("REST_PORT").origin, Origin::Env);
+        assert_eq!(shown("DEDUP_CACHE_TTL").origin, Origin::File);
+        assert_eq!(shown("OAUTH2_CLIENT_SECRET").value, "********");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = std::env::temp_dir().join(format!("isobox-cfg2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, "rest_prot = 1\n").unwrap();
+        let e = load(&env(&[("ISOBOX_CONFIG", f.to_str().unwrap())])).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(e.var, "ISOBOX_CONFIG");
+        assert!(e.message.contains("rest_prot"));
+    }
+}

@@ -1,0 +1,155 @@
+//! The IsoBox REST service (`isobox serve`).
+//!
+//! `App::build` turns a [`Config`] into the shared state (backend, executor, engine, metrics);
+//! `run(listener, app, shutdown)` serves until `shutdown` resolves, then stops accepting, lets
+//! running executions finish for the grace period and kills what is left. Tests start it on
+//! port 0 with their own shutdown future.
+
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod metrics;
+mod openapi;
+mod routes;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use isobox_core::dedup::DedupConfig;
+use isobox_core::engine::{CacheScope, Engine};
+use isobox_core::slots::SlotsConfig;
+use isobox_core::{Executor, LanguageInfo, LanguageTable, Policy};
+use isobox_sandbox::{Backend, NativeBackend, NativeConfig, RootFs};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use openapi::document as openapi_document;
+pub use routes::router;
+
+/// Everything the handlers share.
+pub struct App {
+    pub config: Config,
+    pub engine: Engine,
+    pub metrics: metrics::Metrics,
+    /// The languages this host can run, probed once at start.
+    pub languages: Vec<LanguageInfo>,
+    /// Set when shutdown begins: `/health` answers 503.
+    pub shutting_down: AtomicBool,
+}
+
+impl App {
+    /// Creates the backend and the services from the configuration (blocking: it probes the
+    /// toolchains in the sandbox).
+    pub fn build(config: Config) -> Result<App, String> {
+        let mut native = NativeConfig {
+            warm_pool: config.warm_pool,
+            ..NativeConfig::default()
+        };
+        if let Some(dir) = &config.rootfs {
+            native.rootfs = RootFs::Dir(dir.clone());
+        }
+        let backend: Arc<dyn Backend> =
+            Arc::new(NativeBackend::new(native).map_err(|e| e.to_string())?);
+        let table = match &config.languages_file {
+            Some(p) => LanguageTable::load(p).map_err(|e| e.to_string())?,
+            None => LanguageTable::builtin(),
+        };
+        let mut executor = Executor::new(backend, table, Policy::default());
+        if let Some(p) = &config.patterns_file {
+            executor = executor.with_patterns(
+                isobox_core::patterns::PatternPolicy::load(p).map_err(|e| e.to_string())?,
+            );
+        }
+        let languages: Vec<LanguageInfo> = executor
+            .list_languages()
+            .into_iter()
+            .filter(|l| l.available)
+            .collect();
+        let engine = Engine::new(
+            Arc::new(executor),
+            DedupConfig {
+                enabled: config.dedup_enabled,
+                ttl: config.dedup_ttl,
+                max_entries: config.dedup_max_entries,
+                max_bytes: config.dedup_max_bytes,
+            },
+            SlotsConfig {
+                slots: config.slots,
+                queue: config.queue,
+                max_wait: config.queue_timeout,
+            },
+            match config.dedup_scope {
+                config::DedupScope::Caller => CacheScope::PerCaller,
+                config::DedupScope::Global => CacheScope::Global,
+            },
+        );
+        Ok(App {
+            config,
+            engine,
+            metrics: Default::default(),
+            languages,
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; then graceful shutdown: no new
+/// connections, running executions get `shutdown_grace` to finish, then their sandboxes are
+/// killed; returns when every connection is closed.
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let router = routes::router(app.clone());
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    // Expired cache entries are dropped even when nobody asks for them.
+    let purger = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                app.engine.purge_expired();
+            }
+        })
+    };
+    tokio::select! {
+        r = &mut server => {
+            purger.abort();
+            return r.map_err(std::io::Error::other)?;
+        }
+        _ = shutdown => {}
+    }
+    tracing::info!(
+        "shutting down: no new connections, {:?} for running executions",
+        app.config.shutdown_grace
+    );
+    app.shutting_down.store(true, Ordering::SeqCst);
+    let _ = stop_tx.send(());
+    let result = match tokio::time::timeout(app.config.shutdown_grace, &mut server).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!("grace period over: killing the sandboxes still running");
+            app.engine.executor().backend().cancel_all();
+            match tokio::time::timeout(Duration::from_secs(10), &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+    purger.abort();
+    result.map_err(std::io::Error::other)?
+}

@@ -1,0 +1,241 @@
+//! Logging: the main log (stderr, filtered by `RUST_LOG`, human or JSON) and three event streams
+//! (auth, execution, security) that go to their own files in `ISOBOX_LOG_DIR` (`auth.log`,
+//! `execution.log`, `security.log`), opened in append mode and reopened on SIGHUP (logrotate's
+//! `postrotate`). Everything written passes a redactor: configured secrets and `key=`/`token=`/
+//! `password=`/`secret=`/`Bearer` values never reach a log.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
+
+use crate::config::{Config, LogFormat};
+
+/// Targets of the three event streams.
+pub const AUTH: &str = "isobox::audit::auth";
+pub const EXEC: &str = "isobox::audit::exec";
+pub const SECURITY: &str = "isobox::audit::security";
+
+/// Replaces secrets in log text.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    secrets: Arc<Vec<String>>,
+}
+
+impl Redactor {
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Redactor {
+        let mut s: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 4).collect();
+        // Longest first, so that a secret containing another is masked whole.
+        s.sort_by_key(|x| std::cmp::Reverse(x.len()));
+        Redactor {
+            secrets: Arc::new(s),
+        }
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in self.secrets.iter() {
+            out = out.replace(s.as_str(), "[REDACTED]");
+        }
+        mask_after(
+            &out,
+            &[
+                "key=",
+                "token=",
+                "password=",
+                "secret=",
+                "passwd=",
+                "Bearer ",
+                "bearer ",
+            ],
+        )
+    }
+}
+
+/// Masks the value that follows each marker (up to whitespace, quote, comma or `&`).
+fn mask_after(text: &str, markers: &[&str]) -> String {
+    let mut out = text.to_string();
+    for m in markers {
+        let mut from = 0;
+        while let Some(pos) = out[from..].find(m) {
+            let start = from + pos + m.len();
+            let end = out[start..]
+                .find(|c: char| {
+                    c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '&' | ';' | '}' | '\\')
+                })
+                .map(|e| start + e)
+                .unwrap_or(out.len());
+            if end > start && &out[start..end] != "[REDACTED]" {
+                out.replace_range(start..end, "[REDACTED]");
+            }
+            from = start + "[REDACTED]".len().min(out.len() - start);
+        }
+    }
+    out
+}
+
+/// A log file that can be reopened (after rotation); every write is redacted.
+#[derive(Clone)]
+pub struct LogFile {
+    path: Option<PathBuf>,
+    file: Arc<Mutex<Option<File>>>,
+    redactor: Redactor,
+}
+
+impl LogFile {
+    fn open(path: &Path, redactor: Redactor) -> io::Result<LogFile> {
+        let f = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(LogFile {
+            path: Some(path.to_path_buf()),
+            file: Arc::new(Mutex::new(Some(f))),
+            redactor,
+        })
+    }
+
+    fn stderr(redactor: Redactor) -> LogFile {
+        LogFile {
+            path: None,
+            file: Arc::new(Mutex::new(None)),
+            redactor,
+        }
+    }
+
+    /// Reopens the file at its path (after logrotate moved it away).
+    pub fn reopen(&self) -> io::Result<()> {
+        if let Some(p) = &self.path {
+            let f = OpenOptions::new().create(true).append(true).open(p)?;
+            *self.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+        }
+        Ok(())
+    }
+}
+
+impl Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let clean = self.redactor.redact(&String::from_utf8_lossy(buf));
+        match &mut *self.file.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(f) => f.write_all(clean.as_bytes())?,
+            None => io::stderr().write_all(clean.as_bytes())?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogFile {
+    type Writer = LogFile;
+    fn make_writer(&'a self) -> LogFile {
+        self.clone()
+    }
+}
+
+/// What `init` set up: the files to reopen on SIGHUP.
+pub struct Logs {
+    pub files: Vec<LogFile>,
+}
+
+impl Logs {
+    pub fn reopen(&self) {
+        for f in &self.files {
+            let _ = f.reopen();
+        }
+    }
+}
+
+/// Installs the global subscriber for `isobox serve`.
+pub fn init(cfg: &Config, secrets: Vec<String>) -> io::Result<Logs> {
+    let redactor = Redactor::new(secrets);
+    let main = LogFile::stderr(redactor.clone());
+    let filter = EnvFilter::try_new(&cfg.rust_log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = cfg.log_format == LogFormat::Json;
+    let mut files = Vec::new();
+    let ansi = std::io::IsTerminal::is_terminal(&io::stderr());
+    let main_layer = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(main)
+            .with_filter(filter)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(main)
+            .with_filter(filter)
+            .boxed()
+    };
+    let mut layers = vec![main_layer];
+    if let Some(dir) = &cfg.log_dir {
+        std::fs::create_dir_all(dir)?;
+        for (target, name) in [
+            (AUTH, "auth.log"),
+            (EXEC, "execution.log"),
+            (SECURITY, "security.log"),
+        ] {
+            let f = LogFile::open(&dir.join(name), redactor.clone())?;
+            files.push(f.clone());
+            let only = filter_fn(move |m| m.target() == target);
+            let layer = if json {
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_ansi(false)
+                    .with_writer(f)
+                    .with_filter(only)
+                    .boxed()
+            } else {
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(f)
+                    .with_filter(only)
+                    .boxed()
+            };
+            layers.push(layer);
+        }
+    }
+    tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .map_err(io::Error::other)?;
+    Ok(Logs { files })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_and_key_values_are_masked() {
+        let r = Redactor::new(vec!["sup3r-secret-key".to_string()]);
+        let out = r.redact(
+            "auth ok key=abc123 token=xyz, header=\"Bearer eyJhbGci.x.y\" raw sup3r-secret-key end",
+        );
+        assert!(!out.contains("abc123"), "{out}");
+        assert!(!out.contains("xyz"), "{out}");
+        assert!(!out.contains("eyJhbGci"), "{out}");
+        assert!(!out.contains("sup3r-secret-key"), "{out}");
+        assert!(out.contains("auth ok") && out.contains("end"));
+    }
+
+    #[test]
+    fn reopen_follows_rotation() {
+        let dir = std::env::temp_dir().join(format!("isobox-logs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.log");
+        let mut f = LogFile::open(&path, Redactor::default()).unwrap();
+        f.write_all(b"one\n").unwrap();
+        std::fs::rename(&path, dir.join("x.log.1")).unwrap();
+        f.reopen().unwrap();
+        f.write_all(b"two\n").unwrap();
+        let now = std::fs::read_to_string(&path).unwrap();
+        let old = std::fs::read_to_string(dir.join("x.log.1")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(old, "one\n");
+        assert_eq!(now, "two\n");
+    }
+}

@@ -1,0 +1,144 @@
+//! The OpenAPI 3 description served at `/openapi.json`. Written by hand next to the routes; a
+//! test walks it against the real router and schemathesis checks the server against it.
+
+use serde_json::{json, Value};
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+fn json_body(schema: &str) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
+}
+
+pub fn document() -> Value {
+    let limits = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "timeout_ms": { "type": "integer", "minimum": 1 },
+            "cpu_time_ms": { "type": "integer", "minimum": 1 },
+            "memory_mb": { "type": "integer", "minimum": 8 },
+            "max_processes": { "type": "integer", "minimum": 2 },
+            "max_output_bytes": { "type": "integer", "minimum": 1 }
+        }
+    });
+    let outcome_props = json!({
+        "status": { "type": "string", "enum": ["ok", "runtime_error", "signal", "timeout", "memory_limit", "output_limit", "compile_error", "internal_error"] },
+        "exit_code": { "type": ["integer", "null"] },
+        "signal": { "type": ["string", "null"] },
+        "stdout": { "type": "string" },
+        "stderr": { "type": "string" },
+        "stdout_truncated": { "type": "boolean" },
+        "stderr_truncated": { "type": "boolean" },
+        "cpu_time_ms": { "type": "integer", "minimum": 0 },
+        "wall_time_ms": { "type": "integer", "minimum": 0 },
+        "memory_peak_bytes": { "type": "integer", "minimum": 0 }
+    });
+    let mut result_props = outcome_props.as_object().cloned().unwrap_or_default();
+    result_props.insert("id".into(), json!({ "type": "string" }));
+    result_props.insert("language".into(), json!({ "type": "string" }));
+    result_props.insert("version".into(), json!({ "type": "string" }));
+    result_props.insert("cached".into(), json!({ "type": "boolean" }));
+    result_props.insert(
+        "compile".into(),
+        json!({ "oneOf": [ { "type": "null" }, { "$ref": "#/components/schemas/Outcome" } ] }),
+    );
+    let common_errors = |extra: &[(&str, &str)]| {
+        let mut r = serde_json::Map::new();
+        for (code, what) in [
+            (
+                "400",
+                "invalid request (malformed JSON, unknown field, bad limit, unknown language)",
+            ),
+            ("413", "body, code, files, stdin or args over the limits"),
+            ("415", "the body is not application/json"),
+            ("503", "all sandbox slots busy (see Retry-After)"),
+        ]
+        .iter()
+        .chain(extra)
+        {
+            r.insert((*code).into(), error_response(what));
+        }
+        Value::Object(r)
+    };
+    let mut execute_responses = common_errors(&[
+        ("422", "refused by the pattern policy"),
+        ("500", "the sandbox failed"),
+    ]);
+    execute_responses["200"] = json!({ "description": "the program ran, whatever it did", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ExecutionResult" } } } });
+    let mut validate_responses = common_errors(&[
+        ("422", "refused by the pattern policy"),
+        ("500", "the sandbox failed"),
+    ]);
+    validate_responses["200"] = json!({ "description": "the syntax check ran", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Validation" } } } });
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "IsoBox", "version": env!("CARGO_PKG_VERSION"), "description": "Run untrusted code in an isolated sandbox." },
+        "paths": {
+            "/api/v1/execute": { "post": {
+                "operationId": "execute",
+                "summary": "Run a program and return what it did",
+                "requestBody": json_body("ExecuteRequest"),
+                "responses": execute_responses
+            }},
+            "/api/v1/validate": { "post": {
+                "operationId": "validate",
+                "summary": "Check a program's syntax in the sandbox without running it",
+                "requestBody": json_body("ExecuteRequest"),
+                "responses": validate_responses
+            }},
+            "/api/v1/languages": { "get": {
+                "operationId": "languages",
+                "summary": "The languages this host can run",
+                "responses": { "200": { "description": "languages", "content": { "application/json": { "schema": {
+                    "type": "array",
+                    "items": { "type": "object", "required": ["name", "aliases", "version", "compiled"], "properties": {
+                        "name": { "type": "string" }, "aliases": { "type": "array", "items": { "type": "string" } },
+                        "version": { "type": "string" }, "compiled": { "type": "boolean" } } }
+                } } } } }
+            }},
+            "/health": { "get": {
+                "operationId": "health",
+                "summary": "Whether the server can run code",
+                "responses": {
+                    "200": { "description": "healthy", "content": { "application/json": { "schema": { "type": "object", "required": ["status"], "properties": { "status": { "type": "string" } } } } } },
+                    "503": { "description": "shutting down or unable to run code", "content": { "application/json": { "schema": { "type": "object", "properties": { "status": { "type": "string" } } } } } }
+                }
+            }},
+            "/metrics": { "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "responses": { "200": { "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } } }
+            }},
+            "/openapi.json": { "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": { "200": { "description": "OpenAPI 3 document", "content": { "application/json": { "schema": { "type": "object" } } } } }
+            }}
+        },
+        "components": { "schemas": {
+            "Error": { "type": "object", "required": ["error", "message"], "properties": {
+                "error": { "type": "string" }, "message": { "type": "string" } } },
+            "ExecuteRequest": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["language"],
+                "properties": {
+                    "language": { "type": "string" },
+                    "version": { "type": ["string", "null"] },
+                    "code": { "type": ["string", "null"] },
+                    "files": { "type": ["array", "null"], "items": { "type": "object", "additionalProperties": false, "required": ["name", "content"], "properties": {
+                        "name": { "type": "string" }, "content": { "type": "string" },
+                        "encoding": { "type": ["string", "null"], "enum": ["utf8", "utf-8", "base64", null] } } } },
+                    "stdin": { "type": ["string", "null"] },
+                    "args": { "type": ["array", "null"], "items": { "type": "string" } },
+                    "limits": { "oneOf": [ { "type": "null" }, limits ] }
+                }
+            },
+            "Outcome": { "type": "object", "required": ["status", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "cpu_time_ms", "wall_time_ms", "memory_peak_bytes"], "properties": outcome_props },
+            "ExecutionResult": { "type": "object", "required": ["id", "language", "version", "status", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "compile", "cpu_time_ms", "wall_time_ms", "memory_peak_bytes", "cached"], "properties": Value::Object(result_props) },
+            "Validation": { "type": "object", "required": ["valid", "errors"], "properties": { "valid": { "type": "boolean" }, "errors": { "type": "string" } } }
+        } }
+    })
+}

@@ -1,0 +1,272 @@
+//! Routes, handlers and the middleware every response passes (request id, security headers,
+//! body limit, metrics).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use isobox_core::{CoreError, ExecuteRequest};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::logging::{EXEC, SECURITY};
+use crate::metrics::Gauges;
+use crate::App;
+
+/// The caller, until authentication (a later issue) gives real principals.
+const ANONYMOUS: &str = "anonymous";
+
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.config.max_body_bytes;
+    Router::new()
+        .route("/api/v1/execute", post(execute))
+        .route("/api/v1/validate", post(validate))
+        .route("/api/v1/languages", get(languages))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(app.clone(), common))
+        .with_state(app)
+}
+
+/// Request id, security headers, the body limit on every route, per-route metrics.
+async fn common(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(new_request_id);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let too_big = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > app.config.max_body_bytes);
+    let mut resp = if too_big {
+        app.metrics.rejected("too_large");
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the request body is over the limit",
+        )
+        .into_response()
+    } else {
+        next.run(req).await
+    };
+    app.metrics.request(&route, resp.status().as_u16());
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert("x-request-id", v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+fn new_request_id() -> String {
+    use std::sync::atomic::AtomicU64;
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{:x}-{:x}-{:x}",
+        t.as_secs(),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A JSON body: `Content-Type: application/json` (415 otherwise), well-formed, no unknown
+/// fields (400), under the limit (413).
+async fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON (Content-Type: application/json)",
+        ));
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the request body is over the limit",
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        // serde's message names the field or position; it carries no server internals.
+        let what = e.to_string();
+        let what = what
+            .split(" at line ")
+            .next()
+            .unwrap_or("malformed JSON")
+            .to_string();
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not a valid request: {what}"),
+        )
+    })
+}
+
+fn core_error(app: &App, e: &CoreError) -> ApiError {
+    let api = ApiError::from(e);
+    app.metrics.rejected(api.kind);
+    match e {
+        CoreError::PatternRejected(rule) => {
+            tracing::warn!(target: SECURITY, event = "pattern_rejected", rule = %rule, principal = ANONYMOUS, "submission refused by the pattern policy")
+        }
+        CoreError::Sandbox(err) => tracing::error!(error = %err, "sandbox failure"),
+        CoreError::Config(err) => tracing::error!(error = %err, "internal failure"),
+        _ => {}
+    }
+    api
+}
+
+async fn execute(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let req: ExecuteRequest = json_body(&headers, body, app.config.max_body_bytes)
+        .await
+        .inspect_err(|e| app.metrics.rejected(e.kind))?;
+    let language = req.language.clone();
+    let ex = app
+        .engine
+        .execute(req, ANONYMOUS)
+        .await
+        .map_err(|e| core_error(&app, &e))?;
+    let r = &ex.result;
+    app.metrics.execution(&r.language, &r.status);
+    if let Some(ran) = ex.ran {
+        app.metrics.run_time(ran);
+        app.metrics.queue_time(ex.queued);
+    }
+    if let Some(m) = &r.internal_message {
+        tracing::error!(id = %r.id, language = %language, error = %m, "sandbox failure during a run");
+    }
+    tracing::info!(
+        target: EXEC,
+        id = %r.id,
+        principal = ANONYMOUS,
+        language = %r.language,
+        status = %r.status,
+        cached = r.cached,
+        cpu_ms = r.cpu_time_ms,
+        wall_ms = r.wall_time_ms,
+        queued_ms = ex.queued.as_millis() as u64,
+        code_sha = %ex.code_hash,
+        code_bytes = ex.code_bytes,
+        "execution"
+    );
+    Ok(Json(&ex.result).into_response())
+}
+
+async fn validate(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let req: ExecuteRequest = json_body(&headers, body, app.config.max_body_bytes)
+        .await
+        .inspect_err(|e| app.metrics.rejected(e.kind))?;
+    let v = app
+        .engine
+        .validate(req)
+        .await
+        .map_err(|e| core_error(&app, &e))?;
+    Ok(Json(v).into_response())
+}
+
+async fn languages(State(app): State<Arc<App>>) -> Response {
+    let list: Vec<serde_json::Value> = app
+        .languages
+        .iter()
+        .map(|l| serde_json::json!({ "name": l.name, "aliases": l.aliases, "version": l.version, "compiled": l.compiled }))
+        .collect();
+    Json(list).into_response()
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response {
+    if app.shutting_down.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "shutting_down"})),
+        )
+            .into_response();
+    }
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let (busy, total, queued) = app.engine.load();
+    let c = app.engine.cache_stats();
+    let text = app.metrics.render(&Gauges {
+        slots_busy: busy,
+        slots_total: total,
+        queue_depth: queued,
+        cache_entries: c.entries,
+        cache_bytes: c.bytes,
+        cache_hits: c.hits,
+        cache_misses: c.misses,
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed here"),
+    )
+}
