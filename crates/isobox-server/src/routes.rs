@@ -52,6 +52,9 @@ async fn common(State(app): State<Arc<App>>, req: Request, next: Next) -> Respon
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "other".into());
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let started = std::time::Instant::now();
     let too_big = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -70,6 +73,17 @@ async fn common(State(app): State<Arc<App>>, req: Request, next: Next) -> Respon
         next.run(req).await
     };
     app.metrics.request(&route, resp.status().as_u16());
+    // The access log; the URI may carry what a client thought was harmless (`?api_key=`): every
+    // log line passes the redactor.
+    tracing::info!(
+        target: "isobox::http",
+        request_id = %id,
+        method = %method,
+        uri = %uri,
+        status = resp.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
         h.insert("x-request-id", v);

@@ -1,0 +1,257 @@
+//! `isobox serve` and `isobox check-config` as an operator runs them: the real binary, real
+//! signals, real log files.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const PLANTED: &str = "planted-Secret-7f3a9c";
+
+struct Server {
+    child: Child,
+    url: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(envs: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(isobox_bin());
+        cmd.arg("serve")
+            .env("REST_PORT", "0")
+            .env("ISOBOX_WARM_POOL", "0");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("isobox serve");
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("server never said where it listens");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let url = rest.split_whitespace().next().unwrap().to_string();
+                return Server {
+                    child,
+                    url,
+                    stderr: rx,
+                };
+            }
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// SIGTERM, wait for exit, return everything it wrote to stderr.
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        self.signal(libc::SIGTERM);
+        let status = self.child.wait().unwrap();
+        let mut all = String::new();
+        while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(2)) {
+            all.push_str(&l);
+            all.push('\n');
+        }
+        (status, all)
+    }
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .arg("-s")
+        .args(args)
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn secrets_never_reach_a_log_and_streams_rotate() {
+    let dir = TempDir::new("logs");
+    let logs = dir.0.join("logs");
+    let secret_key = format!("{PLANTED}-key");
+    let secret_oauth = format!("{PLANTED}-oauth");
+    let server = Server::start(&[
+        ("ISOBOX_LOG_DIR", logs.to_str().unwrap()),
+        ("RUST_LOG", "trace"),
+        ("API_KEYS", &format!("{secret_key},other-{PLANTED}")),
+        ("OAUTH2_CLIENT_SECRET", &secret_oauth),
+        ("ISOBOX_LOG_FORMAT", "json"),
+    ]);
+    let url = &server.url;
+    let code = format!("print('password={PLANTED}-pw token={PLANTED}-tok')");
+    let body = serde_json::json!({"language": "python", "code": code, "stdin": format!("key={PLANTED}-stdin")}).to_string();
+    let auth = format!("Authorization: Bearer {PLANTED}-bearer");
+    let apikey = format!("X-API-Key: {secret_key}");
+    let out = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &auth,
+        "-H",
+        &apikey,
+        "-d",
+        &body,
+        &format!("{url}/api/v1/execute"),
+    ]);
+    assert!(out.contains("\"status\":\"ok\""), "{out}");
+    // Secrets in a query string and a request id end up in the access log: masked.
+    curl(&[&format!(
+        "{url}/health?api_key={PLANTED}-query&token={PLANTED}-q2"
+    )]);
+    curl(&[
+        "-H",
+        &format!("X-Request-Id: token={PLANTED}-rid"),
+        &format!("{url}/health"),
+    ]);
+    // An error path and a security event too.
+    curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &auth,
+        "-d",
+        &format!("{{\"language\": \"{PLANTED}\", \"code\": \"x\"}}"),
+        &format!("{url}/api/v1/execute"),
+    ]);
+
+    // Rotation: move execution.log away, SIGHUP, the next event lands in a fresh file.
+    let exec_log = logs.join("execution.log");
+    assert!(std::fs::read_to_string(&exec_log)
+        .unwrap()
+        .contains("\"status\":\"ok\""));
+    std::fs::rename(&exec_log, logs.join("execution.log.1")).unwrap();
+    server.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body2 = serde_json::json!({"language": "bash", "code": "echo rotated"}).to_string();
+    while !exec_log.exists() || std::fs::read_to_string(&exec_log).unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no new execution.log after SIGHUP"
+        );
+        curl(&[
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body2,
+            &format!("{url}/api/v1/execute"),
+        ]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{status:?}\n{stderr}");
+
+    let mut all = stderr.clone();
+    for entry in std::fs::read_dir(&logs).unwrap().flatten() {
+        let mut s = String::new();
+        std::fs::File::open(entry.path())
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        all.push_str(&s);
+    }
+    assert!(all.contains("execution"), "the logs are empty:\n{all}");
+    assert!(!all.contains(PLANTED), "a secret reached a log:\n{all}");
+    let rotated = std::fs::read_to_string(logs.join("execution.log.1")).unwrap();
+    assert!(rotated.contains("python"));
+    assert!(std::fs::read_to_string(&exec_log).unwrap().contains("bash"));
+    assert!(
+        !rotated.contains("bash"),
+        "events kept going to the rotated file"
+    );
+}
+
+#[test]
+fn check_config_shows_origins_and_masks_secrets() {
+    let dir = TempDir::new("checkcfg");
+    let file = dir.file("isobox.toml", "rest_port = 8100\ndedup_cache_ttl = 120\n");
+    let out = Command::new(isobox_bin())
+        .arg("check-config")
+        .env("ISOBOX_CONFIG", &file)
+        .env("REST_PORT", "8200")
+        .env("OAUTH2_CLIENT_SECRET", PLANTED)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let line = |var: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{var} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line("REST_PORT").contains("env") && line("REST_PORT").ends_with("8200"),
+        "{text}"
+    );
+    assert!(
+        line("DEDUP_CACHE_TTL").contains("file") && line("DEDUP_CACHE_TTL").ends_with("120"),
+        "{text}"
+    );
+    assert!(line("DEDUP_ENABLED").contains("default"), "{text}");
+    assert!(line("OAUTH2_CLIENT_SECRET").ends_with("********"), "{text}");
+    assert!(!text.contains(PLANTED));
+
+    let bad = Command::new(isobox_bin())
+        .arg("check-config")
+        .env("DEDUP_CACHE_TTL", "soon")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("DEDUP_CACHE_TTL"),
+        "{bad:?}"
+    );
+
+    // serve refuses the same way, and refuses no authentication on a public address.
+    let out = Command::new(isobox_bin())
+        .arg("serve")
+        .env("ISOBOX_BIND", "0.0.0.0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("AUTH_TYPE"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigterm_with_a_run_in_flight() {
+    let server = Server::start(&[("ISOBOX_SHUTDOWN_GRACE_MS", "5000")]);
+    let url = server.url.clone();
+    let body = serde_json::json!({"language": "bash", "code": "sleep 1; echo done"}).to_string();
+    let inflight = std::thread::spawn(move || {
+        curl(&[
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body,
+            &format!("{url}/api/v1/execute"),
+        ])
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let (status, stderr) = server.stop();
+    let answer = inflight.join().unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        answer.contains("\"stdout\":\"done\\n\""),
+        "the run in flight was cut: {answer}\n{stderr}"
+    );
+}
