@@ -1,0 +1,1856 @@
+//! The REST service end to end: a real server on port 0 in the test process, real HTTP (reqwest),
+//! real programs in the native sandbox. Every endpoint and error of CONTRACT.md's REST section,
+//! the headers, the dedup cache and single-flight, backpressure, graceful shutdown and the
+//! OpenAPI document against the real routes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use isobox_server::App;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+/// A server running in this test process.
+struct Server {
+    base: String,
+    addr: SocketAddr,
+    app: Arc<App>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+    client: reqwest::Client,
+}
+
+/// Starts a server with `REST_PORT=0`, no warm pool, and `env` on top.
+async fn start(env: &[(&str, &str)]) -> Server {
+    let mut map: HashMap<String, String> = HashMap::new();
+    map.insert("REST_PORT".into(), "0".into());
+    map.insert("ISOBOX_WARM_POOL".into(), "0".into());
+    for (k, v) in env {
+        map.insert(k.to_string(), v.to_string());
+    }
+    let cfg = isobox_server::config::load(&map).expect("configuration");
+    let app = tokio::task::spawn_blocking(move || App::build(cfg))
+        .await
+        .expect("build task")
+        .expect("App::build");
+    let app = Arc::new(app);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(isobox_server::run(listener, app.clone(), async move {
+        let _ = rx.await;
+    }));
+    Server {
+        base: format!("http://{addr}"),
+        addr,
+        app,
+        stop: Some(tx),
+        handle: Some(handle),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    }
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POSTs raw bytes with the given content type (none when `None`).
+    async fn post_raw(&self, path: &str, ct: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+        let mut rb = self.client.post(self.url(path)).body(body);
+        if let Some(ct) = ct {
+            rb = rb.header("content-type", ct);
+        }
+        rb.send().await.unwrap()
+    }
+
+    /// `POST /api/v1/execute` that must answer 200; returns the result object.
+    async fn exec(&self, body: Value) -> Value {
+        let resp = self.post_json("/api/v1/execute", &body).await;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 200, "execute {body}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    async fn metrics(&self) -> String {
+        let resp = self.get("/metrics").await;
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.text().await.unwrap()
+    }
+
+    /// Triggers graceful shutdown.
+    fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Triggers shutdown and waits (at most `within`) for `run()` to return.
+    async fn shutdown(mut self, within: Duration) -> Duration {
+        let t = Instant::now();
+        self.trigger_shutdown();
+        let h = self.handle.take().unwrap();
+        tokio::time::timeout(within, h)
+            .await
+            .unwrap_or_else(|_| panic!("run() did not return within {within:?}"))
+            .expect("server task")
+            .expect("run() result");
+        t.elapsed()
+    }
+}
+
+fn py(code: &str) -> Value {
+    json!({ "language": "python", "code": code })
+}
+
+/// A token unique to this test run, to find our own sandbox processes in /proc.
+fn token(tag: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("tok{tag}{}x{n}", std::process::id())
+}
+
+/// The value of the metric line `name` (with its labels exactly as rendered).
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn metric_or_zero(text: &str, name: &str) -> f64 {
+    metric(text, name).unwrap_or(0.0)
+}
+
+/// The headers every response carries.
+fn assert_common_headers(resp: &reqwest::Response, what: &str) {
+    let h = resp.headers();
+    assert_eq!(
+        h.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store"),
+        "{what}: Cache-Control"
+    );
+    assert_eq!(
+        h.get("x-content-type-options")
+            .and_then(|v| v.to_str().ok()),
+        Some("nosniff"),
+        "{what}: X-Content-Type-Options"
+    );
+    let id = h
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(!id.is_empty(), "{what}: X-Request-Id missing");
+}
+
+/// Asserts `resp` is the error `status`/`kind` in CONTRACT's shape, without internals; returns
+/// the message.
+async fn expect_error(resp: reqwest::Response, status: u16, kind: &str, what: &str) -> String {
+    assert_common_headers(&resp, what);
+    let got = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = resp.text().await.unwrap();
+    assert_eq!(got, status, "{what}: status (body {text})");
+    assert!(
+        ct.starts_with("application/json"),
+        "{what}: error content type {ct:?}"
+    );
+    let v: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{what}: error body is not JSON ({e}): {text}"));
+    let obj = v.as_object().unwrap_or_else(|| panic!("{what}: {text}"));
+    let keys: BTreeSet<&str> = obj.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["error", "message"]),
+        "{what}: error keys: {text}"
+    );
+    assert_eq!(obj["error"], kind, "{what}: error kind: {text}");
+    let msg = obj["message"].as_str().expect("message is a string");
+    assert!(!msg.trim().is_empty(), "{what}: empty message");
+    assert_no_internals(msg, what);
+    msg.to_string()
+}
+
+fn assert_no_internals(msg: &str, what: &str) {
+    for bad in [
+        "/tmp",
+        "/run/",
+        "/work",
+        "/root",
+        "/proc",
+        "/sys/",
+        ".rs:",
+        "src/",
+        "panicked",
+        "RUST_BACKTRACE",
+        "os error",
+        "Error {",
+        " at line ",
+    ] {
+        assert!(
+            !msg.contains(bad),
+            "{what}: message leaks internals ({bad}): {msg}"
+        );
+    }
+}
+
+/// Sandbox processes (uid in the sandbox range) whose command line contains `needle`.
+fn sandbox_procs_with(needle: &str) -> Vec<(u32, String)> {
+    let cfg = isobox_sandbox::NativeConfig::default();
+    let uids = cfg.uid..cfg.uid + cfg.uid_count;
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let uid = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|u| u.parse::<u32>().ok());
+        let Some(uid) = uid.filter(|u| uids.contains(u)) else {
+            continue;
+        };
+        let cmd = std::fs::read_to_string(entry.path().join("cmdline"))
+            .unwrap_or_default()
+            .replace('\0', " ");
+        if cmd.contains(needle) {
+            found.push((uid, format!("pid {name}: {cmd}")));
+        }
+    }
+    found
+}
+
+/// A response read off a raw connection.
+struct Raw {
+    status: u16,
+    /// Header lines, lower-cased names.
+    headers: Vec<(String, String)>,
+    body: String,
+    text: String,
+}
+
+impl Raw {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A raw HTTP/1.1 exchange, for what reqwest won't send: a Content-Length with the body held
+/// back, a chunked body. Write errors are ignored (a server may answer and close before it read
+/// everything), and whatever was answered before the connection closed is returned.
+async fn raw_http(addr: SocketAddr, request: &[u8]) -> Raw {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(request).await;
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 8192];
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Raw {
+        status,
+        headers,
+        body: body.to_string(),
+        text,
+    }
+}
+
+/// A request line and headers announcing a `len`-byte body that is never sent.
+fn announce_body(method: &str, path: &str, len: usize, extra: &str) -> Vec<u8> {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n{extra}\r\n"
+    )
+    .into_bytes()
+}
+
+/// `expect_error` for a raw response.
+fn expect_raw_error(r: &Raw, status: u16, kind: &str, what: &str) {
+    assert_eq!(r.status, status, "{what}: {}", r.text);
+    assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
+    assert!(
+        r.header("x-request-id").is_some_and(|v| !v.is_empty()),
+        "{what}"
+    );
+    assert!(
+        r.header("content-type")
+            .is_some_and(|v| v.starts_with("application/json")),
+        "{what}: {}",
+        r.text
+    );
+    let v: Value = serde_json::from_str(&r.body)
+        .unwrap_or_else(|e| panic!("{what}: error body is not JSON ({e}): {}", r.text));
+    let keys: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, BTreeSet::from(["error", "message"]), "{what}");
+    assert_eq!(v["error"], kind, "{what}");
+    assert_no_internals(v["message"].as_str().unwrap(), what);
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /api/v1/execute: results
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn execute_runs_python_with_stdin_and_args() {
+    let srv = start(&[]).await;
+    let resp = srv
+        .post_json(
+            "/api/v1/execute",
+            &json!({
+                "language": "python",
+                "version": "3",
+                "code": "import sys\nprint(input().upper())\nprint(sys.argv[1:])\n",
+                "stdin": "hello\n",
+                "args": ["a", "b c"],
+                "limits": {"timeout_ms": 5000, "memory_mb": 128}
+            }),
+        )
+        .await;
+    assert_common_headers(&resp, "execute");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .starts_with("application/json"));
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["stdout"], "HELLO\n['a', 'b c']\n", "{r}");
+    assert_eq!(r["stderr"], "");
+    assert_eq!(r["exit_code"], 0);
+    assert_eq!(r["signal"], Value::Null);
+    assert_eq!(r["compile"], Value::Null);
+    assert_eq!(r["cached"], false);
+    assert_eq!(r["language"], "python");
+    assert!(r["version"].as_str().unwrap().starts_with('3'), "{r}");
+    assert_eq!(r["stdout_truncated"], false);
+    assert_eq!(r["stderr_truncated"], false);
+    assert!(!r["id"].as_str().unwrap().is_empty());
+    for k in ["cpu_time_ms", "wall_time_ms", "memory_peak_bytes"] {
+        assert!(r[k].is_u64(), "{k}: {r}");
+    }
+    // Exactly CONTRACT's fields, nothing internal.
+    let keys: BTreeSet<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+    let want: BTreeSet<&str> = [
+        "id",
+        "language",
+        "version",
+        "status",
+        "exit_code",
+        "signal",
+        "stdout",
+        "stderr",
+        "stdout_truncated",
+        "stderr_truncated",
+        "compile",
+        "cpu_time_ms",
+        "wall_time_ms",
+        "memory_peak_bytes",
+        "cached",
+    ]
+    .into();
+    assert_eq!(keys, want);
+
+    // A program that fails is still a 200, with its status and exit code.
+    let r = srv
+        .exec(py(
+            "import sys\nprint('oops', file=sys.stderr)\nsys.exit(3)",
+        ))
+        .await;
+    assert_eq!(r["status"], "runtime_error", "{r}");
+    assert_eq!(r["exit_code"], 3);
+    assert_eq!(r["stderr"], "oops\n");
+
+    // `files`: the first is the entry point, the others are importable; charset is accepted.
+    let body = json!({
+        "language": "python",
+        "files": [
+            {"name": "main.py", "content": "from lib.util import f\nprint(f())"},
+            {"name": "lib/util.py", "content": "def f():\n    return 'from lib'\n", "encoding": "utf8"},
+            {"name": "lib/__init__.py", "content": "", "encoding": "base64"}
+        ]
+    });
+    let resp = srv
+        .post_raw(
+            "/api/v1/execute",
+            Some("application/json; charset=utf-8"),
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["stdout"], "from lib\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn execute_compiles_c() {
+    let srv = start(&[]).await;
+    let r = srv
+        .exec(json!({
+            "language": "c",
+            "code": "#include <stdio.h>\nint main(int argc, char **argv) { char b[64]; if (!fgets(b, sizeof b, stdin)) return 1; printf(\"%s-%s\", argv[1], b); return 0; }\n",
+            "stdin": "in\n",
+            "args": ["arg"]
+        }))
+        .await;
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["stdout"], "arg-in\n");
+    let c = &r["compile"];
+    assert!(c.is_object(), "compile object expected: {r}");
+    assert_eq!(c["status"], "ok", "{r}");
+    assert_eq!(c["exit_code"], 0);
+    for k in [
+        "signal",
+        "stdout",
+        "stderr",
+        "stdout_truncated",
+        "stderr_truncated",
+        "cpu_time_ms",
+        "wall_time_ms",
+        "memory_peak_bytes",
+    ] {
+        assert!(c.get(k).is_some(), "compile.{k} missing: {r}");
+    }
+
+    let r = srv
+        .exec(json!({"language": "c", "code": "int main(void) { return undefined_thing; }\n"}))
+        .await;
+    assert_eq!(r["status"], "compile_error", "{r}");
+    assert_ne!(r["compile"]["status"], "ok");
+    assert!(
+        r["compile"]["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("undefined_thing"),
+        "{r}"
+    );
+    assert_eq!(r["stdout"], "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn output_is_valid_utf8_and_truncation_is_flagged() {
+    let srv = start(&[]).await;
+    let r = srv
+        .exec(py(
+            "import sys\nsys.stdout.buffer.write(b'a\\xffb\\xc3(c\\n')\nsys.stderr.buffer.write(b'\\xfe!')",
+        ))
+        .await;
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["stdout"], "a\u{FFFD}b\u{FFFD}(c\n", "{r}");
+    assert_eq!(r["stderr"], "\u{FFFD}!", "{r}");
+
+    let r = srv
+        .exec(json!({
+            "language": "python",
+            "code": "import sys\nfor _ in range(1000):\n    sys.stdout.write('x' * 100)\n    sys.stdout.flush()\n",
+            "limits": {"max_output_bytes": 1000, "timeout_ms": 5000}
+        }))
+        .await;
+    assert_eq!(r["status"], "output_limit", "{r}");
+    assert_eq!(r["stdout_truncated"], true, "{r}");
+    let out = r["stdout"].as_str().unwrap();
+    assert!(
+        !out.is_empty() && out.len() <= 1000 && out.bytes().all(|b| b == b'x'),
+        "cut at the cap: {} bytes",
+        out.len()
+    );
+
+    // Under the cap nothing is flagged.
+    let r = srv.exec(py("print('x' * 500)")).await;
+    assert_eq!(r["stdout_truncated"], false);
+    assert_eq!(r["stdout"].as_str().unwrap().len(), 501);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_errors_are_json_with_the_right_status() {
+    let srv = start(&[]).await;
+    let exec = "/api/v1/execute";
+    let mut checks: Vec<(Value, u16, &str, &str)> = vec![
+        (
+            json!({"code": "print(1)"}),
+            400,
+            "invalid_json",
+            "missing language",
+        ),
+        (
+            json!({"language": "cobol-9000", "code": "x"}),
+            400,
+            "unknown_language",
+            "unknown language",
+        ),
+        (
+            json!({"language": "python", "code": "print(1)", "files": [{"name": "a.py", "content": "print(2)"}]}),
+            400,
+            "invalid_request",
+            "code and files",
+        ),
+        (
+            json!({"language": "python"}),
+            400,
+            "invalid_request",
+            "no code",
+        ),
+        (
+            json!({"language": "python", "files": []}),
+            400,
+            "invalid_request",
+            "empty files",
+        ),
+        (
+            json!({"language": "python", "code": "print(1)", "priority": 9}),
+            400,
+            "invalid_json",
+            "unknown top-level field",
+        ),
+        (
+            json!({"language": "python", "code": "print(1)", "limits": {"timeout_ms": 100, "gpu": 1}}),
+            400,
+            "invalid_json",
+            "unknown limits field",
+        ),
+        (
+            json!({"language": "python", "files": [{"name": "a.py", "content": "", "mode": "0755"}]}),
+            400,
+            "invalid_json",
+            "unknown file field",
+        ),
+        (json!([1, 2]), 400, "invalid_json", "array body"),
+        (json!("python"), 400, "invalid_json", "string body"),
+        (
+            json!({"language": 7, "code": "x"}),
+            400,
+            "invalid_json",
+            "language not a string",
+        ),
+        (
+            json!({"language": "python", "files": [{"name": "a.py", "content": "!", "encoding": "base64"}]}),
+            400,
+            "invalid_request",
+            "bad base64",
+        ),
+        (
+            json!({"language": "python", "files": [{"name": "a.py", "content": "", "encoding": "rot13"}]}),
+            400,
+            "invalid_request",
+            "unknown encoding",
+        ),
+        (
+            json!({"language": "python", "files": [{"name": "a.py", "content": ""}, {"name": "a.py", "content": ""}]}),
+            400,
+            "invalid_request",
+            "duplicate file",
+        ),
+        (
+            json!({"language": "python", "version": "1.0", "code": "print(1)"}),
+            400,
+            "version_unavailable",
+            "unknown version",
+        ),
+        (
+            json!({"language": "python", "code": "print(1)", "args": ["a\u{0}b"]}),
+            400,
+            "invalid_request",
+            "NUL in an arg",
+        ),
+        (
+            json!({"language": "python", "code": "print(1)", "args": ["x".repeat(5000)]}),
+            400,
+            "invalid_request",
+            "huge arg",
+        ),
+    ];
+    // Unsafe file names.
+    for name in [
+        "../x",
+        "a/../../b",
+        "/etc/passwd",
+        "",
+        "./a.py",
+        "a//b.py",
+        "-o",
+        "@args",
+        "a\\b.py",
+        "a\nb.py",
+    ] {
+        checks.push((
+            json!({"language": "python", "files": [{"name": name, "content": "print(1)"}]}),
+            400,
+            "invalid_request",
+            "unsafe file name",
+        ));
+    }
+    // Limits out of range or of the wrong type.
+    for (limits, kind) in [
+        (json!({"timeout_ms": 0}), "invalid_request"),
+        (json!({"memory_mb": 0}), "invalid_request"),
+        (json!({"max_output_bytes": 0}), "invalid_request"),
+        (json!({"max_processes": 0}), "invalid_request"),
+        (json!({"cpu_time_ms": 0}), "invalid_request"),
+        (json!({"memory_mb": 4}), "invalid_request"),
+        (json!({"timeout_ms": -1}), "invalid_json"),
+        (json!({"memory_mb": -256}), "invalid_json"),
+        (json!({"timeout_ms": 1.5}), "invalid_json"),
+        (json!({"timeout_ms": "1000"}), "invalid_json"),
+        (json!({"timeout_ms": true}), "invalid_json"),
+        (json!({"timeout_ms": 1e30}), "invalid_json"),
+        (json!({"max_processes": 5_000_000_000u64}), "invalid_json"),
+        (json!({"timeout_ms": 30_001}), "limit_too_high"),
+        (json!({"cpu_time_ms": 3_600_000}), "limit_too_high"),
+        (json!({"memory_mb": 1_000_000_000_000u64}), "limit_too_high"),
+        (json!({"max_processes": 100_000}), "limit_too_high"),
+        (json!({"timeout_ms": u64::MAX}), "limit_too_high"),
+        (json!({"max_output_bytes": 1u64 << 40}), "limit_too_high"),
+    ] {
+        checks.push((
+            json!({"language": "python", "code": "print(1)", "limits": limits}),
+            400,
+            kind,
+            "bad limits",
+        ));
+    }
+    // Over the size limits (1 MiB of source, 32 files, 1 MiB of stdin, 64 args).
+    checks.push((
+        json!({"language": "python", "code": format!("#{}", "x".repeat(1 << 20))}),
+        413,
+        "too_large",
+        "source over 1 MiB",
+    ));
+    checks.push((
+        json!({"language": "python", "files": [
+            {"name": "main.py", "content": "x".repeat(600 << 10)},
+            {"name": "b.py", "content": "x".repeat(600 << 10)}
+        ]}),
+        413,
+        "too_large",
+        "files over 1 MiB together",
+    ));
+    let files: Vec<Value> = (0..33)
+        .map(|i| json!({"name": format!("f{i}.py"), "content": ""}))
+        .collect();
+    checks.push((
+        json!({"language": "python", "files": files}),
+        413,
+        "too_large",
+        "33 files",
+    ));
+    checks.push((
+        json!({"language": "python", "code": "print(1)", "stdin": "x".repeat((1 << 20) + 1)}),
+        413,
+        "too_large",
+        "stdin over 1 MiB",
+    ));
+    let args: Vec<String> = (0..65).map(|i| i.to_string()).collect();
+    checks.push((
+        json!({"language": "python", "code": "print(1)", "args": args}),
+        413,
+        "too_large",
+        "65 args",
+    ));
+
+    for (body, status, kind, what) in &checks {
+        let resp = srv.post_json(exec, body).await;
+        let what = format!(
+            "{what}: {}",
+            &body.to_string()[..body.to_string().len().min(160)]
+        );
+        let msg = expect_error(resp, *status, kind, &what).await;
+        if what.starts_with("missing language") {
+            assert!(msg.contains("language"), "{msg}");
+        }
+        if what.starts_with("unknown top-level field") {
+            assert!(msg.contains("priority"), "{msg}");
+        }
+        if what.starts_with("unknown language") {
+            assert!(msg.contains("cobol-9000"), "{msg}");
+        }
+    }
+
+    // At the limits exactly: accepted.
+    let args: Vec<String> = (0..64).map(|i| i.to_string()).collect();
+    let files: Vec<Value> = std::iter::once(json!({"name": "main.py", "content": "import sys; print(len(sys.argv) - 1, len(sys.stdin.read()))"}))
+        .chain((1..32).map(|i| json!({"name": format!("f{i}.py"), "content": ""})))
+        .collect();
+    let r = srv
+        .exec(json!({"language": "python", "files": files, "args": args, "stdin": "y".repeat(1 << 20)}))
+        .await;
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["stdout"], format!("64 {}\n", 1 << 20));
+
+    // Malformed JSON.
+    for bad in [
+        &b"{"[..],
+        b"{\"language\": \"python\", \"code\": }",
+        b"",
+        b"null",
+        b"\xff\xfe{}",
+        b"{\"language\": \"python\", \"code\": \"print(1)\"} trailing",
+    ] {
+        let resp = srv
+            .post_raw(exec, Some("application/json"), bad.to_vec())
+            .await;
+        expect_error(
+            resp,
+            400,
+            "invalid_json",
+            &format!("malformed {:?}", String::from_utf8_lossy(bad)),
+        )
+        .await;
+    }
+
+    // Content type: anything but JSON is 415, also a missing one, on both POST routes.
+    let body = py("print(1)").to_string().into_bytes();
+    for path in [exec, "/api/v1/validate"] {
+        for ct in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/jsonx"),
+            None,
+        ] {
+            let resp = srv.post_raw(path, ct, body.clone()).await;
+            expect_error(
+                resp,
+                415,
+                "unsupported_media_type",
+                &format!("{path} {ct:?}"),
+            )
+            .await;
+        }
+    }
+
+    // Unknown routes and wrong methods, as JSON errors.
+    for path in [
+        "/",
+        "/nope",
+        "/api/v1",
+        "/api/v1/execute/extra",
+        "/api/v2/execute",
+        "/health/",
+    ] {
+        let resp = srv.get(path).await;
+        expect_error(resp, 404, "not_found", &format!("GET {path}")).await;
+    }
+    let resp = srv.post_json("/api/v1/nope", &py("print(1)")).await;
+    expect_error(resp, 404, "not_found", "POST unknown").await;
+    for (method, path) in [
+        ("GET", exec),
+        ("PUT", exec),
+        ("DELETE", exec),
+        ("GET", "/api/v1/validate"),
+        ("POST", "/api/v1/languages"),
+        ("POST", "/health"),
+        ("DELETE", "/metrics"),
+        ("PATCH", "/openapi.json"),
+    ] {
+        let resp = srv
+            .client
+            .request(method.parse().unwrap(), srv.url(path))
+            .send()
+            .await
+            .unwrap();
+        expect_error(resp, 405, "method_not_allowed", &format!("{method} {path}")).await;
+    }
+
+    // Nothing above ran anything; the refusals are counted.
+    let m = srv.metrics().await;
+    assert_eq!(metric_or_zero(&m, "isobox_run_seconds_count"), 1.0, "{m}");
+    assert!(
+        metric_or_zero(&m, "isobox_rejected_total{reason=\"too_large\"}") >= 5.0,
+        "{m}"
+    );
+    assert!(
+        metric_or_zero(&m, "isobox_rejected_total{reason=\"invalid_json\"}") >= 10.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn body_limit_applies_to_every_route() {
+    let srv = start(&[("ISOBOX_MAX_BODY_BYTES", "4096")]).await;
+    // Under the limit: fine.
+    let r = srv
+        .exec(py(&format!("#{}\nprint('small')", "x".repeat(3000))))
+        .await;
+    assert_eq!(r["stdout"], "small\n");
+    // Over it, on every route, known or not: the announced Content-Length is refused before
+    // any of the body is read (the body is never sent here).
+    for (method, path) in [
+        ("POST", "/api/v1/execute"),
+        ("POST", "/api/v1/validate"),
+        ("GET", "/health"),
+        ("GET", "/api/v1/languages"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/nope"),
+        ("PUT", "/api/v1/execute"),
+    ] {
+        let r = raw_http(srv.addr, &announce_body(method, path, 4097, "")).await;
+        expect_raw_error(
+            &r,
+            413,
+            "too_large",
+            &format!("{method} {path} announcing 4097 bytes"),
+        );
+        let r = raw_http(srv.addr, &announce_body(method, path, 100 << 20, "")).await;
+        expect_raw_error(
+            &r,
+            413,
+            "too_large",
+            &format!("{method} {path} announcing 100 MiB"),
+        );
+    }
+    // And when the body is really sent: an error, never a run (the server may close before it
+    // read everything, which a client may see as a broken pipe).
+    let big = py(&format!("#{}\nprint('big')", "x".repeat(5000))).to_string();
+    for path in ["/api/v1/execute", "/api/v1/validate"] {
+        let mut req = announce_body("POST", path, big.len(), "");
+        req.extend_from_slice(big.as_bytes());
+        let r = raw_http(srv.addr, &req).await;
+        if r.status != 0 {
+            expect_raw_error(
+                &r,
+                413,
+                "too_large",
+                &format!("POST {path} with a big body"),
+            );
+        }
+    }
+    // A chunked body (no Content-Length) over the limit is refused too.
+    let chunk = format!(
+        "{{\"language\":\"python\",\"code\":\"#{}\"}}",
+        "x".repeat(6000)
+    );
+    let req = format!(
+        "POST /api/v1/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    let r = raw_http(srv.addr, req.as_bytes()).await;
+    expect_raw_error(&r, 413, "too_large", "chunked over the limit");
+    // A chunked body under the limit works.
+    let chunk = py("print('chunked')").to_string();
+    let req = format!(
+        "POST /api/v1/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    let r = raw_http(srv.addr, req.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body.contains("chunked\\n"), "{}", r.text);
+    let m = srv.metrics().await;
+    assert_eq!(metric_or_zero(&m, "isobox_run_seconds_count"), 2.0, "{m}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /api/v1/validate
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn validate_checks_syntax_without_running() {
+    let srv = start(&[]).await;
+    let validate = |body: Value| {
+        let srv = &srv;
+        async move {
+            let resp = srv.post_json("/api/v1/validate", &body).await;
+            assert_common_headers(&resp, "validate");
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            assert_eq!(status, 200, "validate {body}: {text}");
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let keys: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+            assert_eq!(keys, BTreeSet::from(["valid", "errors"]), "{v}");
+            v
+        }
+    };
+    // A valid program that would take 5 s and print if it ran: answered at once, no output.
+    let t = Instant::now();
+    let v = validate(py("import time\nprint('RAN' + '_MARKER')\ntime.sleep(5)\n")).await;
+    assert_eq!(v, json!({"valid": true, "errors": ""}));
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "it ran? {:?}",
+        t.elapsed()
+    );
+
+    let v = validate(py("print('RAN_MARKER')\ndef f(:\n    pass\n")).await;
+    assert_eq!(v["valid"], false, "{v}");
+    let e = v["errors"].as_str().unwrap();
+    assert!(e.contains("SyntaxError"), "{e}");
+    assert!(!e.contains("RAN_MARKER"), "the program ran: {e}");
+    assert_no_internals(e, "python errors");
+
+    let v = validate(json!({"language": "bash", "code": "echo RAN_MARKER\nif then\n"})).await;
+    assert_eq!(v["valid"], false, "{v}");
+    let e = v["errors"].as_str().unwrap();
+    assert!(e.contains("syntax error"), "{e}");
+    assert!(!e.contains("RAN_MARKER"), "the program ran: {e}");
+
+    let v = validate(json!({"language": "bash", "code": "echo RAN_MARKER\nsleep 5\n"})).await;
+    assert_eq!(v, json!({"valid": true, "errors": ""}));
+
+    let v = validate(json!({"language": "c", "code": "int main(void) { return 0 }\n"})).await;
+    assert_eq!(v["valid"], false, "{v}");
+    let e = v["errors"].as_str().unwrap();
+    assert!(e.contains("error"), "{e}");
+    assert!(e.contains("expected"), "the compiler's message: {e}");
+
+    let v = validate(json!({"language": "c", "code": "#include <stdio.h>\nint main(void) { puts(\"RAN_MARKER\"); return 0; }\n"})).await;
+    assert_eq!(v, json!({"valid": true, "errors": ""}));
+
+    // Validation errors are the same as for execute.
+    let resp = srv
+        .post_json(
+            "/api/v1/validate",
+            &json!({"language": "nope", "code": "x"}),
+        )
+        .await;
+    expect_error(resp, 400, "unknown_language", "validate unknown language").await;
+    let resp = srv
+        .post_json("/api/v1/validate", &json!({"language": "python"}))
+        .await;
+    expect_error(resp, 400, "invalid_request", "validate no code").await;
+    let resp = srv
+        .post_json(
+            "/api/v1/validate",
+            &json!({"language": "python", "code": "x", "extra": 1}),
+        )
+        .await;
+    expect_error(resp, 400, "invalid_json", "validate unknown field").await;
+
+    // Nothing was executed.
+    let m = srv.metrics().await;
+    assert_eq!(metric_or_zero(&m, "isobox_run_seconds_count"), 0.0, "{m}");
+    assert!(!m.contains("isobox_executions_total{"), "{m}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pattern policy
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pattern_policy_rejects_with_422() {
+    let dir = std::env::temp_dir().join(format!("srvtest-patterns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("patterns.toml");
+    std::fs::write(
+        &file,
+        "[[rule]]\nname = \"no-ctypes\"\nlanguage = \"python\"\npattern = 'import\\s+ctypes'\n",
+    )
+    .unwrap();
+    let srv = start(&[("ISOBOX_PATTERNS", file.to_str().unwrap())]).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let bad = py("import   ctypes\nprint('RAN')");
+    let resp = srv.post_json("/api/v1/execute", &bad).await;
+    let msg = expect_error(resp, 422, "rejected_by_policy", "execute ctypes").await;
+    assert!(msg.contains("no-ctypes"), "names the rule: {msg}");
+    // In any file of the submission.
+    let resp = srv
+        .post_json(
+            "/api/v1/execute",
+            &json!({"language": "python", "files": [
+                {"name": "main.py", "content": "import helper"},
+                {"name": "helper.py", "content": "import ctypes"}
+            ]}),
+        )
+        .await;
+    expect_error(
+        resp,
+        422,
+        "rejected_by_policy",
+        "execute ctypes in a helper",
+    )
+    .await;
+    let resp = srv.post_json("/api/v1/validate", &bad).await;
+    expect_error(resp, 422, "rejected_by_policy", "validate ctypes").await;
+
+    // Other code, and the same text in another language, are fine.
+    let r = srv.exec(py("import os\nprint('fine')")).await;
+    assert_eq!(r["stdout"], "fine\n");
+    let r = srv
+        .exec(json!({"language": "bash", "code": "echo 'import ctypes'"}))
+        .await;
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["stdout"], "import ctypes\n");
+
+    let m = srv.metrics().await;
+    assert_eq!(
+        metric(&m, "isobox_rejected_total{reason=\"rejected_by_policy\"}"),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(metric_or_zero(&m, "isobox_run_seconds_count"), 2.0, "{m}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Headers, languages, health, metrics
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_response_carries_request_id_and_security_headers() {
+    let srv = start(&[("ISOBOX_MAX_BODY_BYTES", "4096")]).await;
+    let ok_body = py("print(1)").to_string().into_bytes();
+    // (method, path, content type, body, expected status)
+    type Case = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Vec<u8>,
+        u16,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            "/api/v1/execute",
+            Some("application/json"),
+            ok_body.clone(),
+            200,
+        ),
+        (
+            "POST",
+            "/api/v1/validate",
+            Some("application/json"),
+            ok_body.clone(),
+            200,
+        ),
+        (
+            "POST",
+            "/api/v1/execute",
+            Some("application/json"),
+            b"{".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/execute",
+            Some("text/plain"),
+            ok_body.clone(),
+            415,
+        ),
+        ("GET", "/api/v1/execute", None, vec![], 405),
+        ("GET", "/nope", None, vec![], 404),
+        ("GET", "/api/v1/languages", None, vec![], 200),
+        ("GET", "/health", None, vec![], 200),
+        ("GET", "/metrics", None, vec![], 200),
+        ("GET", "/openapi.json", None, vec![], 200),
+    ];
+    let mut generated = BTreeSet::new();
+    for (i, (method, path, ct, body, status)) in cases.into_iter().enumerate() {
+        for send_id in [true, false] {
+            let mut rb = srv
+                .client
+                .request(method.parse().unwrap(), srv.url(path))
+                .body(body.clone());
+            if let Some(ct) = ct {
+                rb = rb.header("content-type", ct);
+            }
+            let sent = format!("req-{i}-abc.DEF_123");
+            if send_id {
+                rb = rb.header("x-request-id", &sent);
+            }
+            let resp = rb.send().await.unwrap();
+            let what = format!("{method} {path} (id sent: {send_id})");
+            assert_eq!(resp.status().as_u16(), status, "{what}");
+            assert_common_headers(&resp, &what);
+            let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+            if send_id {
+                assert_eq!(id, sent, "{what}: echoed");
+            } else {
+                assert!(id.len() >= 8, "{what}: generated id {id:?}");
+                assert!(generated.insert(id.clone()), "{what}: id {id} reused");
+            }
+        }
+    }
+    // The 413 of the body limit (answered before the body is read) carries them too.
+    let r = raw_http(
+        srv.addr,
+        &announce_body("POST", "/api/v1/execute", 5000, "X-Request-Id: big-1\r\n"),
+    )
+    .await;
+    expect_raw_error(&r, 413, "too_large", "413 with an id");
+    assert_eq!(r.header("x-request-id"), Some("big-1"));
+    let r = raw_http(
+        srv.addr,
+        &announce_body("POST", "/api/v1/execute", 5000, ""),
+    )
+    .await;
+    expect_raw_error(&r, 413, "too_large", "413 without an id");
+    assert!(!generated.contains(r.header("x-request-id").unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn languages_health_and_metrics() {
+    let srv = start(&[("ISOBOX_SLOTS", "3"), ("ISOBOX_QUEUE", "5")]).await;
+
+    let resp = srv.get("/api/v1/languages").await;
+    assert_common_headers(&resp, "languages");
+    assert_eq!(resp.status().as_u16(), 200);
+    let list: Value = resp.json().await.unwrap();
+    let list = list.as_array().expect("an array");
+    assert!(!list.is_empty());
+    for l in list {
+        let o = l.as_object().unwrap();
+        let keys: BTreeSet<&str> = o.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["name", "aliases", "version", "compiled"]),
+            "{l}"
+        );
+        assert!(!l["name"].as_str().unwrap().is_empty(), "{l}");
+        assert!(
+            l["aliases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(Value::is_string),
+            "{l}"
+        );
+        assert!(l["version"].is_string(), "{l}");
+        assert!(l["compiled"].is_boolean(), "{l}");
+    }
+    let find = |n: &str| {
+        list.iter()
+            .find(|l| l["name"] == n)
+            .unwrap_or_else(|| panic!("{n} not listed"))
+    };
+    assert_eq!(find("python")["compiled"], false);
+    assert!(find("python")["version"].as_str().unwrap().starts_with('3'));
+    assert_eq!(find("c")["compiled"], true);
+    assert_eq!(find("bash")["compiled"], false);
+    // Every listed language (and alias) is one the server accepts: the request gets past the
+    // language check to the limits check (nothing runs).
+    for l in list {
+        let names = std::iter::once(&l["name"]).chain(l["aliases"].as_array().unwrap());
+        for name in names {
+            let resp = srv
+                .post_json(
+                    "/api/v1/execute",
+                    &json!({"language": name, "code": "", "limits": {"timeout_ms": 0}}),
+                )
+                .await;
+            expect_error(resp, 400, "invalid_request", &format!("language {name}")).await;
+        }
+    }
+
+    let resp = srv.get("/health").await;
+    assert_common_headers(&resp, "health");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+
+    // Counts.
+    let m0 = srv.metrics().await;
+    assert_eq!(metric(&m0, "isobox_slots_total"), Some(3.0), "{m0}");
+    assert_eq!(metric(&m0, "isobox_slots_busy"), Some(0.0), "{m0}");
+    assert_eq!(metric(&m0, "isobox_queue_depth"), Some(0.0), "{m0}");
+    assert_eq!(metric(&m0, "isobox_cache_hits_total"), Some(0.0), "{m0}");
+    assert_eq!(metric(&m0, "isobox_cache_misses_total"), Some(0.0), "{m0}");
+    assert_eq!(metric(&m0, "isobox_run_seconds_count"), Some(0.0), "{m0}");
+    srv.exec(py("print(1)")).await;
+    srv.exec(py("print(2)")).await;
+    srv.exec(py("raise SystemExit(2)")).await;
+    srv.exec(json!({"language": "bash", "code": "echo hi"}))
+        .await;
+    let resp = srv
+        .post_json("/api/v1/execute", &json!({"language": "nope", "code": ""}))
+        .await;
+    assert_eq!(resp.status().as_u16(), 400);
+    // Unknown paths do not become metric labels (unbounded cardinality).
+    let probe = token("path");
+    let resp = srv.get(&format!("/{probe}")).await;
+    assert_eq!(resp.status().as_u16(), 404);
+    let resp = srv.get("/metrics").await;
+    assert_common_headers(&resp, "metrics");
+    assert!(resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .starts_with("text/plain"));
+    let m = resp.text().await.unwrap();
+    let exe = |lang: &str, status: &str| {
+        metric_or_zero(
+            &m,
+            &format!("isobox_executions_total{{language=\"{lang}\",status=\"{status}\"}}"),
+        )
+    };
+    assert_eq!(exe("python", "ok"), 2.0, "{m}");
+    assert_eq!(exe("python", "runtime_error"), 1.0, "{m}");
+    assert_eq!(exe("bash", "ok"), 1.0, "{m}");
+    assert_eq!(
+        metric(&m, "isobox_rejected_total{reason=\"unknown_language\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(metric(&m, "isobox_run_seconds_count"), Some(4.0), "{m}");
+    assert_eq!(metric(&m, "isobox_queue_seconds_count"), Some(4.0), "{m}");
+    assert_eq!(
+        metric(&m, "isobox_run_seconds_bucket{le=\"+Inf\"}"),
+        Some(4.0),
+        "{m}"
+    );
+    assert_eq!(metric(&m, "isobox_cache_misses_total"), Some(4.0), "{m}");
+    assert_eq!(metric(&m, "isobox_cache_entries"), Some(4.0), "{m}");
+    assert!(metric_or_zero(&m, "isobox_cache_bytes") > 0.0, "{m}");
+    assert!(
+        metric_or_zero(
+            &m,
+            "isobox_http_requests_total{route=\"/api/v1/execute\",code=\"200\"}"
+        ) >= 4.0,
+        "{m}"
+    );
+    assert!(!m.contains(&probe), "a request path became a label: {m}");
+    // Every sample line is `name{labels} number` with an isobox_ name.
+    for l in m.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        assert!(l.starts_with("isobox_"), "{l}");
+        let v = l.rsplit(' ').next().unwrap();
+        assert!(v.parse::<f64>().is_ok(), "{l}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dedup cache
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dedup_answers_identical_requests_from_the_cache() {
+    let srv = start(&[]).await;
+    let body = json!({"language": "python", "code": "import random\nprint(input(), random.random())", "stdin": "one"});
+    let a = srv.exec(body.clone()).await;
+    let b = srv.exec(body.clone()).await;
+    assert_eq!(a["cached"], false, "{a}");
+    assert_eq!(b["cached"], true, "{b}");
+    assert_eq!(a["stdout"], b["stdout"], "the same result");
+    assert_eq!(a["status"], b["status"]);
+    assert_ne!(a["id"], b["id"], "each answer has its own id");
+    let m = srv.metrics().await;
+    assert_eq!(metric(&m, "isobox_cache_misses_total"), Some(1.0), "{m}");
+    assert_eq!(metric(&m, "isobox_cache_hits_total"), Some(1.0), "{m}");
+    assert_eq!(
+        metric(&m, "isobox_run_seconds_count"),
+        Some(1.0),
+        "one run: {m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "isobox_executions_total{language=\"python\",status=\"ok\"}"
+        ),
+        Some(2.0),
+        "{m}"
+    );
+
+    // Anything that can change the result is part of the key.
+    let mut variants = Vec::new();
+    for (field, value) in [
+        ("stdin", json!("two")),
+        ("args", json!(["x"])),
+        ("limits", json!({"timeout_ms": 4000})),
+        (
+            "code",
+            json!("import random\nprint(input(), random.random()) "),
+        ),
+    ] {
+        let mut v = body.clone();
+        v[field] = value;
+        variants.push((field, v));
+    }
+    variants.push((
+        "files",
+        json!({"language": "python", "files": [
+            {"name": "main.py", "content": "import random\nprint(input(), random.random())"},
+            {"name": "other.txt", "content": ""}
+        ], "stdin": "one"}),
+    ));
+    for (what, v) in &variants {
+        let r = srv.exec(v.clone()).await;
+        assert_eq!(r["cached"], false, "different {what} must not hit: {r}");
+        assert_ne!(r["stdout"], a["stdout"], "{what}");
+    }
+    // The original is still cached, with the same answer.
+    let again = srv.exec(body.clone()).await;
+    assert_eq!(again["cached"], true);
+    assert_eq!(again["stdout"], a["stdout"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dedup_disabled_never_caches() {
+    let srv = start(&[("DEDUP_ENABLED", "false")]).await;
+    let body = py("import random\nprint(random.random())");
+    let a = srv.exec(body.clone()).await;
+    let b = srv.exec(body.clone()).await;
+    assert_eq!(a["cached"], false);
+    assert_eq!(b["cached"], false);
+    assert_ne!(a["stdout"], b["stdout"], "two real runs");
+    let m = srv.metrics().await;
+    assert_eq!(metric(&m, "isobox_run_seconds_count"), Some(2.0), "{m}");
+    assert_eq!(metric(&m, "isobox_cache_hits_total"), Some(0.0), "{m}");
+    assert_eq!(metric(&m, "isobox_cache_entries"), Some(0.0), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn timeouts_are_not_cached() {
+    let srv = start(&[]).await;
+    let body = json!({"language": "python", "code": "while True:\n    pass\n", "limits": {"timeout_ms": 300}});
+    for i in 0..2 {
+        let r = srv.exec(body.clone()).await;
+        assert_eq!(r["status"], "timeout", "run {i}: {r}");
+        assert_eq!(r["cached"], false, "run {i}: {r}");
+    }
+    let m = srv.metrics().await;
+    assert_eq!(metric(&m, "isobox_run_seconds_count"), Some(2.0), "{m}");
+    assert_eq!(metric(&m, "isobox_cache_entries"), Some(0.0), "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "isobox_executions_total{language=\"python\",status=\"timeout\"}"
+        ),
+        Some(2.0),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn single_flight_runs_identical_concurrent_requests_once() {
+    let srv = Arc::new(start(&[]).await);
+    let body = py("import time, random\ntime.sleep(0.5)\nprint(random.random())");
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let srv = srv.clone();
+            let body = body.clone();
+            tokio::spawn(async move { srv.exec(body).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let elapsed = t.elapsed();
+    assert!(results.iter().all(|r| r["status"] == "ok"), "{results:?}");
+    let first = &results[0]["stdout"];
+    assert!(
+        results.iter().all(|r| &r["stdout"] == first),
+        "all got the one result: {results:?}"
+    );
+    let cached = results.iter().filter(|r| r["cached"] == true).count();
+    assert_eq!(cached, 9, "{results:?}");
+    let ids: BTreeSet<&str> = results.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 10, "each answer has its own id");
+    let m = srv.metrics().await;
+    assert_eq!(metric(&m, "isobox_cache_misses_total"), Some(1.0), "{m}");
+    assert_eq!(metric(&m, "isobox_cache_hits_total"), Some(9.0), "{m}");
+    assert_eq!(metric(&m, "isobox_run_seconds_count"), Some(1.0), "{m}");
+    let stats = srv.app.engine.cache_stats();
+    assert_eq!((stats.hits, stats.misses), (9, 1));
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backpressure
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backpressure_sheds_load_with_503_and_retry_after() {
+    let srv = Arc::new(start(&[("ISOBOX_SLOTS", "1"), ("ISOBOX_QUEUE", "1")]).await);
+    let tok = token("bp");
+    let code = "import sys, time\ntime.sleep(1)\nprint(sys.stdin.read())";
+    let done = Arc::new(AtomicBool::new(false));
+    // Watch the slots and the sandbox processes while the flood runs.
+    let watcher = {
+        let app = srv.app.clone();
+        let done = done.clone();
+        let tok = tok.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut max_busy = 0;
+            let mut max_queued = 0;
+            let mut max_sandboxes = 0;
+            while !done.load(Ordering::SeqCst) {
+                let (busy, total, queued) = app.engine.load();
+                assert_eq!(total, 1);
+                max_busy = max_busy.max(busy);
+                max_queued = max_queued.max(queued);
+                let uids: BTreeSet<u32> =
+                    sandbox_procs_with(&tok).into_iter().map(|p| p.0).collect();
+                max_sandboxes = max_sandboxes.max(uids.len());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            (max_busy, max_queued, max_sandboxes)
+        })
+    };
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let srv = srv.clone();
+            let body = json!({"language": "python", "code": code, "stdin": format!("req{i}"), "args": [tok]});
+            tokio::spawn(async move {
+                let resp = srv.post_json("/api/v1/execute", &body).await;
+                let status = resp.status().as_u16();
+                let retry = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                assert_common_headers(&resp, "flood");
+                let v: Value = resp.json().await.unwrap();
+                (i, status, retry, v)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    done.store(true, Ordering::SeqCst);
+    let (max_busy, max_queued, max_sandboxes) = watcher.await.unwrap();
+    assert!(max_busy <= 1, "more runs than slots: {max_busy}");
+    assert!(max_queued <= 1, "queue over its bound: {max_queued}");
+    assert!(
+        max_sandboxes <= 1,
+        "{max_sandboxes} sandboxes at once with 1 slot"
+    );
+    assert_eq!(max_busy, 1, "the watcher saw nothing run");
+    assert_eq!(max_sandboxes, 1, "the watcher saw no sandbox process");
+
+    let mut ok = 0;
+    let mut busy = 0;
+    for (i, status, retry, v) in &results {
+        match status {
+            200 => {
+                ok += 1;
+                assert_eq!(v["status"], "ok", "{v}");
+                assert_eq!(v["stdout"], format!("req{i}\n"), "the right answer to each");
+                assert_eq!(v["cached"], false);
+            }
+            503 => {
+                busy += 1;
+                assert_eq!(v["error"], "busy", "{v}");
+                assert_no_internals(v["message"].as_str().unwrap(), "busy");
+                let secs: u64 = retry
+                    .as_deref()
+                    .unwrap_or_else(|| panic!("503 without Retry-After: {v}"))
+                    .parse()
+                    .expect("Retry-After in seconds");
+                assert!((1..=3600).contains(&secs), "Retry-After {secs}");
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert!(ok >= 2, "one running and one queued succeed: {results:?}");
+    assert!(busy >= 1, "some are refused: {results:?}");
+    assert_eq!(ok + busy, 8);
+    let m = srv.metrics().await;
+    assert_eq!(
+        metric(&m, "isobox_rejected_total{reason=\"busy\"}"),
+        Some(busy as f64),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "isobox_run_seconds_count"),
+        Some(ok as f64),
+        "{m}"
+    );
+
+    // Healthy afterwards, nothing left over.
+    assert_eq!(srv.app.engine.load(), (0, 1, 0));
+    let resp = srv.get("/health").await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let r = srv.exec(py("print('after')")).await;
+    assert_eq!(r["stdout"], "after\n");
+    let left = sandbox_procs_with(&tok);
+    assert!(left.is_empty(), "sandbox processes left: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_queued_too_long_gets_503() {
+    let srv = Arc::new(
+        start(&[
+            ("ISOBOX_SLOTS", "1"),
+            ("ISOBOX_QUEUE", "4"),
+            ("ISOBOX_QUEUE_TIMEOUT_MS", "300"),
+        ])
+        .await,
+    );
+    let long = {
+        let srv = srv.clone();
+        tokio::spawn(async move {
+            srv.exec(py("import time\ntime.sleep(2)\nprint('long')"))
+                .await
+        })
+    };
+    // Wait until the long one holds the slot.
+    let t = Instant::now();
+    while srv.app.engine.load().0 == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = Instant::now();
+    let resp = srv
+        .post_json("/api/v1/execute", &py("print('queued')"))
+        .await;
+    let waited = t.elapsed();
+    assert!(
+        resp.headers().get("retry-after").is_some(),
+        "503 with Retry-After"
+    );
+    expect_error(resp, 503, "busy", "queued too long").await;
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(1900),
+        "answered after the queue timeout, not after the run: {waited:?}"
+    );
+    let r = long.await.unwrap();
+    assert_eq!(r["stdout"], "long\n");
+    assert_eq!(srv.app.engine.load(), (0, 1, 0));
+    // The refused request was not cached as a failure: it runs now.
+    let r = srv.exec(py("print('queued')")).await;
+    assert_eq!(r["stdout"], "queued\n");
+    assert_eq!(r["cached"], false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graceful shutdown
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graceful_shutdown_lets_a_running_execution_finish() {
+    let mut srv = start(&[]).await;
+    let addr = srv.addr;
+    let url = srv.url("/api/v1/execute");
+    let client = srv.client.clone();
+    let inflight = tokio::spawn(async move {
+        client
+            .post(url)
+            .json(&py("import time\ntime.sleep(1.5)\nprint('finished')"))
+            .send()
+            .await
+    });
+    let t = Instant::now();
+    while srv.app.engine.load().0 == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    srv.trigger_shutdown();
+    // New connections are refused once shutdown began, while the run goes on.
+    let t = Instant::now();
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Err(_) => break,
+            Ok(_) => {
+                assert!(
+                    t.elapsed() < Duration::from_millis(800),
+                    "still accepting connections after shutdown"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    assert!(srv.app.shutting_down.load(Ordering::SeqCst));
+    let resp = tokio::time::timeout(Duration::from_secs(10), inflight)
+        .await
+        .expect("the in-flight request is answered")
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!(resp.status().as_u16(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["stdout"], "finished\n");
+    let h = srv.handle.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), h)
+        .await
+        .expect("run() returns once the run is done")
+        .unwrap()
+        .expect("run() is Ok");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_grace_kills_what_is_left() {
+    let srv = start(&[("ISOBOX_SHUTDOWN_GRACE_MS", "300")]).await;
+    let tok = token("grace");
+    let url = srv.url("/api/v1/execute");
+    let client = srv.client.clone();
+    let body = json!({
+        "language": "python",
+        "code": "import time\ntime.sleep(10)\nprint('should not finish')",
+        "args": [tok],
+        "limits": {"timeout_ms": 20000, "cpu_time_ms": 20000}
+    });
+    let inflight = tokio::spawn(async move { client.post(url).json(&body).send().await });
+    let t = Instant::now();
+    while sandbox_procs_with(&tok).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(10), "never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let app = srv.app.clone();
+    let took = srv.shutdown(Duration::from_secs(15)).await;
+    assert!(took < Duration::from_secs(4), "run() took {took:?}");
+    // The client gets an answer or a closed connection, not a hang.
+    let answer = tokio::time::timeout(Duration::from_secs(5), inflight)
+        .await
+        .expect("the in-flight request does not hang")
+        .unwrap();
+    if let Ok(resp) = answer {
+        let status = resp.status().as_u16();
+        if let Ok(v) = resp.json::<Value>().await {
+            assert_ne!(v["stdout"], "should not finish\n", "{status} {v}");
+        }
+    }
+    // Nothing of the sandbox is left.
+    let t = Instant::now();
+    loop {
+        let left = sandbox_procs_with(&tok);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "sandbox processes left after shutdown: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.engine.load().0, 0, "the slot was given back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_grace_also_stops_queued_executions() {
+    // One slot: the second request waits in the queue when shutdown begins. When the grace
+    // period is over, neither it nor the running one may go on (or start) in a sandbox.
+    let srv = start(&[
+        ("ISOBOX_SLOTS", "1"),
+        ("ISOBOX_QUEUE", "2"),
+        ("ISOBOX_SHUTDOWN_GRACE_MS", "300"),
+    ])
+    .await;
+    let tok = token("queued");
+    let mut inflight = Vec::new();
+    for i in 0..2 {
+        let url = srv.url("/api/v1/execute");
+        let client = srv.client.clone();
+        let body = json!({
+            "language": "python",
+            "code": "import time\ntime.sleep(10)\nprint('should not finish')",
+            "args": [tok],
+            "stdin": format!("{i}"),
+            "limits": {"timeout_ms": 20000, "cpu_time_ms": 20000}
+        });
+        inflight.push(tokio::spawn(async move {
+            client.post(url).json(&body).send().await
+        }));
+    }
+    let t = Instant::now();
+    while srv.app.engine.load() != (1, 1, 1) || sandbox_procs_with(&tok).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "never got one running and one queued: {:?}",
+            srv.app.engine.load()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let app = srv.app.clone();
+    let took = srv.shutdown(Duration::from_secs(30)).await;
+    let left = sandbox_procs_with(&tok);
+    assert!(
+        took < Duration::from_secs(4),
+        "run() took {took:?} (sandbox processes at that point: {left:?})"
+    );
+    for f in inflight {
+        let _ = tokio::time::timeout(Duration::from_secs(5), f)
+            .await
+            .expect("no in-flight request hangs");
+    }
+    let t = Instant::now();
+    loop {
+        let left = sandbox_procs_with(&tok);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "sandbox processes left after shutdown: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.engine.load().0, 0, "the slot was given back");
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenAPI
+// ---------------------------------------------------------------------------------------------
+
+const METHODS: &[&str] = &["get", "post", "put", "delete", "patch"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_matches_the_real_routes() {
+    let srv = start(&[]).await;
+    let resp = srv.get("/openapi.json").await;
+    assert_common_headers(&resp, "openapi");
+    assert_eq!(resp.status().as_u16(), 200);
+    let doc: Value = resp.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    assert_eq!(doc, isobox_server::openapi_document(), "served as built");
+    let paths = doc["paths"].as_object().expect("paths");
+
+    // Every documented operation exists on the real server.
+    let mut documented = BTreeSet::new();
+    for (path, item) in paths {
+        let item = item.as_object().unwrap();
+        for method in item.keys().filter(|m| METHODS.contains(&m.as_str())) {
+            documented.insert((path.clone(), method.clone()));
+            let rb = srv
+                .client
+                .request(method.to_uppercase().parse().unwrap(), srv.url(path));
+            let rb = if method == "post" {
+                rb.json(&py("print(1)"))
+            } else {
+                rb
+            };
+            let resp = rb.send().await.unwrap();
+            let status = resp.status().as_u16();
+            assert!(
+                status != 404 && status != 405,
+                "{method} {path} is documented but answers {status}"
+            );
+            assert!(
+                item[method.as_str()]["responses"]
+                    .get(status.to_string())
+                    .is_some(),
+                "{method} {path} answers {status}, which is not documented"
+            );
+        }
+        // And the methods it does not document are really not there.
+        for m in METHODS.iter().filter(|m| !item.contains_key(**m)) {
+            let rb = srv
+                .client
+                .request(m.to_uppercase().parse().unwrap(), srv.url(path));
+            let rb = if *m == "get" {
+                rb
+            } else {
+                rb.json(&py("print(1)"))
+            };
+            let status = rb.send().await.unwrap().status().as_u16();
+            assert_eq!(
+                status, 405,
+                "{m} {path} is not documented but answers {status}"
+            );
+        }
+    }
+    // Every route the server answers is documented.
+    for (path, method) in [
+        ("/api/v1/execute", "post"),
+        ("/api/v1/validate", "post"),
+        ("/api/v1/languages", "get"),
+        ("/health", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        assert!(
+            documented.contains(&(path.to_string(), method.to_string())),
+            "{method} {path} is served but not in /openapi.json"
+        );
+    }
+
+    // The real answers have the documented shapes.
+    let schemas = &doc["components"]["schemas"];
+    let check = |v: &Value, schema: &Value, what: &str| {
+        let props = schema["properties"].as_object().unwrap();
+        for req in schema["required"].as_array().unwrap() {
+            assert!(
+                v.get(req.as_str().unwrap()).is_some(),
+                "{what}: {req} missing: {v}"
+            );
+        }
+        for k in v.as_object().unwrap().keys() {
+            assert!(props.contains_key(k), "{what}: {k} not in the schema");
+        }
+    };
+    let r = srv
+        .exec(json!({"language": "c", "code": "int main(void){return 0;}"}))
+        .await;
+    check(&r, &schemas["ExecutionResult"], "ExecutionResult");
+    check(&r["compile"], &schemas["Outcome"], "Outcome");
+    let statuses = schemas["ExecutionResult"]["properties"]["status"]["enum"]
+        .as_array()
+        .unwrap();
+    assert!(statuses.contains(&r["status"]));
+    let v: Value = srv
+        .post_json("/api/v1/validate", &py("print(1)"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    check(&v, &schemas["Validation"], "Validation");
+    let e: Value = srv.get("/nope").await.json().await.unwrap();
+    check(&e, &schemas["Error"], "Error");
+    // The request schema refuses unknown fields, as the server does.
+    assert_eq!(schemas["ExecuteRequest"]["additionalProperties"], false);
+    let props = schemas["ExecuteRequest"]["properties"].as_object().unwrap();
+    for k in [
+        "language", "version", "code", "files", "stdin", "args", "limits",
+    ] {
+        assert!(props.contains_key(k), "ExecuteRequest.{k}");
+    }
+}
