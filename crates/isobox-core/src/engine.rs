@@ -130,6 +130,11 @@ impl Engine {
         self.cache.purge_expired();
     }
 
+    /// Shutdown: waiting and later requests get `Busy` (503); running ones go on.
+    pub fn close(&self) {
+        self.slots.close();
+    }
+
     /// (slots busy, slots total, requests waiting).
     pub fn load(&self) -> (usize, usize, usize) {
         (

@@ -28,13 +28,17 @@ pub enum Busy {
     QueueFull { retry_after: Duration },
     /// The caller waited `max_wait` without getting a slot.
     WaitedTooLong { retry_after: Duration },
+    /// The slots were closed (the server is shutting down).
+    ShuttingDown { retry_after: Duration },
 }
 
 impl Busy {
     /// When to try again (at least 1 s, whole seconds: ready for a `Retry-After` header).
     pub fn retry_after(&self) -> Duration {
         match self {
-            Busy::QueueFull { retry_after } | Busy::WaitedTooLong { retry_after } => *retry_after,
+            Busy::QueueFull { retry_after }
+            | Busy::WaitedTooLong { retry_after }
+            | Busy::ShuttingDown { retry_after } => *retry_after,
         }
     }
 }
@@ -50,6 +54,11 @@ impl std::fmt::Display for Busy {
             Busy::WaitedTooLong { retry_after } => write!(
                 f,
                 "server busy: no slot became free in time; retry after {} s",
+                retry_after.as_secs()
+            ),
+            Busy::ShuttingDown { retry_after } => write!(
+                f,
+                "server shutting down; retry after {} s",
                 retry_after.as_secs()
             ),
         }
@@ -101,7 +110,11 @@ impl Slots {
         match self.sem.clone().try_acquire_owned() {
             Ok(permit) => return Ok(SlotGuard { _permit: permit }),
             Err(TryAcquireError::NoPermits) => {}
-            Err(TryAcquireError::Closed) => unreachable!("the semaphore is never closed"),
+            Err(TryAcquireError::Closed) => {
+                return Err(Busy::ShuttingDown {
+                    retry_after: self.retry_after(),
+                })
+            }
         }
         let limit = self.cfg.queue;
         if self
@@ -118,11 +131,18 @@ impl Slots {
         let _queued = Queued(self.queued.clone());
         match tokio::time::timeout(self.cfg.max_wait, self.sem.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(SlotGuard { _permit: permit }),
-            Ok(Err(_closed)) => unreachable!("the semaphore is never closed"),
+            Ok(Err(_closed)) => Err(Busy::ShuttingDown {
+                retry_after: self.retry_after(),
+            }),
             Err(_elapsed) => Err(Busy::WaitedTooLong {
                 retry_after: self.retry_after(),
             }),
         }
+    }
+
+    /// Refuses every later and every waiting `acquire` (`ShuttingDown`); held slots stay held.
+    pub fn close(&self) {
+        self.sem.close();
     }
 
     /// Slots in use.
@@ -146,6 +166,40 @@ impl Slots {
         let w = self.cfg.max_wait;
         let secs = w.as_secs() + u64::from(w.subsec_nanos() > 0);
         Duration::from_secs(secs.max(1))
+    }
+}
+
+#[cfg(test)]
+mod close_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn closing_refuses_waiters_and_newcomers() {
+        let slots = Arc::new(Slots::new(SlotsConfig {
+            slots: 1,
+            queue: 4,
+            max_wait: Duration::from_secs(10),
+        }));
+        let held = slots.acquire().await.unwrap();
+        let s2 = slots.clone();
+        let waiter = tokio::spawn(async move { s2.acquire().await.map(|_| ()) });
+        while slots.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        slots.close();
+        assert!(matches!(
+            waiter.await.unwrap(),
+            Err(Busy::ShuttingDown { .. })
+        ));
+        assert!(matches!(
+            slots.acquire().await,
+            Err(Busy::ShuttingDown { .. })
+        ));
+        drop(held);
+        assert!(matches!(
+            slots.acquire().await,
+            Err(Busy::ShuttingDown { .. })
+        ));
     }
 }
 

@@ -135,6 +135,8 @@ pub async fn run(
         app.config.shutdown_grace
     );
     app.shutting_down.store(true, Ordering::SeqCst);
+    // Nothing new starts: queued and later requests get 503; running ones get the grace period.
+    app.engine.close();
     let _ = stop_tx.send(());
     let result = match tokio::time::timeout(app.config.shutdown_grace, &mut server).await {
         Ok(r) => r,

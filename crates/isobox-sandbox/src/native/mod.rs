@@ -144,6 +144,8 @@ pub fn check_privileges() -> Result<(), SandboxError> {
 
 /// What every sandbox of a backend shares, prepared once.
 struct Shared {
+    /// Set by `cancel_all`: no sandbox may start any more.
+    cancelled: AtomicBool,
     /// Pids of the inits of live sandboxes (unreaped children, so never recycled).
     live: Arc<Mutex<std::collections::HashSet<libc::pid_t>>>,
     cfg: NativeConfig,
@@ -191,6 +193,7 @@ impl NativeBackend {
         let base_ops = build_base_ops(&cfg)?;
         let warm = cfg.warm_pool;
         let shared = Arc::new(Shared {
+            cancelled: AtomicBool::new(false),
             live: Arc::default(),
             cfg,
             layout,
@@ -441,6 +444,10 @@ impl Shared {
         set_nonblocking(status_r.as_raw_fd());
         if let Ok(mut live) = self.live.lock() {
             live.insert(pid as libc::pid_t);
+        }
+        if self.cancelled.load(Ordering::SeqCst) {
+            // SAFETY: our own unreaped child.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         }
         let mut sb = Sandbox {
             live: self.live.clone(),
@@ -771,6 +778,7 @@ impl Backend for NativeBackend {
     }
 
     fn cancel_all(&self) {
+        self.shared.cancelled.store(true, Ordering::SeqCst);
         if let Ok(live) = self.shared.live.lock() {
             for pid in live.iter() {
                 // SAFETY: every pid here is an unreaped child of ours (removed when reaped).
@@ -781,6 +789,11 @@ impl Backend for NativeBackend {
 
     fn execute(&self, spec: &ExecSpec) -> Result<ExecReport, SandboxError> {
         let started = Instant::now();
+        if self.shared.cancelled.load(Ordering::SeqCst) {
+            return Err(SandboxError::Unsupported(
+                "the sandbox is shutting down".into(),
+            ));
+        }
         if spec.phases.is_empty() || spec.phases.len() > MAX_PHASES {
             return Err(SandboxError::InvalidSpec(format!(
                 "a run has 1 to {MAX_PHASES} programs"
