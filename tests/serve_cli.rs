@@ -40,9 +40,12 @@ impl Server {
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("server never said where it listens");
+            let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server never said where it listens");
+            };
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let url = rest.split_whitespace().next().unwrap().to_string();
                 return Server {
