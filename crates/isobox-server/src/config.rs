@@ -214,8 +214,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
                     .join(","),
                 other => other.to_string(),
             };
-            let known = KNOWN.iter().any(|k2| k2.eq_ignore_ascii_case(&k));
-            if !known {
+            if !known(&k) {
                 return Err(err(
                     "ISOBOX_CONFIG",
                     format!("unknown setting `{k}` in {path}"),
@@ -270,22 +269,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         ));
     }
     // Read (and show) the auth settings of later issues, so that check-config lists them.
-    for var in [
-        "API_KEYS",
-        "API_KEY_HEADER",
-        "JWT_ISSUER_URL",
-        "JWT_AUDIENCE",
-        "JWT_PUBLIC_KEY_URL",
-        "OAUTH2_PROVIDER",
-        "OAUTH2_CLIENT_ID",
-        "OAUTH2_CLIENT_SECRET",
-        "OAUTH2_TOKEN_URL",
-        "OAUTH2_USERINFO_URL",
-        "OAUTH2_INTROSPECTION_URL",
-        "MTLS_CA_CERT",
-        "TLS_CERT",
-        "TLS_KEY",
-    ] {
+    for &var in AUTH_VARS {
         let default = if var == "API_KEY_HEADER" {
             "X-API-Key"
         } else {
@@ -382,12 +366,8 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
     })
 }
 
-/// Every variable this server reads (also the keys its TOML file may hold, in lower case).
-pub const KNOWN: &[&str] = &[
-    "ISOBOX_BIND",
-    "REST_PORT",
-    "GRPC_PORT",
-    "AUTH_TYPE",
+/// The authentication settings (read and shown now; used by the authentication layer).
+const AUTH_VARS: &[&str] = &[
     "API_KEYS",
     "API_KEY_HEADER",
     "JWT_ISSUER_URL",
@@ -402,6 +382,23 @@ pub const KNOWN: &[&str] = &[
     "MTLS_CA_CERT",
     "TLS_CERT",
     "TLS_KEY",
+];
+
+/// Whether `var` is a setting this server reads (also the keys its TOML file may hold, in lower
+/// case).
+fn known(var: &str) -> bool {
+    KNOWN
+        .iter()
+        .chain(AUTH_VARS)
+        .any(|k| k.eq_ignore_ascii_case(var))
+}
+
+/// Every other variable this server reads.
+const KNOWN: &[&str] = &[
+    "ISOBOX_BIND",
+    "REST_PORT",
+    "GRPC_PORT",
+    "AUTH_TYPE",
     "ISOBOX_BACKEND",
     "ISOBOX_ROOTFS",
     "ISOBOX_LANGUAGES",

@@ -171,14 +171,23 @@ fn core_error(app: &App, e: &CoreError) -> ApiError {
     api
 }
 
+/// The body of execute and validate, refusals counted.
+async fn execute_request(
+    app: &App,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<ExecuteRequest, ApiError> {
+    json_body(headers, body, app.config.max_body_bytes)
+        .await
+        .inspect_err(|e| app.metrics.rejected(e.kind))
+}
+
 async fn execute(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req: ExecuteRequest = json_body(&headers, body, app.config.max_body_bytes)
-        .await
-        .inspect_err(|e| app.metrics.rejected(e.kind))?;
+    let req = execute_request(&app, &headers, body).await?;
     let language = req.language.clone();
     let ex = app
         .engine
@@ -216,9 +225,7 @@ async fn validate(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req: ExecuteRequest = json_body(&headers, body, app.config.max_body_bytes)
-        .await
-        .inspect_err(|e| app.metrics.rejected(e.kind))?;
+    let req = execute_request(&app, &headers, body).await?;
     let v = app
         .engine
         .validate(req)
