@@ -5,6 +5,7 @@
 //! running executions finish for the grace period and kills what is left. Tests start it on
 //! port 0 with their own shutdown future.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod logging;
