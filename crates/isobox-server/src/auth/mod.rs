@@ -2,8 +2,11 @@
 //! [`Principal`], or refuses it. Methods: `none` (loopback only), `apikey`, `jwt`, `oauth2`,
 //! `mtls`.
 
+pub mod apikey;
 pub mod jwt;
 pub mod oauth2;
+pub mod policy;
+pub mod ratelimit;
 pub mod tls;
 
 /// Who is calling: used by authorization, rate limits, the dedup scope and the logs.
