@@ -316,16 +316,19 @@ fn serve() -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(target: isobox_server::logging::AUTH, auth = ?app.config.auth_type, "authentication configured");
         tracing::info!(
-            "isobox listening on http://{} ({} languages, {} sandbox slots)",
+            "isobox listening on {}://{} ({} languages, {} sandbox slots)",
+            if app.tls.is_some() { "https" } else { "http" },
             listener.local_addr()?,
             app.languages.len(),
             app.config.slots
         );
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let on_hup = app.clone();
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 logs.reopen();
-                tracing::info!("log files reopened");
+                on_hup.gate.reload();
+                tracing::info!("log files reopened, API keys reloaded");
             }
         });
         let shutdown = async {

@@ -366,6 +366,19 @@ impl Executor {
         })
     }
 
+    /// The limits `req` would run with (requested, else the language's, else the server's),
+    /// for authorization decisions.
+    pub fn effective_limits(
+        &self,
+        req: &ExecuteRequest,
+    ) -> Result<RequestLimitsResolved, CoreError> {
+        let lang = self
+            .languages
+            .get(&req.language)
+            .ok_or_else(|| CoreError::UnknownLanguage(req.language.clone()))?;
+        self.resolve_limits(req.limits.as_ref(), &lang.limits)
+    }
+
     /// Checks the request and builds the backend spec.
     pub fn prepare(&self, req: &ExecuteRequest) -> Result<(Prepared<'_>, ExecSpec), CoreError> {
         let lang = self

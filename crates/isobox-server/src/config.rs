@@ -114,8 +114,38 @@ pub struct Config {
     pub log_format: LogFormat,
     pub rust_log: String,
     pub shutdown_grace: Duration,
+    pub auth: AuthSettings,
     /// Every value with its origin, in a stable order (for check-config).
     pub shown: Vec<Shown>,
+}
+
+/// Authentication, authorization, rate limits and TLS.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// `API_KEYS` (secret).
+    pub api_keys: Vec<String>,
+    pub api_key_header: String,
+    pub api_keys_file: Option<PathBuf>,
+    /// Roles of the keys listed in `API_KEYS`.
+    pub default_roles: Vec<String>,
+    pub jwt_jwks_url: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub oauth2_introspection_url: Option<String>,
+    pub oauth2_userinfo_url: Option<String>,
+    pub oauth2_client_id: Option<String>,
+    pub oauth2_client_secret: Option<String>,
+    /// Claim holding the roles of a JWT or an OAuth2 token (`roles` array or `scope` string).
+    pub roles_claim: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub mtls_ca: Option<PathBuf>,
+    pub mtls_crl: Option<PathBuf>,
+    pub policy_file: Option<PathBuf>,
+    /// Per-principal quota unless a role of the policy sets one.
+    pub rate_limit: String,
+    /// Failed authentications per client IP.
+    pub auth_fail_limit: String,
 }
 
 impl Config {
@@ -242,23 +272,21 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         .filter(|s| !s.is_empty())
         .collect();
     for a in &auth_type {
-        match a.as_str() {
-            "none" => {}
-            "apikey" | "jwt" | "oauth2" | "mtls" => {
-                return Err(err(
-                    "AUTH_TYPE",
-                    format!(
-                    "`{a}` is not available in this build yet; use `none` on a loopback address"
-                ),
-                ))
-            }
-            other => {
-                return Err(err(
-                    "AUTH_TYPE",
-                    format!("unknown method `{other}` (none, apikey, jwt, oauth2, mtls)"),
-                ))
-            }
+        if !matches!(a.as_str(), "none" | "apikey" | "jwt" | "oauth2" | "mtls") {
+            return Err(err(
+                "AUTH_TYPE",
+                format!("unknown method `{a}` (none, apikey, jwt, oauth2, mtls)"),
+            ));
         }
+    }
+    if auth_type.is_empty() {
+        return Err(err("AUTH_TYPE", "no method given"));
+    }
+    if auth_type.iter().any(|a| a == "none") && auth_type.len() > 1 {
+        return Err(err(
+            "AUTH_TYPE",
+            "`none` cannot be combined with other methods",
+        ));
     }
     if auth_type.iter().any(|a| a == "none") && !bind.is_loopback() {
         return Err(err(
@@ -268,15 +296,107 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
             ),
         ));
     }
-    // Read (and show) the auth settings of later issues, so that check-config lists them.
-    for &var in AUTH_VARS {
-        let default = if var == "API_KEY_HEADER" {
-            "X-API-Key"
-        } else {
-            ""
-        };
-        r.string(var, default);
+    let has = |m: &str| auth_type.iter().any(|a| a == m);
+    let opt = |r: &mut Reader, var: &'static str| {
+        let v = r.string(var, "");
+        (!v.is_empty()).then_some(v)
+    };
+    let api_keys: Vec<String> = r
+        .string("API_KEYS", "")
+        .split(',')
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
+    let api_key_header = r.string("API_KEY_HEADER", "X-API-Key");
+    if axum::http::HeaderName::from_bytes(api_key_header.as_bytes()).is_err() {
+        return Err(err(
+            "API_KEY_HEADER",
+            format!("`{api_key_header}` is not a header name"),
+        ));
     }
+    let api_keys_file = r.opt_path("ISOBOX_API_KEYS_FILE");
+    if has("apikey") && api_keys.is_empty() && api_keys_file.is_none() {
+        return Err(err(
+            "API_KEYS",
+            "AUTH_TYPE includes apikey but neither API_KEYS nor ISOBOX_API_KEYS_FILE is set",
+        ));
+    }
+    let default_roles: Vec<String> = r
+        .string("ISOBOX_DEFAULT_ROLES", "user")
+        .split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect();
+    let jwt_issuer = opt(&mut r, "JWT_ISSUER_URL");
+    let jwt_audience = opt(&mut r, "JWT_AUDIENCE");
+    let jwt_jwks_url = opt(&mut r, "JWT_PUBLIC_KEY_URL");
+    if has("jwt") && jwt_jwks_url.is_none() {
+        return Err(err(
+            "JWT_PUBLIC_KEY_URL",
+            "AUTH_TYPE includes jwt but no JWKS URL is set",
+        ));
+    }
+    let _provider = r.string("OAUTH2_PROVIDER", "");
+    let oauth2_client_id = opt(&mut r, "OAUTH2_CLIENT_ID");
+    let oauth2_client_secret = opt(&mut r, "OAUTH2_CLIENT_SECRET");
+    let _token_url = r.string("OAUTH2_TOKEN_URL", "");
+    let oauth2_userinfo_url = opt(&mut r, "OAUTH2_USERINFO_URL");
+    let oauth2_introspection_url = opt(&mut r, "OAUTH2_INTROSPECTION_URL");
+    if has("oauth2") && oauth2_userinfo_url.is_none() && oauth2_introspection_url.is_none() {
+        return Err(err(
+            "OAUTH2_INTROSPECTION_URL",
+            "AUTH_TYPE includes oauth2 but neither an introspection nor a userinfo URL is set",
+        ));
+    }
+    if oauth2_introspection_url.is_some()
+        && (oauth2_client_id.is_none() || oauth2_client_secret.is_none())
+    {
+        return Err(err(
+            "OAUTH2_CLIENT_ID",
+            "introspection needs OAUTH2_CLIENT_ID and OAUTH2_CLIENT_SECRET",
+        ));
+    }
+    let roles_claim = r.string("ISOBOX_ROLES_CLAIM", "roles");
+    let mtls_ca = r.opt_path("MTLS_CA_CERT");
+    let mtls_crl = r.opt_path("ISOBOX_MTLS_CRL");
+    let tls_cert = r.opt_path("TLS_CERT");
+    let tls_key = r.opt_path("TLS_KEY");
+    if tls_cert.is_some() != tls_key.is_some() {
+        return Err(err("TLS_CERT", "TLS_CERT and TLS_KEY must be set together"));
+    }
+    if has("mtls") && (tls_cert.is_none() || mtls_ca.is_none()) {
+        return Err(err(
+            "MTLS_CA_CERT",
+            "AUTH_TYPE includes mtls: set TLS_CERT, TLS_KEY and MTLS_CA_CERT",
+        ));
+    }
+    let policy_file = r.opt_path("ISOBOX_POLICY");
+    let rate_limit = r.string("ISOBOX_RATE_LIMIT", "120/min");
+    crate::auth::ratelimit::Quota::parse(&rate_limit).map_err(|e| err("ISOBOX_RATE_LIMIT", e))?;
+    let auth_fail_limit = r.string("ISOBOX_AUTH_FAIL_LIMIT", "20/min");
+    crate::auth::ratelimit::Quota::parse(&auth_fail_limit)
+        .map_err(|e| err("ISOBOX_AUTH_FAIL_LIMIT", e))?;
+    let auth = AuthSettings {
+        api_keys,
+        api_key_header,
+        api_keys_file,
+        default_roles,
+        jwt_jwks_url,
+        jwt_issuer,
+        jwt_audience,
+        oauth2_introspection_url,
+        oauth2_userinfo_url,
+        oauth2_client_id,
+        oauth2_client_secret,
+        roles_claim,
+        tls_cert,
+        tls_key,
+        mtls_ca,
+        mtls_crl,
+        policy_file,
+        rate_limit,
+        auth_fail_limit,
+    };
     let backend = r.string("ISOBOX_BACKEND", "native");
     if backend != "native" {
         return Err(err(
@@ -362,12 +482,20 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         log_format,
         rust_log,
         shutdown_grace,
+        auth,
         shown: r.shown,
     })
 }
 
-/// The authentication settings (read and shown now; used by the authentication layer).
+/// The authentication, authorization, rate-limit and TLS settings.
 const AUTH_VARS: &[&str] = &[
+    "ISOBOX_API_KEYS_FILE",
+    "ISOBOX_DEFAULT_ROLES",
+    "ISOBOX_ROLES_CLAIM",
+    "ISOBOX_MTLS_CRL",
+    "ISOBOX_POLICY",
+    "ISOBOX_RATE_LIMIT",
+    "ISOBOX_AUTH_FAIL_LIMIT",
     "API_KEYS",
     "API_KEY_HEADER",
     "JWT_ISSUER_URL",

@@ -34,6 +34,10 @@ pub struct App {
     pub config: Config,
     pub engine: Engine,
     pub metrics: metrics::Metrics,
+    /// Authentication, rate limits and authorization.
+    pub gate: auth::gate::Gate,
+    /// The TLS configuration when `TLS_CERT`/`TLS_KEY` are set (HTTPS, and mTLS with `MTLS_CA_CERT`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The languages this host can run, probed once at start.
     pub languages: Vec<LanguageInfo>,
     /// Set when shutdown begins: `/health` answers 503.
@@ -44,6 +48,16 @@ impl App {
     /// Creates the backend and the services from the configuration (blocking: it probes the
     /// toolchains in the sandbox).
     pub fn build(config: Config) -> Result<App, String> {
+        let gate = auth::gate::Gate::new(&config.auth_type, &config.auth)?;
+        let tls = match (&config.auth.tls_cert, &config.auth.tls_key) {
+            (Some(cert), Some(key)) => Some(auth::tls::server_config(&auth::tls::TlsSettings {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: config.auth.mtls_ca.clone(),
+                crl: config.auth.mtls_crl.clone(),
+            })?),
+            _ => None,
+        };
         let mut native = NativeConfig {
             warm_pool: config.warm_pool,
             ..NativeConfig::default()
@@ -90,6 +104,8 @@ impl App {
             config,
             engine,
             metrics: Default::default(),
+            gate,
+            tls,
             languages,
             shutting_down: AtomicBool::new(false),
         })
@@ -106,21 +122,28 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let router = routes::router(app.clone());
-    let mut server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let stopped = async move {
+        let _ = stop_rx.await;
+    };
+    let mut server = match app.tls.clone() {
+        Some(tls) => tokio::spawn(auth::tls::serve(listener, router, tls, stopped)),
+        None => tokio::spawn(async move {
+            let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, service)
+                .with_graceful_shutdown(stopped)
+                .await
+        }),
+    };
     // Expired cache entries are dropped even when nobody asks for them.
     let purger = {
         let app = app.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
                 app.engine.purge_expired();
+                // A changed API keys file takes effect without a restart.
+                app.gate.reload();
             }
         })
     };

@@ -14,20 +14,39 @@ use axum::{Json, Router};
 use isobox_core::{CoreError, ExecuteRequest};
 use serde::de::DeserializeOwned;
 
+use crate::auth::gate::{security_event, Refusal};
+use crate::auth::policy::Facts;
+use crate::auth::ratelimit::Decision;
+use crate::auth::tls::PeerCerts;
+use crate::auth::{AuthError, Principal};
 use crate::error::ApiError;
 use crate::logging::{EXEC, SECURITY};
 use crate::metrics::Gauges;
 use crate::App;
 
-/// The caller, until authentication (a later issue) gives real principals.
-const ANONYMOUS: &str = "anonymous";
+/// The authenticated caller of an `/api/v1/*` request, put there by the gate.
+#[derive(Clone)]
+struct Caller {
+    principal: Principal,
+    roles: Vec<String>,
+}
+
+impl Caller {
+    /// The dedup scope and log identity: method and id (two methods never share a scope).
+    fn key(&self) -> String {
+        format!("{}:{}", self.principal.method, self.principal.id)
+    }
+}
 
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.max_body_bytes;
-    Router::new()
+    let api = Router::new()
         .route("/api/v1/execute", post(execute))
         .route("/api/v1/validate", post(validate))
         .route("/api/v1/languages", get(languages))
+        .route_layer(middleware::from_fn_with_state(app.clone(), gate));
+    Router::new()
+        .merge(api)
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
@@ -96,6 +115,192 @@ async fn common(State(app): State<Arc<App>>, req: Request, next: Next) -> Respon
     resp
 }
 
+fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+fn rate_headers(resp: &mut Response, d: &Decision) {
+    let h = resp.headers_mut();
+    for (name, v) in [
+        ("ratelimit-limit", d.limit as u64),
+        ("ratelimit-remaining", d.remaining as u64),
+        ("ratelimit-reset", d.reset_secs),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&v.to_string()) {
+            h.insert(name, v);
+        }
+    }
+}
+
+fn refusal_response(app: &App, r: &Refusal) -> Response {
+    let (status, kind, message) = match r {
+        Refusal::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.clone()),
+        Refusal::ProviderUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "auth_unavailable",
+            "the identity provider cannot be reached; retry later".to_string(),
+        ),
+        Refusal::RateLimited(_) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests; retry later".to_string(),
+        ),
+        Refusal::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
+    };
+    app.metrics.rejected(kind);
+    let mut resp = ApiError::new(status, kind, message).into_response();
+    match r {
+        Refusal::RateLimited(d) => {
+            rate_headers(&mut resp, d);
+            if let Ok(v) = HeaderValue::from_str(&d.retry_after_secs.max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        Refusal::Unauthenticated(_) => {
+            let mut schemes = Vec::new();
+            if let Some(h) = app.gate.api_key_header() {
+                schemes.push(format!("ApiKey header=\"{h}\""));
+            }
+            if app
+                .config
+                .auth_type
+                .iter()
+                .any(|m| m == "jwt" || m == "oauth2")
+            {
+                schemes.push("Bearer".to_string());
+            }
+            if let Ok(v) = HeaderValue::from_str(&schemes.join(", ")) {
+                if !schemes.is_empty() {
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+        }
+        Refusal::ProviderUnavailable => {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        Refusal::Forbidden(_) => {}
+    }
+    resp
+}
+
+/// Authentication, brute-force and rate limits for `/api/v1/*`.
+async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let ip = client_ip(&req);
+    if let Err(r) = app.gate.may_try(ip) {
+        security_event(
+            "auth_throttled",
+            "-",
+            "too many failed authentications",
+            ip,
+            None,
+        );
+        return refusal_response(&app, &r);
+    }
+    let peer = req.extensions().get::<PeerCerts>().cloned();
+    let principal = match app.gate.authenticate(req.headers(), peer.as_ref()).await {
+        Ok(p) => p,
+        Err(e) => {
+            let (refusal, reason) = match &e {
+                AuthError::Missing => (
+                    Refusal::Unauthenticated("credentials are required".into()),
+                    "no credentials".to_string(),
+                ),
+                AuthError::Invalid(r) => (
+                    Refusal::Unauthenticated(format!("invalid credentials: {r}")),
+                    r.clone(),
+                ),
+                AuthError::Unavailable(r) => (Refusal::ProviderUnavailable, r.clone()),
+            };
+            if !matches!(e, AuthError::Unavailable(_)) {
+                app.gate.failed(ip);
+            }
+            security_event(
+                "auth_failed",
+                &app.config.auth_type.join(","),
+                &reason,
+                ip,
+                None,
+            );
+            return refusal_response(&app, &refusal);
+        }
+    };
+    let roles = app.gate.roles(&principal);
+    let decision = app.gate.rate(&principal, &roles);
+    if !decision.allowed {
+        security_event(
+            "rate_limited",
+            principal.method,
+            "rate limit",
+            ip,
+            Some(&principal.id),
+        );
+        return refusal_response(&app, &Refusal::RateLimited(decision));
+    }
+    tracing::debug!(target: crate::logging::AUTH, method = principal.method, principal = %principal.id, "authenticated");
+    req.extensions_mut().insert(Caller { principal, roles });
+    let mut resp = next.run(req).await;
+    rate_headers(&mut resp, &decision);
+    resp
+}
+
+/// The policy's verdict on `req` for `caller` (403 with the failed rule, never the policy).
+fn authorize(
+    app: &App,
+    caller: &Caller,
+    action: &str,
+    req: &ExecuteRequest,
+) -> Result<(), Box<Response>> {
+    let limits = app
+        .engine
+        .executor()
+        .effective_limits(req)
+        .map_err(|e| Box::new(core_error(app, &e).into_response()))?;
+    let (files, code_bytes) = match (&req.code, &req.files) {
+        (Some(c), _) => (1, c.len() as u64),
+        (None, Some(f)) => (
+            f.len() as u64,
+            f.iter().map(|x| x.content.len() as u64).sum(),
+        ),
+        _ => (0, 0),
+    };
+    let language = app
+        .engine
+        .executor()
+        .languages()
+        .get(&req.language)
+        .map(|l| l.name.clone())
+        .unwrap_or_default();
+    let facts = Facts {
+        language,
+        timeout_ms: limits.timeout_ms,
+        cpu_time_ms: limits.cpu_time_ms,
+        memory_mb: limits.memory_mb,
+        max_processes: u64::from(limits.max_processes),
+        max_output_bytes: limits.max_output_bytes,
+        files,
+        code_bytes,
+        args: req.args.as_ref().map(|a| a.len() as u64).unwrap_or(0),
+    };
+    app.gate
+        .authorize(&caller.roles, action, &facts)
+        .map_err(|why| {
+            security_event(
+                "denied",
+                caller.principal.method,
+                &why,
+                None,
+                Some(&caller.principal.id),
+            );
+            Box::new(refusal_response(
+                app,
+                &Refusal::Forbidden(format!("not allowed: {why}")),
+            ))
+        })
+}
+
 fn new_request_id() -> String {
     use std::sync::atomic::AtomicU64;
     static N: AtomicU64 = AtomicU64::new(0);
@@ -162,7 +367,7 @@ fn core_error(app: &App, e: &CoreError) -> ApiError {
     app.metrics.rejected(api.kind);
     match e {
         CoreError::PatternRejected(rule) => {
-            tracing::warn!(target: SECURITY, event = "pattern_rejected", rule = %rule, principal = ANONYMOUS, "submission refused by the pattern policy")
+            tracing::warn!(target: SECURITY, event = "pattern_rejected", rule = %rule, "submission refused by the pattern policy")
         }
         CoreError::Sandbox(err) => tracing::error!(error = %err, "sandbox failure"),
         CoreError::Config(err) => tracing::error!(error = %err, "internal failure"),
@@ -184,14 +389,18 @@ async fn execute_request(
 
 async fn execute(
     State(app): State<Arc<App>>,
+    axum::Extension(caller): axum::Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let req = execute_request(&app, &headers, body).await?;
+    if let Err(resp) = authorize(&app, &caller, "execute", &req) {
+        return Ok(*resp);
+    }
     let language = req.language.clone();
     let ex = app
         .engine
-        .execute(req, ANONYMOUS)
+        .execute(req, &caller.key())
         .await
         .map_err(|e| core_error(&app, &e))?;
     let r = &ex.result;
@@ -206,7 +415,7 @@ async fn execute(
     tracing::info!(
         target: EXEC,
         id = %r.id,
-        principal = ANONYMOUS,
+        principal = %caller.key(),
         language = %r.language,
         status = %r.status,
         cached = r.cached,
@@ -222,10 +431,14 @@ async fn execute(
 
 async fn validate(
     State(app): State<Arc<App>>,
+    axum::Extension(caller): axum::Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let req = execute_request(&app, &headers, body).await?;
+    if let Err(resp) = authorize(&app, &caller, "validate", &req) {
+        return Ok(*resp);
+    }
     let v = app
         .engine
         .validate(req)

@@ -3,6 +3,7 @@
 //! `mtls`.
 
 pub mod apikey;
+pub mod gate;
 pub mod jwt;
 pub mod oauth2;
 pub mod policy;

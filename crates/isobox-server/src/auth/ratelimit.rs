@@ -15,8 +15,14 @@ pub struct Quota {
 
 impl Quota {
     pub fn parse(s: &str) -> Result<Quota, String> {
-        let (n, p) = s.trim().split_once('/').ok_or_else(|| format!("`{s}` is not N/period (e.g. 60/min)"))?;
-        let count: u32 = n.trim().parse().map_err(|_| format!("`{n}` is not a whole number"))?;
+        let (n, p) = s
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not N/period (e.g. 60/min)"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{n}` is not a whole number"))?;
         if count == 0 {
             return Err("the count must be at least 1".into());
         }
@@ -53,7 +59,10 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(max_keys: usize) -> Limiter {
-        Limiter { tat: Mutex::new(HashMap::new()), max_keys: max_keys.max(1) }
+        Limiter {
+            tat: Mutex::new(HashMap::new()),
+            max_keys: max_keys.max(1),
+        }
     }
 
     pub fn keys(&self) -> usize {
@@ -65,7 +74,16 @@ impl Limiter {
         self.check_at(key, quota, Instant::now())
     }
 
+    /// What `check` would answer, without counting anything.
+    pub fn peek(&self, key: &str, quota: Quota) -> Decision {
+        self.decide(key, quota, Instant::now(), false)
+    }
+
     fn check_at(&self, key: &str, quota: Quota, now: Instant) -> Decision {
+        self.decide(key, quota, now, true)
+    }
+
+    fn decide(&self, key: &str, quota: Quota, now: Instant, count: bool) -> Decision {
         let t = quota.interval();
         let burst = quota.period; // tolerance: a full period's worth of requests at once
         let mut map = self.tat.lock().unwrap_or_else(|e| e.into_inner());
@@ -95,7 +113,9 @@ impl Limiter {
                 retry_after_secs: (retry.as_secs_f64().ceil() as u64).max(1),
             };
         }
-        map.insert(key.to_string(), new_tat);
+        if count {
+            map.insert(key.to_string(), new_tat);
+        }
         Decision {
             allowed: true,
             limit: quota.count,
@@ -112,7 +132,13 @@ mod tests {
 
     #[test]
     fn quotas_parse() {
-        assert_eq!(Quota::parse("60/min").unwrap(), Quota { count: 60, period: Duration::from_secs(60) });
+        assert_eq!(
+            Quota::parse("60/min").unwrap(),
+            Quota {
+                count: 60,
+                period: Duration::from_secs(60)
+            }
+        );
         assert_eq!(Quota::parse(" 5 / s").unwrap().count, 5);
         for bad in ["60", "0/min", "x/min", "5/week", "-1/s"] {
             assert!(Quota::parse(bad).is_err(), "{bad}");
@@ -128,7 +154,11 @@ mod tests {
         assert!(d[..3].iter().all(|d| d.allowed));
         assert_eq!((d[0].remaining, d[1].remaining, d[2].remaining), (2, 1, 0));
         assert!(!d[3].allowed);
-        assert!(d[3].retry_after_secs >= 19 && d[3].retry_after_secs <= 20, "{:?}", d[3]);
+        assert!(
+            d[3].retry_after_secs >= 19 && d[3].retry_after_secs <= 20,
+            "{:?}",
+            d[3]
+        );
         // Another key is independent.
         assert!(l.check_at("b", q, t0).allowed);
         // 20 s later one more is allowed, not two.

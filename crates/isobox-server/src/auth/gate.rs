@@ -1,0 +1,267 @@
+//! The gate every `/api/v1/*` request passes: authentication (any configured method admits),
+//! brute-force limiting per client IP, rate limiting per principal, and the authorization
+//! check the handlers call once they know what is asked. Every refusal is a security event
+//! (method, reason, client IP; never the credential).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::http::{header, HeaderMap};
+
+use super::apikey::ApiKeys;
+use super::jwt::{looks_like_jwt, JwtAuth, JwtConfig};
+use super::oauth2::{OAuth2Auth, OAuth2Config};
+use super::policy::{Facts, Policy};
+use super::ratelimit::{Decision, Limiter, Quota};
+use super::tls::PeerCerts;
+use super::{AuthError, Principal};
+use crate::config::AuthSettings;
+use crate::logging::SECURITY;
+
+pub struct Gate {
+    methods: Vec<String>,
+    apikeys: Option<ApiKeys>,
+    jwt: Option<JwtAuth>,
+    oauth2: Option<OAuth2Auth>,
+    policy: Option<Policy>,
+    limiter: Limiter,
+    failures: Limiter,
+    quota: Quota,
+    fail_quota: Quota,
+    role_quotas: BTreeMap<String, Quota>,
+}
+
+/// A refusal by the gate, ready for the error table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 401: no or bad credentials.
+    Unauthenticated(String),
+    /// 503: the identity provider could not be asked.
+    ProviderUnavailable,
+    /// 429: too many requests (or too many failed logins from this address).
+    RateLimited(Decision),
+    /// 403: authenticated but not allowed.
+    Forbidden(String),
+}
+
+fn bearer(headers: &HeaderMap) -> Option<Result<String, AuthError>> {
+    let v = headers.get(header::AUTHORIZATION)?;
+    let Ok(v) = v.to_str() else {
+        return Some(Err(AuthError::Invalid(
+            "malformed Authorization header".into(),
+        )));
+    };
+    let (scheme, token) = v.trim().split_once(' ').unwrap_or((v.trim(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Some(Err(AuthError::Invalid(format!(
+            "unsupported authorization scheme `{}`",
+            scheme.chars().take(16).collect::<String>()
+        ))));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Some(Err(AuthError::Invalid("empty bearer token".into())));
+    }
+    Some(Ok(token.to_string()))
+}
+
+impl Gate {
+    pub fn new(methods: &[String], s: &AuthSettings) -> Result<Gate, String> {
+        let has = |m: &str| methods.iter().any(|x| x == m);
+        let apikeys = if has("apikey") {
+            Some(ApiKeys::new(
+                &s.api_key_header,
+                &s.api_keys,
+                &s.default_roles,
+                s.api_keys_file.clone(),
+            )?)
+        } else {
+            None
+        };
+        let jwt = (has("jwt")).then(|| {
+            JwtAuth::new(JwtConfig {
+                jwks_url: s.jwt_jwks_url.clone().unwrap_or_default(),
+                issuer: s.jwt_issuer.clone(),
+                audience: s.jwt_audience.clone(),
+                roles_claim: s.roles_claim.clone(),
+                leeway: Duration::from_secs(30),
+                cache_ttl: Duration::from_secs(300),
+                refetch_cooldown: Duration::from_secs(30),
+                fetch_timeout: Duration::from_secs(5),
+            })
+        });
+        let oauth2 = (has("oauth2")).then(|| {
+            OAuth2Auth::new(OAuth2Config {
+                introspection_url: s.oauth2_introspection_url.clone(),
+                userinfo_url: s.oauth2_userinfo_url.clone(),
+                client_id: s.oauth2_client_id.clone(),
+                client_secret: s.oauth2_client_secret.clone(),
+                roles_claim: s.roles_claim.clone(),
+                max_ttl: Duration::from_secs(300),
+                negative_ttl: Duration::from_secs(10),
+                timeout: Duration::from_secs(3),
+                max_entries: 10_000,
+            })
+        });
+        let policy = s.policy_file.as_deref().map(Policy::load).transpose()?;
+        let mut role_quotas = BTreeMap::new();
+        if let Some(p) = &policy {
+            for (role, q) in &p.rate_limits {
+                role_quotas.insert(role.clone(), Quota::parse(q)?);
+            }
+        }
+        Ok(Gate {
+            methods: methods.to_vec(),
+            apikeys,
+            jwt,
+            oauth2,
+            policy,
+            limiter: Limiter::new(100_000),
+            failures: Limiter::new(100_000),
+            quota: Quota::parse(&s.rate_limit)?,
+            fail_quota: Quota::parse(&s.auth_fail_limit)?,
+            role_quotas,
+        })
+    }
+
+    /// Reloads what can change without a restart (the API keys file).
+    pub fn reload(&self) {
+        if let Some(k) = &self.apikeys {
+            match k.reload() {
+                Ok(true) => {
+                    tracing::info!(target: super::super::logging::AUTH, "API keys reloaded")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(target: super::super::logging::AUTH, error = %e, "API keys file not reloaded")
+                }
+            }
+        }
+    }
+
+    /// Who is calling, or why not. Any configured method that accepts admits the request.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<&PeerCerts>,
+    ) -> Result<Principal, AuthError> {
+        let mut refusal: Option<AuthError> = None;
+        let note = |e: AuthError, refusal: &mut Option<AuthError>| {
+            // Unavailable wins over Invalid wins over Missing, for the answer.
+            let rank = |e: &AuthError| match e {
+                AuthError::Missing => 0,
+                AuthError::Invalid(_) => 1,
+                AuthError::Unavailable(_) => 2,
+            };
+            if refusal.as_ref().is_none_or(|r| rank(&e) > rank(r)) {
+                *refusal = Some(e);
+            }
+        };
+        for m in &self.methods {
+            match m.as_str() {
+                "none" => {
+                    return Ok(Principal {
+                        id: "anonymous".into(),
+                        roles: vec![],
+                        method: "none",
+                    })
+                }
+                "apikey" => match self.apikeys.as_ref().and_then(|k| k.check(headers)) {
+                    Some(Ok(p)) => return Ok(p),
+                    Some(Err(e)) => note(e, &mut refusal),
+                    None => {}
+                },
+                "mtls" => match peer.and_then(|p| p.principal()) {
+                    Some(p) => return Ok(p),
+                    None => note(AuthError::Missing, &mut refusal),
+                },
+                _ => {}
+            }
+        }
+        // Bearer tokens: a JWT when it looks like one and jwt is on, else OAuth2.
+        if self.jwt.is_some() || self.oauth2.is_some() {
+            match bearer(headers) {
+                None => {}
+                Some(Err(e)) => note(e, &mut refusal),
+                Some(Ok(token)) => {
+                    let result = match (&self.jwt, &self.oauth2) {
+                        (Some(j), _) if looks_like_jwt(&token) => j.check(&token).await,
+                        (_, Some(o)) => o.check(&token).await,
+                        (Some(_), None) => Err(AuthError::Invalid("malformed token".into())),
+                        (None, None) => Err(AuthError::Missing),
+                    };
+                    match result {
+                        Ok(p) => return Ok(p),
+                        Err(e) => note(e, &mut refusal),
+                    }
+                }
+            }
+        }
+        Err(refusal.unwrap_or(AuthError::Missing))
+    }
+
+    /// Whether `ip` may try to authenticate now (brute-force limit).
+    pub fn may_try(&self, ip: Option<IpAddr>) -> Result<(), Refusal> {
+        let Some(ip) = ip else { return Ok(()) };
+        let key = format!("fail:{ip}");
+        let d = self.failures.peek(&key, self.fail_quota);
+        if d.allowed {
+            Ok(())
+        } else {
+            Err(Refusal::RateLimited(d))
+        }
+    }
+
+    /// Counts a failed authentication from `ip`.
+    pub fn failed(&self, ip: Option<IpAddr>) {
+        if let Some(ip) = ip {
+            self.failures.check(&format!("fail:{ip}"), self.fail_quota);
+        }
+    }
+
+    /// The principal's roles, including those the policy gives it.
+    pub fn roles(&self, p: &Principal) -> Vec<String> {
+        match &self.policy {
+            Some(pol) => pol.roles_of(&p.id, &p.roles),
+            None => p.roles.clone(),
+        }
+    }
+
+    /// Counts one request of `p` against its quota (the tightest of its roles', or the default).
+    pub fn rate(&self, p: &Principal, roles: &[String]) -> Decision {
+        // The most generous quota among the principal's roles that set one.
+        let quota = roles
+            .iter()
+            .filter_map(|r| self.role_quotas.get(r).copied())
+            .min_by_key(|q| q.period.as_nanos() / u128::from(q.count))
+            .unwrap_or(self.quota);
+        self.limiter.check(&format!("{}:{}", p.method, p.id), quota)
+    }
+
+    /// The policy's verdict (allowed when no policy is configured).
+    pub fn authorize(&self, roles: &[String], action: &str, facts: &Facts) -> Result<(), String> {
+        match &self.policy {
+            None => Ok(()),
+            Some(p) => p.check(roles, "code_execution", action, facts),
+        }
+    }
+
+    pub fn api_key_header(&self) -> Option<&str> {
+        self.apikeys.as_ref().map(|k| k.header())
+    }
+}
+
+/// Logs a refusal as a security event (never the credential).
+pub fn security_event(
+    event: &str,
+    method: &str,
+    reason: &str,
+    ip: Option<IpAddr>,
+    principal: Option<&str>,
+) {
+    let ip = ip
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    tracing::warn!(target: SECURITY, event, method, reason, client_ip = %ip, principal = principal.unwrap_or("-"), "request refused");
+}
