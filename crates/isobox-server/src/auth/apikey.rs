@@ -72,13 +72,20 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 }
 
 fn load_file(path: &PathBuf) -> Result<Vec<Entry>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file: KeysFile = toml::from_str(&text).map_err(|e| format!("{} is not a valid keys file: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: KeysFile = toml::from_str(&text)
+        .map_err(|e| format!("{} is not a valid keys file: {e}", path.display()))?;
     file.key
         .into_iter()
         .map(|k| {
-            let digest = parse_hex32(&k.sha256).ok_or_else(|| format!("key `{}`: sha256 must be 64 hex digits", k.id))?;
-            Ok(Entry { digest, id: k.id, roles: k.roles })
+            let digest = parse_hex32(&k.sha256)
+                .ok_or_else(|| format!("key `{}`: sha256 must be 64 hex digits", k.id))?;
+            Ok(Entry {
+                digest,
+                id: k.id,
+                roles: k.roles,
+            })
         })
         .collect()
 }
@@ -90,25 +97,41 @@ fn mtime(path: &PathBuf) -> Option<SystemTime> {
 impl ApiKeys {
     /// `env_keys`: the raw `API_KEYS` list; each gets the id `key-<first 8 hex of its sha256>`
     /// and `default_roles`.
-    pub fn new(header: &str, env_keys: &[String], default_roles: &[String], file: Option<PathBuf>) -> Result<ApiKeys, String> {
+    pub fn new(
+        header: &str,
+        env_keys: &[String],
+        default_roles: &[String],
+        file: Option<PathBuf>,
+    ) -> Result<ApiKeys, String> {
         let from_env = env_keys
             .iter()
             .filter(|k| !k.is_empty())
             .map(|k| {
                 let d = digest(k);
-                Entry { digest: d, id: format!("key-{}", &hex(&d)[..8]), roles: default_roles.to_vec() }
+                Entry {
+                    digest: d,
+                    id: format!("key-{}", &hex(&d)[..8]),
+                    roles: default_roles.to_vec(),
+                }
             })
             .collect();
         let loaded = match &file {
             Some(p) => (load_file(p)?, mtime(p)),
             None => (Vec::new(), None),
         };
-        Ok(ApiKeys { header: header.to_ascii_lowercase(), from_env, file, loaded: RwLock::new(loaded) })
+        Ok(ApiKeys {
+            header: header.to_ascii_lowercase(),
+            from_env,
+            file,
+            loaded: RwLock::new(loaded),
+        })
     }
 
     /// Re-reads the keys file if it changed; a broken file keeps the old keys.
     pub fn reload(&self) -> Result<bool, String> {
-        let Some(p) = &self.file else { return Ok(false) };
+        let Some(p) = &self.file else {
+            return Ok(false);
+        };
         let now = mtime(p);
         if self.loaded.read().map(|l| l.1 == now).unwrap_or(false) {
             return Ok(false);
@@ -149,7 +172,11 @@ impl ApiKeys {
             }
         }
         Some(match found {
-            Some(e) => Ok(Principal { id: e.id, roles: e.roles, method: "apikey" }),
+            Some(e) => Ok(Principal {
+                id: e.id,
+                roles: e.roles,
+                method: "apikey",
+            }),
             None => Err(AuthError::Invalid("unknown API key".into())),
         })
     }
@@ -162,7 +189,10 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -172,26 +202,70 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("isobox-keys-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("keys.toml");
-        std::fs::write(&file, format!("[[key]]\nid = \"alice\"\nsha256 = \"{}\"\nroles = [\"admin\"]\n", hex(&digest("alice-key")))).unwrap();
-        let keys = ApiKeys::new("X-API-Key", &["env-key-1".into()], &["user".into()], Some(file.clone())).unwrap();
-        let p = keys.check(&headers(&[("x-api-key", "alice-key")])).unwrap().unwrap();
-        assert_eq!((p.id.as_str(), p.roles.clone()), ("alice", vec!["admin".to_string()]));
-        let p = keys.check(&headers(&[("X-API-KEY", "env-key-1")])).unwrap().unwrap();
+        std::fs::write(
+            &file,
+            format!(
+                "[[key]]\nid = \"alice\"\nsha256 = \"{}\"\nroles = [\"admin\"]\n",
+                hex(&digest("alice-key"))
+            ),
+        )
+        .unwrap();
+        let keys = ApiKeys::new(
+            "X-API-Key",
+            &["env-key-1".into()],
+            &["user".into()],
+            Some(file.clone()),
+        )
+        .unwrap();
+        let p = keys
+            .check(&headers(&[("x-api-key", "alice-key")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (p.id.as_str(), p.roles.clone()),
+            ("alice", vec!["admin".to_string()])
+        );
+        let p = keys
+            .check(&headers(&[("X-API-KEY", "env-key-1")]))
+            .unwrap()
+            .unwrap();
         assert!(p.id.starts_with("key-") && !p.id.contains("env-key-1"));
         assert!(keys.check(&headers(&[])).is_none());
         for bad in ["wrong", "", "   ", "ENV-KEY-1", "env-key-1 "] {
-            assert!(matches!(keys.check(&headers(&[("x-api-key", bad)])), Some(Err(_))), "{bad:?}");
+            assert!(
+                matches!(keys.check(&headers(&[("x-api-key", bad)])), Some(Err(_))),
+                "{bad:?}"
+            );
         }
-        assert!(matches!(keys.check(&headers(&[("x-api-key", "env-key-1"), ("x-api-key", "x")])), Some(Err(_))));
+        assert!(matches!(
+            keys.check(&headers(&[("x-api-key", "env-key-1"), ("x-api-key", "x")])),
+            Some(Err(_))
+        ));
         // Reload: a new key appears, the old one goes.
         std::thread::sleep(std::time::Duration::from_millis(20));
-        std::fs::write(&file, format!("[[key]]\nid = \"bob\"\nsha256 = \"{}\"\n", hex(&digest("bob-key")))).unwrap();
+        std::fs::write(
+            &file,
+            format!(
+                "[[key]]\nid = \"bob\"\nsha256 = \"{}\"\n",
+                hex(&digest("bob-key"))
+            ),
+        )
+        .unwrap();
         let t = SystemTime::now() + std::time::Duration::from_secs(2);
         let f = std::fs::File::options().write(true).open(&file).unwrap();
         f.set_modified(t).unwrap();
         assert!(keys.reload().unwrap());
-        assert_eq!(keys.check(&headers(&[("x-api-key", "bob-key")])).unwrap().unwrap().id, "bob");
-        assert!(keys.check(&headers(&[("x-api-key", "alice-key")])).unwrap().is_err());
+        assert_eq!(
+            keys.check(&headers(&[("x-api-key", "bob-key")]))
+                .unwrap()
+                .unwrap()
+                .id,
+            "bob"
+        );
+        assert!(keys
+            .check(&headers(&[("x-api-key", "alice-key")]))
+            .unwrap()
+            .is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -127,7 +127,12 @@ impl Value {
 
 fn holds(c: &Condition, facts: &Facts) -> bool {
     let v = facts.get(&c.field);
-    let list = || c.value.split(',').map(|s| s.trim().to_ascii_lowercase()).collect::<Vec<_>>();
+    let list = || {
+        c.value
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+    };
     let num = || c.value.trim().parse::<u64>().ok();
     match c.operator.as_str() {
         "in" => list().contains(&v.text().to_ascii_lowercase()),
@@ -158,23 +163,37 @@ impl Policy {
                         return Err(format!("role `{}`: unknown field `{}`", r.name, c.field));
                     }
                     if !OPERATORS.contains(&c.operator.as_str()) {
-                        return Err(format!("role `{}`: unknown operator `{}`", r.name, c.operator));
+                        return Err(format!(
+                            "role `{}`: unknown operator `{}`",
+                            r.name, c.operator
+                        ));
                     }
-                    if matches!(c.operator.as_str(), "lte" | "gte") && c.value.trim().parse::<u64>().is_err() {
-                        return Err(format!("role `{}`: `{}` needs a whole number", r.name, c.operator));
+                    if matches!(c.operator.as_str(), "lte" | "gte")
+                        && c.value.trim().parse::<u64>().is_err()
+                    {
+                        return Err(format!(
+                            "role `{}`: `{}` needs a whole number",
+                            r.name, c.operator
+                        ));
                     }
                 }
             }
             roles.insert(r.name, r.permission);
         }
         for (role, limit) in &f.rate_limits {
-            super::ratelimit::Quota::parse(limit).map_err(|e| format!("rate_limits.{role}: {e}"))?;
+            super::ratelimit::Quota::parse(limit)
+                .map_err(|e| format!("rate_limits.{role}: {e}"))?;
         }
-        Ok(Policy { roles, principals: f.principals, rate_limits: f.rate_limits })
+        Ok(Policy {
+            roles,
+            principals: f.principals,
+            rate_limits: f.rate_limits,
+        })
     }
 
     pub fn load(path: &std::path::Path) -> Result<Policy, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Policy::parse(&text)
     }
 
@@ -190,7 +209,13 @@ impl Policy {
     }
 
     /// Allowed, or the reason for a 403: which kind of rule failed, not what the policy says.
-    pub fn check(&self, roles: &[String], resource: &str, action: &str, facts: &Facts) -> Result<(), String> {
+    pub fn check(
+        &self,
+        roles: &[String],
+        resource: &str,
+        action: &str,
+        facts: &Facts,
+    ) -> Result<(), String> {
         let mut failed_field: Option<String> = None;
         let mut any_permission = false;
         for role in roles {
@@ -246,31 +271,119 @@ action = "*"
 "#;
 
     fn facts(lang: &str, timeout_ms: u64, memory_mb: u64, files: u64) -> Facts {
-        Facts { language: lang.into(), timeout_ms, memory_mb, files, ..Facts::default() }
+        Facts {
+            language: lang.into(),
+            timeout_ms,
+            memory_mb,
+            files,
+            ..Facts::default()
+        }
     }
 
     #[test]
     fn every_operator() {
         let p = Policy::parse(POLICY).unwrap();
         let s = vec!["student".to_string()];
-        assert!(p.check(&s, "code_execution", "execute", &facts("python", 5000, 128, 1)).is_ok());
+        assert!(p
+            .check(
+                &s,
+                "code_execution",
+                "execute",
+                &facts("python", 5000, 128, 1)
+            )
+            .is_ok());
         // in
-        assert!(p.check(&s, "code_execution", "execute", &facts("ruby", 5000, 128, 1)).unwrap_err().contains("language"));
+        assert!(p
+            .check(
+                &s,
+                "code_execution",
+                "execute",
+                &facts("ruby", 5000, 128, 1)
+            )
+            .unwrap_err()
+            .contains("language"));
         // not_in
-        assert!(p.check(&s, "code_execution", "execute", &facts("java", 5000, 128, 1)).unwrap_err().contains("language"));
+        assert!(p
+            .check(
+                &s,
+                "code_execution",
+                "execute",
+                &facts("java", 5000, 128, 1)
+            )
+            .unwrap_err()
+            .contains("language"));
         // lte (10 s is fine, 10.001 s is not)
-        assert!(p.check(&s, "code_execution", "execute", &facts("python", 10_000, 128, 1)).is_ok());
-        assert!(p.check(&s, "code_execution", "execute", &facts("python", 10_001, 128, 1)).unwrap_err().contains("max_execution_time"));
+        assert!(p
+            .check(
+                &s,
+                "code_execution",
+                "execute",
+                &facts("python", 10_000, 128, 1)
+            )
+            .is_ok());
+        assert!(p
+            .check(
+                &s,
+                "code_execution",
+                "execute",
+                &facts("python", 10_001, 128, 1)
+            )
+            .unwrap_err()
+            .contains("max_execution_time"));
         // gte
-        assert!(p.check(&s, "code_execution", "execute", &facts("python", 5000, 32, 1)).unwrap_err().contains("memory_mb"));
+        assert!(p
+            .check(
+                &s,
+                "code_execution",
+                "execute",
+                &facts("python", 5000, 32, 1)
+            )
+            .unwrap_err()
+            .contains("memory_mb"));
         // eq
-        assert!(p.check(&s, "code_execution", "execute", &facts("python", 5000, 128, 2)).unwrap_err().contains("files"));
+        assert!(p
+            .check(
+                &s,
+                "code_execution",
+                "execute",
+                &facts("python", 5000, 128, 2)
+            )
+            .unwrap_err()
+            .contains("files"));
         // action not granted, no roles, admin wildcard
-        assert!(p.check(&s, "code_execution", "validate", &facts("python", 5000, 128, 1)).is_err());
-        assert!(p.check(&[], "code_execution", "execute", &facts("python", 5000, 128, 1)).is_err());
-        assert!(p.check(&["admin".into()], "code_execution", "validate", &facts("cobol", 1, 1, 9)).is_ok());
+        assert!(p
+            .check(
+                &s,
+                "code_execution",
+                "validate",
+                &facts("python", 5000, 128, 1)
+            )
+            .is_err());
+        assert!(p
+            .check(
+                &[],
+                "code_execution",
+                "execute",
+                &facts("python", 5000, 128, 1)
+            )
+            .is_err());
+        assert!(p
+            .check(
+                &["admin".into()],
+                "code_execution",
+                "validate",
+                &facts("cobol", 1, 1, 9)
+            )
+            .is_ok());
         // The message never shows the allowed values.
-        let msg = p.check(&s, "code_execution", "execute", &facts("ruby", 5000, 128, 1)).unwrap_err();
+        let msg = p
+            .check(
+                &s,
+                "code_execution",
+                "execute",
+                &facts("ruby", 5000, 128, 1),
+            )
+            .unwrap_err();
         assert!(!msg.contains("python") && !msg.contains("java"), "{msg}");
         assert_eq!(p.roles_of("alice", &[]), vec!["student".to_string()]);
     }
