@@ -1,0 +1,338 @@
+//! Authentication, authorization and rate limits through the real server (API keys and the
+//! permission policy here; JWT, OAuth2 and mTLS have their own real-provider tests next to
+//! their modules).
+
+mod common;
+use common::TempDir;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+struct Server {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(vars: &[(&str, &str)]) -> Server {
+        let mut env: HashMap<String, String> = HashMap::new();
+        env.insert("REST_PORT".into(), "0".into());
+        env.insert("ISOBOX_WARM_POOL".into(), "0".into());
+        for (k, v) in vars {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let cfg = isobox_server::config::load(&env).expect("config");
+        let app = tokio::task::spawn_blocking(move || isobox_server::App::build(cfg))
+            .await
+            .unwrap()
+            .expect("app");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(isobox_server::run(listener, Arc::new(app), async move {
+            let _ = rx.await;
+        }));
+        Server {
+            url,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let _ = self.task.await;
+    }
+}
+
+async fn post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut rb = reqwest::Client::new()
+        .post(format!("{url}/api/v1/execute"))
+        .json(&body);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    let h = r.headers().clone();
+    let v = r.json().await.unwrap_or(Value::Null);
+    (status, h, v)
+}
+
+fn hello(lang: &str) -> Value {
+    let code = match lang {
+        "bash" => "echo hi",
+        _ => "print('hi')",
+    };
+    json!({"language": lang, "code": code})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_keys_admit_only_known_keys() {
+    let s = Server::start(&[
+        ("AUTH_TYPE", "apikey"),
+        ("API_KEYS", "k-alpha,k-beta"),
+        ("ISOBOX_AUTH_FAIL_LIMIT", "100/min"),
+    ])
+    .await;
+    let u = &s.url;
+    // No credential, wrong key, empty key, key with spaces, key in the wrong header, two keys.
+    for headers in [
+        vec![],
+        vec![("X-API-Key", "k-wrong")],
+        vec![("X-API-Key", "")],
+        vec![("X-API-Key", "K-ALPHA")],
+        vec![("Authorization", "Bearer k-alpha")],
+        vec![("X-Api-Token", "k-alpha")],
+    ] {
+        let (status, h, body) = post(u, &headers, hello("python")).await;
+        assert_eq!(status, 401, "{headers:?}: {body}");
+        assert_eq!(body["error"], "unauthorized", "{body}");
+        assert!(body["message"].as_str().unwrap().len() > 5);
+        assert!(
+            !body.to_string().contains("k-alpha"),
+            "the key was echoed: {body}"
+        );
+        assert!(h.get("www-authenticate").is_some());
+    }
+    // Header names are case-insensitive.
+    for name in ["X-API-Key", "x-api-key", "X-API-KEY"] {
+        let (status, _, body) = post(u, &[(name, "k-beta")], hello("python")).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_eq!(body["stdout"], "hi\n");
+    }
+    // Public endpoints stay public; the API needs a key everywhere.
+    let c = reqwest::Client::new();
+    assert_eq!(
+        c.get(format!("{u}/health")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        c.get(format!("{u}/metrics")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        c.get(format!("{u}/api/v1/languages"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let ok = c
+        .get(format!("{u}/api/v1/languages"))
+        .header("x-api-key", "k-alpha")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_keys_file_with_roles_and_policy() {
+    let dir = TempDir::new("authpolicy");
+    let sha = |k: &str| {
+        use std::fmt::Write;
+        let d = <sha2::Sha256 as sha2::Digest>::digest(k.as_bytes());
+        d.iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    };
+    let keys = dir.file(
+        "keys.toml",
+        &format!(
+            "[[key]]\nid = \"student-1\"\nsha256 = \"{}\"\nroles = [\"student\"]\n[[key]]\nid = \"teacher\"\nsha256 = \"{}\"\nroles = [\"teacher\"]\n[[key]]\nid = \"nobody\"\nsha256 = \"{}\"\n",
+            sha("key-student"),
+            sha("key-teacher"),
+            sha("key-nobody")
+        ),
+    );
+    let policy = dir.file(
+        "policy.toml",
+        r#"
+[[role]]
+name = "student"
+[[role.permission]]
+resource = "code_execution"
+action = "execute"
+conditions = [
+  { field = "language", operator = "in", value = "python" },
+  { field = "max_execution_time", operator = "lte", value = "3" },
+]
+[[role]]
+name = "teacher"
+[[role.permission]]
+resource = "code_execution"
+action = "*"
+"#,
+    );
+    let s = Server::start(&[
+        ("AUTH_TYPE", "apikey"),
+        ("ISOBOX_API_KEYS_FILE", keys.to_str().unwrap()),
+        ("ISOBOX_POLICY", policy.to_str().unwrap()),
+    ])
+    .await;
+    let u = &s.url;
+    let student = [("X-API-Key", "key-student")];
+    // Within the student's rules: python, at most 3 s (the default limit is 5 s).
+    let mut short = hello("python");
+    short["limits"] = json!({"timeout_ms": 3000});
+    let (status, _, body) = post(u, &student, short).await;
+    assert_eq!(status, 200, "{body}");
+    let mut bash = hello("bash");
+    bash["limits"] = json!({"timeout_ms": 3000});
+    let (status, _, body) = post(u, &student, bash).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "forbidden");
+    assert!(
+        body["message"].as_str().unwrap().contains("language"),
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains("python"),
+        "the policy leaked: {body}"
+    );
+    let mut long = hello("python");
+    long["limits"] = json!({"timeout_ms": 5000});
+    let (status, _, body) = post(u, &student, long.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_execution_time"),
+        "{body}"
+    );
+    // The teacher may do both; a key without roles may do nothing (default deny).
+    let (status, _, body) = post(u, &[("X-API-Key", "key-teacher")], long).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        post(u, &[("X-API-Key", "key-teacher")], hello("bash"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        post(u, &[("X-API-Key", "key-nobody")], hello("python"))
+            .await
+            .0,
+        403
+    );
+    // validate is a separate action: not granted to students.
+    let r = reqwest::Client::new()
+        .post(format!("{u}/api/v1/validate"))
+        .header("X-API-Key", "key-student")
+        .json(&hello("python"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limits_per_principal_and_failed_logins_per_address() {
+    let s = Server::start(&[
+        ("AUTH_TYPE", "apikey"),
+        ("API_KEYS", "k-one,k-two"),
+        ("ISOBOX_RATE_LIMIT", "3/min"),
+        ("ISOBOX_AUTH_FAIL_LIMIT", "4/min"),
+        ("DEDUP_ENABLED", "true"),
+    ])
+    .await;
+    let u = &s.url;
+    for i in 0..3 {
+        let (status, h, _) = post(u, &[("X-API-Key", "k-one")], hello("python")).await;
+        assert_eq!(status, 200);
+        assert_eq!(h["ratelimit-limit"], "3");
+        assert_eq!(
+            h["ratelimit-remaining"].to_str().unwrap(),
+            (2 - i).to_string()
+        );
+    }
+    let (status, h, body) = post(u, &[("X-API-Key", "k-one")], hello("python")).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "rate_limited");
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    assert_eq!(h["ratelimit-remaining"], "0");
+    // Another principal has its own budget.
+    assert_eq!(
+        post(u, &[("X-API-Key", "k-two")], hello("python")).await.0,
+        200
+    );
+
+    // Brute force: after 4 failures from this address, even a good key waits.
+    for _ in 0..4 {
+        assert_eq!(
+            post(u, &[("X-API-Key", "guess")], hello("python")).await.0,
+            401
+        );
+    }
+    let (status, h, body) = post(u, &[("X-API-Key", "k-two")], hello("python")).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(h.get("retry-after").is_some());
+    // The server is fine.
+    assert_eq!(
+        reqwest::get(format!("{u}/health")).await.unwrap().status(),
+        200
+    );
+    s.stop().await;
+}
+
+#[test]
+fn configuration_refuses_incomplete_auth_setups() {
+    let load = |pairs: &[(&str, &str)]| {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        isobox_server::config::load(&env)
+            .map(|_| ())
+            .map_err(|e| e.var)
+    };
+    assert_eq!(load(&[("AUTH_TYPE", "apikey")]), Err("API_KEYS".into()));
+    assert_eq!(
+        load(&[("AUTH_TYPE", "jwt")]),
+        Err("JWT_PUBLIC_KEY_URL".into())
+    );
+    assert_eq!(
+        load(&[("AUTH_TYPE", "oauth2")]),
+        Err("OAUTH2_INTROSPECTION_URL".into())
+    );
+    assert_eq!(load(&[("AUTH_TYPE", "mtls")]), Err("MTLS_CA_CERT".into()));
+    assert_eq!(
+        load(&[("AUTH_TYPE", "none,apikey"), ("API_KEYS", "x")]),
+        Err("AUTH_TYPE".into())
+    );
+    assert_eq!(load(&[("TLS_CERT", "/x")]), Err("TLS_CERT".into()));
+    assert_eq!(
+        load(&[
+            ("AUTH_TYPE", "apikey"),
+            ("API_KEYS", "x"),
+            ("ISOBOX_RATE_LIMIT", "fast")
+        ]),
+        Err("ISOBOX_RATE_LIMIT".into())
+    );
+    assert!(load(&[
+        ("AUTH_TYPE", "apikey,jwt"),
+        ("API_KEYS", "x"),
+        ("JWT_PUBLIC_KEY_URL", "http://127.0.0.1:1/jwks")
+    ])
+    .is_ok());
+    assert!(load(&[
+        ("AUTH_TYPE", "apikey"),
+        ("API_KEYS", "x"),
+        ("ISOBOX_BIND", "0.0.0.0")
+    ])
+    .is_ok());
+}
