@@ -336,3 +336,102 @@ fn configuration_refuses_incomplete_auth_setups() {
     ])
     .is_ok());
 }
+
+/// A loopback identity provider: a JWKS with one EC key, and RFC 7662 introspection.
+async fn provider(jwk: Value) -> String {
+    use axum::response::IntoResponse;
+    use axum::routing::{get, post};
+    let app = axum::Router::new()
+        .route("/jwks", get(move || async move { axum::Json(json!({ "keys": [jwk] })) }))
+        .route(
+            "/introspect",
+            post(|headers: axum::http::HeaderMap, form: axum::Form<HashMap<String, String>>| async move {
+                use base64::Engine as _;
+                let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("isobox:client-secret"));
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(basic.as_str()) {
+                    return (axum::http::StatusCode::UNAUTHORIZED, axum::Json(json!({}))).into_response();
+                }
+                let active = form.0.get("token").map(String::as_str) == Some("opaque-good");
+                let body = if active { json!({"active": true, "sub": "bob", "roles": ["user"]}) } else { json!({"active": false}) };
+                (axum::http::StatusCode::OK, axum::Json(body)).into_response()
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bearer_tokens_go_to_jwt_or_oauth2() {
+    use base64::Engine as _;
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let raw = kp.public_key_raw();
+    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "x": b64(&raw[1..33]), "y": b64(&raw[33..65])});
+    let idp = provider(jwk).await;
+    let s = Server::start(&[
+        ("AUTH_TYPE", "jwt,oauth2"),
+        ("JWT_PUBLIC_KEY_URL", &format!("{idp}/jwks")),
+        ("JWT_ISSUER_URL", "https://idp.test"),
+        ("JWT_AUDIENCE", "isobox"),
+        ("OAUTH2_INTROSPECTION_URL", &format!("{idp}/introspect")),
+        ("OAUTH2_CLIENT_ID", "isobox"),
+        ("OAUTH2_CLIENT_SECRET", "client-secret"),
+    ])
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let key = EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).unwrap();
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("k1".into());
+    let token = |claims: Value| encode(&header, &claims, &key).unwrap();
+    let good = token(
+        json!({"sub": "alice", "iss": "https://idp.test", "aud": "isobox", "exp": now + 300, "roles": ["user"]}),
+    );
+    let expired = token(
+        json!({"sub": "alice", "iss": "https://idp.test", "aud": "isobox", "exp": now - 3600}),
+    );
+    let wrong_aud =
+        token(json!({"sub": "alice", "iss": "https://idp.test", "aud": "other", "exp": now + 300}));
+    let unsigned = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(format!(r#"{{"sub":"alice","exp":{}}}"#, now + 300).as_bytes())
+    );
+    let u = &s.url;
+    let bearer = |t: &str| format!("Bearer {t}");
+    for (t, want) in [
+        (good.as_str(), 200),
+        (expired.as_str(), 401),
+        (wrong_aud.as_str(), 401),
+        (unsigned.as_str(), 401),
+        ("opaque-good", 200),
+        ("opaque-unknown", 401),
+    ] {
+        let (status, _, body) = post(u, &[("Authorization", &bearer(t))], hello("python")).await;
+        assert_eq!(status, want, "{t}: {body}");
+        assert!(!body.to_string().contains(t), "the token was echoed");
+    }
+    s.stop().await;
+
+    // The provider down: fail closed with 503, never admit.
+    let dead = Server::start(&[
+        ("AUTH_TYPE", "oauth2"),
+        ("OAUTH2_USERINFO_URL", "http://127.0.0.1:9/userinfo"),
+        ("ISOBOX_AUTH_FAIL_LIMIT", "100/min"),
+    ])
+    .await;
+    let (status, _, body) = post(
+        &dead.url,
+        &[("Authorization", "Bearer opaque-good")],
+        hello("python"),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "auth_unavailable");
+    dead.stop().await;
+}
