@@ -258,3 +258,53 @@ fn serve_stops_cleanly_on_sigterm_with_a_run_in_flight() {
         "the run in flight was cut: {answer}\n{stderr}"
     );
 }
+
+#[test]
+fn refusals_are_security_events_without_credentials() {
+    let dir = TempDir::new("secevents");
+    let logs = dir.0.join("logs");
+    let policy = dir.file(
+        "policy.toml",
+        "[[role]]\nname = \"user\"\n[[role.permission]]\nresource = \"code_execution\"\naction = \"execute\"\nconditions = [{ field = \"language\", operator = \"in\", value = \"python\" }]\n",
+    );
+    let good = format!("{PLANTED}-good");
+    let server = Server::start(&[
+        ("ISOBOX_LOG_DIR", logs.to_str().unwrap()),
+        ("AUTH_TYPE", "apikey"),
+        ("API_KEYS", &good),
+        ("ISOBOX_POLICY", policy.to_str().unwrap()),
+        ("ISOBOX_RATE_LIMIT", "2/min"),
+    ]);
+    let url = server.url.clone();
+    let exec = |key: &str, lang: &str| {
+        let body = serde_json::json!({"language": lang, "code": "print(1)"}).to_string();
+        curl(&[
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            &format!("X-API-Key: {key}"),
+            "-d",
+            &body,
+            &format!("{url}/api/v1/execute"),
+        ])
+    };
+    assert!(exec(&format!("{PLANTED}-wrong"), "python").contains("unauthorized"));
+    assert!(exec(&good, "bash").contains("forbidden"));
+    assert!(exec(&good, "python").contains("\"status\":\"ok\""));
+    assert!(exec(&good, "python").contains("rate_limited"));
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+    let security = std::fs::read_to_string(logs.join("security.log")).unwrap();
+    for event in ["auth_failed", "denied", "rate_limited"] {
+        assert!(security.contains(event), "no {event} event:\n{security}");
+    }
+    assert!(
+        security.contains("127.0.0.1"),
+        "no client address:\n{security}"
+    );
+    let mut all = stderr;
+    for f in ["auth.log", "execution.log", "security.log"] {
+        all.push_str(&std::fs::read_to_string(logs.join(f)).unwrap_or_default());
+    }
+    assert!(!all.contains(PLANTED), "a key reached a log:\n{all}");
+}
