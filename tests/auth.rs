@@ -435,3 +435,80 @@ async fn bearer_tokens_go_to_jwt_or_oauth2() {
     assert_eq!(body["error"], "auth_unavailable");
     dead.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mtls_principals_through_the_server() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let dir = TempDir::new("mtls");
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "IsoBox test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = |names: Vec<String>, cn: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(names).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_pem, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()], "localhost");
+    let (client_pem, client_key) = leaf(vec![], "grader-7");
+    let ca_file = dir.file("ca.pem", &ca.pem());
+    let cert_file = dir.file("server.pem", &server_pem);
+    let key_file = dir.file("server.key", &server_key);
+    let s = Server::start(&[
+        ("AUTH_TYPE", "mtls"),
+        ("TLS_CERT", cert_file.to_str().unwrap()),
+        ("TLS_KEY", key_file.to_str().unwrap()),
+        ("MTLS_CA_CERT", ca_file.to_str().unwrap()),
+        ("ISOBOX_LOG_FORMAT", "json"),
+    ])
+    .await;
+    let https = s.url.replace("http://127.0.0.1", "https://localhost");
+    let root = reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap();
+    let identity =
+        reqwest::Identity::from_pem(format!("{client_pem}{client_key}").as_bytes()).unwrap();
+    let port = s.url.rsplit(':').next().unwrap().to_string();
+    let resolve = |b: reqwest::ClientBuilder| {
+        b.resolve("localhost", format!("127.0.0.1:{port}").parse().unwrap())
+    };
+    let client = resolve(
+        reqwest::Client::builder()
+            .add_root_certificate(root.clone())
+            .identity(identity),
+    )
+    .build()
+    .unwrap();
+    let r = client
+        .post(format!("{https}/api/v1/execute"))
+        .json(&hello("python"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["stdout"], "hi\n");
+    // No client certificate: the handshake is refused; plain HTTP gets no answer.
+    let anonymous = resolve(reqwest::Client::builder().add_root_certificate(root))
+        .build()
+        .unwrap();
+    assert!(anonymous
+        .post(format!("{https}/api/v1/execute"))
+        .json(&hello("python"))
+        .send()
+        .await
+        .is_err());
+    assert!(reqwest::Client::new()
+        .get(format!("{}/health", s.url))
+        .send()
+        .await
+        .is_err());
+    // The server keeps serving.
+    let r = client.get(format!("{https}/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+}
