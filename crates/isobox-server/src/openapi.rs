@@ -53,7 +53,16 @@ pub fn document() -> Value {
             ),
             ("413", "body, code, files, stdin or args over the limits"),
             ("415", "the body is not application/json"),
-            ("503", "all sandbox slots busy (see Retry-After)"),
+            ("401", "missing or invalid credentials"),
+            ("403", "the permission policy does not allow this request"),
+            (
+                "429",
+                "rate limited (see Retry-After and RateLimit-* headers)",
+            ),
+            (
+                "503",
+                "all sandbox slots busy, or the identity provider unreachable (see Retry-After)",
+            ),
         ]
         .iter()
         .chain(extra)
@@ -91,7 +100,11 @@ pub fn document() -> Value {
             "/api/v1/languages": { "get": {
                 "operationId": "languages",
                 "summary": "The languages this host can run",
-                "responses": { "200": { "description": "languages", "content": { "application/json": { "schema": {
+                "responses": {
+                    "401": error_response("missing or invalid credentials"),
+                    "429": error_response("rate limited"),
+                    "503": error_response("the identity provider is unreachable"),
+                    "200": { "description": "languages", "content": { "application/json": { "schema": {
                     "type": "array",
                     "items": { "type": "object", "required": ["name", "aliases", "version", "compiled"], "properties": {
                         "name": { "type": "string" }, "aliases": { "type": "array", "items": { "type": "string" } },
