@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use isobox_sandbox::ExecSpec;
+use isobox_sandbox::{ExecSpec, RunIo, StdinPoll, Stream};
+use tokio::sync::mpsc;
 
 use crate::dedup::{key_of, DedupCache, DedupConfig, DedupStats};
 use crate::service::Validation;
@@ -239,6 +240,143 @@ impl Engine {
         })
         .await
         .map_err(|e| CoreError::Config(format!("validation task failed: {e}")))?
+    }
+}
+
+/// What a streamed run sends: output as produced (the program's, not the compiler's), then
+/// exactly one `Done`.
+#[derive(Debug)]
+pub enum StreamEvent {
+    Output { stream: Stream, data: Vec<u8> },
+    Done(Box<Result<Execution, CoreError>>),
+}
+
+/// Stdin for an interactive run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StdinMsg {
+    Data(Vec<u8>),
+    Close,
+}
+
+/// A streamed run: read `events`; send stdin on `stdin` (interactive runs). Dropping `events`
+/// cancels the run: its sandbox is killed within a supervisor tick.
+pub struct StreamHandle {
+    pub events: mpsc::UnboundedReceiver<StreamEvent>,
+    pub stdin: mpsc::UnboundedSender<StdinMsg>,
+}
+
+/// Bridges the blocking sandbox run to the async side.
+struct ChannelIo {
+    events: mpsc::UnboundedSender<StreamEvent>,
+    stdin: mpsc::UnboundedReceiver<StdinMsg>,
+    run_phase: usize,
+    interactive: bool,
+}
+
+impl RunIo for ChannelIo {
+    fn output(&mut self, phase: usize, stream: Stream, chunk: &[u8]) {
+        if phase == self.run_phase {
+            let _ = self.events.send(StreamEvent::Output {
+                stream,
+                data: chunk.to_vec(),
+            });
+        }
+    }
+
+    fn stdin(&mut self, phase: usize) -> StdinPoll {
+        if !self.interactive || phase != self.run_phase {
+            return StdinPoll::Closed;
+        }
+        match self.stdin.try_recv() {
+            Ok(StdinMsg::Data(d)) => StdinPoll::Data(d),
+            Ok(StdinMsg::Close) | Err(mpsc::error::TryRecvError::Disconnected) => StdinPoll::Closed,
+            Err(mpsc::error::TryRecvError::Empty) => StdinPoll::Pending,
+        }
+    }
+
+    fn cancelled(&mut self) -> bool {
+        self.events.is_closed()
+    }
+}
+
+impl Engine {
+    /// Starts a run whose output is streamed (never cached); with `interactive`, its stdin
+    /// stays open until `StdinMsg::Close`.
+    pub fn execute_stream(
+        self: &Arc<Self>,
+        req: ExecuteRequest,
+        caller: String,
+        interactive: bool,
+    ) -> StreamHandle {
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let result = engine
+                .run_streaming(req, &caller, interactive, ev_tx.clone(), in_rx)
+                .await;
+            let _ = ev_tx.send(StreamEvent::Done(Box::new(result)));
+        });
+        StreamHandle {
+            events: ev_rx,
+            stdin: in_tx,
+        }
+    }
+
+    async fn run_streaming(
+        &self,
+        req: ExecuteRequest,
+        _caller: &str,
+        interactive: bool,
+        events: mpsc::UnboundedSender<StreamEvent>,
+        stdin: mpsc::UnboundedReceiver<StdinMsg>,
+    ) -> Result<Execution, CoreError> {
+        let executor = self.executor.clone();
+        let (lang, version, spec) = tokio::task::spawn_blocking(move || {
+            executor
+                .prepare(&req)
+                .map(|(p, spec)| (p.lang.name.clone(), p.version, spec))
+        })
+        .await
+        .map_err(|e| CoreError::Config(format!("validation task failed: {e}")))??;
+        let code_bytes = spec.files.iter().map(|f| f.content.len()).sum();
+        let code_hash = {
+            let mut parts: Vec<&[u8]> = Vec::new();
+            for f in &spec.files {
+                parts.push(f.path.as_bytes());
+                parts.push(&f.content);
+            }
+            hex(&key_of(&parts))
+        };
+        let waited = Instant::now();
+        // A client that leaves while queued frees its place.
+        let slot = tokio::select! {
+            s = self.slots.acquire() => s.map_err(|b| CoreError::Busy { retry_after_secs: b.retry_after().as_secs().max(1) })?,
+            _ = events.closed() => return Err(CoreError::Config("the client went away".into())),
+        };
+        let queued = waited.elapsed();
+        let executor = self.executor.clone();
+        let started = Instant::now();
+        let run_phase = spec.phases.len() - 1;
+        let result = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let mut io = ChannelIo {
+                events,
+                stdin,
+                run_phase,
+                interactive,
+            };
+            executor.run_prepared_io(&lang, &version, &spec, &mut io)
+        })
+        .await
+        .map_err(|e| CoreError::Config(format!("execution task failed: {e}")))??;
+        Ok(Execution {
+            result,
+            queued,
+            ran: Some(started.elapsed()),
+            code_hash,
+            code_bytes,
+        })
     }
 }
 

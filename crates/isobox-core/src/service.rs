@@ -632,6 +632,17 @@ impl Executor {
         version: &str,
         spec: &ExecSpec,
     ) -> Result<ExecutionResult, CoreError> {
+        self.run_prepared_io(language, version, spec, &mut isobox_sandbox::NoIo)
+    }
+
+    /// `run_prepared` with live output, stdin while running and cancellation.
+    pub fn run_prepared_io(
+        &self,
+        language: &str,
+        version: &str,
+        spec: &ExecSpec,
+        io: &mut dyn isobox_sandbox::RunIo,
+    ) -> Result<ExecutionResult, CoreError> {
         let lang = self
             .languages
             .get(language)
@@ -640,7 +651,10 @@ impl Executor {
             lang,
             version: version.to_string(),
         };
-        let report = self.backend.execute(spec).map_err(CoreError::Sandbox)?;
+        let report = self
+            .backend
+            .execute_io(spec, io)
+            .map_err(CoreError::Sandbox)?;
         Ok(to_result(&prepared, &report))
     }
 

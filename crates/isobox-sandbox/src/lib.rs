@@ -13,8 +13,8 @@ mod spec;
 
 pub use native::{NativeBackend, NativeConfig, RootFs};
 pub use spec::{
-    check_files, signal_name, ExecReport, ExecSpec, LimitHit, Limits, Phase, PhaseReport,
-    SandboxFile, Status,
+    check_files, signal_name, ExecReport, ExecSpec, LimitHit, Limits, NoIo, Phase, PhaseReport,
+    RunIo, SandboxFile, Status, StdinPoll, Stream,
 };
 
 /// Errors of the sandbox layer.
@@ -41,7 +41,11 @@ pub trait Backend: Send + Sync {
     /// Short name (`native`, `docker`).
     fn name(&self) -> &'static str;
     /// Runs every phase of `spec` in one fresh sandbox and removes the sandbox afterwards.
-    fn execute(&self, spec: &ExecSpec) -> Result<ExecReport, SandboxError>;
+    fn execute(&self, spec: &ExecSpec) -> Result<ExecReport, SandboxError> {
+        self.execute_io(spec, &mut NoIo)
+    }
+    /// Like `execute`, with live output, stdin while running, and cancellation.
+    fn execute_io(&self, spec: &ExecSpec, io: &mut dyn RunIo) -> Result<ExecReport, SandboxError>;
     /// Whether `cmd` (a name looked up in the sandbox's PATH, or an absolute path) exists in
     /// the sandbox; languages whose toolchain is missing are reported unavailable.
     fn has_command(&self, cmd: &str) -> bool;

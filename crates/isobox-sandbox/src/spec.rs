@@ -135,6 +135,45 @@ impl ExecSpec {
     }
 }
 
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// More stdin for a running program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StdinPoll {
+    /// These bytes, now.
+    Data(Vec<u8>),
+    /// Nothing yet; ask again.
+    Pending,
+    /// No more: close the program's stdin.
+    Closed,
+}
+
+/// Live I/O of a run: output as it is produced (already cut at the caps), stdin while it
+/// runs, and cancellation (the client went away, a deadline passed). Called from the thread
+/// running `execute_io`; the methods must not block.
+pub trait RunIo: Send {
+    fn output(&mut self, _phase: usize, _stream: Stream, _chunk: &[u8]) {}
+    /// Stdin beyond `Phase::stdin`, for interactive runs.
+    fn stdin(&mut self, _phase: usize) -> StdinPoll {
+        StdinPoll::Closed
+    }
+    /// True once the run should be killed (within one supervisor tick, 10 ms).
+    fn cancelled(&mut self) -> bool {
+        false
+    }
+}
+
+/// No live I/O: the whole result at the end.
+pub struct NoIo;
+
+impl RunIo for NoIo {}
+
 /// How a phase ended. The names are the public statuses of CONTRACT.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

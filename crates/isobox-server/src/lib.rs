@@ -12,6 +12,7 @@ pub mod logging;
 pub mod metrics;
 mod openapi;
 mod routes;
+pub mod streaming;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +33,7 @@ pub use routes::router;
 /// Everything the handlers share.
 pub struct App {
     pub config: Config,
-    pub engine: Engine,
+    pub engine: Arc<Engine>,
     pub metrics: metrics::Metrics,
     /// Authentication, rate limits and authorization.
     pub gate: auth::gate::Gate,
@@ -102,7 +103,7 @@ impl App {
         );
         Ok(App {
             config,
-            engine,
+            engine: Arc::new(engine),
             metrics: Default::default(),
             gate,
             tls,

@@ -42,6 +42,8 @@ pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.max_body_bytes;
     let api = Router::new()
         .route("/api/v1/execute", post(execute))
+        .route("/api/v1/execute/stream", post(execute_stream))
+        .route("/api/v1/execute/ws", get(execute_ws))
         .route("/api/v1/validate", post(validate))
         .route("/api/v1/languages", get(languages))
         .route_layer(middleware::from_fn_with_state(app.clone(), gate));
@@ -253,11 +255,43 @@ fn authorize(
     action: &str,
     req: &ExecuteRequest,
 ) -> Result<(), Box<Response>> {
-    let limits = app
-        .engine
-        .executor()
-        .effective_limits(req)
-        .map_err(|e| Box::new(core_error(app, &e).into_response()))?;
+    match policy_check(app, &caller.key(), &caller.roles, action, req) {
+        Ok(()) => Ok(()),
+        Err(Err(e)) => Err(Box::new(core_error(app, &e).into_response())),
+        Err(Ok(why)) => Err(Box::new(refusal_response(
+            app,
+            &Refusal::Forbidden(format!("not allowed: {why}")),
+        ))),
+    }
+}
+
+/// The policy check for the WebSocket (its refusal travels as a message).
+pub(crate) fn authorize_ws(
+    app: &App,
+    caller: &str,
+    roles: &[String],
+    req: &ExecuteRequest,
+) -> Result<(), String> {
+    match policy_check(app, caller, roles, "execute", req) {
+        Ok(()) => Ok(()),
+        Err(Ok(why)) => {
+            app.metrics.rejected("forbidden");
+            Err(format!("not allowed: {why}"))
+        }
+        // Invalid requests are reported by the precheck that follows.
+        Err(Err(_)) => Ok(()),
+    }
+}
+
+/// Ok, or Err(Ok(why)) for a policy denial (logged), or Err(Err(e)) for an invalid request.
+fn policy_check(
+    app: &App,
+    caller: &str,
+    roles: &[String],
+    action: &str,
+    req: &ExecuteRequest,
+) -> Result<(), Result<String, CoreError>> {
+    let limits = app.engine.executor().effective_limits(req).map_err(Err)?;
     let (files, code_bytes) = match (&req.code, &req.files) {
         (Some(c), _) => (1, c.len() as u64),
         (None, Some(f)) => (
@@ -284,21 +318,10 @@ fn authorize(
         code_bytes,
         args: req.args.as_ref().map(|a| a.len() as u64).unwrap_or(0),
     };
-    app.gate
-        .authorize(&caller.roles, action, &facts)
-        .map_err(|why| {
-            security_event(
-                "denied",
-                caller.principal.method,
-                &why,
-                None,
-                Some(&caller.principal.id),
-            );
-            Box::new(refusal_response(
-                app,
-                &Refusal::Forbidden(format!("not allowed: {why}")),
-            ))
-        })
+    app.gate.authorize(roles, action, &facts).map_err(|why| {
+        security_event("denied", "-", &why, None, Some(caller));
+        Ok(why)
+    })
 }
 
 fn new_request_id() -> String {
@@ -427,6 +450,31 @@ async fn execute(
         "execution"
     );
     Ok(Json(&ex.result).into_response())
+}
+
+async fn execute_stream(
+    State(app): State<Arc<App>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let req = execute_request(&app, &headers, body).await?;
+    if let Err(resp) = authorize(&app, &caller, "execute", &req) {
+        return Ok(*resp);
+    }
+    crate::streaming::precheck(&app, &req)
+        .await
+        .map_err(|e| core_error(&app, &e))?;
+    let handle = app.engine.execute_stream(req, caller.key(), false);
+    Ok(crate::streaming::sse(app.clone(), handle, caller.key()))
+}
+
+async fn execute_ws(
+    State(app): State<Arc<App>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    crate::streaming::websocket(app.clone(), ws, caller.key(), caller.roles.clone())
 }
 
 async fn validate(

@@ -55,7 +55,7 @@ use libc::c_ulong;
 
 use crate::cgroup::{Layout, RunCgroup};
 use crate::seccomp;
-use crate::spec::{ExecReport, ExecSpec, Limits, Phase, Status};
+use crate::spec::{ExecReport, ExecSpec, Limits, Phase, RunIo, Status};
 use crate::{Backend, SandboxError};
 
 use child::{
@@ -787,7 +787,7 @@ impl Backend for NativeBackend {
         }
     }
 
-    fn execute(&self, spec: &ExecSpec) -> Result<ExecReport, SandboxError> {
+    fn execute_io(&self, spec: &ExecSpec, io: &mut dyn RunIo) -> Result<ExecReport, SandboxError> {
         let started = Instant::now();
         if self.shared.cancelled.load(Ordering::SeqCst) {
             return Err(SandboxError::Unsupported(
@@ -837,11 +837,11 @@ impl Backend for NativeBackend {
         // Stdio for every phase; the child ends travel to init with the job.
         let mut pipes = Vec::with_capacity(spec.phases.len());
         let mut child_fds = Vec::with_capacity(3 * spec.phases.len());
-        let io = |e: io::Error| SandboxError::Setup(format!("cannot create pipe: {e}"));
+        let pipe_err = |e: io::Error| SandboxError::Setup(format!("cannot create pipe: {e}"));
         for _ in &spec.phases {
-            let (in_r, in_w) = pipe().map_err(io)?;
-            let (out_r, out_w) = pipe().map_err(io)?;
-            let (err_r, err_w) = pipe().map_err(io)?;
+            let (in_r, in_w) = pipe().map_err(pipe_err)?;
+            let (out_r, out_w) = pipe().map_err(pipe_err)?;
+            let (err_r, err_w) = pipe().map_err(pipe_err)?;
             child_fds.extend([in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]);
             pipes.push(PhasePipes {
                 stdin_w: Some(in_w),
@@ -918,7 +918,7 @@ impl Backend for NativeBackend {
                     Err(e) => return Err(e),
                 }
             }
-            let report = supervise(i, phase, &mut pipes[i], &mut sb, oom0);
+            let report = supervise(i, phase, &mut pipes[i], &mut sb, oom0, io);
             let stop = report.status != Status::Ok && !phase.continue_on_failure;
             let dead = report.limit_hit.is_some()
                 || report.status == Status::InternalError

@@ -11,7 +11,7 @@ use libc::c_int;
 use super::child::{MSG_EXEC_FAILED, MSG_EXITED, MSG_SETUP_FAILED, STAGES};
 use super::Sandbox;
 use crate::cgroup::RunCgroup;
-use crate::spec::{LimitHit, Phase, PhaseReport, Status};
+use crate::spec::{LimitHit, Phase, PhaseReport, RunIo, Status, StdinPoll, Stream};
 
 pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -153,12 +153,15 @@ pub(super) struct Capture {
 }
 
 impl Capture {
-    fn push(&mut self, chunk: &[u8]) {
+    /// Keeps what fits under the cap; returns how many bytes of `chunk` were kept.
+    fn push(&mut self, chunk: &[u8]) -> usize {
         let room = self.cap.saturating_sub(self.data.len());
         if chunk.len() > room {
             self.truncated = true;
         }
-        self.data.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let kept = chunk.len().min(room);
+        self.data.extend_from_slice(&chunk[..kept]);
+        kept
     }
 }
 
@@ -169,6 +172,7 @@ pub(super) fn supervise(
     pipes: &mut PhasePipes,
     sandbox: &mut Sandbox,
     oom0: u64,
+    io: &mut dyn RunIo,
 ) -> PhaseReport {
     let Sandbox {
         status,
@@ -191,12 +195,11 @@ pub(super) fn supervise(
         truncated: false,
     };
     let cpu0 = cg.cpu_usage();
-    let mut stdin_off = 0usize;
+    // Stdin: the phase's bytes, then whatever `io` hands over until it says Closed.
+    let mut pending: Vec<u8> = phase.stdin.clone();
+    let mut more_stdin = true;
     if let Some(w) = &pipes.stdin_w {
         set_nonblocking(w.as_raw_fd());
-    }
-    if phase.stdin.is_empty() {
-        pipes.stdin_w = None;
     }
     let start = Instant::now();
     let deadline = start + limits.wall;
@@ -217,6 +220,19 @@ pub(super) fn supervise(
     };
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        if pipes.stdin_w.is_some() && pending.is_empty() && more_stdin {
+            match io.stdin(index) {
+                StdinPoll::Data(d) => pending = d,
+                StdinPoll::Pending => {}
+                StdinPoll::Closed => more_stdin = false,
+            }
+        }
+        if pending.is_empty() && !more_stdin {
+            pipes.stdin_w = None;
+        }
+        if limit_hit.is_none() && exited.is_none() && failure.is_none() && io.cancelled() {
+            failure = Some("the run was cancelled".into());
+        }
         let done_msgs = exited.is_some() || status.eof;
         if done_msgs && pipes.stdout_r.is_none() && pipes.stderr_r.is_none() {
             break;
@@ -253,7 +269,9 @@ pub(super) fn supervise(
         if !status.eof && exited.is_none() {
             push(Some(&status.fd), libc::POLLIN);
         }
-        push(pipes.stdin_w.as_ref(), libc::POLLOUT);
+        if !pending.is_empty() {
+            push(pipes.stdin_w.as_ref(), libc::POLLOUT);
+        }
         let timeout = if limit_hit.is_some() || exited.is_some() {
             // Everything is being killed; pipes close promptly.
             Duration::from_millis(100)
@@ -279,11 +297,15 @@ pub(super) fn supervise(
             }
             let fd = p.fd;
             if pipes.stdout_r.as_ref().is_some_and(|f| f.as_raw_fd() == fd) {
-                if !read_into(fd, &mut buf, &mut out) {
+                if !read_into(fd, &mut buf, &mut out, |c| {
+                    io.output(index, Stream::Stdout, c)
+                }) {
                     pipes.stdout_r = None;
                 }
             } else if pipes.stderr_r.as_ref().is_some_and(|f| f.as_raw_fd() == fd) {
-                if !read_into(fd, &mut buf, &mut err) {
+                if !read_into(fd, &mut buf, &mut err, |c| {
+                    io.output(index, Stream::Stderr, c)
+                }) {
                     pipes.stderr_r = None;
                 }
             } else if fd == status.fd.as_raw_fd() {
@@ -314,22 +336,21 @@ pub(super) fn supervise(
                     pipes.stdin_w = None;
                     continue;
                 }
-                let rest = &phase.stdin[stdin_off..];
-                // SAFETY: writing from a live slice to a pipe we own.
+                // SAFETY: writing from a live buffer to a pipe we own.
                 let w = unsafe {
                     libc::write(
                         w.as_raw_fd(),
-                        rest.as_ptr().cast(),
-                        rest.len().min(64 * 1024),
+                        pending.as_ptr().cast(),
+                        pending.len().min(64 * 1024),
                     )
                 };
                 if w > 0 {
-                    stdin_off += w as usize;
-                    if stdin_off >= phase.stdin.len() {
-                        pipes.stdin_w = None;
-                    }
+                    pending.drain(..w as usize);
                 } else if w < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+                    // The program closed its stdin: drop what is left.
                     pipes.stdin_w = None;
+                    pending.clear();
+                    more_stdin = false;
                 }
             }
         }
@@ -410,12 +431,16 @@ pub(super) fn not_started(phase: &Phase, status: Status) -> PhaseReport {
     }
 }
 
-/// Reads what is available; false on EOF or error.
-fn read_into(fd: RawFd, buf: &mut [u8], cap: &mut Capture) -> bool {
+/// Reads what is available, keeps it up to the cap and hands the kept part to `live`; false
+/// on EOF or error.
+fn read_into(fd: RawFd, buf: &mut [u8], cap: &mut Capture, mut live: impl FnMut(&[u8])) -> bool {
     // SAFETY: reading into a live buffer of the given length.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
     if n > 0 {
-        cap.push(&buf[..n as usize]);
+        let kept = cap.push(&buf[..n as usize]);
+        if kept > 0 {
+            live(&buf[..kept]);
+        }
         true
     } else {
         n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
