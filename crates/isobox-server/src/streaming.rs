@@ -129,6 +129,7 @@ pub fn sse(app: Arc<App>, handle: StreamHandle, caller: String) -> Response {
                     .event("stderr")
                     .data(json!(err.push(&data)).to_string()),
                 StreamEvent::Done(r) => {
+                    let r = *r;
                     record(&app, &caller, &r);
                     let e = match &r {
                         Ok(ex) => Event::default()
