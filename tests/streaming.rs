@@ -1,0 +1,307 @@
+//! Streaming over REST: Server-Sent Events and the interactive WebSocket, with real clients.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+struct Server {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(vars: &[(&str, &str)]) -> Server {
+        let mut env: HashMap<String, String> = HashMap::new();
+        env.insert("REST_PORT".into(), "0".into());
+        env.insert("ISOBOX_WARM_POOL".into(), "0".into());
+        for (k, v) in vars {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let cfg = isobox_server::config::load(&env).expect("config");
+        let app = tokio::task::spawn_blocking(move || isobox_server::App::build(cfg))
+            .await
+            .unwrap()
+            .expect("app");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(isobox_server::run(listener, Arc::new(app), async move {
+            let _ = rx.await;
+        }));
+        Server {
+            url,
+            stop: Some(tx),
+            task,
+        }
+    }
+}
+
+/// Host processes whose command line holds `token`.
+fn procs_with(token: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(token))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+fn token() -> String {
+    format!(
+        "{}{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
+/// Parses an SSE body into (event, data) pairs.
+fn sse_events(text: &str) -> Vec<(String, String)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let mut ev = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    ev = Some(e.trim().to_string());
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            ev.map(|e| (e, data))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sse_streams_output_as_it_is_produced() {
+    let s = Server::start(&[]).await;
+    let code = "import time, sys\nfor i in range(5):\n    print(i, flush=True)\n    time.sleep(0.2)\nprint('bye', file=sys.stderr, flush=True)\n";
+    let started = Instant::now();
+    let mut resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/execute/stream", s.url))
+        .json(&json!({"language": "python", "code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut body = String::new();
+    let mut first_at = None;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        if first_at.is_none() && String::from_utf8_lossy(&chunk).contains("event: stdout") {
+            first_at = Some(started.elapsed());
+        }
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let total = started.elapsed();
+    let events = sse_events(&body);
+    let stdout: Vec<String> = events
+        .iter()
+        .filter(|(e, _)| e == "stdout")
+        .map(|(_, d)| serde_json::from_str::<String>(d).unwrap())
+        .collect();
+    assert_eq!(stdout.concat(), "0\n1\n2\n3\n4\n", "{body}");
+    assert!(stdout.len() >= 3, "the output came in one piece: {body}");
+    assert!(events
+        .iter()
+        .any(|(e, d)| e == "stderr" && d.contains("bye")));
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "result");
+    let result: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(result["status"], "ok");
+    assert_eq!(result["stdout"], "0\n1\n2\n3\n4\n");
+    // The first chunk came well before the end.
+    assert!(
+        first_at.unwrap() + Duration::from_millis(500) < total,
+        "first {first_at:?}, total {total:?}"
+    );
+    let _ = s.stop.unwrap().send(());
+    let _ = s.task.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sse_bad_input_is_a_plain_error_and_disconnect_kills_the_run() {
+    let s = Server::start(&[]).await;
+    let c = reqwest::Client::new();
+    let r = c
+        .post(format!("{}/api/v1/execute/stream", s.url))
+        .json(&json!({"language": "cobol", "code": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "unknown_language"
+    );
+
+    let tok = token();
+    let r = c
+        .post(format!("{}/api/v1/execute/stream", s.url))
+        .json(&json!({"language": "bash", "code": "sleep 30", "args": [tok], "limits": {"timeout_ms": 20000}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Wait until the program runs (bash main.sh <token>), then hang up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while procs_with(&tok) == 0 {
+        assert!(Instant::now() < deadline, "the program never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(r);
+    let gone = Instant::now();
+    while procs_with(&tok) > 0 {
+        assert!(
+            gone.elapsed() < Duration::from_secs(1),
+            "the sandbox outlived its client by a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = s.stop.unwrap().send(());
+    let _ = s.task.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn websocket_runs_an_interactive_program() {
+    let s = Server::start(&[]).await;
+    let ws_url = s.url.replace("http://", "ws://") + "/api/v1/execute/ws";
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
+        .await
+        .expect("websocket");
+    let code = "import sys\nfor line in sys.stdin:\n    print('echo:', line.strip(), flush=True)\nprint('done', flush=True)\n";
+    ws.send(Message::text(
+        json!({"language": "python", "code": code}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let next_text = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> Value {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .expect("no message in 10 s")
+            {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+                Some(Ok(_)) => continue,
+                other => panic!("websocket ended: {other:?}"),
+            }
+        }
+    };
+    for word in ["alpha", "beta", "gamma"] {
+        ws.send(Message::text(
+            json!({"stdin": format!("{word}\n")}).to_string(),
+        ))
+        .await
+        .unwrap();
+        // Its echo comes back before we send the next line.
+        let mut got = String::new();
+        while !got.contains(&format!("echo: {word}\n")) {
+            let m = next_text(&mut ws).await;
+            assert_eq!(m["type"], "stdout", "{m}");
+            got.push_str(m["data"].as_str().unwrap());
+        }
+    }
+    ws.send(Message::text(json!({"close_stdin": true}).to_string()))
+        .await
+        .unwrap();
+    let mut result = Value::Null;
+    for _ in 0..10 {
+        let m = next_text(&mut ws).await;
+        if m["type"] == "result" {
+            result = m["result"].clone();
+            break;
+        }
+    }
+    assert_eq!(result["status"], "ok", "{result}");
+    assert_eq!(
+        result["stdout"],
+        "echo: alpha\necho: beta\necho: gamma\ndone\n"
+    );
+
+    // Bad first message: an error message, not a run.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    ws.send(Message::text("{not json")).await.unwrap();
+    let m = next_text(&mut ws).await;
+    assert_eq!(m["type"], "error");
+    assert_eq!(m["error"], "invalid_json");
+    let _ = s.stop.unwrap().send(());
+    let _ = s.task.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn websocket_disconnect_kills_the_run_and_shutdown_ends_streams() {
+    let s = Server::start(&[("ISOBOX_SHUTDOWN_GRACE_MS", "300")]).await;
+    let ws_url = s.url.replace("http://", "ws://") + "/api/v1/execute/ws";
+    let tok = token();
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    ws.send(Message::text(json!({"language": "bash", "code": "sleep 30", "args": [tok], "limits": {"timeout_ms": 20000}}).to_string()))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while procs_with(&tok) == 0 {
+        assert!(Instant::now() < deadline, "the program never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(ws);
+    let gone = Instant::now();
+    while procs_with(&tok) > 0 {
+        assert!(
+            gone.elapsed() < Duration::from_secs(1),
+            "the sandbox outlived its client by a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A stream still open at shutdown ends (the run is killed after the grace period).
+    let tok2 = token();
+    let mut r = reqwest::Client::new()
+        .post(format!("{}/api/v1/execute/stream", s.url))
+        .json(&json!({"language": "bash", "code": "sleep 30", "args": [tok2], "limits": {"timeout_ms": 20000}}))
+        .send()
+        .await
+        .unwrap();
+    while procs_with(&tok2) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = s.stop.unwrap().send(());
+    let t = Instant::now();
+    let reader = async {
+        let mut body = String::new();
+        while let Ok(Some(c)) = r.chunk().await {
+            body.push_str(&String::from_utf8_lossy(&c));
+        }
+        body
+    };
+    let body = tokio::time::timeout(Duration::from_secs(15), reader)
+        .await
+        .expect("the stream never ended");
+    let _ = tokio::time::timeout(Duration::from_secs(15), s.task)
+        .await
+        .expect("run() never returned");
+    assert!(t.elapsed() < Duration::from_secs(12), "{:?}", t.elapsed());
+    assert!(
+        body.contains("event: result") || body.contains("event: error"),
+        "{body}"
+    );
+    assert_eq!(procs_with(&tok2), 0);
+}
