@@ -310,6 +310,7 @@ fn serve() -> anyhow::Result<ExitCode> {
         .collect();
     let logs = isobox_server::logging::init(&cfg, secrets).context("cannot set up logging")?;
     let addr = cfg.rest_addr();
+    let grpc_addr = std::net::SocketAddr::new(cfg.bind, cfg.grpc_port);
     let app = std::sync::Arc::new(isobox_server::App::build(cfg).map_err(|e| anyhow::anyhow!(e))?);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -321,6 +322,12 @@ fn serve() -> anyhow::Result<ExitCode> {
             listener.local_addr()?,
             app.languages.len(),
             app.config.slots
+        );
+        let grpc = tokio::net::TcpListener::bind(grpc_addr).await.with_context(|| format!("cannot listen on {grpc_addr} (GRPC_PORT)"))?;
+        tracing::info!(
+            "gRPC API ({}) on {}",
+            if app.tls.is_some() { "TLS" } else { "plaintext" },
+            grpc.local_addr()?
         );
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let on_hup = app.clone();
@@ -338,7 +345,7 @@ fn serve() -> anyhow::Result<ExitCode> {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        isobox_server::run(listener, app, shutdown).await?;
+        isobox_server::run_with_grpc(listener, Some(grpc), app, shutdown).await?;
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(())
     })?;

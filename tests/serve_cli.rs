@@ -22,6 +22,7 @@ impl Server {
         let mut cmd = Command::new(isobox_bin());
         cmd.arg("serve")
             .env("REST_PORT", "0")
+            .env("GRPC_PORT", "0")
             .env("ISOBOX_WARM_POOL", "0");
         for (k, v) in envs {
             cmd.env(k, v);

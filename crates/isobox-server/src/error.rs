@@ -1,5 +1,7 @@
-//! The one error type of the HTTP layer and the one table that maps core errors to statuses.
-//! Every error body is `{"error": kind, "message": sentence}` and never carries internal details.
+//! The one error type of the HTTP layer and the one table that maps core errors to statuses
+//! (HTTP, and from there gRPC codes: [`grpc_code`]). Every error body is `{"error": kind,
+//! "message": sentence}` and never carries internal details; a gRPC status carries the same
+//! sentence as its message and the kind in the `isobox-error` metadata.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -79,5 +81,56 @@ impl IntoResponse for ApiError {
             }
         }
         resp
+    }
+}
+
+/// The gRPC code for an HTTP status of the table above: one table for both APIs.
+///
+/// | HTTP | gRPC |
+/// | --- | --- |
+/// | 400 bad request | `INVALID_ARGUMENT` |
+/// | 401 unauthenticated | `UNAUTHENTICATED` |
+/// | 403 forbidden | `PERMISSION_DENIED` |
+/// | 404 not found | `NOT_FOUND` |
+/// | 413 too large | `INVALID_ARGUMENT` (retrying the same request cannot help) |
+/// | 415 unsupported media type | `INVALID_ARGUMENT` |
+/// | 422 rejected by the pattern policy | `FAILED_PRECONDITION` |
+/// | 429 rate limited | `RESOURCE_EXHAUSTED` |
+/// | 503 busy, shutting down, provider down | `UNAVAILABLE` |
+/// | 504 | `DEADLINE_EXCEEDED` |
+/// | 500 and anything else | `INTERNAL` |
+///
+/// The `isobox-error` metadata carries the REST kind (`too_large`, `unknown_language`, ...)
+/// and `retry-after` is set where REST sets it. A gRPC message over the body limit
+/// (`ISOBOX_MAX_BODY_BYTES`) is refused by tonic's decoder itself, with `OUT_OF_RANGE`.
+pub fn grpc_code(status: StatusCode) -> tonic::Code {
+    use tonic::Code;
+    match status.as_u16() {
+        400 | 413 | 415 => Code::InvalidArgument,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        429 => Code::ResourceExhausted,
+        422 => Code::FailedPrecondition,
+        503 => Code::Unavailable,
+        504 => Code::DeadlineExceeded,
+        _ => Code::Internal,
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> tonic::Status {
+        let mut status = tonic::Status::new(grpc_code(e.status), e.message);
+        let md = status.metadata_mut();
+        md.insert(
+            "isobox-error",
+            tonic::metadata::MetadataValue::from_static(e.kind),
+        );
+        if let Some(secs) = e.retry_after {
+            if let Ok(v) = secs.to_string().parse() {
+                md.insert("retry-after", v);
+            }
+        }
+        status
     }
 }

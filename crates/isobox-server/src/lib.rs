@@ -1,13 +1,15 @@
 //! The IsoBox REST service (`isobox serve`).
 //!
 //! `App::build` turns a [`Config`] into the shared state (backend, executor, engine, metrics);
-//! `run(listener, app, shutdown)` serves until `shutdown` resolves, then stops accepting, lets
-//! running executions finish for the grace period and kills what is left. Tests start it on
-//! port 0 with their own shutdown future.
+//! `run(listener, app, shutdown)` serves REST until `shutdown` resolves, then stops accepting,
+//! lets running executions finish for the grace period and kills what is left.
+//! `run_with_grpc(rest, Some(grpc), app, shutdown)` serves the gRPC API (`grpc`) next to it,
+//! with the same shutdown. Tests start them on port 0 with their own shutdown future.
 
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod grpc;
 pub mod logging;
 pub mod metrics;
 mod openapi;
@@ -115,18 +117,32 @@ impl App {
 
 /// Serves `app` on `listener` until `shutdown` resolves; then graceful shutdown: no new
 /// connections, running executions get `shutdown_grace` to finish, then their sandboxes are
-/// killed; returns when every connection is closed.
+/// killed; returns when every connection is closed. REST only: see [`run_with_grpc`].
 pub async fn run(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    run_with_grpc(listener, None, app, shutdown).await
+}
+
+/// [`run`], plus the gRPC API on `grpc` when given (same app, same graceful shutdown; the gRPC
+/// health service answers NOT_SERVING once shutdown begins).
+pub async fn run_with_grpc(
+    listener: TcpListener,
+    grpc: Option<TcpListener>,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let router = routes::router(app.clone());
-    let stopped = async move {
-        let _ = stop_rx.await;
+    let stopped = {
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        }
     };
-    let mut server = match app.tls.clone() {
+    let rest = match app.tls.clone() {
         Some(tls) => tokio::spawn(auth::tls::serve(listener, router, tls, stopped)),
         None => tokio::spawn(async move {
             let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -135,6 +151,21 @@ pub async fn run(
                 .await
         }),
     };
+    let grpc = grpc.map(|l| tokio::spawn(grpc::serve(l, app.clone(), stop_rx)));
+    let aborts: Vec<_> = std::iter::once(rest.abort_handle())
+        .chain(grpc.as_ref().map(|g| g.abort_handle()))
+        .collect();
+    // Both servers as one task: it ends when both have, or when either fails.
+    let mut server = tokio::spawn(async move {
+        let rest = async { rest.await.map_err(std::io::Error::other)? };
+        let grpc = async {
+            match grpc {
+                Some(g) => g.await.map_err(std::io::Error::other)?,
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(rest, grpc).map(|_| ())
+    });
     // Expired cache entries are dropped even when nobody asks for them.
     let purger = {
         let app = app.clone();
@@ -151,6 +182,7 @@ pub async fn run(
     tokio::select! {
         r = &mut server => {
             purger.abort();
+            aborts.iter().for_each(|a| a.abort());
             return r.map_err(std::io::Error::other)?;
         }
         _ = shutdown => {}
@@ -162,7 +194,7 @@ pub async fn run(
     app.shutting_down.store(true, Ordering::SeqCst);
     // Nothing new starts: queued and later requests get 503; running ones get the grace period.
     app.engine.close();
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(true);
     let result = match tokio::time::timeout(app.config.shutdown_grace, &mut server).await {
         Ok(r) => r,
         Err(_) => {
@@ -172,6 +204,7 @@ pub async fn run(
                 Ok(r) => r,
                 Err(_) => {
                     server.abort();
+                    aborts.iter().for_each(|a| a.abort());
                     Ok(Ok(()))
                 }
             }

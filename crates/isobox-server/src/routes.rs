@@ -284,7 +284,8 @@ pub(crate) fn authorize_ws(
 }
 
 /// Ok, or Err(Ok(why)) for a policy denial (logged), or Err(Err(e)) for an invalid request.
-fn policy_check(
+/// Shared with the gRPC API.
+pub(crate) fn policy_check(
     app: &App,
     caller: &str,
     roles: &[String],

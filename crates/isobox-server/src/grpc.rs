@@ -1,0 +1,735 @@
+//! The gRPC API (`proto/isobox.proto`, package `isobox.v1`, service `Executor`), plus the
+//! standard health service and server reflection, on `GRPC_PORT`.
+//!
+//! Every call goes through what REST uses: the gate (authentication from the metadata, the
+//! brute-force limit per client address, the rate limit per principal), the permission policy,
+//! the engine (validation, slots and backpressure, dedup for plain `Execute`) and the one error
+//! table of [`crate::error`] (HTTP status -> gRPC code, same messages).
+//!
+//! Deadlines: a call with `grpc-timeout` runs through the engine's streamed path, whose sandbox
+//! is killed when the call is dropped; when the deadline passes, the server answers
+//! `DEADLINE_EXCEEDED` (up to 50 ms before the deadline, so that the client gets the server's
+//! code rather than its local timer's) and the run is killed. A client that cancels or
+//! disconnects gets its run killed the same way. Plain `Execute` without a deadline goes
+//! through the dedup cache like REST when `DEDUP_ENABLED` (a cached run is not cancelled by a
+//! disconnect, as on REST).
+//!
+//! TLS: with `TLS_CERT`/`TLS_KEY` the gRPC port speaks TLS (ALPN `h2`) with the same rustls
+//! configuration as REST, so client certificates (mTLS) authenticate gRPC calls too.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use isobox_core::engine::{Execution, StdinMsg, StreamEvent, StreamHandle};
+use isobox_core::{CoreError, ExecuteRequest, ExecutionResult, Outcome, RequestFile};
+use isobox_sandbox::Stream as OutStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::gate::{security_event, Refusal};
+use crate::auth::tls::PeerCerts;
+use crate::auth::AuthError;
+use crate::error::ApiError;
+use crate::logging::{EXEC, SECURITY};
+use crate::App;
+
+/// Re-exported for clients and tests (one version of each, the server's).
+pub use {tokio_stream, tonic, tonic_health, tonic_reflection};
+
+/// The generated messages, client (`executor_client::ExecutorClient`) and server.
+#[allow(clippy::large_enum_variant)] // generated: `StreamMessage` holds the result inline
+pub mod pb {
+    tonic::include_proto!("isobox.v1");
+}
+
+/// The encoded file descriptor set of `proto/isobox.proto` (served by reflection).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/isobox_descriptor.bin"));
+
+/// The full gRPC name of the service.
+pub const SERVICE_NAME: &str = "isobox.v1.Executor";
+
+/// A TLS client that has not finished its handshake within this time is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `Executor` service.
+pub struct ExecutorService {
+    app: Arc<App>,
+}
+
+impl ExecutorService {
+    pub fn new(app: Arc<App>) -> ExecutorService {
+        ExecutorService { app }
+    }
+}
+
+/// The authenticated caller of one call.
+struct Caller {
+    /// `method:id`: the dedup scope and the log identity, as on REST.
+    key: String,
+    roles: Vec<String>,
+}
+
+fn refusal_status(app: &App, r: &Refusal) -> Status {
+    let e = match r {
+        Refusal::Unauthenticated(m) => {
+            ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", m)
+        }
+        Refusal::ProviderUnavailable => ApiError {
+            retry_after: Some(5),
+            ..ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "auth_unavailable",
+                "the identity provider cannot be reached; retry later",
+            )
+        },
+        Refusal::RateLimited(d) => ApiError {
+            retry_after: Some(d.retry_after_secs.max(1)),
+            ..ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests; retry later",
+            )
+        },
+        Refusal::Forbidden(m) => ApiError::new(axum::http::StatusCode::FORBIDDEN, "forbidden", m),
+    };
+    app.metrics.rejected(e.kind);
+    e.into()
+}
+
+/// A core error as a status (counted and logged as on REST; never internal details).
+fn core_status(app: &App, e: &CoreError) -> Status {
+    let api = ApiError::from(e);
+    app.metrics.rejected(api.kind);
+    match e {
+        CoreError::PatternRejected(rule) => {
+            tracing::warn!(target: SECURITY, event = "pattern_rejected", rule = %rule, "submission refused by the pattern policy")
+        }
+        CoreError::Sandbox(err) => tracing::error!(error = %err, "sandbox failure"),
+        CoreError::Config(err) => tracing::error!(error = %err, "internal failure"),
+        _ => {}
+    }
+    api.into()
+}
+
+fn deadline_status(app: &App) -> Status {
+    app.metrics.rejected("deadline_exceeded");
+    ApiError::new(
+        axum::http::StatusCode::GATEWAY_TIMEOUT,
+        "deadline_exceeded",
+        "the call's deadline passed; the run was stopped",
+    )
+    .into()
+}
+
+/// The deadline of a call from its `grpc-timeout` metadata (`<digits><H|M|S|m|u|n>`), less a
+/// small margin so that our answer reaches the client before its own timer fires.
+fn deadline_of(md: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let v = md.get("grpc-timeout")?.to_str().ok()?;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (n, unit) = v.split_at(v.len() - 1);
+    let n: u64 = n.parse().ok()?;
+    let d = match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    let margin = (d / 10).min(Duration::from_millis(50));
+    Some(d - margin)
+}
+
+impl ExecutorService {
+    /// The gate of REST for one call: brute-force limit, authentication, rate limit.
+    async fn admit<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        let app = &self.app;
+        let tls = req.extensions().get::<TlsInfo>();
+        let ip = tls
+            .and_then(|t| t.remote)
+            .or_else(|| req.remote_addr())
+            .map(|a| a.ip());
+        if let Err(r) = app.gate.may_try(ip) {
+            security_event(
+                "auth_throttled",
+                "-",
+                "too many failed authentications",
+                ip,
+                None,
+            );
+            return Err(refusal_status(app, &r));
+        }
+        // gRPC metadata names are lower-case already: the API key header matches as on REST,
+        // and `authorization` carries bearer tokens.
+        let headers = req.metadata().clone().into_headers();
+        let peer = tls.map(|t| t.certs.clone());
+        let principal = match app.gate.authenticate(&headers, peer.as_ref()).await {
+            Ok(p) => p,
+            Err(e) => {
+                let (refusal, reason) = match &e {
+                    AuthError::Missing => (
+                        Refusal::Unauthenticated("credentials are required".into()),
+                        "no credentials".to_string(),
+                    ),
+                    AuthError::Invalid(r) => (
+                        Refusal::Unauthenticated(format!("invalid credentials: {r}")),
+                        r.clone(),
+                    ),
+                    AuthError::Unavailable(r) => (Refusal::ProviderUnavailable, r.clone()),
+                };
+                if !matches!(e, AuthError::Unavailable(_)) {
+                    app.gate.failed(ip);
+                }
+                security_event(
+                    "auth_failed",
+                    &app.config.auth_type.join(","),
+                    &reason,
+                    ip,
+                    None,
+                );
+                return Err(refusal_status(app, &refusal));
+            }
+        };
+        let roles = app.gate.roles(&principal);
+        let decision = app.gate.rate(&principal, &roles);
+        if !decision.allowed {
+            security_event(
+                "rate_limited",
+                principal.method,
+                "rate limit",
+                ip,
+                Some(&principal.id),
+            );
+            return Err(refusal_status(app, &Refusal::RateLimited(decision)));
+        }
+        tracing::debug!(target: crate::logging::AUTH, method = principal.method, principal = %principal.id, "authenticated (gRPC)");
+        Ok(Caller {
+            key: format!("{}:{}", principal.method, principal.id),
+            roles,
+        })
+    }
+
+    /// The permission policy, as on REST (`execute`).
+    fn authorize(&self, caller: &Caller, req: &ExecuteRequest) -> Result<(), Status> {
+        match crate::routes::policy_check(&self.app, &caller.key, &caller.roles, "execute", req) {
+            Ok(()) => Ok(()),
+            Err(Err(e)) => Err(core_status(&self.app, &e)),
+            Err(Ok(why)) => Err(refusal_status(
+                &self.app,
+                &Refusal::Forbidden(format!("not allowed: {why}")),
+            )),
+        }
+    }
+
+    /// Authorization and validation before anything streams.
+    async fn check(&self, caller: &Caller, req: &ExecuteRequest) -> Result<(), Status> {
+        self.authorize(caller, req)?;
+        crate::streaming::precheck(&self.app, req)
+            .await
+            .map_err(|e| core_status(&self.app, &e))
+    }
+}
+
+/// The proto request as the core's (file contents that are not UTF-8 travel as base64).
+fn to_core(r: pb::ExecuteRequest) -> ExecuteRequest {
+    use base64::Engine as _;
+    let files = (!r.files.is_empty()).then(|| {
+        r.files
+            .into_iter()
+            .map(|f| match String::from_utf8(f.content) {
+                Ok(s) => RequestFile {
+                    name: f.name,
+                    content: s,
+                    encoding: None,
+                },
+                Err(e) => RequestFile {
+                    name: f.name,
+                    content: base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                    encoding: Some("base64".into()),
+                },
+            })
+            .collect()
+    });
+    ExecuteRequest {
+        language: r.language,
+        version: r.version,
+        code: r.code,
+        files,
+        stdin: r.stdin,
+        args: (!r.args.is_empty()).then_some(r.args),
+        limits: r.limits.map(|l| isobox_core::RequestLimits {
+            timeout_ms: l.timeout_ms,
+            cpu_time_ms: l.cpu_time_ms,
+            memory_mb: l.memory_mb,
+            max_processes: l.max_processes,
+            max_output_bytes: l.max_output_bytes,
+        }),
+    }
+}
+
+fn outcome(o: &Outcome) -> pb::Outcome {
+    pb::Outcome {
+        status: o.status.clone(),
+        exit_code: o.exit_code,
+        signal: o.signal.clone(),
+        stdout: o.stdout.clone(),
+        stderr: o.stderr.clone(),
+        stdout_truncated: o.stdout_truncated,
+        stderr_truncated: o.stderr_truncated,
+        cpu_time_ms: o.cpu_time_ms,
+        wall_time_ms: o.wall_time_ms,
+        memory_peak_bytes: o.memory_peak_bytes,
+    }
+}
+
+fn to_proto(r: &ExecutionResult) -> pb::ExecuteResult {
+    let o = &r.run;
+    pb::ExecuteResult {
+        id: r.id.clone(),
+        language: r.language.clone(),
+        version: r.version.clone(),
+        status: o.status.clone(),
+        exit_code: o.exit_code,
+        signal: o.signal.clone(),
+        stdout: o.stdout.clone(),
+        stderr: o.stderr.clone(),
+        stdout_truncated: o.stdout_truncated,
+        stderr_truncated: o.stderr_truncated,
+        cpu_time_ms: o.cpu_time_ms,
+        wall_time_ms: o.wall_time_ms,
+        memory_peak_bytes: o.memory_peak_bytes,
+        compile: r.compile.as_ref().map(outcome),
+        cached: r.cached,
+    }
+}
+
+/// Metrics and the execution log line of a finished run (as REST).
+fn record(app: &App, caller: &str, ex: &Execution, streamed: bool) {
+    let r = &ex.result;
+    app.metrics.execution(&r.language, &r.status);
+    if let Some(ran) = ex.ran {
+        app.metrics.run_time(ran);
+        app.metrics.queue_time(ex.queued);
+    }
+    if let Some(m) = &r.internal_message {
+        tracing::error!(id = %r.id, language = %r.language, error = %m, "sandbox failure during a run");
+    }
+    tracing::info!(
+        target: EXEC,
+        id = %r.id,
+        principal = %caller,
+        language = %r.language,
+        status = %r.status,
+        cached = r.cached,
+        streamed,
+        api = "grpc",
+        cpu_ms = r.cpu_time_ms,
+        wall_ms = r.wall_time_ms,
+        queued_ms = ex.queued.as_millis() as u64,
+        code_sha = %ex.code_hash,
+        code_bytes = ex.code_bytes,
+        "execution"
+    );
+}
+
+type MessageStream =
+    Pin<Box<dyn futures_util::Stream<Item = Result<pb::StreamMessage, Status>> + Send>>;
+
+/// The response stream of a streamed run: output chunks, then the result (or an error status).
+/// Dropping it (client gone, call cancelled) drops the run's receiver, which kills the sandbox;
+/// at the deadline it ends with `DEADLINE_EXCEEDED` and drops the run the same way.
+fn message_stream(
+    app: Arc<App>,
+    handle: StreamHandle,
+    caller: String,
+    deadline: Option<Duration>,
+) -> MessageStream {
+    let sleep = deadline.map(|d| Box::pin(tokio::time::sleep(d)));
+    let state = (Some(handle.events), sleep, app, caller);
+    let s = futures_util::stream::unfold(state, |(events, mut sleep, app, caller)| async move {
+        let mut events = events?;
+        let ev = match sleep.as_mut() {
+            Some(s) => tokio::select! {
+                ev = events.recv() => ev,
+                _ = s => {
+                    drop(events);
+                    return Some((Err(deadline_status(&app)), (None, None, app, caller)));
+                }
+            },
+            None => events.recv().await,
+        };
+        let kind = match ev? {
+            StreamEvent::Output {
+                stream: OutStream::Stdout,
+                data,
+            } => pb::stream_message::Kind::Stdout(data),
+            StreamEvent::Output {
+                stream: OutStream::Stderr,
+                data,
+            } => pb::stream_message::Kind::Stderr(data),
+            StreamEvent::Done(r) => {
+                let item = match *r {
+                    Ok(ex) => {
+                        record(&app, &caller, &ex, true);
+                        Ok(pb::StreamMessage {
+                            kind: Some(pb::stream_message::Kind::Result(to_proto(&ex.result))),
+                        })
+                    }
+                    Err(e) => Err(core_status(&app, &e)),
+                };
+                return Some((item, (None, None, app, caller)));
+            }
+        };
+        Some((
+            Ok(pb::StreamMessage { kind: Some(kind) }),
+            (Some(events), sleep, app, caller),
+        ))
+    });
+    Box::pin(s)
+}
+
+/// Waits for the end of a streamed run (output is in the result).
+async fn finish(mut handle: StreamHandle) -> Result<Execution, CoreError> {
+    loop {
+        match handle.events.recv().await {
+            Some(StreamEvent::Output { .. }) => {}
+            Some(StreamEvent::Done(r)) => return *r,
+            None => return Err(CoreError::Config("the run ended without a result".into())),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::executor_server::Executor for ExecutorService {
+    async fn execute(
+        &self,
+        request: Request<pb::ExecuteRequest>,
+    ) -> Result<Response<pb::ExecuteResult>, Status> {
+        let caller = self.admit(&request).await?;
+        let deadline = deadline_of(request.metadata());
+        let req = to_core(request.into_inner());
+        self.authorize(&caller, &req)?;
+        let app = self.app.clone();
+        let run = async {
+            if deadline.is_none() && app.config.dedup_enabled {
+                app.engine.execute(req, &caller.key).await
+            } else {
+                // Cancellable: dropping the handle (deadline, client gone) kills the run.
+                finish(app.engine.execute_stream(req, caller.key.clone(), false)).await
+            }
+        };
+        let result = match deadline {
+            Some(d) => tokio::time::timeout(d, run)
+                .await
+                .map_err(|_| deadline_status(&app))?,
+            None => run.await,
+        };
+        let ex = result.map_err(|e| core_status(&app, &e))?;
+        record(&app, &caller.key, &ex, false);
+        Ok(Response::new(to_proto(&ex.result)))
+    }
+
+    type ExecuteStreamStream = MessageStream;
+
+    async fn execute_stream(
+        &self,
+        request: Request<pb::ExecuteRequest>,
+    ) -> Result<Response<Self::ExecuteStreamStream>, Status> {
+        let caller = self.admit(&request).await?;
+        let deadline = deadline_of(request.metadata());
+        let req = to_core(request.into_inner());
+        self.check(&caller, &req).await?;
+        let handle = self
+            .app
+            .engine
+            .execute_stream(req, caller.key.clone(), false);
+        Ok(Response::new(message_stream(
+            self.app.clone(),
+            handle,
+            caller.key,
+            deadline,
+        )))
+    }
+
+    type ExecuteInteractiveStream = MessageStream;
+
+    async fn execute_interactive(
+        &self,
+        request: Request<Streaming<pb::InteractiveMessage>>,
+    ) -> Result<Response<Self::ExecuteInteractiveStream>, Status> {
+        use pb::interactive_message::Kind;
+        let caller = self.admit(&request).await?;
+        let deadline = deadline_of(request.metadata());
+        let started = tokio::time::Instant::now();
+        let mut inbound = request.into_inner();
+        let first = match deadline {
+            Some(d) => tokio::time::timeout(d, inbound.message())
+                .await
+                .map_err(|_| deadline_status(&self.app))?,
+            None => inbound.message().await,
+        }?;
+        let req = match first.and_then(|m| m.kind) {
+            Some(Kind::Request(r)) => to_core(r),
+            _ => {
+                self.app.metrics.rejected("invalid_request");
+                return Err(ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "the first message must carry the request",
+                )
+                .into());
+            }
+        };
+        self.check(&caller, &req).await?;
+        let handle = self
+            .app
+            .engine
+            .execute_stream(req, caller.key.clone(), true);
+        // Stdin: forwarded until close_stdin or the end of the client's stream (both close the
+        // program's stdin), or until the run is over.
+        let stdin = handle.stdin.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    m = inbound.message() => m,
+                    _ = stdin.closed() => return,
+                };
+                match msg {
+                    Ok(Some(pb::InteractiveMessage {
+                        kind: Some(Kind::Stdin(data)),
+                    })) => {
+                        let _ = stdin.send(StdinMsg::Data(data));
+                    }
+                    Ok(Some(pb::InteractiveMessage {
+                        kind: Some(Kind::CloseStdin(true)),
+                    }))
+                    | Ok(None) => {
+                        let _ = stdin.send(StdinMsg::Close);
+                        return;
+                    }
+                    // A second request, close_stdin false, an empty message: ignored.
+                    Ok(Some(_)) => {}
+                    // The client is gone: the response stream is dropped, which kills the run.
+                    Err(_) => return,
+                }
+            }
+        });
+        let left = deadline.map(|d| d.saturating_sub(started.elapsed()));
+        Ok(Response::new(message_stream(
+            self.app.clone(),
+            handle,
+            caller.key,
+            left,
+        )))
+    }
+
+    async fn list_languages(
+        &self,
+        request: Request<pb::ListLanguagesRequest>,
+    ) -> Result<Response<pb::ListLanguagesResponse>, Status> {
+        self.admit(&request).await?;
+        let languages = self
+            .app
+            .languages
+            .iter()
+            .map(|l| pb::Language {
+                name: l.name.clone(),
+                aliases: l.aliases.clone(),
+                version: l.version.clone(),
+                compiled: l.compiled,
+            })
+            .collect();
+        Ok(Response::new(pb::ListLanguagesResponse { languages }))
+    }
+}
+
+/// Serves the gRPC API on `listener` (TLS when the app has a TLS configuration) until `stop`
+/// turns true; then health answers NOT_SERVING, no new connections are accepted and open
+/// calls are let finish (the caller kills runs after the grace period).
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::executor_server::ExecutorServer<ExecutorService>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(std::io::Error::other)?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(std::io::Error::other)?;
+    let executor = pb::executor_server::ExecutorServer::new(ExecutorService::new(app.clone()))
+        .max_decoding_message_size(app.config.max_body_bytes);
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(executor);
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+        health
+            .set_not_serving::<pb::executor_server::ExecutorServer<ExecutorService>>()
+            .await;
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+    };
+    let served = match app.tls.clone() {
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await
+        }
+        Some(tls) => {
+            let mut tls = (*tls).clone();
+            tls.alpn_protocols = vec![b"h2".to_vec()];
+            let (tx, rx) = mpsc::channel(64);
+            let acceptor = tokio::spawn(accept_tls(
+                listener,
+                tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+                tx,
+            ));
+            let r = router
+                .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
+                .await;
+            acceptor.abort();
+            r
+        }
+    };
+    served.map_err(std::io::Error::other)
+}
+
+/// A TLS connection for tonic, carrying its peer address and client certificates into every
+/// request's extensions (as [`TlsInfo`]).
+pub struct TlsConn(tokio_rustls::server::TlsStream<TcpStream>);
+
+/// The connection facts of a gRPC call over TLS.
+#[derive(Clone)]
+pub struct TlsInfo {
+    remote: Option<std::net::SocketAddr>,
+    certs: PeerCerts,
+}
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = TlsInfo;
+
+    fn connect_info(&self) -> TlsInfo {
+        let (tcp, session) = self.0.get_ref();
+        TlsInfo {
+            remote: tcp.peer_addr().ok(),
+            certs: PeerCerts(Arc::new(
+                session
+                    .peer_certificates()
+                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                    .unwrap_or_default(),
+            )),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}
+
+/// Accepts TCP connections and hands the ones that complete the TLS handshake to tonic (a
+/// failed or slow handshake closes only that connection).
+async fn accept_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    tx: mpsc::Sender<Result<TlsConn, std::io::Error>>,
+) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!("gRPC accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let _ = tx.send(Ok(TlsConn(stream))).await;
+                }
+                Ok(Err(e)) => {
+                    // A refused client certificate is a failed authentication, as on REST.
+                    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                        Some(
+                            err @ (rustls::Error::NoCertificatesPresented
+                            | rustls::Error::InvalidCertificate(_)),
+                        ) => tracing::warn!(
+                            target: SECURITY,
+                            method = "mtls",
+                            api = "grpc",
+                            client_ip = %peer.ip(),
+                            reason = %err,
+                            "authentication failed"
+                        ),
+                        _ => tracing::debug!(%peer, "gRPC TLS handshake failed: {e}"),
+                    }
+                }
+                Err(_) => tracing::debug!(%peer, "gRPC TLS handshake timed out"),
+            }
+        });
+    }
+}
