@@ -733,3 +733,199 @@ async fn accept_tls(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use std::collections::HashMap;
+
+    #[test]
+    fn deadlines_parse_with_a_margin() {
+        let md = |v: &str| {
+            let mut m = tonic::metadata::MetadataMap::new();
+            m.insert("grpc-timeout", v.parse().unwrap());
+            m
+        };
+        assert_eq!(deadline_of(&md("500m")), Some(Duration::from_millis(450)));
+        assert_eq!(deadline_of(&md("100m")), Some(Duration::from_millis(90)));
+        assert_eq!(deadline_of(&md("2S")), Some(Duration::from_millis(1950)));
+        assert_eq!(
+            deadline_of(&md("1H")),
+            Some(Duration::from_millis(3_599_950))
+        );
+        for bad in ["", "m", "10", "10x", "123456789S", "-1S"] {
+            assert_eq!(deadline_of(&md(bad)), None, "{bad}");
+        }
+        assert_eq!(deadline_of(&tonic::metadata::MetadataMap::new()), None);
+    }
+
+    struct Pem {
+        cert: String,
+        key: String,
+    }
+
+    fn leaf(
+        issuer: &CertifiedIssuer<'static, KeyPair>,
+        cn: &str,
+        sans: &[&str],
+        eku: ExtendedKeyUsagePurpose,
+    ) -> Pem {
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![eku];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, issuer).unwrap();
+        Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    /// A tonic channel over our own rustls client (ring), with an optional client certificate.
+    async fn tls_channel(
+        addr: std::net::SocketAddr,
+        ca: &str,
+        identity: Option<&Pem>,
+    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let mut config = match identity {
+            Some(id) => builder
+                .with_client_auth_cert(
+                    CertificateDer::pem_slice_iter(id.cert.as_bytes())
+                        .map(|c| c.unwrap())
+                        .collect(),
+                    PrivateKeyDer::from_pem_slice(id.key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        tonic::transport::Endpoint::from_static("https://localhost")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let connector = connector.clone();
+                async move {
+                    let tcp = TcpStream::connect(addr).await?;
+                    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+                    let tls = connector.connect(name, tcp).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+                }
+            }))
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn grpc_over_mtls_authenticates_with_the_client_certificate() {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "IsoBox gRPC test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let server = leaf(
+            &ca,
+            "isobox server",
+            &["localhost"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let client = leaf(&ca, "alice", &[], ExtendedKeyUsagePurpose::ClientAuth);
+        let dir = std::env::temp_dir().join(format!("isobox-grpc-mtls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p.to_string_lossy().to_string()
+        };
+        let env: HashMap<String, String> = [
+            ("REST_PORT", "0".to_string()),
+            ("GRPC_PORT", "0".to_string()),
+            ("ISOBOX_WARM_POOL", "0".to_string()),
+            ("AUTH_TYPE", "mtls".to_string()),
+            ("TLS_CERT", write("server.pem", &server.cert)),
+            ("TLS_KEY", write("server.key", &server.key)),
+            ("MTLS_CA_CERT", write("ca.pem", &ca.pem())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let cfg = crate::config::load(&env).expect("config");
+        let app = tokio::task::spawn_blocking(move || App::build(cfg))
+            .await
+            .unwrap()
+            .expect("app");
+        let _ = std::fs::remove_dir_all(&dir);
+        let rest = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = grpc.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crate::run_with_grpc(
+            rest,
+            Some(grpc),
+            Arc::new(app),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+
+        // With the client certificate: admitted, on each kind of call.
+        let channel = tls_channel(addr, &ca.pem(), Some(&client))
+            .await
+            .expect("mTLS connect");
+        let mut c = pb::executor_client::ExecutorClient::new(channel);
+        let langs = c
+            .list_languages(pb::ListLanguagesRequest {})
+            .await
+            .expect("languages");
+        assert!(!langs.into_inner().languages.is_empty());
+        let r = c
+            .execute(pb::ExecuteRequest {
+                language: "python".into(),
+                code: Some("print('over mtls')".into()),
+                ..Default::default()
+            })
+            .await
+            .expect("execute")
+            .into_inner();
+        assert_eq!(r.stdout, "over mtls\n");
+
+        // Without one: the handshake is refused (no call gets through).
+        let refused = match tls_channel(addr, &ca.pem(), None).await {
+            Err(_) => true,
+            Ok(ch) => pb::executor_client::ExecutorClient::new(ch)
+                .list_languages(pb::ListLanguagesRequest {})
+                .await
+                .is_err(),
+        };
+        assert!(refused, "a client without a certificate got through");
+
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
