@@ -1801,6 +1801,8 @@ async fn openapi_matches_the_real_routes() {
     // Every route the server answers is documented.
     for (path, method) in [
         ("/api/v1/execute", "post"),
+        ("/api/v1/execute/stream", "post"),
+        ("/api/v1/execute/ws", "get"),
         ("/api/v1/validate", "post"),
         ("/api/v1/languages", "get"),
         ("/health", "get"),

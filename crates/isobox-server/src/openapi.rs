@@ -76,6 +76,11 @@ pub fn document() -> Value {
         ("500", "the sandbox failed"),
     ]);
     execute_responses["200"] = json!({ "description": "the program ran, whatever it did", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ExecutionResult" } } } });
+    let mut stream_responses = common_errors(&[
+        ("422", "refused by the pattern policy"),
+        ("500", "the sandbox failed"),
+    ]);
+    stream_responses["200"] = json!({ "description": "events as the program runs", "content": { "text/event-stream": { "schema": { "type": "string" } } } });
     let mut validate_responses = common_errors(&[
         ("422", "refused by the pattern policy"),
         ("500", "the sandbox failed"),
@@ -90,6 +95,23 @@ pub fn document() -> Value {
                 "summary": "Run a program and return what it did",
                 "requestBody": json_body("ExecuteRequest"),
                 "responses": execute_responses
+            }},
+            "/api/v1/execute/stream": { "post": {
+                "operationId": "executeStream",
+                "summary": "Run a program and stream its output (Server-Sent Events: stdout, stderr, then result or error)",
+                "requestBody": json_body("ExecuteRequest"),
+                "responses": stream_responses
+            }},
+            "/api/v1/execute/ws": { "get": {
+                "operationId": "executeInteractive",
+                "summary": "Interactive run over a WebSocket: first message the request, then {\"stdin\"} / {\"close_stdin\"}; output and result messages back",
+                "responses": {
+                    "101": { "description": "switching to the WebSocket protocol" },
+                    "400": error_response("not a WebSocket upgrade request"),
+                    "401": error_response("missing or invalid credentials"),
+                    "429": error_response("rate limited"),
+                    "503": error_response("the identity provider is unreachable")
+                }
             }},
             "/api/v1/validate": { "post": {
                 "operationId": "validate",

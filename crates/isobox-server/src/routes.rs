@@ -473,9 +473,20 @@ async fn execute_stream(
 async fn execute_ws(
     State(app): State<Arc<App>>,
     axum::Extension(caller): axum::Extension<Caller>,
-    ws: axum::extract::ws::WebSocketUpgrade,
+    ws: Result<
+        axum::extract::ws::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
 ) -> Response {
-    crate::streaming::websocket(app.clone(), ws, caller.key(), caller.roles.clone())
+    match ws {
+        Ok(ws) => crate::streaming::websocket(app.clone(), ws, caller.key(), caller.roles.clone()),
+        Err(_) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "upgrade_required",
+            "this endpoint speaks WebSocket only",
+        )
+        .into_response(),
+    }
 }
 
 async fn validate(
