@@ -26,6 +26,15 @@ pub struct Execution {
     pub code_bytes: usize,
 }
 
+/// A request that passed validation, with what the logs need.
+struct Validated {
+    lang: String,
+    version: String,
+    spec: ExecSpec,
+    code_hash: String,
+    code_bytes: usize,
+}
+
 /// Who may share cache entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheScope {
@@ -145,10 +154,10 @@ impl Engine {
         )
     }
 
-    /// Validates `req`, answers from the cache or runs it in a slot.
-    pub async fn execute(&self, req: ExecuteRequest, caller: &str) -> Result<Execution, CoreError> {
+    /// Validates `req` and builds its spec (off the async runtime: validation may probe a
+    /// toolchain version once, which is a short sandbox run).
+    async fn validate_request(&self, req: ExecuteRequest) -> Result<Validated, CoreError> {
         let executor = self.executor.clone();
-        // Validation may probe a toolchain version once (a short sandbox run): off the runtime.
         let (lang, version, spec) = tokio::task::spawn_blocking(move || {
             executor
                 .prepare(&req)
@@ -157,14 +166,30 @@ impl Engine {
         .await
         .map_err(|e| CoreError::Config(format!("validation task failed: {e}")))??;
         let code_bytes = spec.files.iter().map(|f| f.content.len()).sum();
-        let code_hash = {
-            let mut parts: Vec<&[u8]> = Vec::new();
-            for f in &spec.files {
-                parts.push(f.path.as_bytes());
-                parts.push(&f.content);
-            }
-            hex(&key_of(&parts))
-        };
+        let mut parts: Vec<&[u8]> = Vec::new();
+        for f in &spec.files {
+            parts.push(f.path.as_bytes());
+            parts.push(&f.content);
+        }
+        let code_hash = hex(&key_of(&parts));
+        Ok(Validated {
+            lang,
+            version,
+            spec,
+            code_hash,
+            code_bytes,
+        })
+    }
+
+    /// Validates `req`, answers from the cache or runs it in a slot.
+    pub async fn execute(&self, req: ExecuteRequest, caller: &str) -> Result<Execution, CoreError> {
+        let Validated {
+            lang,
+            version,
+            spec,
+            code_hash,
+            code_bytes,
+        } = self.validate_request(req).await?;
         let scope = (self.scope == CacheScope::PerCaller).then_some(caller);
         let key = cache_key(
             self.executor.backend().name(),
@@ -331,23 +356,13 @@ impl Engine {
         events: mpsc::UnboundedSender<StreamEvent>,
         stdin: mpsc::UnboundedReceiver<StdinMsg>,
     ) -> Result<Execution, CoreError> {
-        let executor = self.executor.clone();
-        let (lang, version, spec) = tokio::task::spawn_blocking(move || {
-            executor
-                .prepare(&req)
-                .map(|(p, spec)| (p.lang.name.clone(), p.version, spec))
-        })
-        .await
-        .map_err(|e| CoreError::Config(format!("validation task failed: {e}")))??;
-        let code_bytes = spec.files.iter().map(|f| f.content.len()).sum();
-        let code_hash = {
-            let mut parts: Vec<&[u8]> = Vec::new();
-            for f in &spec.files {
-                parts.push(f.path.as_bytes());
-                parts.push(&f.content);
-            }
-            hex(&key_of(&parts))
-        };
+        let Validated {
+            lang,
+            version,
+            spec,
+            code_hash,
+            code_bytes,
+        } = self.validate_request(req).await?;
         let waited = Instant::now();
         // A client that leaves while queued frees its place.
         let slot = tokio::select! {

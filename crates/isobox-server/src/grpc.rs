@@ -29,9 +29,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::gate::{security_event, Refusal};
+use crate::auth::gate::Refusal;
 use crate::auth::tls::PeerCerts;
-use crate::auth::AuthError;
 use crate::error::ApiError;
 use crate::logging::{EXEC, SECURITY};
 use crate::App;
@@ -156,63 +155,19 @@ impl ExecutorService {
             .and_then(|t| t.remote)
             .or_else(|| req.remote_addr())
             .map(|a| a.ip());
-        if let Err(r) = app.gate.may_try(ip) {
-            security_event(
-                "auth_throttled",
-                "-",
-                "too many failed authentications",
-                ip,
-                None,
-            );
-            return Err(refusal_status(app, &r));
-        }
         // gRPC metadata names are lower-case already: the API key header matches as on REST,
         // and `authorization` carries bearer tokens.
         let headers = req.metadata().clone().into_headers();
         let peer = tls.map(|t| t.certs.clone());
-        let principal = match app.gate.authenticate(&headers, peer.as_ref()).await {
-            Ok(p) => p,
-            Err(e) => {
-                let (refusal, reason) = match &e {
-                    AuthError::Missing => (
-                        Refusal::Unauthenticated("credentials are required".into()),
-                        "no credentials".to_string(),
-                    ),
-                    AuthError::Invalid(r) => (
-                        Refusal::Unauthenticated(format!("invalid credentials: {r}")),
-                        r.clone(),
-                    ),
-                    AuthError::Unavailable(r) => (Refusal::ProviderUnavailable, r.clone()),
-                };
-                if !matches!(e, AuthError::Unavailable(_)) {
-                    app.gate.failed(ip);
-                }
-                security_event(
-                    "auth_failed",
-                    &app.config.auth_type.join(","),
-                    &reason,
-                    ip,
-                    None,
-                );
-                return Err(refusal_status(app, &refusal));
-            }
-        };
-        let roles = app.gate.roles(&principal);
-        let decision = app.gate.rate(&principal, &roles);
-        if !decision.allowed {
-            security_event(
-                "rate_limited",
-                principal.method,
-                "rate limit",
-                ip,
-                Some(&principal.id),
-            );
-            return Err(refusal_status(app, &Refusal::RateLimited(decision)));
-        }
-        tracing::debug!(target: crate::logging::AUTH, method = principal.method, principal = %principal.id, "authenticated (gRPC)");
+        let admitted = app
+            .gate
+            .admit(&headers, peer.as_ref(), ip)
+            .await
+            .map_err(|r| refusal_status(app, &r))?;
+        let p = admitted.principal;
         Ok(Caller {
-            key: format!("{}:{}", principal.method, principal.id),
-            roles,
+            key: format!("{}:{}", p.method, p.id),
+            roles: admitted.roles,
         })
     }
 

@@ -18,7 +18,7 @@ use crate::auth::gate::{security_event, Refusal};
 use crate::auth::policy::Facts;
 use crate::auth::ratelimit::Decision;
 use crate::auth::tls::PeerCerts;
-use crate::auth::{AuthError, Principal};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::logging::{EXEC, SECURITY};
 use crate::metrics::Gauges;
@@ -191,58 +191,16 @@ fn refusal_response(app: &App, r: &Refusal) -> Response {
 /// Authentication, brute-force and rate limits for `/api/v1/*`.
 async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     let ip = client_ip(&req);
-    if let Err(r) = app.gate.may_try(ip) {
-        security_event(
-            "auth_throttled",
-            "-",
-            "too many failed authentications",
-            ip,
-            None,
-        );
-        return refusal_response(&app, &r);
-    }
     let peer = req.extensions().get::<PeerCerts>().cloned();
-    let principal = match app.gate.authenticate(req.headers(), peer.as_ref()).await {
-        Ok(p) => p,
-        Err(e) => {
-            let (refusal, reason) = match &e {
-                AuthError::Missing => (
-                    Refusal::Unauthenticated("credentials are required".into()),
-                    "no credentials".to_string(),
-                ),
-                AuthError::Invalid(r) => (
-                    Refusal::Unauthenticated(format!("invalid credentials: {r}")),
-                    r.clone(),
-                ),
-                AuthError::Unavailable(r) => (Refusal::ProviderUnavailable, r.clone()),
-            };
-            if !matches!(e, AuthError::Unavailable(_)) {
-                app.gate.failed(ip);
-            }
-            security_event(
-                "auth_failed",
-                &app.config.auth_type.join(","),
-                &reason,
-                ip,
-                None,
-            );
-            return refusal_response(&app, &refusal);
-        }
+    let admitted = match app.gate.admit(req.headers(), peer.as_ref(), ip).await {
+        Ok(a) => a,
+        Err(refusal) => return refusal_response(&app, &refusal),
     };
-    let roles = app.gate.roles(&principal);
-    let decision = app.gate.rate(&principal, &roles);
-    if !decision.allowed {
-        security_event(
-            "rate_limited",
-            principal.method,
-            "rate limit",
-            ip,
-            Some(&principal.id),
-        );
-        return refusal_response(&app, &Refusal::RateLimited(decision));
-    }
-    tracing::debug!(target: crate::logging::AUTH, method = principal.method, principal = %principal.id, "authenticated");
-    req.extensions_mut().insert(Caller { principal, roles });
+    let decision = admitted.decision;
+    req.extensions_mut().insert(Caller {
+        principal: admitted.principal,
+        roles: admitted.roles,
+    });
     let mut resp = next.run(req).await;
     rate_headers(&mut resp, &decision);
     resp

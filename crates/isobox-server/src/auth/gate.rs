@@ -252,6 +252,77 @@ impl Gate {
     }
 }
 
+/// A request the gate let through.
+pub struct Admitted {
+    pub principal: Principal,
+    /// Roles from the credential plus those the policy gives.
+    pub roles: Vec<String>,
+    /// The rate-limit state after counting this request (for the `RateLimit-*` headers).
+    pub decision: Decision,
+}
+
+impl Gate {
+    /// Everything between a request's credentials and its admission, for REST and gRPC alike:
+    /// the failed-login limit of the client address, authentication, the principal's rate
+    /// limit. Every refusal is a security event.
+    pub async fn admit(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<&PeerCerts>,
+        ip: Option<IpAddr>,
+    ) -> Result<Admitted, Refusal> {
+        if let Err(r) = self.may_try(ip) {
+            security_event(
+                "auth_throttled",
+                "-",
+                "too many failed authentications",
+                ip,
+                None,
+            );
+            return Err(r);
+        }
+        let principal = match self.authenticate(headers, peer).await {
+            Ok(p) => p,
+            Err(e) => {
+                let (refusal, reason) = match &e {
+                    AuthError::Missing => (
+                        Refusal::Unauthenticated("credentials are required".into()),
+                        "no credentials".to_string(),
+                    ),
+                    AuthError::Invalid(r) => (
+                        Refusal::Unauthenticated(format!("invalid credentials: {r}")),
+                        r.clone(),
+                    ),
+                    AuthError::Unavailable(r) => (Refusal::ProviderUnavailable, r.clone()),
+                };
+                if !matches!(e, AuthError::Unavailable(_)) {
+                    self.failed(ip);
+                }
+                security_event("auth_failed", &self.methods.join(","), &reason, ip, None);
+                return Err(refusal);
+            }
+        };
+        let roles = self.roles(&principal);
+        let decision = self.rate(&principal, &roles);
+        if !decision.allowed {
+            security_event(
+                "rate_limited",
+                principal.method,
+                "rate limit",
+                ip,
+                Some(&principal.id),
+            );
+            return Err(Refusal::RateLimited(decision));
+        }
+        tracing::debug!(target: crate::logging::AUTH, method = principal.method, principal = %principal.id, "authenticated");
+        Ok(Admitted {
+            principal,
+            roles,
+            decision,
+        })
+    }
+}
+
 /// Logs a refusal as a security event (never the credential).
 pub fn security_event(
     event: &str,
