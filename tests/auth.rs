@@ -3,50 +3,11 @@
 //! their modules).
 
 mod common;
-use common::TempDir;
+use common::{TempDir, TestServer};
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use serde_json::{json, Value};
-
-struct Server {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    async fn start(vars: &[(&str, &str)]) -> Server {
-        let mut env: HashMap<String, String> = HashMap::new();
-        env.insert("REST_PORT".into(), "0".into());
-        env.insert("ISOBOX_WARM_POOL".into(), "0".into());
-        for (k, v) in vars {
-            env.insert(k.to_string(), v.to_string());
-        }
-        let cfg = isobox_server::config::load(&env).expect("config");
-        let app = tokio::task::spawn_blocking(move || isobox_server::App::build(cfg))
-            .await
-            .unwrap()
-            .expect("app");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(isobox_server::run(listener, Arc::new(app), async move {
-            let _ = rx.await;
-        }));
-        Server {
-            url,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let _ = self.task.await;
-    }
-}
 
 async fn post(
     url: &str,
@@ -76,7 +37,7 @@ fn hello(lang: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_keys_admit_only_known_keys() {
-    let s = Server::start(&[
+    let s = TestServer::start(&[
         ("AUTH_TYPE", "apikey"),
         ("API_KEYS", "k-alpha,k-beta"),
         ("ISOBOX_AUTH_FAIL_LIMIT", "100/min"),
@@ -175,7 +136,7 @@ resource = "code_execution"
 action = "*"
 "#,
     );
-    let s = Server::start(&[
+    let s = TestServer::start(&[
         ("AUTH_TYPE", "apikey"),
         ("ISOBOX_API_KEYS_FILE", keys.to_str().unwrap()),
         ("ISOBOX_POLICY", policy.to_str().unwrap()),
@@ -241,7 +202,7 @@ action = "*"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rate_limits_per_principal_and_failed_logins_per_address() {
-    let s = Server::start(&[
+    let s = TestServer::start(&[
         ("AUTH_TYPE", "apikey"),
         ("API_KEYS", "k-one,k-two"),
         ("ISOBOX_RATE_LIMIT", "3/min"),
@@ -371,7 +332,7 @@ async fn bearer_tokens_go_to_jwt_or_oauth2() {
     let raw = kp.public_key_raw();
     let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "x": b64(&raw[1..33]), "y": b64(&raw[33..65])});
     let idp = provider(jwk).await;
-    let s = Server::start(&[
+    let s = TestServer::start(&[
         ("AUTH_TYPE", "jwt,oauth2"),
         ("JWT_PUBLIC_KEY_URL", &format!("{idp}/jwks")),
         ("JWT_ISSUER_URL", "https://idp.test"),
@@ -419,7 +380,7 @@ async fn bearer_tokens_go_to_jwt_or_oauth2() {
     s.stop().await;
 
     // The provider down: fail closed with 503, never admit.
-    let dead = Server::start(&[
+    let dead = TestServer::start(&[
         ("AUTH_TYPE", "oauth2"),
         ("OAUTH2_USERINFO_URL", "http://127.0.0.1:9/userinfo"),
         ("ISOBOX_AUTH_FAIL_LIMIT", "100/min"),
@@ -460,7 +421,7 @@ async fn mtls_principals_through_the_server() {
     let ca_file = dir.file("ca.pem", &ca.pem());
     let cert_file = dir.file("server.pem", &server_pem);
     let key_file = dir.file("server.key", &server_key);
-    let s = Server::start(&[
+    let s = TestServer::start(&[
         ("AUTH_TYPE", "mtls"),
         ("TLS_CERT", cert_file.to_str().unwrap()),
         ("TLS_KEY", key_file.to_str().unwrap()),

@@ -1,45 +1,13 @@
 //! Streaming over REST: Server-Sent Events and the interactive WebSocket, with real clients.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+mod common;
+use common::TestServer;
+
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-
-struct Server {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    async fn start(vars: &[(&str, &str)]) -> Server {
-        let mut env: HashMap<String, String> = HashMap::new();
-        env.insert("REST_PORT".into(), "0".into());
-        env.insert("ISOBOX_WARM_POOL".into(), "0".into());
-        for (k, v) in vars {
-            env.insert(k.to_string(), v.to_string());
-        }
-        let cfg = isobox_server::config::load(&env).expect("config");
-        let app = tokio::task::spawn_blocking(move || isobox_server::App::build(cfg))
-            .await
-            .unwrap()
-            .expect("app");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(isobox_server::run(listener, Arc::new(app), async move {
-            let _ = rx.await;
-        }));
-        Server {
-            url,
-            stop: Some(tx),
-            task,
-        }
-    }
-}
 
 /// Host processes whose command line holds `token`.
 fn procs_with(token: &str) -> usize {
@@ -91,7 +59,7 @@ fn sse_events(text: &str) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sse_streams_output_as_it_is_produced() {
-    let s = Server::start(&[]).await;
+    let s = TestServer::start(&[]).await;
     let code = "import time, sys\nfor i in range(5):\n    print(i, flush=True)\n    time.sleep(0.2)\nprint('bye', file=sys.stderr, flush=True)\n";
     let started = Instant::now();
     let mut resp = reqwest::Client::new()
@@ -135,13 +103,12 @@ async fn sse_streams_output_as_it_is_produced() {
         first_at.unwrap() + Duration::from_millis(500) < total,
         "first {first_at:?}, total {total:?}"
     );
-    let _ = s.stop.unwrap().send(());
-    let _ = s.task.await;
+    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sse_bad_input_is_a_plain_error_and_disconnect_kills_the_run() {
-    let s = Server::start(&[]).await;
+    let s = TestServer::start(&[]).await;
     let c = reqwest::Client::new();
     let r = c
         .post(format!("{}/api/v1/execute/stream", s.url))
@@ -178,13 +145,12 @@ async fn sse_bad_input_is_a_plain_error_and_disconnect_kills_the_run() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = s.stop.unwrap().send(());
-    let _ = s.task.await;
+    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn websocket_runs_an_interactive_program() {
-    let s = Server::start(&[]).await;
+    let s = TestServer::start(&[]).await;
     let ws_url = s.url.replace("http://", "ws://") + "/api/v1/execute/ws";
     let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
         .await
@@ -244,13 +210,12 @@ async fn websocket_runs_an_interactive_program() {
     let m = next_text(&mut ws).await;
     assert_eq!(m["type"], "error");
     assert_eq!(m["error"], "invalid_json");
-    let _ = s.stop.unwrap().send(());
-    let _ = s.task.await;
+    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn websocket_disconnect_kills_the_run_and_shutdown_ends_streams() {
-    let s = Server::start(&[("ISOBOX_SHUTDOWN_GRACE_MS", "300")]).await;
+    let mut s = TestServer::start(&[("ISOBOX_SHUTDOWN_GRACE_MS", "300")]).await;
     let ws_url = s.url.replace("http://", "ws://") + "/api/v1/execute/ws";
     let tok = token();
     let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
@@ -283,7 +248,7 @@ async fn websocket_disconnect_kills_the_run_and_shutdown_ends_streams() {
     while procs_with(&tok2) == 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = s.stop.unwrap().send(());
+    s.begin_stop();
     let t = Instant::now();
     let reader = async {
         let mut body = String::new();
@@ -295,9 +260,10 @@ async fn websocket_disconnect_kills_the_run_and_shutdown_ends_streams() {
     let body = tokio::time::timeout(Duration::from_secs(15), reader)
         .await
         .expect("the stream never ended");
-    let _ = tokio::time::timeout(Duration::from_secs(15), s.task)
-        .await
-        .expect("run() never returned");
+    assert!(
+        s.finished_within(Duration::from_secs(15)).await,
+        "run() never returned"
+    );
     assert!(t.elapsed() < Duration::from_secs(12), "{:?}", t.elapsed());
     assert!(
         body.contains("event: result") || body.contains("event: error"),

@@ -119,3 +119,61 @@ fn nanos() -> u128 {
         .unwrap()
         .as_nanos()
 }
+
+/// A REST server on a free loopback port, started in this process from `vars` (as the
+/// environment): `ISOBOX_WARM_POOL=0` unless set.
+pub struct TestServer {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(vars: &[(&str, &str)]) -> TestServer {
+        let mut env: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        env.insert("REST_PORT".into(), "0".into());
+        env.insert("ISOBOX_WARM_POOL".into(), "0".into());
+        for (k, v) in vars {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let cfg = isobox_server::config::load(&env).expect("config");
+        let app = tokio::task::spawn_blocking(move || isobox_server::App::build(cfg))
+            .await
+            .unwrap()
+            .expect("app");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(isobox_server::run(listener, Arc::new(app), async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            url,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Starts the graceful shutdown without waiting for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Shuts down and waits until `run` returned.
+    pub async fn stop(mut self) {
+        self.begin_stop();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    /// Waits (at most `limit`) for `run` to return after `begin_stop`.
+    pub async fn finished_within(&mut self, limit: std::time::Duration) -> bool {
+        match self.task.take() {
+            Some(t) => tokio::time::timeout(limit, t).await.is_ok(),
+            None => true,
+        }
+    }
+}
