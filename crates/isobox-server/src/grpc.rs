@@ -32,7 +32,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::gate::Refusal;
 use crate::auth::tls::PeerCerts;
 use crate::error::ApiError;
-use crate::logging::{EXEC, SECURITY};
+use crate::logging::SECURITY;
 use crate::App;
 
 /// Re-exported for clients and tests (one version of each, the server's).
@@ -101,17 +101,7 @@ fn refusal_status(app: &App, r: &Refusal) -> Status {
 
 /// A core error as a status (counted and logged as on REST; never internal details).
 fn core_status(app: &App, e: &CoreError) -> Status {
-    let api = ApiError::from(e);
-    app.metrics.rejected(api.kind);
-    match e {
-        CoreError::PatternRejected(rule) => {
-            tracing::warn!(target: SECURITY, event = "pattern_rejected", rule = %rule, "submission refused by the pattern policy")
-        }
-        CoreError::Sandbox(err) => tracing::error!(error = %err, "sandbox failure"),
-        CoreError::Config(err) => tracing::error!(error = %err, "internal failure"),
-        _ => {}
-    }
-    api.into()
+    crate::routes::core_error(app, e).into()
 }
 
 fn deadline_status(app: &App) -> Status {
@@ -267,31 +257,7 @@ fn to_proto(r: &ExecutionResult) -> pb::ExecuteResult {
 
 /// Metrics and the execution log line of a finished run (as REST).
 fn record(app: &App, caller: &str, ex: &Execution, streamed: bool) {
-    let r = &ex.result;
-    app.metrics.execution(&r.language, &r.status);
-    if let Some(ran) = ex.ran {
-        app.metrics.run_time(ran);
-        app.metrics.queue_time(ex.queued);
-    }
-    if let Some(m) = &r.internal_message {
-        tracing::error!(id = %r.id, language = %r.language, error = %m, "sandbox failure during a run");
-    }
-    tracing::info!(
-        target: EXEC,
-        id = %r.id,
-        principal = %caller,
-        language = %r.language,
-        status = %r.status,
-        cached = r.cached,
-        streamed,
-        api = "grpc",
-        cpu_ms = r.cpu_time_ms,
-        wall_ms = r.wall_time_ms,
-        queued_ms = ex.queued.as_millis() as u64,
-        code_sha = %ex.code_hash,
-        code_bytes = ex.code_bytes,
-        "execution"
-    );
+    crate::routes::record_execution(app, caller, ex, "grpc", streamed);
 }
 
 type MessageStream =

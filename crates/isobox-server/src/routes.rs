@@ -344,7 +344,43 @@ async fn json_body<T: DeserializeOwned>(
     })
 }
 
-fn core_error(app: &App, e: &CoreError) -> ApiError {
+/// Metrics and the execution log line of a finished run, for every API (never code or output).
+pub(crate) fn record_execution(
+    app: &App,
+    caller: &str,
+    ex: &isobox_core::engine::Execution,
+    api: &str,
+    streamed: bool,
+) {
+    let r = &ex.result;
+    app.metrics.execution(&r.language, &r.status);
+    if let Some(ran) = ex.ran {
+        app.metrics.run_time(ran);
+        app.metrics.queue_time(ex.queued);
+    }
+    if let Some(m) = &r.internal_message {
+        tracing::error!(id = %r.id, language = %r.language, error = %m, "sandbox failure during a run");
+    }
+    tracing::info!(
+        target: EXEC,
+        id = %r.id,
+        principal = %caller,
+        language = %r.language,
+        status = %r.status,
+        cached = r.cached,
+        streamed,
+        api,
+        cpu_ms = r.cpu_time_ms,
+        wall_ms = r.wall_time_ms,
+        queued_ms = ex.queued.as_millis() as u64,
+        code_sha = %ex.code_hash,
+        code_bytes = ex.code_bytes,
+        "execution"
+    );
+}
+
+/// A core error as the API error (counted, and logged where it says something about the host).
+pub(crate) fn core_error(app: &App, e: &CoreError) -> ApiError {
     let api = ApiError::from(e);
     app.metrics.rejected(api.kind);
     match e {
@@ -379,35 +415,12 @@ async fn execute(
     if let Err(resp) = authorize(&app, &caller, "execute", &req) {
         return Ok(*resp);
     }
-    let language = req.language.clone();
     let ex = app
         .engine
         .execute(req, &caller.key())
         .await
         .map_err(|e| core_error(&app, &e))?;
-    let r = &ex.result;
-    app.metrics.execution(&r.language, &r.status);
-    if let Some(ran) = ex.ran {
-        app.metrics.run_time(ran);
-        app.metrics.queue_time(ex.queued);
-    }
-    if let Some(m) = &r.internal_message {
-        tracing::error!(id = %r.id, language = %language, error = %m, "sandbox failure during a run");
-    }
-    tracing::info!(
-        target: EXEC,
-        id = %r.id,
-        principal = %caller.key(),
-        language = %r.language,
-        status = %r.status,
-        cached = r.cached,
-        cpu_ms = r.cpu_time_ms,
-        wall_ms = r.wall_time_ms,
-        queued_ms = ex.queued.as_millis() as u64,
-        code_sha = %ex.code_hash,
-        code_bytes = ex.code_bytes,
-        "execution"
-    );
+    record_execution(&app, &caller.key(), &ex, "rest", false);
     Ok(Json(&ex.result).into_response())
 }
 

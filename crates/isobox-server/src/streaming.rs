@@ -70,25 +70,7 @@ pub async fn precheck(app: &App, req: &ExecuteRequest) -> Result<(), CoreError> 
 
 fn record(app: &App, caller: &str, ev: &Result<isobox_core::engine::Execution, CoreError>) {
     if let Ok(ex) = ev {
-        let r = &ex.result;
-        app.metrics.execution(&r.language, &r.status);
-        if let Some(ran) = ex.ran {
-            app.metrics.run_time(ran);
-            app.metrics.queue_time(ex.queued);
-        }
-        tracing::info!(
-            target: crate::logging::EXEC,
-            id = %r.id,
-            principal = %caller,
-            language = %r.language,
-            status = %r.status,
-            streamed = true,
-            cpu_ms = r.cpu_time_ms,
-            wall_ms = r.wall_time_ms,
-            code_sha = %ex.code_hash,
-            code_bytes = ex.code_bytes,
-            "execution"
-        );
+        crate::routes::record_execution(app, caller, ex, "rest", true);
     }
 }
 
