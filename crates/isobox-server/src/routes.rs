@@ -405,16 +405,32 @@ async fn execute_request(
         .inspect_err(|e| app.metrics.rejected(e.kind))
 }
 
+/// The request of execute, its stream and validate: parsed (refusals counted), then checked
+/// against the policy for `action`; the error is the finished response.
+async fn authorized_request(
+    app: &App,
+    caller: &Caller,
+    action: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<ExecuteRequest, Response> {
+    let req = execute_request(app, headers, body)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    authorize(app, caller, action, &req).map_err(|resp| *resp)?;
+    Ok(req)
+}
+
 async fn execute(
     State(app): State<Arc<App>>,
     axum::Extension(caller): axum::Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req = execute_request(&app, &headers, body).await?;
-    if let Err(resp) = authorize(&app, &caller, "execute", &req) {
-        return Ok(*resp);
-    }
+    let req = match authorized_request(&app, &caller, "execute", &headers, body).await {
+        Ok(r) => r,
+        Err(resp) => return Ok(resp),
+    };
     let ex = app
         .engine
         .execute(req, &caller.key())
@@ -430,10 +446,10 @@ async fn execute_stream(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req = execute_request(&app, &headers, body).await?;
-    if let Err(resp) = authorize(&app, &caller, "execute", &req) {
-        return Ok(*resp);
-    }
+    let req = match authorized_request(&app, &caller, "execute", &headers, body).await {
+        Ok(r) => r,
+        Err(resp) => return Ok(resp),
+    };
     crate::streaming::precheck(&app, &req)
         .await
         .map_err(|e| core_error(&app, &e))?;
@@ -466,10 +482,10 @@ async fn validate(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req = execute_request(&app, &headers, body).await?;
-    if let Err(resp) = authorize(&app, &caller, "validate", &req) {
-        return Ok(*resp);
-    }
+    let req = match authorized_request(&app, &caller, "validate", &headers, body).await {
+        Ok(r) => r,
+        Err(resp) => return Ok(resp),
+    };
     let v = app
         .engine
         .validate(req)
