@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use isobox_core::{ExecuteRequest, Executor, LanguageTable, Policy, RequestFile, RequestLimits};
-use isobox_sandbox::{Backend, NativeBackend, NativeConfig, RootFs};
+use isobox_sandbox::{Backend, DockerBackend, NativeBackend, NativeConfig, RootFs};
 
 #[derive(Parser)]
 #[command(
@@ -78,8 +78,33 @@ enum Command {
     },
     /// Start the REST API (REST_PORT, default 8000; see README for every setting).
     Serve,
+    /// The docker backend's runtime image.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Load the configuration as `serve` would and show each value and where it came from.
     CheckConfig,
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build the runtime image locally (no registry) and tag it `isobox-runtime:<version>`.
+    Build {
+        /// Root file system to import: the host's toolchains (`/`) or a prepared tree such as a
+        /// debootstrap directory.
+        #[arg(long, default_value = "/", value_name = "DIR")]
+        from: PathBuf,
+        /// Image tag (the server's ISOBOX_DOCKER_IMAGE must name it if changed).
+        #[arg(long)]
+        tag: Option<String>,
+        /// The `isobox-runner` binary (default: next to this executable).
+        #[arg(long, value_name = "FILE")]
+        runner: Option<PathBuf>,
+        /// A path below DIR to leave out, on top of the default list (repeat for more).
+        #[arg(long, value_name = "PATH")]
+        exclude: Vec<String>,
+    },
 }
 
 fn native_config(rootfs: Option<PathBuf>) -> NativeConfig {
@@ -94,9 +119,26 @@ fn backend(kind: BackendKind, rootfs: Option<PathBuf>) -> anyhow::Result<Arc<dyn
     match kind {
         BackendKind::Native => Ok(Arc::new(NativeBackend::new(native_config(rootfs))?)),
         BackendKind::Docker => {
-            bail!("the docker backend is not part of this build yet: use `--backend native` (run as root)")
+            if rootfs.is_some() {
+                bail!("--rootfs is for the native backend; the docker backend runs its image (`isobox image build --from DIR`)");
+            }
+            let mut cfg =
+                isobox_server::config::docker_settings(&isobox_server::config::ProcessEnv)
+                    .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+            // One run: no pool, and a label of its own so it never reaps a server's containers.
+            cfg.pool = 0;
+            cfg.instance = format!("cli-{}", std::process::id());
+            Ok(Arc::new(DockerBackend::new(cfg)?))
         }
     }
+}
+
+/// Where `isobox image build` finds the runner by default: next to this executable.
+fn default_runner() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("isobox-runner")))
+        .unwrap_or_else(|| PathBuf::from("isobox-runner"))
 }
 
 fn languages(path: Option<&PathBuf>) -> anyhow::Result<LanguageTable> {
@@ -266,6 +308,36 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => serve(),
+        Command::Image {
+            command:
+                ImageCommand::Build {
+                    from,
+                    tag,
+                    runner,
+                    exclude,
+                },
+        } => {
+            use isobox_sandbox::docker::image;
+            let mut b = image::ImageBuild::new(runner.unwrap_or_else(default_runner));
+            b.from = from;
+            if let Some(t) = tag {
+                b.tag = t;
+            }
+            b.exclude.extend(exclude);
+            let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let started = std::time::Instant::now();
+            let id = rt.block_on(async {
+                let docker = isobox_sandbox::docker::connect(None).await?;
+                image::build(&docker, &b, |line| eprintln!("  {line}")).await
+            })?;
+            println!(
+                "built {} ({id}) from {} in {:.1} s",
+                b.tag,
+                b.from.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig => {
             let cfg = isobox_server::config::load(&isobox_server::config::ProcessEnv)
                 .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;

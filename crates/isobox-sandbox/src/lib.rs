@@ -3,18 +3,20 @@
 //! The one crate of the workspace with `unsafe` code. It knows nothing of HTTP, languages or
 //! users: it takes an [`ExecSpec`] (files, phases with argv and limits) and returns an
 //! [`ExecReport`] (status, output, CPU, wall time, peak memory per phase), through the
-//! [`Backend`] trait. `native` is our own namespace/cgroup/seccomp sandbox; `docker` comes later
-//! behind the same trait.
+//! [`Backend`] trait. `native` is our own namespace/cgroup/seccomp sandbox; `docker` runs each execution in a
+//! hardened container on a Docker engine, behind the same trait.
 
 pub mod cgroup;
+pub mod docker;
 pub mod native;
 pub mod seccomp;
 mod spec;
 
+pub use docker::{DockerBackend, DockerConfig};
 pub use native::{NativeBackend, NativeConfig, RootFs};
 pub use spec::{
-    check_files, signal_name, ExecReport, ExecSpec, LimitHit, Limits, NoIo, Phase, PhaseReport,
-    RunIo, SandboxFile, Status, StdinPoll, Stream,
+    check_files, classify, not_started, program_env, rlimits, signal_name, ExecReport, ExecSpec,
+    LimitHit, Limits, NoIo, Phase, PhaseReport, RunIo, SandboxFile, Status, StdinPoll, Stream,
 };
 
 /// Errors of the sandbox layer.

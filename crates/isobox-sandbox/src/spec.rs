@@ -245,6 +245,90 @@ pub struct ExecReport {
     pub warm: bool,
 }
 
+/// The `PATH` of every program in a sandbox.
+pub const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A program's environment: the clean base (PATH, HOME, TMPDIR, LANG, USER) with the phase's
+/// own variables on top.
+pub fn program_env(extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), SANDBOX_PATH.into()),
+        ("HOME".into(), "/tmp".into()),
+        ("TMPDIR".into(), "/tmp".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("USER".into(), "sandbox".into()),
+    ];
+    for (k, v) in extra {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
+/// The rlimits (resource, soft = hard) a program starts with.
+pub fn rlimits(l: &Limits) -> Vec<[u64; 2]> {
+    let cpu_secs = l.cpu.as_secs() + 2; // backstop only; the supervisor enforces the real limit
+    vec![
+        [libc::RLIMIT_NOFILE as u64, l.max_open_files],
+        [libc::RLIMIT_FSIZE as u64, l.max_file_bytes],
+        [libc::RLIMIT_CORE as u64, 0],
+        [libc::RLIMIT_STACK as u64, l.stack_bytes],
+        [libc::RLIMIT_MEMLOCK as u64, 64 << 10],
+        [libc::RLIMIT_CPU as u64, cpu_secs],
+    ]
+}
+
+/// How a phase ended, from what the supervisor saw: the limit it enforced, whether the sandbox
+/// itself failed, whether the OOM killer struck, and the program's wait status. Both backends
+/// decide with this one function.
+pub fn classify(
+    limit_hit: Option<LimitHit>,
+    failed: bool,
+    oom: bool,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+) -> (Status, Option<LimitHit>) {
+    if let Some(hit) = limit_hit {
+        let s = match hit {
+            LimitHit::WallTime | LimitHit::CpuTime => Status::Timeout,
+            LimitHit::Memory => Status::MemoryLimit,
+            LimitHit::Output => Status::OutputLimit,
+        };
+        (s, Some(hit))
+    } else if failed {
+        (Status::InternalError, None)
+    } else if oom && (signal == Some(libc::SIGKILL) || exit_code != Some(0)) {
+        (Status::MemoryLimit, Some(LimitHit::Memory))
+    } else if signal == Some(libc::SIGXCPU) {
+        (Status::Timeout, Some(LimitHit::CpuTime))
+    } else if signal.is_some() {
+        (Status::Signal, None)
+    } else if exit_code == Some(0) {
+        (Status::Ok, None)
+    } else {
+        (Status::RuntimeError, None)
+    }
+}
+
+/// The report of a phase that could not start because of a limit (e.g. memory already in use).
+pub fn not_started(phase: &Phase, status: Status) -> PhaseReport {
+    PhaseReport {
+        name: phase.name.clone(),
+        status,
+        exit_code: None,
+        signal: None,
+        limit_hit: (status == Status::MemoryLimit).then_some(LimitHit::Memory),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        cpu_time: Duration::ZERO,
+        wall_time: Duration::ZERO,
+        memory_peak_bytes: 0,
+        internal_error: None,
+    }
+}
+
 /// Name of a signal, e.g. `SIGSEGV`.
 pub fn signal_name(sig: i32) -> String {
     let name = match sig {

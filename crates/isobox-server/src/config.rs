@@ -97,6 +97,8 @@ pub struct Config {
     pub grpc_port: u16,
     pub auth_type: Vec<String>,
     pub backend: String,
+    /// Settings of the docker backend (`ISOBOX_DOCKER_*`), used when `backend` is `docker`.
+    pub docker: isobox_sandbox::DockerConfig,
     pub rootfs: Option<PathBuf>,
     pub languages_file: Option<PathBuf>,
     pub warm_pool: usize,
@@ -398,15 +400,16 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         auth_fail_limit,
     };
     let backend = r.string("ISOBOX_BACKEND", "native");
-    if backend != "native" {
+    if backend != "native" && backend != "docker" {
         return Err(err(
             "ISOBOX_BACKEND",
-            format!("`{backend}` is not available in this build (native)"),
+            format!("`{backend}` is not a backend (native or docker)"),
         ));
     }
     let rootfs = r.opt_path("ISOBOX_ROOTFS");
     let languages_file = r.opt_path("ISOBOX_LANGUAGES");
     let slots = r.num("ISOBOX_SLOTS", &slots_default, 1usize, 1024)?;
+    let docker = docker_config(&mut r, slots)?;
     let warm_pool = r.num("ISOBOX_WARM_POOL", &slots.to_string(), 0usize, 256)?;
     let queue = r.num("ISOBOX_QUEUE", &(slots * 8).to_string(), 0usize, 100_000)?;
     let queue_timeout =
@@ -465,6 +468,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         grpc_port,
         auth_type,
         backend,
+        docker,
         rootfs,
         languages_file,
         warm_pool,
@@ -484,6 +488,69 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         shutdown_grace,
         auth,
         shown: r.shown,
+    })
+}
+
+/// The docker backend's settings from the environment alone (`isobox run --backend docker`).
+pub fn docker_settings(env: &dyn Env) -> Result<isobox_sandbox::DockerConfig, ConfigError> {
+    let mut r = Reader {
+        env,
+        file: BTreeMap::new(),
+        shown: Vec::new(),
+    };
+    docker_config(&mut r, 1)
+}
+
+/// The docker backend's settings. Only operators set these: no request can name an image, a
+/// runtime or a mount.
+fn docker_config(
+    r: &mut Reader,
+    slots: usize,
+) -> Result<isobox_sandbox::DockerConfig, ConfigError> {
+    use isobox_sandbox::docker::{default_image, PoolMode};
+    let image = r.string("ISOBOX_DOCKER_IMAGE", &default_image());
+    if image.is_empty() || image.contains(char::is_whitespace) {
+        return Err(err(
+            "ISOBOX_DOCKER_IMAGE",
+            format!("`{image}` is not an image name"),
+        ));
+    }
+    let runtime = r.string("ISOBOX_DOCKER_RUNTIME", "");
+    let pool = r.num("ISOBOX_DOCKER_POOL", &slots.to_string(), 0usize, 256)?;
+    let pool_mode = match r.string("ISOBOX_DOCKER_POOL_MODE", "started").as_str() {
+        "started" => PoolMode::Started,
+        "created" => PoolMode::Created,
+        other => {
+            return Err(err(
+                "ISOBOX_DOCKER_POOL_MODE",
+                format!("`{other}` is not a pool mode (started or created)"),
+            ))
+        }
+    };
+    let instance = r.string("ISOBOX_DOCKER_INSTANCE", "default");
+    if instance.is_empty()
+        || !instance
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(err(
+            "ISOBOX_DOCKER_INSTANCE",
+            format!("`{instance}` must be letters, digits, `-`, `_` or `.`"),
+        ));
+    }
+    let apparmor = match r.string("ISOBOX_DOCKER_APPARMOR", "auto").as_str() {
+        "auto" => None,
+        "none" => Some(String::new()),
+        name => Some(name.to_string()),
+    };
+    Ok(isobox_sandbox::DockerConfig {
+        image,
+        runtime: (!runtime.is_empty()).then_some(runtime),
+        pool,
+        pool_mode,
+        instance,
+        apparmor,
+        host: None,
     })
 }
 
@@ -529,6 +596,12 @@ const KNOWN: &[&str] = &[
     "AUTH_TYPE",
     "ISOBOX_BACKEND",
     "ISOBOX_ROOTFS",
+    "ISOBOX_DOCKER_IMAGE",
+    "ISOBOX_DOCKER_RUNTIME",
+    "ISOBOX_DOCKER_POOL",
+    "ISOBOX_DOCKER_POOL_MODE",
+    "ISOBOX_DOCKER_INSTANCE",
+    "ISOBOX_DOCKER_APPARMOR",
     "ISOBOX_LANGUAGES",
     "ISOBOX_SLOTS",
     "ISOBOX_WARM_POOL",

@@ -25,7 +25,7 @@ use isobox_core::dedup::DedupConfig;
 use isobox_core::engine::{CacheScope, Engine};
 use isobox_core::slots::SlotsConfig;
 use isobox_core::{Executor, LanguageInfo, LanguageTable, Policy};
-use isobox_sandbox::{Backend, NativeBackend, NativeConfig, RootFs};
+use isobox_sandbox::{Backend, DockerBackend, NativeBackend, NativeConfig, RootFs};
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -61,15 +61,18 @@ impl App {
             })?),
             _ => None,
         };
-        let mut native = NativeConfig {
-            warm_pool: config.warm_pool,
-            ..NativeConfig::default()
+        let backend: Arc<dyn Backend> = if config.backend == "docker" {
+            Arc::new(DockerBackend::new(config.docker.clone()).map_err(|e| e.to_string())?)
+        } else {
+            let mut native = NativeConfig {
+                warm_pool: config.warm_pool,
+                ..NativeConfig::default()
+            };
+            if let Some(dir) = &config.rootfs {
+                native.rootfs = RootFs::Dir(dir.clone());
+            }
+            Arc::new(NativeBackend::new(native).map_err(|e| e.to_string())?)
         };
-        if let Some(dir) = &config.rootfs {
-            native.rootfs = RootFs::Dir(dir.clone());
-        }
-        let backend: Arc<dyn Backend> =
-            Arc::new(NativeBackend::new(native).map_err(|e| e.to_string())?);
         let table = match &config.languages_file {
             Some(p) => LanguageTable::load(p).map_err(|e| e.to_string())?,
             None => LanguageTable::builtin(),

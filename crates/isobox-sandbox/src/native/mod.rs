@@ -58,14 +58,14 @@ use crate::seccomp;
 use crate::spec::{ExecReport, ExecSpec, Limits, Phase, RunIo, Status};
 use crate::{Backend, SandboxError};
 
+use crate::spec::SANDBOX_PATH;
 use child::{
     Arena, ChildCtx, PhaseCmd, RawOp, MAX_PHASES, MSG_JOB_READY, MSG_READY, MSG_SETUP_FAILED,
 };
-use rootfs::{build_base_ops, cpath, cstr, run_ops, Op, SANDBOX_PATH};
+use rootfs::{build_base_ops, cpath, cstr, run_ops, Op};
 pub use rootfs::{RootFs, DEFAULT_ETC};
 use supervise::{
-    os_err, pipe, rlimits, set_nonblocking, supervise, wait_readable, InitProcess, PhasePipes,
-    StatusReader,
+    os_err, pipe, set_nonblocking, supervise, wait_readable, InitProcess, PhasePipes, StatusReader,
 };
 
 /// Configuration of the native backend.
@@ -521,22 +521,12 @@ impl Shared {
             self.resolve_command(cmd)
                 .unwrap_or_else(|| format!("/usr/bin/{cmd}"))
         };
-        let mut env: Vec<(String, String)> = vec![
-            ("PATH".into(), SANDBOX_PATH.into()),
-            ("HOME".into(), "/tmp".into()),
-            ("TMPDIR".into(), "/tmp".into()),
-            ("LANG".into(), "C.UTF-8".into()),
-            ("USER".into(), "sandbox".into()),
-        ];
-        for (k, v) in &phase.env {
-            env.retain(|(ek, _)| ek != k);
-            env.push((k.clone(), v.clone()));
-        }
+        let env = crate::spec::program_env(&phase.env);
         Ok(PhaseCmd {
             path: cstr(path),
             argv: phase.argv.iter().map(cstr).collect(),
             envp: env.iter().map(|(k, v)| cstr(format!("{k}={v}"))).collect(),
-            rlimits: rlimits(&phase.limits),
+            rlimits: crate::spec::rlimits(&phase.limits),
         })
     }
 }
@@ -857,7 +847,7 @@ impl Backend for NativeBackend {
         let memory_limit = |sb: &mut Sandbox| {
             let _ = sb.finish();
             Ok(ExecReport {
-                phases: vec![supervise::not_started(first, Status::MemoryLimit)],
+                phases: vec![crate::spec::not_started(first, Status::MemoryLimit)],
                 setup_time: started.elapsed(),
                 total_time: started.elapsed(),
                 warm: sb.warm,
@@ -912,7 +902,7 @@ impl Backend for NativeBackend {
                 {
                     Ok(()) => {}
                     Err(SandboxError::MemoryInUse) => {
-                        reports.push(supervise::not_started(phase, Status::MemoryLimit));
+                        reports.push(crate::spec::not_started(phase, Status::MemoryLimit));
                         break;
                     }
                     Err(e) => return Err(e),

@@ -168,9 +168,6 @@ fn replicate(ops: &mut Vec<Op>, host: &Path, dst: &Path) {
     }
 }
 
-pub(super) const SANDBOX_PATH: &str =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 pub(super) fn build_base_ops(cfg: &NativeConfig) -> Result<Vec<Op>, SandboxError> {
     let root = &cfg.mount_point();
     let mut ops = Vec::new();

@@ -11,7 +11,7 @@ use libc::c_int;
 use super::child::{MSG_EXEC_FAILED, MSG_EXITED, MSG_SETUP_FAILED, STAGES};
 use super::Sandbox;
 use crate::cgroup::RunCgroup;
-use crate::spec::{LimitHit, Phase, PhaseReport, RunIo, Status, StdinPoll, Stream};
+use crate::spec::{LimitHit, Phase, PhaseReport, RunIo, StdinPoll, Stream};
 
 pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -131,18 +131,6 @@ pub(super) fn wait_readable(fd: RawFd, timeout: Option<Duration>) {
         .unwrap_or(-1);
     // SAFETY: one valid pollfd.
     unsafe { libc::poll(&mut p, 1, ms) };
-}
-
-pub(super) fn rlimits(l: &crate::spec::Limits) -> Vec<[u64; 2]> {
-    let cpu_secs = l.cpu.as_secs() + 2; // backstop only; the supervisor enforces the real limit
-    vec![
-        [libc::RLIMIT_NOFILE as u64, l.max_open_files],
-        [libc::RLIMIT_FSIZE as u64, l.max_file_bytes],
-        [libc::RLIMIT_CORE as u64, 0],
-        [libc::RLIMIT_STACK as u64, l.stack_bytes],
-        [libc::RLIMIT_MEMLOCK as u64, 64 << 10],
-        [libc::RLIMIT_CPU as u64, cpu_secs],
-    ]
 }
 
 /// Output collected from one pipe, cut exactly at the cap.
@@ -374,27 +362,8 @@ pub(super) fn supervise(
         _ => (None, None),
     };
     let failure = failure.or(exec_failed);
-    let (status_v, limit_hit) = if let Some(hit) = limit_hit {
-        let s = match hit {
-            LimitHit::WallTime | LimitHit::CpuTime => Status::Timeout,
-            LimitHit::Memory => Status::MemoryLimit,
-            LimitHit::Output => Status::OutputLimit,
-        };
-        (s, Some(hit))
-    } else if failure.is_some() {
-        (Status::InternalError, None)
-    } else if oom && (signal == Some(libc::SIGKILL) || exit_code != Some(0)) {
-        (Status::MemoryLimit, Some(LimitHit::Memory))
-    } else if signal == Some(libc::SIGXCPU) {
-        (Status::Timeout, Some(LimitHit::CpuTime))
-    } else if let Some(sig) = signal {
-        let _ = sig;
-        (Status::Signal, None)
-    } else if exit_code == Some(0) {
-        (Status::Ok, None)
-    } else {
-        (Status::RuntimeError, None)
-    };
+    let (status_v, limit_hit) =
+        crate::spec::classify(limit_hit, failure.is_some(), oom, exit_code, signal);
     PhaseReport {
         name: phase.name.clone(),
         status: status_v,
@@ -409,25 +378,6 @@ pub(super) fn supervise(
         wall_time,
         memory_peak_bytes,
         internal_error: failure,
-    }
-}
-
-/// The report of a phase that could not start because of a limit (e.g. memory already in use).
-pub(super) fn not_started(phase: &Phase, status: Status) -> PhaseReport {
-    PhaseReport {
-        name: phase.name.clone(),
-        status,
-        exit_code: None,
-        signal: None,
-        limit_hit: (status == Status::MemoryLimit).then_some(LimitHit::Memory),
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-        stdout_truncated: false,
-        stderr_truncated: false,
-        cpu_time: Duration::ZERO,
-        wall_time: Duration::ZERO,
-        memory_peak_bytes: 0,
-        internal_error: None,
     }
 }
 

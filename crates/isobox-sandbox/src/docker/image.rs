@@ -1,0 +1,309 @@
+//! The docker backend's runtime image, built locally without a registry.
+//!
+//! `isobox image build` streams a tar of a root file system (the host's toolchains by default,
+//! or a prepared tree such as a debootstrap directory) into the engine's import endpoint (what
+//! `docker import` does), with a generated `/etc` (only the entries the native sandbox also
+//! exposes, never `shadow` or keys; passwd/group naming the run uids), the runner at
+//! [`super::RUNNER_PATH`], and a label with the runner protocol. The backend refuses to start
+//! without that image, or with one built for another protocol, and says how to build it.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use bollard::query_parameters::CreateImageOptionsBuilder;
+use bollard::Docker;
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::protocol::PROTOCOL;
+use super::{PROTOCOL_LABEL, RUNNER_PATH, UID_RANGE};
+use crate::SandboxError;
+
+/// What goes into the image.
+#[derive(Debug, Clone)]
+pub struct ImageBuild {
+    /// `repo:tag`.
+    pub tag: String,
+    /// Root of the tree to import (`/` for the host's toolchains).
+    pub from: PathBuf,
+    /// The `isobox-runner` binary to put at [`RUNNER_PATH`].
+    pub runner: PathBuf,
+    /// Paths below `from` left out (relative, e.g. `usr/share/doc`).
+    pub exclude: Vec<String>,
+}
+
+/// Paths of a host root that no sandbox needs: documentation, locales, debug symbols, and
+/// large SDKs of the build machine. Operators add their own with `--exclude`.
+pub const DEFAULT_EXCLUDE: &[&str] = &[
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "usr/share/help",
+    "usr/lib/debug",
+    "usr/src",
+    "usr/local",
+    "usr/lib/google-cloud-sdk",
+    "usr/lib/postgresql",
+    "usr/share/postgresql",
+];
+
+impl ImageBuild {
+    pub fn new(runner: PathBuf) -> ImageBuild {
+        ImageBuild {
+            tag: super::default_image(),
+            from: PathBuf::from("/"),
+            runner,
+            exclude: DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// Checks that `image` exists and was built for this runner protocol.
+pub async fn check(docker: &Docker, image: &str) -> Result<(), SandboxError> {
+    let how = "build it with `isobox image build` (no registry needed)";
+    let info = match docker.inspect_image(image).await {
+        Ok(i) => i,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {
+            return Err(SandboxError::Unsupported(format!(
+                "the docker backend's image `{image}` is not on this engine: {how}"
+            )))
+        }
+        Err(e) => {
+            return Err(SandboxError::Unsupported(format!(
+                "cannot inspect the image `{image}`: {e}"
+            )))
+        }
+    };
+    let proto = info
+        .config
+        .and_then(|c| c.labels)
+        .and_then(|l| l.get(PROTOCOL_LABEL).cloned());
+    if proto.as_deref() != Some(&PROTOCOL.to_string()) {
+        return Err(SandboxError::Unsupported(format!(
+            "the image `{image}` was not built by this version of IsoBox (runner protocol {}, \
+             expected {PROTOCOL}): {how}",
+            proto.unwrap_or_else(|| "none".into())
+        )));
+    }
+    Ok(())
+}
+
+/// A scratch directory removed on drop.
+struct Staging(PathBuf);
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The generated part of the image: /etc's identity files, the runner, mount points.
+fn stage(b: &ImageBuild) -> Result<Staging, String> {
+    let dir = std::env::temp_dir().join(format!("isobox-image-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let st = Staging(dir.clone());
+    let err = |what: &str, e: std::io::Error| format!("{what}: {e}");
+    for d in ["etc", "isobox", "tmp", "proc", "dev", "sys"] {
+        fs::create_dir_all(dir.join(d)).map_err(|e| err(d, e))?;
+        fs::set_permissions(dir.join(d), fs::Permissions::from_mode(0o755))
+            .map_err(|e| err(d, e))?;
+    }
+    let mut passwd = String::from(
+        "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+    );
+    let mut group = String::from("root:x:0:\nnogroup:x:65534:\n");
+    for uid in UID_RANGE {
+        passwd.push_str(&format!("sandbox:x:{uid}:{uid}:sandbox:/tmp:/bin/sh\n"));
+        group.push_str(&format!("sandbox{uid}:x:{uid}:\n"));
+    }
+    let files = [
+        ("etc/passwd", passwd),
+        ("etc/group", group),
+        (
+            "etc/hosts",
+            "127.0.0.1 localhost isobox\n::1 localhost\n".into(),
+        ),
+        ("etc/hostname", "isobox\n".into()),
+        (
+            "etc/nsswitch.conf",
+            "passwd: files\ngroup: files\nhosts: files\n".into(),
+        ),
+    ];
+    for (name, content) in files {
+        fs::write(dir.join(name), content).map_err(|e| err(name, e))?;
+    }
+    let runner = dir.join(RUNNER_PATH.trim_start_matches('/'));
+    fs::copy(&b.runner, &runner).map_err(|e| err(&format!("runner {}", b.runner.display()), e))?;
+    fs::set_permissions(&runner, fs::Permissions::from_mode(0o755))
+        .map_err(|e| err("runner", e))?;
+    Ok(st)
+}
+
+/// The `tar` command line that writes the image's file system to stdout.
+fn tar_command(b: &ImageBuild, staging: &Path) -> Command {
+    let mut cmd = Command::new("tar");
+    cmd.arg("--create").arg("--numeric-owner").arg("--anchored");
+    for x in &b.exclude {
+        cmd.arg(format!("--exclude={}", x.trim_start_matches('/')));
+    }
+    cmd.arg("-C").arg(&b.from);
+    for top in ["usr", "bin", "lib", "lib64", "lib32", "libx32", "sbin"] {
+        if fs::symlink_metadata(b.from.join(top)).is_ok() {
+            cmd.arg(top);
+        }
+    }
+    for name in crate::native::DEFAULT_ETC {
+        if fs::symlink_metadata(b.from.join("etc").join(name)).is_ok() {
+            cmd.arg(format!("etc/{name}"));
+        }
+    }
+    cmd.arg("-C").arg(staging);
+    for e in [
+        "etc/passwd",
+        "etc/group",
+        "etc/hosts",
+        "etc/hostname",
+        "etc/nsswitch.conf",
+        "isobox",
+        "tmp",
+        "proc",
+        "dev",
+        "sys",
+    ] {
+        cmd.arg(e);
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// Builds and tags the image; returns its id. `progress` gets a line now and then.
+pub async fn build(
+    docker: &Docker,
+    b: &ImageBuild,
+    progress: impl Fn(&str),
+) -> Result<String, SandboxError> {
+    let fail = |m: String| SandboxError::Setup(format!("image build: {m}"));
+    if !b.runner.is_file() {
+        return Err(fail(format!(
+            "the runner binary {} does not exist (build it with `cargo build`: it is the \
+             `isobox-runner` binary next to `isobox`)",
+            b.runner.display()
+        )));
+    }
+    let staging = stage(b).map_err(fail)?;
+    let (repo, tag) = b.tag.rsplit_once(':').unwrap_or((&b.tag, "latest"));
+    let mut child = tar_command(b, &staging.0)
+        .spawn()
+        .map_err(|e| fail(format!("cannot run tar: {e}")))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    // tar's output, 1 MiB at a time, from a thread into the request body.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let reader = std::thread::spawn(move || {
+        let mut total: u64 = 0;
+        loop {
+            let mut buf = vec![0u8; 1 << 20];
+            match stdout.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    total += n as u64;
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+        total
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let changes = vec![
+        format!("LABEL {PROTOCOL_LABEL}={PROTOCOL}"),
+        format!("CMD [\"{RUNNER_PATH}\"]"),
+        format!("ENV PATH={}", crate::spec::SANDBOX_PATH),
+        format!("USER {}:{}", UID_RANGE.start, UID_RANGE.start),
+        "WORKDIR /tmp".to_string(),
+    ];
+    let mut opts = CreateImageOptionsBuilder::default()
+        .from_src("-")
+        .repo(repo)
+        .tag(tag)
+        .message("isobox image build")
+        .build();
+    opts.changes = changes;
+    let mut stream = docker.create_image(Some(opts), Some(bollard::body_try_stream(body)), None);
+    let mut id = None;
+    let mut result = Ok(());
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(s) = info.status {
+                    let s = s.trim();
+                    if s.starts_with("sha256:") {
+                        id = Some(s.to_string());
+                    }
+                    progress(s);
+                }
+            }
+            Err(e) => {
+                result = Err(fail(format!("the engine refused the import: {e}")));
+                break;
+            }
+        }
+    }
+    drop(stream);
+    let bytes = reader.join().unwrap_or(0);
+    let status = child.wait().map_err(|e| fail(e.to_string()))?;
+    let tar_err = err_thread.join().unwrap_or_default();
+    result?;
+    if !status.success() {
+        // GNU tar exits 1 when a file changed while it was read: the image is still whole.
+        if status.code() != Some(1) {
+            return Err(fail(format!("tar failed ({status}): {}", tar_err.trim())));
+        }
+    }
+    progress(&format!("imported {} MiB", bytes >> 20));
+    check(docker, &b.tag).await?;
+    Ok(id.unwrap_or_else(|| b.tag.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tar_keeps_secrets_and_excluded_trees_out() {
+        let b = ImageBuild::new(PathBuf::from("/bin/true"));
+        let cmd = tar_command(&b, Path::new("/stage"));
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.contains(&"--exclude=usr/share/doc".to_string()));
+        assert!(args.contains(&"usr".to_string()));
+        assert!(args.contains(&"etc/passwd".to_string()));
+        for bad in ["etc/shadow", "etc", "root", "home", "etc/ssh", "var", "run"] {
+            assert!(
+                !args.contains(&bad.to_string()),
+                "{bad} must not be imported"
+            );
+        }
+    }
+}
