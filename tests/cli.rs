@@ -34,12 +34,45 @@ fn refuses_to_run_without_privileges() {
 }
 
 #[test]
-fn docker_backend_is_reported_missing_clearly() {
+fn docker_backend_without_an_engine_or_image_is_a_clear_error() {
     let dir = TempDir::new("docker");
     let prog = dir.file("hello.py", "print(1)\n");
-    let out = cli(&["run", prog.to_str().unwrap(), "--backend", "docker"]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("docker backend"));
+    let run = |envs: &[(&str, &str)]| {
+        std::process::Command::new(isobox_bin())
+            .args(["run", prog.to_str().unwrap(), "--backend", "docker"])
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach the Docker engine"), "{err}");
+    assert!(err.contains("/nonexistent/docker.sock"), "{err}");
+    // A real engine without the image: the error says how to build it.
+    let out = run(&[("ISOBOX_DOCKER_IMAGE", "isobox-runtime:no-such-version")]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("isobox image build"), "{err}");
+}
+
+#[test]
+fn docker_backend_runs_a_program_from_the_cli() {
+    let dir = TempDir::new("docker-run");
+    let prog = dir.file(
+        "hello.py",
+        "import sys\nprint('hi', sys.stdin.read())\nsys.exit(3)\n",
+    );
+    let out = cli(&[
+        "run",
+        prog.to_str().unwrap(),
+        "--backend",
+        "docker",
+        "--stdin",
+        "there",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi there\n");
 }
 
 #[test]

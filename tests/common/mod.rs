@@ -9,19 +9,54 @@ use std::sync::{Arc, OnceLock};
 use isobox_core::{
     ExecuteRequest, ExecutionResult, Executor, LanguageTable, Policy, RequestFile, RequestLimits,
 };
-use isobox_sandbox::{NativeBackend, NativeConfig};
+use isobox_sandbox::{Backend, DockerBackend, DockerConfig, NativeBackend, NativeConfig};
+
+static EXEC: OnceLock<Executor> = OnceLock::new();
+
+/// The backend the shared suites (languages, hostile) run on: `native`, or `docker` when
+/// `ISOBOX_TEST_BACKEND=docker` (scripts/test runs those suites a second time that way, on
+/// the real engine, with the image `isobox image build` made).
+pub fn test_backend() -> String {
+    std::env::var("ISOBOX_TEST_BACKEND").unwrap_or_else(|_| "native".into())
+}
+
+pub fn on_docker() -> bool {
+    test_backend() == "docker"
+}
+
+/// A docker backend for one test process: its own instance label (test processes run in
+/// parallel and must not reap each other's containers) and a small pool.
+pub fn docker_backend(pool: usize) -> DockerBackend {
+    DockerBackend::new(DockerConfig {
+        pool,
+        instance: format!("test-{}", std::process::id()),
+        ..DockerConfig::default()
+    })
+    .expect("docker backend: scripts/test starts dockerd and runs `isobox image build`")
+}
+
+/// Removes what the shared docker backend still holds when the test process exits (statics are
+/// never dropped).
+extern "C" fn close_backend() {
+    if let Some(e) = EXEC.get() {
+        e.backend().shutdown();
+    }
+}
 
 /// One executor per test process (nextest runs each test in its own process).
 pub fn executor() -> &'static Executor {
-    static EXEC: OnceLock<Executor> = OnceLock::new();
     EXEC.get_or_init(|| {
-        let backend = NativeBackend::new(NativeConfig::default())
-            .expect("native backend (tests run as root)");
-        Executor::new(
-            Arc::new(backend),
-            LanguageTable::builtin(),
-            Policy::default(),
-        )
+        let backend: Arc<dyn Backend> = if on_docker() {
+            // SAFETY: registers a plain extern "C" function to run at exit.
+            unsafe { libc::atexit(close_backend) };
+            Arc::new(docker_backend(2))
+        } else {
+            Arc::new(
+                NativeBackend::new(NativeConfig::default())
+                    .expect("native backend (tests run as root)"),
+            )
+        };
+        Executor::new(backend, LanguageTable::builtin(), Policy::default())
     })
 }
 

@@ -54,4 +54,7 @@ pub trait Backend: Send + Sync {
     /// Kills every program running in this backend's sandboxes (shutdown after the grace
     /// period); their `execute` calls return promptly.
     fn cancel_all(&self) {}
+    /// Releases what the backend holds ahead of runs (the docker pool's containers) and waits
+    /// for its cleanup; later runs are refused. Called once when the server stops.
+    fn shutdown(&self) {}
 }

@@ -476,8 +476,11 @@ pub fn docker_profile() -> serde_json::Value {
         .collect();
     names.sort();
     names.dedup();
-    // libseccomp takes one comparison per argument and rule, so "not a or b" is written as the
-    // ranges around a and b, one rule each.
+    // libseccomp takes one comparison per argument and rule, and compares all 64 bits while
+    // the kernel reads these arguments as 32-bit ints (so `TIOCSTI | 1 << 32` *is* TIOCSTI).
+    // "Allow every 32-bit value but a..b" is therefore written as: below a, each value in
+    // between, and the aligned blocks from b+1 up to u32::MAX (masked compares that also
+    // require the high half to be zero). Anything with high bits set is refused.
     let except = |name: &str, index: u32, lo: u32, hi: u32| -> Vec<serde_json::Value> {
         let mut r = vec![json!({"names": [name], "action": "SCMP_ACT_ALLOW",
                                 "args": [{"index": index, "value": lo, "op": "SCMP_CMP_LT"}]})];
@@ -485,9 +488,18 @@ pub fn docker_profile() -> serde_json::Value {
             r.push(json!({"names": [name], "action": "SCMP_ACT_ALLOW",
                           "args": [{"index": index, "value": v, "op": "SCMP_CMP_EQ"}]}));
         }
-        r.push(json!({"names": [name], "action": "SCMP_ACT_ALLOW",
-                      "args": [{"index": index, "value": hi, "op": "SCMP_CMP_GT"}]}));
+        for (mask, prefix) in aligned_blocks(u64::from(hi) + 1, u64::from(u32::MAX)) {
+            r.push(json!({"names": [name], "action": "SCMP_ACT_ALLOW",
+                          "args": [{"index": index, "value": mask, "valueTwo": prefix,
+                                    "op": "SCMP_CMP_MASKED_EQ"}]}));
+        }
         r
+    };
+    // The refused values themselves, whatever the high half holds, with the native errno.
+    let deny = |name: &str, index: u32, v: u32, e: i32| {
+        json!({"names": [name], "action": "SCMP_ACT_ERRNO", "errnoRet": e,
+               "args": [{"index": index, "value": u64::from(u32::MAX), "valueTwo": v,
+                         "op": "SCMP_CMP_MASKED_EQ"}]})
     };
     let mut rules = vec![
         json!({"names": names, "action": "SCMP_ACT_ALLOW"}),
@@ -496,6 +508,8 @@ pub fn docker_profile() -> serde_json::Value {
                "args": [{"index": 0, "value": CLONE_NS_FLAGS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}),
     ];
     rules.extend(except("socket", 0, AF_ALG, AF_VSOCK));
+    rules.push(deny("socket", 0, AF_ALG, libc::EAFNOSUPPORT));
+    rules.push(deny("socket", 0, AF_VSOCK, libc::EAFNOSUPPORT));
     rules.extend(except("ioctl", 1, TIOCSTI, TIOCLINUX));
     rules.extend(except("fcntl", 1, F_SETLEASE, F_NOTIFY));
     for v in PERSONALITY_OK {
@@ -509,6 +523,20 @@ pub fn docker_profile() -> serde_json::Value {
         "architectures": ["SCMP_ARCH_X86_64"],
         "syscalls": rules
     })
+}
+
+/// `[lo, hi]` as aligned power-of-two blocks, each `(mask, prefix)` with `x & mask == prefix`.
+fn aligned_blocks(mut lo: u64, hi: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    while lo <= hi {
+        let mut size: u64 = 1;
+        while lo.is_multiple_of(size * 2) && lo + size * 2 - 1 <= hi {
+            size *= 2;
+        }
+        out.push((!(size - 1), lo));
+        lo += size;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -708,6 +736,96 @@ mod tests {
             ),
             errno(libc::EPERM)
         );
+    }
+
+    /// What the Docker profile decides for one call, as libseccomp would: a matching rule's
+    /// action (rules never overlap), else the default. None = allowed, Some(errno) = refused.
+    fn profile_decides(profile: &serde_json::Value, name: &str, args: [u64; 6]) -> Option<i64> {
+        for rule in profile["syscalls"].as_array().unwrap() {
+            let names = rule["names"].as_array().unwrap();
+            if !names.iter().any(|n| n == name) {
+                continue;
+            }
+            let matches = rule["args"].as_array().is_none_or(|conds| {
+                conds.iter().all(|c| {
+                    let a = args[c["index"].as_u64().unwrap() as usize];
+                    let v = c["value"].as_u64().unwrap();
+                    match c["op"].as_str().unwrap() {
+                        "SCMP_CMP_LT" => a < v,
+                        "SCMP_CMP_EQ" => a == v,
+                        "SCMP_CMP_GT" => a > v,
+                        "SCMP_CMP_MASKED_EQ" => a & v == c["valueTwo"].as_u64().unwrap(),
+                        op => panic!("unexpected op {op}"),
+                    }
+                })
+            });
+            if matches {
+                return match rule["action"].as_str().unwrap() {
+                    "SCMP_ACT_ALLOW" => None,
+                    _ => Some(rule["errnoRet"].as_i64().unwrap()),
+                };
+            }
+        }
+        Some(profile["defaultErrnoRet"].as_i64().unwrap())
+    }
+
+    #[test]
+    fn docker_profile_argument_rules_agree_with_the_native_filter_and_see_the_high_half() {
+        let profile = docker_profile();
+        let cases: [(&str, libc::c_long, usize, &[u32]); 3] = [
+            (
+                "socket",
+                libc::SYS_socket,
+                0,
+                &[1, 2, 10, 16, 37, AF_ALG, 39, AF_VSOCK, 41, 44],
+            ),
+            (
+                "ioctl",
+                libc::SYS_ioctl,
+                1,
+                &[
+                    0,
+                    0x5401,
+                    0x5411,
+                    TIOCSTI,
+                    0x5413,
+                    TIOCLINUX,
+                    0x541D,
+                    0x8912,
+                    u32::MAX,
+                ],
+            ),
+            (
+                "fcntl",
+                libc::SYS_fcntl,
+                1,
+                &[0, 1, 4, 1023, F_SETLEASE, 1025, F_NOTIFY, 1027, 1031],
+            ),
+        ];
+        for (name, nr, index, values) in cases {
+            for &v in values {
+                let mut args = [0u64; 6];
+                args[index] = u64::from(v);
+                let native = sys(nr, args);
+                let docker = profile_decides(&profile, name, args);
+                let native_allows = native == RET_ALLOW;
+                assert_eq!(docker.is_none(), native_allows, "{name}({v:#x})");
+                if !native_allows {
+                    assert_eq!(
+                        errno(docker.unwrap() as i32),
+                        native,
+                        "{name}({v:#x}) errno"
+                    );
+                }
+                // The kernel truncates these to 32 bits: with the high half set, a refused
+                // value stays refused (and the profile refuses every such call).
+                args[index] = u64::from(v) | (1 << 32);
+                assert!(
+                    profile_decides(&profile, name, args).is_some(),
+                    "{name}({v:#x} | 1<<32)"
+                );
+            }
+        }
     }
 
     #[test]

@@ -214,5 +214,8 @@ pub async fn run_with_grpc(
         }
     };
     purger.abort();
+    // What the backend holds ahead of runs (pooled containers) goes with the server.
+    let backend = app.engine.executor().backend().clone();
+    let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
     result.map_err(std::io::Error::other)?
 }

@@ -148,7 +148,12 @@ fn stage(b: &ImageBuild) -> Result<Staging, String> {
 /// The `tar` command line that writes the image's file system to stdout.
 fn tar_command(b: &ImageBuild, staging: &Path) -> Command {
     let mut cmd = Command::new("tar");
-    cmd.arg("--create").arg("--numeric-owner").arg("--anchored");
+    // No setuid or setgid file in the image at all (no_new_privs already makes the bits
+    // inert; without them there is nothing to get wrong).
+    cmd.arg("--create")
+        .arg("--numeric-owner")
+        .arg("--mode=u-s,g-s")
+        .arg("--anchored");
     for x in &b.exclude {
         cmd.arg(format!("--exclude={}", x.trim_start_matches('/')));
     }
@@ -298,6 +303,7 @@ mod tests {
             .collect();
         assert!(args.contains(&"--exclude=usr/share/doc".to_string()));
         assert!(args.contains(&"usr".to_string()));
+        assert!(args.contains(&"--mode=u-s,g-s".to_string()));
         assert!(args.contains(&"etc/passwd".to_string()));
         for bad in ["etc/shadow", "etc", "root", "home", "etc/ssh", "var", "run"] {
             assert!(

@@ -112,8 +112,8 @@ impl CgLimits {
     fn of(l: &Limits) -> CgLimits {
         CgLimits {
             memory: l.memory_bytes as i64,
-            // The runner is one of the container's tasks.
-            pids: i64::from(l.max_processes) + 1,
+            // The runner counts, as the native sandbox's init does.
+            pids: i64::from(l.max_processes),
             nano_cpus: i64::from(l.cpu_millis) * 1_000_000,
         }
     }
@@ -256,6 +256,8 @@ struct Inner {
     next_uid: AtomicU32,
     /// Containers being removed in the background.
     removing: AtomicUsize,
+    /// Pool containers being prepared (`close` waits for them to be removed too).
+    preparing: AtomicUsize,
 }
 
 /// The docker backend. See the module documentation.
@@ -300,34 +302,54 @@ impl DockerBackend {
         &self.inner.docker
     }
 
-    /// Runs `f` on the backend's runtime.
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.as_ref().expect("runtime").block_on(f)
+    /// Runs `f` on the backend's runtime and waits for it from this thread (which may belong
+    /// to another runtime: nothing here calls `block_on` inside one).
+    pub fn wait<F>(&self, f: F) -> Option<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
+        self.rt.as_ref()?.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv().ok()
+    }
+
+    /// Refuses new runs, removes the pooled containers and waits (up to 30 s) until every
+    /// container this backend made is gone.
+    pub fn close(&self) {
+        let inner = self.inner.clone();
+        inner.cancelled.store(true, Ordering::SeqCst);
+        inner.refill.notify_one();
+        self.wait(async move {
+            let t = Instant::now();
+            let limit = Duration::from_secs(30);
+            while inner.preparing.load(Ordering::SeqCst) > 0 && t.elapsed() < limit {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let pooled: Vec<Box_> = inner
+                .pool
+                .lock()
+                .map(|mut p| p.drain(..).collect())
+                .unwrap_or_default();
+            for b in pooled {
+                inner.remove(&b.id).await;
+            }
+            while (inner.removing.load(Ordering::SeqCst) > 0
+                || !inner.live.lock().map(|l| l.is_empty()).unwrap_or(true))
+                && t.elapsed() < limit
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
     }
 }
 
 impl Drop for DockerBackend {
     fn drop(&mut self) {
-        let inner = self.inner.clone();
-        inner.cancelled.store(true, Ordering::SeqCst);
+        self.close();
         if let Some(rt) = self.rt.take() {
-            // Remove the pool and wait for background removals, so nothing outlives us.
-            rt.block_on(async {
-                let pooled: Vec<Box_> = inner
-                    .pool
-                    .lock()
-                    .map(|mut p| p.drain(..).collect())
-                    .unwrap_or_default();
-                for b in pooled {
-                    inner.remove(&b.id).await;
-                }
-                let t = Instant::now();
-                while inner.removing.load(Ordering::SeqCst) > 0
-                    && t.elapsed() < Duration::from_secs(30)
-                {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            });
             rt.shutdown_timeout(Duration::from_secs(1));
         }
     }
@@ -368,6 +390,7 @@ impl Inner {
             cancelled: AtomicBool::new(false),
             next_uid: AtomicU32::new(UID_RANGE.start + std::process::id() % 1000),
             removing: AtomicUsize::new(0),
+            preparing: AtomicUsize::new(0),
             cfg,
         };
         inner.reap_leftovers().await?;
@@ -622,17 +645,28 @@ impl Inner {
             let have = self.pool.lock().unwrap().len();
             if have < self.cfg.pool {
                 let start = self.cfg.pool_mode == PoolMode::Started;
-                match self
+                self.preparing.fetch_add(1, Ordering::SeqCst);
+                let prepared = self
                     .prepare(want, CgLimits::of(&Limits::default()), start)
-                    .await
-                {
+                    .await;
+                match prepared {
                     Ok(b) => {
                         failures = 0;
-                        if self.cancelled.load(Ordering::SeqCst) {
+                        // Checked under the pool's lock: `close` drains the pool only once
+                        // nothing is being prepared, so a container is either pooled (and
+                        // drained) or removed here.
+                        let late = {
+                            let mut pool = self.pool.lock().unwrap();
+                            if self.cancelled.load(Ordering::SeqCst) {
+                                Some(b)
+                            } else {
+                                pool.push(b);
+                                None
+                            }
+                        };
+                        if let Some(b) = late {
                             self.remove(&b.id).await;
-                            return;
                         }
-                        self.pool.lock().unwrap().push(b);
                     }
                     Err(_) => {
                         // The engine is struggling: back off, runs prepare their own.
@@ -640,6 +674,7 @@ impl Inner {
                         tokio::time::sleep(Duration::from_millis(100 << failures.min(6))).await;
                     }
                 }
+                self.preparing.fetch_sub(1, Ordering::SeqCst);
                 continue;
             }
             let _ = tokio::time::timeout(Duration::from_secs(10), self.refill.notified()).await;
@@ -1015,14 +1050,16 @@ impl Backend for DockerBackend {
             .lock()
             .map(|l| l.iter().cloned().collect())
             .unwrap_or_default();
-        if let Some(rt) = &self.rt {
-            let inner = self.inner.clone();
-            rt.block_on(async move {
-                for id in ids {
-                    inner.kill(&id).await;
-                }
-            });
-        }
+        let inner = self.inner.clone();
+        self.wait(async move {
+            for id in ids {
+                inner.kill(&id).await;
+            }
+        });
+    }
+
+    fn shutdown(&self) {
+        self.close();
     }
 
     fn execute_io(&self, spec: &ExecSpec, io: &mut dyn RunIo) -> Result<ExecReport, SandboxError> {
@@ -1128,7 +1165,7 @@ mod tests {
         assert_eq!(hc.readonly_rootfs, Some(true));
         assert_eq!(hc.memory, hc.memory_swap);
         assert_eq!(hc.memory, Some(256 << 20));
-        assert_eq!(hc.pids_limit, Some(65));
+        assert_eq!(hc.pids_limit, Some(64));
         assert_eq!(hc.nano_cpus, Some(1_000_000_000));
         assert_eq!(hc.runtime.as_deref(), Some("runsc"));
         let opts = hc.security_opt.unwrap();

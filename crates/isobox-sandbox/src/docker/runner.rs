@@ -654,6 +654,8 @@ impl Program {
             // SAFETY: in the child: raw syscalls on valid fds and prepared C strings, ending
             // in execve or _exit.
             unsafe {
+                // A session of its own, without a terminal: no way to one (TIOCSTI and co).
+                libc::setsid();
                 libc::dup2(fd_in, 0);
                 libc::dup2(fd_out, 1);
                 libc::dup2(fd_err, 2);
