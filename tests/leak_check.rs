@@ -1,7 +1,8 @@
 //! Runs after the rest of the suite (scripts/test runs it last, on its own) and checks that all
 //! those sandboxes left nothing behind on the host: no cgroup, no process of the sandbox user,
 //! no mount, no temp dir. It also runs a few sandboxes itself first, so it checks something even
-//! when run alone.
+//! when run alone. The docker backend's part: no container labelled `isobox` (of any instance)
+//! and no process of the container uids is left on the engine's host.
 
 mod common;
 use common::*;
@@ -76,4 +77,56 @@ fn leak_check() {
         .filter(|n| n.starts_with("isobox"))
         .collect();
     assert!(tmp.is_empty(), "temp dirs left behind: {tmp:?}");
+
+    // The docker backend: a few runs that fight back, then nothing of ours on the engine.
+    let docker = docker_backend(2);
+    let exec = isobox_core::Executor::new(
+        std::sync::Arc::new(docker),
+        isobox_core::LanguageTable::builtin(),
+        isobox_core::Policy::default(),
+    );
+    let req = |code: &str, timeout: u64| isobox_core::ExecuteRequest {
+        language: "bash".into(),
+        code: Some(code.into()),
+        limits: Some(limits(timeout, 64)),
+        ..Default::default()
+    };
+    let r = exec
+        .execute(&req("(setsid sleep 1000 &); echo hi", 3000))
+        .unwrap();
+    assert_eq!(r.status, "ok", "{r:?}");
+    let r = exec.execute(&req("kill -STOP $$", 300)).unwrap();
+    assert_eq!(r.status, "timeout", "{r:?}");
+    exec.backend().shutdown();
+    drop(exec);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let left: Vec<String> = rt.block_on(async {
+        let d = bollard::Docker::connect_with_defaults()
+            .unwrap()
+            .negotiate_version()
+            .await
+            .unwrap();
+        let opts = bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&std::collections::HashMap::from([(
+                "label".to_string(),
+                vec![isobox_sandbox::docker::LABEL.to_string()],
+            )]))
+            .build();
+        d.list_containers(Some(opts))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| format!("{:?} {:?} {:?}", c.id, c.state, c.labels))
+            .collect()
+    });
+    assert!(left.is_empty(), "containers left on the engine: {left:?}");
+    let procs = sandbox_processes(isobox_sandbox::docker::UID_RANGE);
+    assert!(
+        procs.is_empty(),
+        "container processes left behind: {procs:?}"
+    );
 }
