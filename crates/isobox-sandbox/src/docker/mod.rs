@@ -588,6 +588,7 @@ impl Inner {
             .await
             .map_err(|e| docker_err("start", e))?;
         b.started = true;
+        cap_tcp_memory(&b.id, b.limits.memory);
         Ok(())
     }
 
@@ -695,6 +696,9 @@ impl Inner {
         match self.docker.update_container(&b.id, update).await {
             Ok(()) => {
                 b.limits = want;
+                if b.started {
+                    cap_tcp_memory(&b.id, want.memory);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -959,6 +963,30 @@ impl Inner {
                 ),
             )
             .await;
+    }
+}
+
+/// The v1 memory cgroup of a container when the engine runs on this host (cgroupfs or systemd
+/// driver), None elsewhere (v2, a remote engine).
+pub fn v1_memory_cgroup(id: &str) -> Option<std::path::PathBuf> {
+    [
+        format!("/sys/fs/cgroup/memory/docker/{id}"),
+        format!("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope"),
+    ]
+    .into_iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.join("memory.kmem.tcp.limit_in_bytes").exists())
+}
+
+/// On cgroup v1, socket buffers are charged to a group only once its `kmem.tcp` limit is set,
+/// and Docker's API no longer sets it: when the container's group is on this host, cap them at
+/// the memory limit, as the native sandbox does (v2 charges them to `memory.max` anyway).
+fn cap_tcp_memory(id: &str, bytes: i64) {
+    if let Some(dir) = v1_memory_cgroup(id) {
+        let _ = std::fs::write(
+            dir.join("memory.kmem.tcp.limit_in_bytes"),
+            bytes.to_string(),
+        );
     }
 }
 
