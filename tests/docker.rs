@@ -359,6 +359,34 @@ fn leftovers_of_a_killed_server_are_reaped_when_the_next_one_starts() {
         assert!(server.try_wait().unwrap().is_none(), "the server exited");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // It serves: the languages it found in the image, and a run over REST.
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "30"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let t = Instant::now();
+    while curl(&[&format!("{base}/health")]).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(60), "no /health");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let langs = curl(&[&format!("{base}/api/v1/languages")]);
+    assert!(langs.contains("\"python\"") && langs.contains("\"c\""), "{langs}");
+    let body = r#"{"language": "python", "code": "print(input()[::-1])", "stdin": "olleh"}"#;
+    let out = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        body,
+        &format!("{base}/api/v1/execute"),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    assert_eq!(v["status"], "ok", "{out}");
+    assert_eq!(v["stdout"], "hello\n", "{out}");
     // SIGKILL: no shutdown, no cleanup.
     server.kill().unwrap();
     server.wait().unwrap();
