@@ -248,8 +248,9 @@ struct Inner {
     /// Executables of the image (full paths), listed once at start.
     commands: HashSet<String>,
     pool: Mutex<Vec<Box_>>,
-    /// The tmpfs shape the pool prepares (that of the latest run).
-    want: Mutex<Shape>,
+    /// The tmpfs shape and the first limits the pool prepares (those of the latest run, so a
+    /// pooled container usually needs no `update`).
+    want: Mutex<(Shape, CgLimits)>,
     refill: tokio::sync::Notify,
     live: Mutex<HashSet<String>>,
     cancelled: AtomicBool,
@@ -381,10 +382,13 @@ impl Inner {
             apparmor,
             commands: HashSet::new(),
             pool: Mutex::new(Vec::new()),
-            want: Mutex::new(Shape {
-                tmpfs_bytes: 64 << 20,
-                tmpfs_inodes: 16 * 1024,
-            }),
+            want: Mutex::new((
+                Shape {
+                    tmpfs_bytes: 64 << 20,
+                    tmpfs_inodes: 16 * 1024,
+                },
+                CgLimits::of(&Limits::default()),
+            )),
             refill: tokio::sync::Notify::new(),
             live: Mutex::new(HashSet::new()),
             cancelled: AtomicBool::new(false),
@@ -630,7 +634,7 @@ impl Inner {
             if self.cancelled.load(Ordering::SeqCst) {
                 return;
             }
-            let want = *self.want.lock().unwrap();
+            let (want, limits) = *self.want.lock().unwrap();
             // Retire what no run will take: another shape, or idle too long.
             let retired: Vec<Box_> = {
                 let mut pool = self.pool.lock().unwrap();
@@ -648,7 +652,7 @@ impl Inner {
                 let start = self.cfg.pool_mode == PoolMode::Started;
                 self.preparing.fetch_add(1, Ordering::SeqCst);
                 let prepared = self
-                    .prepare(want, CgLimits::of(&Limits::default()), start)
+                    .prepare(want, limits, start)
                     .await;
                 match prepared {
                     Ok(b) => {
@@ -721,8 +725,8 @@ impl Inner {
     ) -> Result<ExecReport, SandboxError> {
         let started = Instant::now();
         let shape = Shape::of(&spec);
-        *self.want.lock().unwrap() = shape;
         let first = CgLimits::of(&spec.phases[0].limits);
+        *self.want.lock().unwrap() = (shape, first);
         let (mut b, warm) = match self.take(shape) {
             Some(b) => (b, true),
             None => (
