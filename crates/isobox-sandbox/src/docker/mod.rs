@@ -259,6 +259,12 @@ struct Inner {
     removing: AtomicUsize,
     /// Pool containers being prepared (`close` waits for them to be removed too).
     preparing: AtomicUsize,
+    /// Runs waiting for a pooled container.
+    waiting: AtomicUsize,
+    /// Pool preparations that failed in a row.
+    failures: AtomicU32,
+    /// Signalled when a pooled container is ready.
+    ready: tokio::sync::Notify,
 }
 
 /// The docker backend. See the module documentation.
@@ -266,6 +272,9 @@ pub struct DockerBackend {
     inner: Arc<Inner>,
     rt: Option<tokio::runtime::Runtime>,
 }
+
+/// Most pool containers prepared at once (the engine serializes much of the work anyway).
+const MAX_PREPARING: usize = 2;
 
 /// How long an unused pooled container is kept before it is replaced.
 const POOL_IDLE: Duration = Duration::from_secs(300);
@@ -395,6 +404,9 @@ impl Inner {
             next_uid: AtomicU32::new(UID_RANGE.start + std::process::id() % 1000),
             removing: AtomicUsize::new(0),
             preparing: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            ready: tokio::sync::Notify::new(),
             cfg,
         };
         inner.reap_leftovers().await?;
@@ -627,9 +639,9 @@ impl Inner {
         Some(pool.remove(i))
     }
 
-    /// Keeps `cfg.pool` containers of the wanted shape ready; replaces idle and stale ones.
+    /// Keeps `cfg.pool` containers of the wanted shape ready, plus one more in preparation for
+    /// each run waiting for one (preparations run concurrently); replaces idle and stale ones.
     async fn refill_loop(self: Arc<Self>) {
-        let mut failures = 0u32;
         loop {
             if self.cancelled.load(Ordering::SeqCst) {
                 return;
@@ -648,41 +660,88 @@ impl Inner {
                 self.remove_later(b.id);
             }
             let have = self.pool.lock().unwrap().len();
-            if have < self.cfg.pool {
-                let start = self.cfg.pool_mode == PoolMode::Started;
+            let preparing = self.preparing.load(Ordering::SeqCst);
+            let waiting = self.waiting.load(Ordering::SeqCst);
+            let need = (self.cfg.pool + waiting).saturating_sub(have + preparing);
+            let room = MAX_PREPARING.saturating_sub(preparing);
+            let backoff = self.failures.load(Ordering::SeqCst);
+            for _ in 0..need.min(room) {
                 self.preparing.fetch_add(1, Ordering::SeqCst);
-                let prepared = self
-                    .prepare(want, limits, start)
-                    .await;
-                match prepared {
-                    Ok(b) => {
-                        failures = 0;
-                        // Checked under the pool's lock: `close` drains the pool only once
-                        // nothing is being prepared, so a container is either pooled (and
-                        // drained) or removed here.
-                        let late = {
-                            let mut pool = self.pool.lock().unwrap();
-                            if self.cancelled.load(Ordering::SeqCst) {
-                                Some(b)
-                            } else {
-                                pool.push(b);
-                                None
-                            }
-                        };
-                        if let Some(b) = late {
-                            self.remove(&b.id).await;
-                        }
-                    }
-                    Err(_) => {
-                        // The engine is struggling: back off, runs prepare their own.
-                        failures += 1;
-                        tokio::time::sleep(Duration::from_millis(100 << failures.min(6))).await;
-                    }
-                }
-                self.preparing.fetch_sub(1, Ordering::SeqCst);
-                continue;
+                let me = self.clone();
+                tokio::spawn(async move { me.prepare_pooled(want, limits).await });
+            }
+            if backoff > 0 {
+                // The engine is failing: back off; runs prepare their own meanwhile.
+                tokio::time::sleep(Duration::from_millis(100 << backoff.min(6))).await;
             }
             let _ = tokio::time::timeout(Duration::from_secs(10), self.refill.notified()).await;
+        }
+    }
+
+    /// One pool container (the caller counted it in `preparing`).
+    async fn prepare_pooled(self: Arc<Self>, shape: Shape, limits: CgLimits) {
+        let start = self.cfg.pool_mode == PoolMode::Started;
+        match self.prepare(shape, limits, start).await {
+            Ok(b) => {
+                self.failures.store(0, Ordering::SeqCst);
+                // Checked under the pool's lock: `close` drains the pool only once nothing is
+                // being prepared, so a container is either pooled (and drained) or removed here.
+                let late = {
+                    let mut pool = self.pool.lock().unwrap();
+                    if self.cancelled.load(Ordering::SeqCst) {
+                        Some(b)
+                    } else {
+                        pool.push(b);
+                        None
+                    }
+                };
+                if let Some(b) = late {
+                    self.remove(&b.id).await;
+                }
+                self.ready.notify_waiters();
+            }
+            Err(_) => {
+                self.failures.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        self.preparing.fetch_sub(1, Ordering::SeqCst);
+        self.refill.notify_one();
+    }
+
+    /// A container for a run: a pooled one, or the next one the pool finishes (a run that
+    /// prepared its own would only compete with the pool for the engine), or, without a pool
+    /// or while the engine keeps failing, one prepared for this run.
+    async fn acquire(&self, shape: Shape, first: CgLimits) -> Result<(Box_, bool), SandboxError> {
+        let start = self.cfg.pool_mode == PoolMode::Started;
+        if self.cfg.pool == 0 {
+            return Ok((self.prepare(shape, first, start).await?, false));
+        }
+        let t = Instant::now();
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let got = loop {
+            let ready = self.ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            if let Some(b) = self.take(shape) {
+                break Some(b);
+            }
+            if self.cancelled.load(Ordering::SeqCst) {
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                return Err(SandboxError::Unsupported(
+                    "the sandbox is shutting down".into(),
+                ));
+            }
+            if self.failures.load(Ordering::SeqCst) > 0 || t.elapsed() > Duration::from_secs(10) {
+                break None;
+            }
+            self.refill.notify_one();
+            let _ = tokio::time::timeout(Duration::from_millis(50), ready).await;
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.refill.notify_one();
+        match got {
+            Some(b) => Ok((b, true)),
+            None => Ok((self.prepare(shape, first, start).await?, false)),
         }
     }
 
@@ -727,15 +786,7 @@ impl Inner {
         let shape = Shape::of(&spec);
         let first = CgLimits::of(&spec.phases[0].limits);
         *self.want.lock().unwrap() = (shape, first);
-        let (mut b, warm) = match self.take(shape) {
-            Some(b) => (b, true),
-            None => (
-                self.prepare(shape, first, self.cfg.pool_mode == PoolMode::Started)
-                    .await?,
-                false,
-            ),
-        };
-        self.refill.notify_one();
+        let (mut b, warm) = self.acquire(shape, first).await?;
         self.live.lock().unwrap().insert(b.id.clone());
         let result = self
             .drive(&mut b, &spec, &events, &mut ctl, started, warm)
