@@ -375,7 +375,10 @@ fn leftovers_of_a_killed_server_are_reaped_when_the_next_one_starts() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let langs = curl(&[&format!("{base}/api/v1/languages")]);
-    assert!(langs.contains("\"python\"") && langs.contains("\"c\""), "{langs}");
+    assert!(
+        langs.contains("\"python\"") && langs.contains("\"c\""),
+        "{langs}"
+    );
     let body = r#"{"language": "python", "code": "print(input()[::-1])", "stdin": "olleh"}"#;
     let out = curl(&[
         "-H",
