@@ -78,6 +78,9 @@ enum Command {
     },
     /// Start the REST API (REST_PORT, default 8000; see README for every setting).
     Serve,
+    /// Run queued jobs from Redis (REDIS_URL) without serving the APIs (only /health and
+    /// /metrics on REST_PORT).
+    Worker,
     /// The docker backend's runtime image.
     Image {
         #[command(subcommand)]
@@ -307,7 +310,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve => serve(),
+        Command::Serve => serve(false),
+        Command::Worker => serve(true),
         Command::Image {
             command:
                 ImageCommand::Build {
@@ -365,13 +369,20 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `isobox serve`: configuration, logs, the backend (before the async runtime starts), then the
-/// REST server until SIGTERM or SIGINT.
-fn serve() -> anyhow::Result<ExitCode> {
+/// `isobox serve` (the APIs, and job workers unless ISOBOX_JOB_WORKERS=0) or `isobox worker`
+/// (job workers only, with /health and /metrics): configuration, logs, the backend, then the
+/// servers until SIGTERM or SIGINT.
+fn serve(worker: bool) -> anyhow::Result<ExitCode> {
     use isobox_server::config;
     let cfg = config::load(&config::ProcessEnv)
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let secrets: Vec<String> = ["API_KEYS", "OAUTH2_CLIENT_SECRET"]
+    if worker && cfg.redis_url.is_none() {
+        bail!("`isobox worker` takes its jobs from Redis: set REDIS_URL");
+    }
+    if worker && cfg.job_workers == 0 {
+        bail!("`isobox worker` with ISOBOX_JOB_WORKERS=0 would run nothing");
+    }
+    let mut secrets: Vec<String> = ["API_KEYS", "OAUTH2_CLIENT_SECRET", "ISOBOX_WEBHOOK_SECRET"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())
         .flat_map(|v| {
@@ -379,28 +390,33 @@ fn serve() -> anyhow::Result<ExitCode> {
                 .map(|s| s.trim().to_string())
                 .collect::<Vec<_>>()
         })
+        .filter(|s| !s.is_empty())
         .collect();
+    // A password inside REDIS_URL (redis://user:password@host).
+    if let Some(pw) = cfg
+        .redis_url
+        .as_deref()
+        .and_then(|u| u.split_once("://"))
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(auth, _)| auth.rsplit(':').next())
+        .filter(|p| !p.is_empty())
+    {
+        secrets.push(pw.to_string());
+    }
     let logs = isobox_server::logging::init(&cfg, secrets).context("cannot set up logging")?;
     let addr = cfg.rest_addr();
     let grpc_addr = std::net::SocketAddr::new(cfg.bind, cfg.grpc_port);
-    let app = std::sync::Arc::new(isobox_server::App::build(cfg).map_err(|e| anyhow::anyhow!(e))?);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let app = {
+        // The Redis client is made in the runtime's context; the backend is built here, off
+        // the runtime's threads (it blocks while it probes).
+        let _ctx = runtime.enter();
+        std::sync::Arc::new(isobox_server::App::build(cfg).map_err(|e| anyhow::anyhow!(e))?)
+    };
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(target: isobox_server::logging::AUTH, auth = ?app.config.auth_type, "authentication configured");
-        tracing::info!(
-            "isobox listening on {}://{} ({} languages, {} sandbox slots)",
-            if app.tls.is_some() { "https" } else { "http" },
-            listener.local_addr()?,
-            app.languages.len(),
-            app.config.slots
-        );
-        let grpc = tokio::net::TcpListener::bind(grpc_addr).await.with_context(|| format!("cannot listen on {grpc_addr} (GRPC_PORT)"))?;
-        tracing::info!(
-            "gRPC API ({}) on {}",
-            if app.tls.is_some() { "TLS" } else { "plaintext" },
-            grpc.local_addr()?
-        );
+        let shared = if app.redis.is_some() { "shared state in Redis" } else { "standalone" };
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let on_hup = app.clone();
         tokio::spawn(async move {
@@ -417,7 +433,30 @@ fn serve() -> anyhow::Result<ExitCode> {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        isobox_server::run_with_grpc(listener, Some(grpc), app, shutdown).await?;
+        if worker {
+            tracing::info!(
+                "isobox worker: {} job workers, /health and /metrics on http://{} ({shared})",
+                app.config.job_workers,
+                listener.local_addr()?
+            );
+            isobox_server::run_worker(listener, app, shutdown).await?;
+        } else {
+            tracing::info!(
+                "isobox listening on {}://{} ({} languages, {} sandbox slots, {} job workers, {shared})",
+                if app.tls.is_some() { "https" } else { "http" },
+                listener.local_addr()?,
+                app.languages.len(),
+                app.config.slots,
+                app.config.job_workers
+            );
+            let grpc = tokio::net::TcpListener::bind(grpc_addr).await.with_context(|| format!("cannot listen on {grpc_addr} (GRPC_PORT)"))?;
+            tracing::info!(
+                "gRPC API ({}) on {}",
+                if app.tls.is_some() { "TLS" } else { "plaintext" },
+                grpc.local_addr()?
+            );
+            isobox_server::run_with_grpc(listener, Some(grpc), app, shutdown).await?;
+        }
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(())
     })?;

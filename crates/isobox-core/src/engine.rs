@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::dedup::{key_of, DedupCache, DedupConfig, DedupStats};
 use crate::service::Validation;
+use crate::shared::{Lock, SharedCache};
 use crate::slots::{Slots, SlotsConfig};
 use crate::{CoreError, ExecuteRequest, ExecutionResult, Executor};
 
@@ -47,10 +48,13 @@ pub struct Engine {
     cache: DedupCache<RunOutput>,
     slots: Slots,
     scope: CacheScope,
+    /// The cache shared with other nodes (Redis), in front of the sandbox.
+    shared: Option<Arc<dyn SharedCache>>,
 }
 
-/// What the sandbox produced, with the time it took (shared by single-flight waiters).
-type RunOutput = (ExecutionResult, Duration, Duration);
+/// What the sandbox produced, with the time it took (shared by single-flight waiters), and
+/// whether it came from the shared cache instead.
+type RunOutput = (ExecutionResult, Duration, Duration, bool);
 
 /// Results worth keeping: a timeout or a sandbox failure may not happen again.
 fn cacheable(r: &ExecutionResult) -> bool {
@@ -125,7 +129,15 @@ impl Engine {
             cache: DedupCache::new(dedup),
             slots: Slots::new(slots),
             scope,
+            shared: None,
         }
+    }
+
+    /// Puts a cache shared with other nodes in front of the sandbox (results are shared, and
+    /// a submission running on one node is awaited by the others instead of run twice).
+    pub fn with_shared_cache(mut self, shared: Arc<dyn SharedCache>) -> Engine {
+        self.shared = Some(shared);
+        self
     }
 
     pub fn executor(&self) -> &Arc<Executor> {
@@ -181,6 +193,11 @@ impl Engine {
         })
     }
 
+    /// Validates `req` without running it (async jobs check at submission, run later).
+    pub async fn precheck(&self, req: ExecuteRequest) -> Result<(), CoreError> {
+        self.validate_request(req).await.map(|_| ())
+    }
+
     /// Validates `req`, answers from the cache or runs it in a slot.
     pub async fn execute(&self, req: ExecuteRequest, caller: &str) -> Result<Execution, CoreError> {
         let Validated {
@@ -198,7 +215,7 @@ impl Engine {
             &spec,
             scope,
         );
-        let run = || self.run_in_slot(lang.clone(), version.clone(), spec.clone());
+        let run = || self.run_shared(&key, lang.clone(), version.clone(), spec.clone());
         let (out, cached) = self
             .cache
             .get_or_run(
@@ -208,7 +225,8 @@ impl Engine {
                 run,
             )
             .await?;
-        let (mut result, queued, ran) = out;
+        let (mut result, queued, ran, shared_hit) = out;
+        let cached = cached || shared_hit;
         result.cached = cached;
         if cached {
             result.id = crate::service::new_id();
@@ -220,6 +238,58 @@ impl Engine {
             code_hash,
             code_bytes,
         })
+    }
+
+    /// The shared cache's answer, or a run (by this node, or awaited from the node that holds
+    /// the submission's lock). Without a shared cache, or when it is unreachable: a local run.
+    async fn run_shared(
+        &self,
+        key: &[u8; 32],
+        lang: String,
+        version: String,
+        spec: ExecSpec,
+    ) -> Result<RunOutput, CoreError> {
+        let enabled = self.cache.config().enabled;
+        let Some(shared) = self.shared.as_ref().filter(|_| enabled) else {
+            return self.run_in_slot(lang, version, spec).await;
+        };
+        let ttl = self.cache.config().ttl;
+        let entry = format!("isobox:dd:{}", hex(key));
+        let hit = |bytes: Vec<u8>| {
+            serde_json::from_slice::<ExecutionResult>(&bytes)
+                .ok()
+                .map(|r| (r, Duration::ZERO, Duration::ZERO, true))
+        };
+        // Long enough for the run (every phase's wall time) plus a queue wait; it expires by
+        // itself if the node holding it dies.
+        let lock_ttl =
+            spec.phases.iter().map(|p| p.limits.wall).sum::<Duration>() + Duration::from_secs(30);
+        let waited = Instant::now();
+        loop {
+            if let Some(r) = shared.get(&entry).await.and_then(hit) {
+                return Ok(r);
+            }
+            match shared.lock(&entry, lock_ttl).await {
+                Lock::Acquired(token) => {
+                    let out = self.run_in_slot(lang, version, spec).await;
+                    if let Ok(o) = &out {
+                        if cacheable(&o.0) && ttl > Duration::ZERO {
+                            if let Ok(bytes) = serde_json::to_vec(&o.0) {
+                                shared.put(&entry, bytes, ttl).await;
+                            }
+                        }
+                    }
+                    shared.unlock(&entry, &token).await;
+                    return out;
+                }
+                Lock::Held if waited.elapsed() < lock_ttl => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Lock::Held | Lock::Unavailable => {
+                    return self.run_in_slot(lang, version, spec).await;
+                }
+            }
+        }
     }
 
     async fn run_in_slot(
@@ -241,7 +311,7 @@ impl Engine {
         })
         .await
         .map_err(|e| CoreError::Config(format!("execution task failed: {e}")))??;
-        Ok((result, queued, started.elapsed()))
+        Ok((result, queued, started.elapsed(), false))
     }
 
     /// Runs the language's syntax check in a slot (never cached).

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod languages;
 pub mod patterns;
 pub mod service;
+pub mod shared;
 pub mod slots;
 
 pub use languages::{Language, LanguageTable};

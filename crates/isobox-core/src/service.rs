@@ -56,7 +56,7 @@ pub struct ExecuteRequest {
 }
 
 /// How one program ended (the compile step or the run): the fields CONTRACT.md gives both.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Outcome {
     pub status: String,
     pub exit_code: Option<i32>,
@@ -89,7 +89,7 @@ impl From<&PhaseReport> for Outcome {
 
 /// The public result object of CONTRACT.md: the run's outcome at the top level, the compile
 /// step's (if any) under `compile`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExecutionResult {
     pub id: String,
     pub language: String,
@@ -186,7 +186,7 @@ pub struct LanguageInfo {
     pub available: bool,
 }
 
-pub(crate) fn new_id() -> String {
+pub fn new_id() -> String {
     let mut b = [0u8; 16];
     if std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))

@@ -71,7 +71,12 @@ pub struct Shown {
 }
 
 /// Variables whose values are never shown.
-const SECRETS: &[&str] = &["API_KEYS", "OAUTH2_CLIENT_SECRET"];
+const SECRETS: &[&str] = &[
+    "API_KEYS",
+    "OAUTH2_CLIENT_SECRET",
+    "ISOBOX_WEBHOOK_SECRET",
+    "REDIS_URL",
+];
 
 /// The log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +105,18 @@ pub struct Config {
     /// Settings of the docker backend (`ISOBOX_DOCKER_*`), used when `backend` is `docker`.
     pub docker: isobox_sandbox::DockerConfig,
     pub rootfs: Option<PathBuf>,
+    /// Shared state and the job queue (`REDIS_URL`); None: everything node-local.
+    pub redis_url: Option<String>,
+    pub redis_timeout: Duration,
+    /// Async jobs: how long a finished job's result is kept (then 404).
+    pub job_result_ttl: Duration,
+    /// A job whose worker has not shown signs of life for this long is taken over.
+    pub job_claim: Duration,
+    /// Job executors on this node (0: an API-only node that only enqueues).
+    pub job_workers: usize,
+    /// Most submissions in one batch.
+    pub batch_max: usize,
+    pub webhook: crate::webhook::WebhookConfig,
     pub languages_file: Option<PathBuf>,
     pub warm_pool: usize,
     pub slots: usize,
@@ -410,6 +427,43 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
     let languages_file = r.opt_path("ISOBOX_LANGUAGES");
     let slots = r.num("ISOBOX_SLOTS", &slots_default, 1usize, 1024)?;
     let docker = docker_config(&mut r, slots)?;
+    let redis_url = r.string("REDIS_URL", "");
+    let redis_url = if redis_url.is_empty() {
+        None
+    } else {
+        if !(redis_url.starts_with("redis://")
+            || redis_url.starts_with("rediss://")
+            || redis_url.starts_with("redis+unix://")
+            || redis_url.starts_with("unix://"))
+        {
+            return Err(err(
+                "REDIS_URL",
+                "must start with redis://, rediss:// or unix://".to_string(),
+            ));
+        }
+        Some(redis_url)
+    };
+    let redis_timeout =
+        Duration::from_millis(r.num("ISOBOX_REDIS_TIMEOUT_MS", "200", 10u64, 60_000)?);
+    let job_result_ttl =
+        Duration::from_secs(r.num("ISOBOX_JOB_RESULT_TTL", "3600", 1u64, 30 * 86_400)?);
+    let job_claim =
+        Duration::from_millis(r.num("ISOBOX_JOB_CLAIM_MS", "30000", 500u64, 3_600_000)?);
+    let job_workers = r.num("ISOBOX_JOB_WORKERS", &slots.to_string(), 0usize, 1024)?;
+    let batch_max = r.num("ISOBOX_BATCH_MAX", "20", 1usize, 1000)?;
+    let webhook = crate::webhook::WebhookConfig {
+        secret: Some(r.string("ISOBOX_WEBHOOK_SECRET", "")).filter(|s| !s.is_empty()),
+        allow: crate::webhook::parse_allow(&r.string("ISOBOX_WEBHOOK_ALLOW", ""))
+            .map_err(|e| err("ISOBOX_WEBHOOK_ALLOW", e))?,
+        max_attempts: r.num("ISOBOX_WEBHOOK_ATTEMPTS", "5", 1u32, 50)?,
+        timeout: Duration::from_millis(r.num(
+            "ISOBOX_WEBHOOK_TIMEOUT_MS",
+            "5000",
+            100u64,
+            120_000,
+        )?),
+        ..crate::webhook::WebhookConfig::default()
+    };
     let warm_pool = r.num("ISOBOX_WARM_POOL", &slots.to_string(), 0usize, 256)?;
     let queue = r.num("ISOBOX_QUEUE", &(slots * 8).to_string(), 0usize, 100_000)?;
     let queue_timeout =
@@ -470,6 +524,13 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         backend,
         docker,
         rootfs,
+        redis_url,
+        redis_timeout,
+        job_result_ttl,
+        job_claim,
+        job_workers,
+        batch_max,
+        webhook,
         languages_file,
         warm_pool,
         slots,
@@ -602,6 +663,16 @@ const KNOWN: &[&str] = &[
     "ISOBOX_DOCKER_POOL_MODE",
     "ISOBOX_DOCKER_INSTANCE",
     "ISOBOX_DOCKER_APPARMOR",
+    "REDIS_URL",
+    "ISOBOX_REDIS_TIMEOUT_MS",
+    "ISOBOX_JOB_RESULT_TTL",
+    "ISOBOX_JOB_CLAIM_MS",
+    "ISOBOX_JOB_WORKERS",
+    "ISOBOX_BATCH_MAX",
+    "ISOBOX_WEBHOOK_SECRET",
+    "ISOBOX_WEBHOOK_ALLOW",
+    "ISOBOX_WEBHOOK_ATTEMPTS",
+    "ISOBOX_WEBHOOK_TIMEOUT_MS",
     "ISOBOX_LANGUAGES",
     "ISOBOX_SLOTS",
     "ISOBOX_WARM_POOL",

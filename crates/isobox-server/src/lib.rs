@@ -7,14 +7,17 @@
 //! with the same shutdown. Tests start them on port 0 with their own shutdown future.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod jobs;
 pub mod logging;
 pub mod metrics;
 mod openapi;
 mod routes;
 pub mod streaming;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +38,10 @@ pub use routes::router;
 /// Everything the handlers share.
 pub struct App {
     pub config: Config,
+    /// Shared state (`REDIS_URL`), None on a standalone node.
+    pub redis: Option<Arc<cluster::Redis>>,
+    /// Async jobs (in this process, or through Redis).
+    pub jobs: jobs::Jobs,
     pub engine: Arc<Engine>,
     pub metrics: metrics::Metrics,
     /// Authentication, rate limits and authorization.
@@ -49,9 +56,20 @@ pub struct App {
 
 impl App {
     /// Creates the backend and the services from the configuration (blocking: it probes the
-    /// toolchains in the sandbox).
+    /// toolchains in the sandbox). With `REDIS_URL` it must run inside a tokio runtime context
+    /// (`Runtime::enter`): the Redis client is created here, connecting lazily.
     pub fn build(config: Config) -> Result<App, String> {
-        let gate = auth::gate::Gate::new(&config.auth_type, &config.auth)?;
+        let redis = match &config.redis_url {
+            Some(url) => Some(Arc::new(cluster::Redis::connect(
+                url,
+                config.redis_timeout,
+            )?)),
+            None => None,
+        };
+        let mut gate = auth::gate::Gate::new(&config.auth_type, &config.auth)?;
+        if let Some(r) = &redis {
+            gate = gate.with_shared(r.clone());
+        }
         let tls = match (&config.auth.tls_cert, &config.auth.tls_key) {
             (Some(cert), Some(key)) => Some(auth::tls::server_config(&auth::tls::TlsSettings {
                 cert: cert.clone(),
@@ -106,7 +124,14 @@ impl App {
                 config::DedupScope::Global => CacheScope::Global,
             },
         );
+        let engine = match &redis {
+            Some(r) => engine.with_shared_cache(r.clone()),
+            None => engine,
+        };
+        let jobs = jobs::Jobs::new(redis.clone(), config.job_result_ttl, config.job_claim);
         Ok(App {
+            redis,
+            jobs,
             config,
             engine: Arc::new(engine),
             metrics: Default::default(),
@@ -129,6 +154,48 @@ pub async fn run(
     run_with_grpc(listener, None, app, shutdown).await
 }
 
+/// A job-only node (`isobox worker`): the job workers, and `/health` and `/metrics` on
+/// `listener`, until `shutdown`; then no new jobs are taken, running ones get the grace period
+/// (after it their sandboxes are killed and their jobs, still pending in Redis, are taken over
+/// by other workers).
+pub async fn run_worker(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    jobs::start_workers(app.clone(), app.config.job_workers, stop_rx.clone());
+    let router = routes::worker_router(app.clone());
+    let mut stopped = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    shutdown.await;
+    tracing::info!(
+        "shutting down: no new jobs, {:?} for running ones",
+        app.config.shutdown_grace
+    );
+    app.shutting_down.store(true, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    let deadline = tokio::time::Instant::now() + app.config.shutdown_grace;
+    while app.engine.load().0 > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if app.engine.load().0 > 0 {
+        tracing::warn!("grace period over: killing the sandboxes still running");
+        app.engine.executor().backend().cancel_all();
+    }
+    app.engine.close();
+    let _ = server.await;
+    let backend = app.engine.executor().backend().clone();
+    let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
+    Ok(())
+}
+
 /// [`run`], plus the gRPC API on `grpc` when given (same app, same graceful shutdown; the gRPC
 /// health service answers NOT_SERVING once shutdown begins).
 pub async fn run_with_grpc(
@@ -138,6 +205,7 @@ pub async fn run_with_grpc(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    jobs::start_workers(app.clone(), app.config.job_workers, stop_rx.clone());
     let router = routes::router(app.clone());
     let stopped = {
         let mut stop_rx = stop_rx.clone();
@@ -177,6 +245,7 @@ pub async fn run_with_grpc(
             loop {
                 tick.tick().await;
                 app.engine.purge_expired();
+                app.jobs.purge();
                 // A changed API keys file takes effect without a restart.
                 app.gate.reload();
             }

@@ -62,6 +62,9 @@ pub struct Gauges {
     pub cache_bytes: usize,
     pub cache_hits: u64,
     pub cache_misses: u64,
+    /// With `REDIS_URL`: whether Redis answered last time, and the calls that fell back to
+    /// local state.
+    pub redis: Option<(bool, u64)>,
 }
 
 #[derive(Default)]
@@ -194,6 +197,22 @@ impl Metrics {
             "counter",
             g.cache_misses.to_string(),
         );
+        if let Some((up, fallbacks)) = g.redis {
+            gauge(
+                &mut out,
+                "isobox_redis_up",
+                "1 while Redis answers; 0 while this node runs on its local cache and limits.",
+                "gauge",
+                u8::from(up).to_string(),
+            );
+            gauge(
+                &mut out,
+                "isobox_redis_fallbacks_total",
+                "Redis calls that fell back to local state (Redis unreachable or failing).",
+                "counter",
+                fallbacks.to_string(),
+            );
+        }
         out
     }
 }
@@ -217,8 +236,11 @@ mod tests {
             cache_bytes: 10,
             cache_hits: 4,
             cache_misses: 5,
+            redis: Some((false, 7)),
         };
         let text = m.render(&g);
+        assert!(text.contains("isobox_redis_up 0\n"), "{text}");
+        assert!(text.contains("isobox_redis_fallbacks_total 7\n"), "{text}");
         assert!(text.contains("isobox_executions_total{language=\"python\",status=\"ok\"} 2"));
         assert!(text.contains("isobox_rejected_total{reason=\"queue_full\"} 1"));
         assert!(text.contains("isobox_run_seconds_bucket{le=\"0.05\"} 1"));

@@ -44,6 +44,39 @@ pub fn document() -> Value {
         "compile".into(),
         json!({ "oneOf": [ { "type": "null" }, { "$ref": "#/components/schemas/Outcome" } ] }),
     );
+    let execute_request = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["language"],
+        "properties": {
+            "language": { "type": "string" },
+            "version": { "type": ["string", "null"] },
+            "code": { "type": ["string", "null"] },
+            "files": { "type": ["array", "null"], "items": { "type": "object", "additionalProperties": false, "required": ["name", "content"], "properties": {
+                "name": { "type": "string" }, "content": { "type": "string" },
+                "encoding": { "type": ["string", "null"], "enum": ["utf8", "utf-8", "base64", null] } } } },
+            "stdin": { "type": ["string", "null"] },
+            "args": { "type": ["array", "null"], "items": { "type": "string" } },
+            "limits": { "oneOf": [ { "type": "null" }, limits ] }
+        }
+    });
+    // An async submission: the request plus where to POST the result (signed).
+    let mut job_request = execute_request.clone();
+    job_request["properties"]["callback_url"] = json!({ "type": ["string", "null"] });
+    // A job's record: its state, and once done every field of the result at the top level
+    // (or `error` when the run could not happen).
+    let mut job_props = result_props.clone();
+    job_props.insert(
+        "state".into(),
+        json!({ "type": "string", "enum": ["queued", "running", "done"] }),
+    );
+    for t in ["submitted_at", "started_at", "finished_at"] {
+        job_props.insert(t.into(), json!({ "type": "integer", "minimum": 0 }));
+    }
+    job_props.insert(
+        "error".into(),
+        json!({ "$ref": "#/components/schemas/Error" }),
+    );
     let common_errors = |extra: &[(&str, &str)]| {
         let mut r = serde_json::Map::new();
         for (code, what) in [
@@ -86,6 +119,27 @@ pub fn document() -> Value {
         ("500", "the sandbox failed"),
     ]);
     validate_responses["200"] = json!({ "description": "the syntax check ran", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Validation" } } } });
+    let job_errors = |extra: &[(&str, &str)]| {
+        let mut r = common_errors(extra);
+        r["503"] = error_response("the job queue is unavailable (Redis unreachable), or the identity provider (see Retry-After)");
+        r
+    };
+    let job = |what: &str| json!({ "description": what, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Job" } } } });
+    let mut submit_responses = job_errors(&[
+        ("422", "refused by the pattern policy"),
+        ("500", "internal failure"),
+    ]);
+    submit_responses["202"] = job("queued (or, with ?wait=true, not done within 60 s): the job's id and state; Location names it");
+    submit_responses["200"] = job("with ?wait=true: the finished job");
+    let mut batch_responses = job_errors(&[
+        ("422", "a submission is refused by the pattern policy"),
+        ("500", "internal failure"),
+    ]);
+    batch_responses["202"] = json!({ "description": "queued: the jobs' ids, in the order of the submissions", "content": { "application/json": { "schema": {
+        "type": "object", "required": ["ids"], "properties": { "ids": { "type": "array", "items": { "type": "string" } } } } } } });
+    let mut get_job_responses =
+        job_errors(&[("404", "no such job (unknown, expired, or another caller's)")]);
+    get_job_responses["200"] = job("the job");
     json!({
         "openapi": "3.1.0",
         "info": { "title": "IsoBox", "version": env!("CARGO_PKG_VERSION"), "description": "Run untrusted code in an isolated sandbox." },
@@ -118,6 +172,27 @@ pub fn document() -> Value {
                 "summary": "Check a program's syntax in the sandbox without running it",
                 "requestBody": json_body("ExecuteRequest"),
                 "responses": validate_responses
+            }},
+            "/api/v1/executions": { "post": {
+                "operationId": "submitJob",
+                "summary": "Queue a program; with ?wait=true, wait for its result",
+                "parameters": [ { "name": "wait", "in": "query", "required": false, "schema": { "type": "boolean" } } ],
+                "requestBody": json_body("JobRequest"),
+                "responses": submit_responses
+            }},
+            "/api/v1/executions/batch": { "post": {
+                "operationId": "submitBatch",
+                "summary": "Queue several programs at once (all or none)",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false, "required": ["submissions"], "properties": {
+                        "submissions": { "type": "array", "minItems": 1, "items": { "$ref": "#/components/schemas/JobRequest" } } } } } } },
+                "responses": batch_responses
+            }},
+            "/api/v1/executions/{id}": { "get": {
+                "operationId": "getJob",
+                "summary": "A queued, running or finished job",
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "responses": get_job_responses
             }},
             "/api/v1/languages": { "get": {
                 "operationId": "languages",
@@ -155,22 +230,9 @@ pub fn document() -> Value {
         "components": { "schemas": {
             "Error": { "type": "object", "required": ["error", "message"], "properties": {
                 "error": { "type": "string" }, "message": { "type": "string" } } },
-            "ExecuteRequest": {
-                "type": "object",
-                "additionalProperties": false,
-                "required": ["language"],
-                "properties": {
-                    "language": { "type": "string" },
-                    "version": { "type": ["string", "null"] },
-                    "code": { "type": ["string", "null"] },
-                    "files": { "type": ["array", "null"], "items": { "type": "object", "additionalProperties": false, "required": ["name", "content"], "properties": {
-                        "name": { "type": "string" }, "content": { "type": "string" },
-                        "encoding": { "type": ["string", "null"], "enum": ["utf8", "utf-8", "base64", null] } } } },
-                    "stdin": { "type": ["string", "null"] },
-                    "args": { "type": ["array", "null"], "items": { "type": "string" } },
-                    "limits": { "oneOf": [ { "type": "null" }, limits ] }
-                }
-            },
+            "ExecuteRequest": execute_request,
+            "JobRequest": job_request,
+            "Job": { "type": "object", "required": ["id", "state"], "properties": Value::Object(job_props) },
             "Outcome": { "type": "object", "required": ["status", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "cpu_time_ms", "wall_time_ms", "memory_peak_bytes"], "properties": outcome_props },
             "ExecutionResult": { "type": "object", "required": ["id", "language", "version", "status", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "compile", "cpu_time_ms", "wall_time_ms", "memory_peak_bytes", "cached"], "properties": Value::Object(result_props) },
             "Validation": { "type": "object", "required": ["valid", "errors"], "properties": { "valid": { "type": "boolean" }, "errors": { "type": "string" } } }

@@ -20,6 +20,7 @@ use crate::auth::ratelimit::Decision;
 use crate::auth::tls::PeerCerts;
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::jobs::{self, JobError, JobSpec};
 use crate::logging::{EXEC, SECURITY};
 use crate::metrics::Gauges;
 use crate::App;
@@ -46,6 +47,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/execute/ws", get(execute_ws))
         .route("/api/v1/validate", post(validate))
         .route("/api/v1/languages", get(languages))
+        .route("/api/v1/executions", post(submit_job))
+        .route("/api/v1/executions/batch", post(submit_batch))
+        .route("/api/v1/executions/{id}", get(get_job))
         .route_layer(middleware::from_fn_with_state(app.clone(), gate));
     Router::new()
         .merge(api)
@@ -55,6 +59,16 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(app.clone(), common))
+        .with_state(app)
+}
+
+/// The routes of a job-only node: `/health` and `/metrics`.
+pub fn worker_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), common))
         .with_state(app)
 }
@@ -494,6 +508,232 @@ async fn validate(
     Ok(Json(v).into_response())
 }
 
+/// One submission of the async API: a request plus an optional `callback_url`, checked (JSON,
+/// policy, callback destination, the request itself) before anything is queued.
+async fn job_spec(
+    app: &App,
+    caller: &Caller,
+    mut v: serde_json::Value,
+) -> Result<JobSpec, Response> {
+    let bad = |kind: &'static str, msg: String| {
+        app.metrics.rejected(kind);
+        ApiError::new(StatusCode::BAD_REQUEST, kind, msg).into_response()
+    };
+    let callback_url = match v.as_object_mut().and_then(|m| m.remove("callback_url")) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(u)) => Some(u),
+        Some(_) => {
+            return Err(bad(
+                "invalid_json",
+                "`callback_url` must be a string".into(),
+            ))
+        }
+    };
+    let req: ExecuteRequest = serde_json::from_value(v).map_err(|e| {
+        bad(
+            "invalid_json",
+            format!("the body is not a valid request: {e}"),
+        )
+    })?;
+    authorize(app, caller, "execute", &req).map_err(|r| *r)?;
+    if let Some(url) = &callback_url {
+        crate::webhook::check_url(&app.config.webhook, url)
+            .map_err(|e| bad("invalid_callback", e.to_string()))?;
+    }
+    app.engine
+        .precheck(req.clone())
+        .await
+        .map_err(|e| core_error(app, &e).into_response())?;
+    Ok(JobSpec {
+        id: isobox_core::service::new_id(),
+        request: req,
+        caller: caller.key(),
+        callback_url,
+        submitted_at: jobs::now_ms(),
+    })
+}
+
+fn job_error(app: &App, e: &JobError) -> ApiError {
+    app.metrics.rejected("jobs_unavailable");
+    ApiError {
+        retry_after: Some(1),
+        ..ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+    }
+}
+
+/// How long `?wait=true` waits for a job before answering 202 with its current state.
+const JOB_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn wants_wait(q: &std::collections::HashMap<String, String>) -> bool {
+    q.get("wait")
+        .is_some_and(|v| matches!(v.as_str(), "true" | "1" | "yes"))
+}
+
+async fn submit_job(
+    State(app): State<Arc<App>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let v: serde_json::Value = execute_request_value(&app, &headers, body).await?;
+    let spec = match job_spec(&app, &caller, v).await {
+        Ok(s) => s,
+        Err(resp) => return Ok(resp),
+    };
+    let id = spec.id.clone();
+    app.jobs
+        .submit(std::slice::from_ref(&spec))
+        .await
+        .map_err(|e| job_error(&app, &e))?;
+    if wants_wait(&q) {
+        let rec = app
+            .jobs
+            .wait_done(&id, JOB_WAIT)
+            .await
+            .map_err(|e| job_error(&app, &e))?;
+        if let Some(rec) = rec {
+            let status = if jobs::state_of(&rec) == "done" {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            return Ok((status, Json(jobs::public_view(rec))).into_response());
+        }
+    }
+    let mut resp = (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"id": id, "state": "queued"})),
+    )
+        .into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/executions/{id}")) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+async fn submit_batch(
+    State(app): State<Arc<App>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let v: serde_json::Value = execute_request_value(&app, &headers, body).await?;
+    let bad = |msg: String| {
+        app.metrics.rejected("invalid_json");
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", msg)
+    };
+    let subs = match v {
+        serde_json::Value::Object(mut m) if m.len() == 1 => match m.remove("submissions") {
+            Some(serde_json::Value::Array(a)) => a,
+            _ => return Err(bad("the body must be {\"submissions\": [...]}".into())),
+        },
+        _ => return Err(bad("the body must be {\"submissions\": [...]}".into())),
+    };
+    if subs.is_empty() {
+        return Err(bad("`submissions` is empty".into()));
+    }
+    if subs.len() > app.config.batch_max {
+        app.metrics.rejected("too_large");
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "{} submissions; at most {} per batch",
+                subs.len(),
+                app.config.batch_max
+            ),
+        ));
+    }
+    // Every submission counts against the caller's quota (the gate counted the first).
+    if subs.len() > 1 {
+        let d = app
+            .gate
+            .rate(&caller.principal, &caller.roles, (subs.len() - 1) as u32)
+            .await;
+        if !d.allowed {
+            return Ok(refusal_response(&app, &Refusal::RateLimited(d)));
+        }
+    }
+    let mut specs = Vec::with_capacity(subs.len());
+    for (i, sub) in subs.into_iter().enumerate() {
+        match job_spec(&app, &caller, sub).await {
+            Ok(s) => specs.push(s),
+            Err(resp) => {
+                // Say which submission failed: rewrite the message with its index.
+                let (parts, body) = resp.into_parts();
+                let bytes = axum::body::to_bytes(body, 64 << 10)
+                    .await
+                    .unwrap_or_default();
+                let mut err: serde_json::Value =
+                    serde_json::from_slice(&bytes).unwrap_or_else(|_| serde_json::json!({}));
+                if let Some(m) = err.get("message").and_then(|m| m.as_str()) {
+                    err["message"] = serde_json::json!(format!("submission {i}: {m}"));
+                }
+                let mut resp = Json(err).into_response();
+                *resp.status_mut() = parts.status;
+                for (k, v) in parts.headers.iter() {
+                    if k != header::CONTENT_LENGTH {
+                        resp.headers_mut().insert(k.clone(), v.clone());
+                    }
+                }
+                return Ok(resp);
+            }
+        }
+    }
+    app.jobs
+        .submit(&specs)
+        .await
+        .map_err(|e| job_error(&app, &e))?;
+    let ids: Vec<&str> = specs.iter().map(|s| s.id.as_str()).collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "ids": ids })),
+    )
+        .into_response())
+}
+
+async fn get_job(
+    State(app): State<Arc<App>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such job (unknown, expired, or submitted by another caller)",
+        )
+    };
+    if id.len() > 64 || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(not_found());
+    }
+    let rec = app
+        .jobs
+        .get(&id)
+        .await
+        .map_err(|e| job_error(&app, &e))?
+        .filter(|r| jobs::owned_by(r, &caller.key()))
+        .ok_or_else(not_found)?;
+    Ok(Json(jobs::public_view(rec)).into_response())
+}
+
+/// A JSON body of the async API as a value (the submission is parsed after `callback_url` is
+/// taken out), refusals counted.
+async fn execute_request_value(
+    app: &App,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<serde_json::Value, ApiError> {
+    json_body(headers, body, app.config.max_body_bytes)
+        .await
+        .inspect_err(|e| app.metrics.rejected(e.kind))
+}
+
 async fn languages(State(app): State<Arc<App>>) -> Response {
     let list: Vec<serde_json::Value> = app
         .languages
@@ -525,6 +765,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         cache_bytes: c.bytes,
         cache_hits: c.hits,
         cache_misses: c.misses,
+        redis: app.redis.as_ref().map(|r| (r.up(), r.fallbacks())),
     });
     (
         [(

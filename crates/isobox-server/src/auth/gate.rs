@@ -30,6 +30,8 @@ pub struct Gate {
     quota: Quota,
     fail_quota: Quota,
     role_quotas: BTreeMap<String, Quota>,
+    /// The limiter shared with other nodes (Redis); the local one is the fallback.
+    shared: Option<std::sync::Arc<crate::cluster::Redis>>,
 }
 
 /// A refusal by the gate, ready for the error table.
@@ -122,7 +124,14 @@ impl Gate {
             quota: Quota::parse(&s.rate_limit)?,
             fail_quota: Quota::parse(&s.auth_fail_limit)?,
             role_quotas,
+            shared: None,
         })
+    }
+
+    /// Counts requests in the limiter shared through Redis (the local one when it is down).
+    pub fn with_shared(mut self, redis: std::sync::Arc<crate::cluster::Redis>) -> Gate {
+        self.shared = Some(redis);
+        self
     }
 
     /// Reloads what can change without a restart (the API keys file).
@@ -228,15 +237,29 @@ impl Gate {
         }
     }
 
-    /// Counts one request of `p` against its quota (the tightest of its roles', or the default).
-    pub fn rate(&self, p: &Principal, roles: &[String]) -> Decision {
+    /// Counts `cost` requests of `p` against its quota (the most generous of its roles', or
+    /// the default): in the shared limiter when there is one and Redis answers, else locally.
+    pub async fn rate(&self, p: &Principal, roles: &[String], cost: u32) -> Decision {
         // The most generous quota among the principal's roles that set one.
         let quota = roles
             .iter()
             .filter_map(|r| self.role_quotas.get(r).copied())
             .min_by_key(|q| q.period.as_nanos() / u128::from(q.count))
             .unwrap_or(self.quota);
-        self.limiter.check(&format!("{}:{}", p.method, p.id), quota)
+        let key = format!("{}:{}", p.method, p.id);
+        if let Some(r) = &self.shared {
+            if let Some(d) = r.rate(&key, quota, cost).await {
+                return d;
+            }
+        }
+        let mut d = self.limiter.check(&key, quota);
+        for _ in 1..cost {
+            if !d.allowed {
+                break;
+            }
+            d = self.limiter.check(&key, quota);
+        }
+        d
     }
 
     /// The policy's verdict (allowed when no policy is configured).
@@ -303,7 +326,7 @@ impl Gate {
             }
         };
         let roles = self.roles(&principal);
-        let decision = self.rate(&principal, &roles);
+        let decision = self.rate(&principal, &roles, 1).await;
         if !decision.allowed {
             security_event(
                 "rate_limited",
