@@ -260,18 +260,29 @@ impl Engine {
                 .ok()
                 .map(|r| (r, Duration::ZERO, Duration::ZERO, true))
         };
-        // Long enough for the run (every phase's wall time) plus a queue wait; it expires by
-        // itself if the node holding it dies.
-        let lock_ttl =
+        // The lock is a lease renewed while the run goes on, so a node that dies holding it
+        // delays the others by one lease at most. Waiting for another node's run ends after
+        // the longest that run can take (every phase's wall time and a queue wait).
+        let lease = Duration::from_secs(3);
+        let max_wait =
             spec.phases.iter().map(|p| p.limits.wall).sum::<Duration>() + Duration::from_secs(30);
         let waited = Instant::now();
         loop {
             if let Some(r) = shared.get(&entry).await.and_then(hit) {
                 return Ok(r);
             }
-            match shared.lock(&entry, lock_ttl).await {
+            match shared.lock(&entry, lease).await {
                 Lock::Acquired(token) => {
-                    let out = self.run_in_slot(lang, version, spec).await;
+                    let renew = async {
+                        loop {
+                            tokio::time::sleep(lease / 3).await;
+                            shared.renew(&entry, &token, lease).await;
+                        }
+                    };
+                    let out = tokio::select! {
+                        out = self.run_in_slot(lang, version, spec) => out,
+                        never = renew => never,
+                    };
                     if let Ok(o) = &out {
                         if cacheable(&o.0) && ttl > Duration::ZERO {
                             if let Ok(bytes) = serde_json::to_vec(&o.0) {
@@ -282,7 +293,7 @@ impl Engine {
                     shared.unlock(&entry, &token).await;
                     return out;
                 }
-                Lock::Held if waited.elapsed() < lock_ttl => {
+                Lock::Held if waited.elapsed() < max_wait => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Lock::Held | Lock::Unavailable => {

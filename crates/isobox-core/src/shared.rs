@@ -25,8 +25,11 @@ pub trait SharedCache: Send + Sync {
     fn get<'a>(&'a self, key: &'a str) -> BoxFut<'a, Option<Vec<u8>>>;
     /// Stores `value` for `ttl` unless an entry exists (first writer wins).
     fn put<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl: Duration) -> BoxFut<'a, ()>;
-    /// Takes the lock of `key` for `ttl` (it expires by itself if its holder dies).
+    /// Takes the lock of `key` for `ttl` (a lease: the holder renews it while it runs, and it
+    /// expires soon after its holder dies).
     fn lock<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFut<'a, Lock>;
+    /// Extends the lock to `ttl` from now if `token` still holds it (the holder's heartbeat).
+    fn renew<'a>(&'a self, key: &'a str, token: &'a str, ttl: Duration) -> BoxFut<'a, ()>;
     /// Releases the lock if `token` still holds it.
     fn unlock<'a>(&'a self, key: &'a str, token: &'a str) -> BoxFut<'a, ()>;
 }

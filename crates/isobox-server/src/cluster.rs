@@ -51,6 +51,12 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_
 return {1, new_tat - now, 0}
 "#;
 
+/// Extends KEYS[1] to ARGV[2] ms only if it still holds ARGV[1] (a lease renewed by its holder).
+const RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"#;
+
 /// Deletes KEYS[1] only if it still holds ARGV[1] (a lock released by its holder only).
 const UNLOCK: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -271,6 +277,23 @@ impl SharedCache for Redis {
                 Some(None) => Lock::Held,
                 None => Lock::Unavailable,
             }
+        })
+    }
+
+    fn renew<'a>(&'a self, key: &'a str, token: &'a str, ttl: Duration) -> BoxFut<'a, ()> {
+        Box::pin(async move {
+            let mut c = self.conn();
+            let lock_key = format!("{key}:lock");
+            let _ = self
+                .call("cache_renew", async move {
+                    redis::Script::new(RENEW)
+                        .key(&lock_key)
+                        .arg(token)
+                        .arg(ttl.as_millis() as u64)
+                        .invoke_async::<i64>(&mut c)
+                        .await
+                })
+                .await;
         })
     }
 
