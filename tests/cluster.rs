@@ -440,11 +440,11 @@ async fn without_redis_sync_runs_go_on_locally_and_the_node_says_so() {
     assert_eq!(v["stdout"], "queued again\n");
 }
 
+/// One request a receiver got: its headers (lower-case names) and body.
+type Received = (Vec<(String, String)>, Vec<u8>);
+
 /// A one-request-at-a-time HTTP receiver on loopback: each request's headers and body.
-fn receiver() -> (
-    u16,
-    std::sync::mpsc::Receiver<(Vec<(String, String)>, Vec<u8>)>,
-) {
+fn receiver() -> (u16, std::sync::mpsc::Receiver<Received>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
