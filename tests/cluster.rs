@@ -28,8 +28,9 @@ struct RedisServer {
 }
 
 impl RedisServer {
-    fn start_on(port: u16) -> RedisServer {
-        let child = Command::new("redis-server")
+    /// Starts redis-server on `port`; None if it exits (the port was taken meanwhile).
+    fn try_start_on(port: u16) -> Option<RedisServer> {
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -46,8 +47,11 @@ impl RedisServer {
             .expect("redis-server (scripts/test installs it)");
         let t = Instant::now();
         loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return None;
+            }
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
+                return Some(RedisServer { child, port });
             }
             assert!(
                 t.elapsed() < Duration::from_secs(10),
@@ -55,11 +59,16 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        RedisServer { child, port }
+    }
+
+    fn start_on(port: u16) -> RedisServer {
+        RedisServer::try_start_on(port).expect("redis-server on its old port")
     }
 
     fn start() -> RedisServer {
-        RedisServer::start_on(free_port())
+        (0..5)
+            .find_map(|_| RedisServer::try_start_on(free_port()))
+            .expect("redis-server")
     }
 
     fn url(&self) -> String {
@@ -86,31 +95,13 @@ struct Node {
 
 impl Node {
     fn start(cmd: &str, vars: &[(&str, &str)]) -> Node {
-        let port = free_port();
-        let child = Command::new(isobox_bin())
-            .arg(cmd)
-            .env("REST_PORT", port.to_string())
-            .env("GRPC_PORT", "0")
-            .env("ISOBOX_WARM_POOL", "0")
-            .env("ISOBOX_RATE_LIMIT", "100000/min")
-            .envs(vars.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let node = Node {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(60),
-                "{cmd} never listened"
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        node
+        let mut all = vec![
+            ("ISOBOX_WARM_POOL", "0"),
+            ("ISOBOX_RATE_LIMIT", "100000/min"),
+        ];
+        all.extend_from_slice(vars);
+        let (child, url) = spawn_node(cmd, &all);
+        Node { child, url }
     }
 
     fn kill(&mut self) {

@@ -332,22 +332,14 @@ echo alive
 #[test]
 fn leftovers_of_a_killed_server_are_reaped_when_the_next_one_starts() {
     let instance = format!("test-crash-{}", std::process::id());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = std::process::Command::new(isobox_bin())
-        .arg("serve")
-        .env("REST_PORT", port.to_string())
-        .env("GRPC_PORT", "0")
-        .env("ISOBOX_BACKEND", "docker")
-        .env("ISOBOX_DOCKER_INSTANCE", &instance)
-        .env("ISOBOX_DOCKER_POOL", "2")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut server, base) = spawn_node(
+        "serve",
+        &[
+            ("ISOBOX_BACKEND", "docker"),
+            ("ISOBOX_DOCKER_INSTANCE", &instance),
+            ("ISOBOX_DOCKER_POOL", "2"),
+        ],
+    );
     // A backend of another instance, to look at the engine (and later: to reap).
     let observer = backend(0, PoolMode::Started, "observer");
     let t = Instant::now();
@@ -368,7 +360,6 @@ fn leftovers_of_a_killed_server_are_reaped_when_the_next_one_starts() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    let base = format!("http://127.0.0.1:{port}");
     let t = Instant::now();
     while curl(&[&format!("{base}/health")]).is_empty() {
         assert!(t.elapsed() < Duration::from_secs(60), "no /health");

@@ -212,3 +212,45 @@ impl TestServer {
         }
     }
 }
+
+/// Starts `isobox <cmd>` (serve or worker) on a port of its own choosing (`REST_PORT=0`, so two
+/// tests never race for one) and returns it with its base URL, read from the line where it
+/// says where it listens. Its stderr is drained by a thread.
+pub fn spawn_node(cmd: &str, vars: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(isobox_bin())
+        .arg(cmd)
+        .env("REST_PORT", "0")
+        .env("GRPC_PORT", "0")
+        .envs(vars.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("isobox");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`isobox {cmd}` never said where it listens");
+        };
+        let says_where = line.contains("listening on ") || line.contains("/metrics on ");
+        if let (true, Some(i)) = (says_where, line.find("http://")) {
+            let url: String = line[i..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != ')')
+                .collect();
+            // Keep draining so the node never blocks on a full pipe.
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            return (child, url);
+        }
+    }
+}
