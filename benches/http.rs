@@ -21,6 +21,12 @@ async fn start(cache: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
     env.insert("REST_PORT".into(), "0".into());
     env.insert("DEDUP_ENABLED".into(), cache.to_string());
     env.insert("ISOBOX_QUEUE".into(), "1000".into());
+    env.insert("ISOBOX_RATE_LIMIT".into(), "100000000/min".into());
+    for k in ["ISOBOX_WARM_POOL", "ISOBOX_SLOTS"] {
+        if let Ok(v) = std::env::var(k) {
+            env.insert(k.into(), v);
+        }
+    }
     let cfg = isobox_server::config::load(&env).expect("config");
     let app = tokio::task::spawn_blocking(move || isobox_server::App::build(cfg))
         .await
