@@ -276,6 +276,9 @@ pub struct DockerBackend {
 /// Most pool containers prepared at once (the engine serializes much of the work anyway).
 const MAX_PREPARING: usize = 2;
 
+/// How often the pool looks for stray containers of its instance (and how old they must be).
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 /// How long an unused pooled container is kept before it is replaced.
 const POOL_IDLE: Duration = Duration::from_secs(300);
 
@@ -416,6 +419,14 @@ impl Inner {
 
     /// Removes every container this instance left behind (a crash, a kill -9).
     async fn reap_leftovers(&self) -> Result<usize, SandboxError> {
+        self.reap(Duration::ZERO).await
+    }
+
+    /// Removes this instance's containers that are neither pooled nor running a job and were
+    /// created more than `min_age` ago: at start (age 0) whatever a crashed server left, and
+    /// later a container whose `create` was still in flight in the engine when its server was
+    /// killed (the engine finishes it after the reaper at start has looked).
+    async fn reap(&self, min_age: Duration) -> Result<usize, SandboxError> {
         let filters = HashMap::from([(
             "label".to_string(),
             vec![format!("{INSTANCE_LABEL}={}", self.cfg.instance)],
@@ -430,11 +441,34 @@ impl Inner {
             ))
             .await
             .map_err(|e| docker_err("list containers", e))?;
+        let known: HashSet<String> = {
+            let pool = self
+                .pool
+                .lock()
+                .map(|p| p.iter().map(|b| b.id.clone()).collect::<Vec<_>>());
+            let live = self
+                .live
+                .lock()
+                .map(|l| l.iter().cloned().collect::<Vec<_>>());
+            pool.unwrap_or_default()
+                .into_iter()
+                .chain(live.unwrap_or_default())
+                .collect()
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         let mut n = 0;
         for c in list {
-            if let Some(id) = c.id {
-                self.remove(&id).await;
-                n += 1;
+            let old_enough = c
+                .created
+                .is_some_and(|t| now - t >= min_age.as_secs() as i64);
+            if let (Some(id), true) = (c.id, old_enough) {
+                if !known.contains(&id) {
+                    self.remove(&id).await;
+                    n += 1;
+                }
             }
         }
         Ok(n)
@@ -642,6 +676,7 @@ impl Inner {
     /// Keeps `cfg.pool` containers of the wanted shape ready, plus one more in preparation for
     /// each run waiting for one (preparations run concurrently); replaces idle and stale ones.
     async fn refill_loop(self: Arc<Self>) {
+        let mut last_sweep = Instant::now();
         loop {
             if self.cancelled.load(Ordering::SeqCst) {
                 return;
@@ -673,6 +708,11 @@ impl Inner {
             if backoff > 0 {
                 // The engine is failing: back off; runs prepare their own meanwhile.
                 tokio::time::sleep(Duration::from_millis(100 << backoff.min(6))).await;
+            }
+            // Now and then, what a killed predecessor's engine calls created after our start.
+            if last_sweep.elapsed() >= SWEEP_EVERY {
+                last_sweep = Instant::now();
+                let _ = self.reap(SWEEP_EVERY).await;
             }
             let _ = tokio::time::timeout(Duration::from_secs(10), self.refill.notified()).await;
         }
