@@ -113,6 +113,7 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         // SIGTERM: a graceful stop (running jobs finish, sandboxes and cgroups are removed).
+        // SAFETY: signalling our own child process, which we have not reaped yet.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(15) {

@@ -408,12 +408,13 @@ pub(crate) fn core_error(app: &App, e: &CoreError) -> ApiError {
     api
 }
 
-/// The body of execute and validate, refusals counted.
-async fn execute_request(
+/// A JSON body of the API (a request, or for the async API a value whose `callback_url` is
+/// taken out first), refusals counted.
+async fn execute_request<T: DeserializeOwned>(
     app: &App,
     headers: &HeaderMap,
     body: Body,
-) -> Result<ExecuteRequest, ApiError> {
+) -> Result<T, ApiError> {
     json_body(headers, body, app.config.max_body_bytes)
         .await
         .inspect_err(|e| app.metrics.rejected(e.kind))
@@ -580,7 +581,7 @@ async fn submit_job(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let v: serde_json::Value = execute_request_value(&app, &headers, body).await?;
+    let v: serde_json::Value = execute_request(&app, &headers, body).await?;
     let spec = match job_spec(&app, &caller, v).await {
         Ok(s) => s,
         Err(resp) => return Ok(resp),
@@ -622,7 +623,7 @@ async fn submit_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let v: serde_json::Value = execute_request_value(&app, &headers, body).await?;
+    let v: serde_json::Value = execute_request(&app, &headers, body).await?;
     let bad = |msg: String| {
         app.metrics.rejected("invalid_json");
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", msg)
@@ -720,18 +721,6 @@ async fn get_job(
         .filter(|r| jobs::owned_by(r, &caller.key()))
         .ok_or_else(not_found)?;
     Ok(Json(jobs::public_view(rec)).into_response())
-}
-
-/// A JSON body of the async API as a value (the submission is parsed after `callback_url` is
-/// taken out), refusals counted.
-async fn execute_request_value(
-    app: &App,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<serde_json::Value, ApiError> {
-    json_body(headers, body, app.config.max_body_bytes)
-        .await
-        .inspect_err(|e| app.metrics.rejected(e.kind))
 }
 
 async fn languages(State(app): State<Arc<App>>) -> Response {
