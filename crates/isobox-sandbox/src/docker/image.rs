@@ -201,6 +201,9 @@ pub async fn build(
             b.runner.display()
         )));
     }
+    // The image this tag names now: replaced by the new one, it is removed afterwards (else
+    // every rebuild would leave gigabytes of untagged layers behind).
+    let previous = docker.inspect_image(&b.tag).await.ok().and_then(|i| i.id);
     let staging = stage(b).map_err(fail)?;
     let (repo, tag) = b.tag.rsplit_once(':').unwrap_or((&b.tag, "latest"));
     let mut child = tar_command(b, &staging.0)
@@ -286,6 +289,23 @@ pub async fn build(
     }
     progress(&format!("imported {} MiB", bytes >> 20));
     check(docker, &b.tag).await?;
+    let now = docker.inspect_image(&b.tag).await.ok().and_then(|i| i.id);
+    if let (Some(old), true) = (previous, now.is_some()) {
+        if Some(&old) != now.as_ref() {
+            // Still used by a container: the engine refuses, and that is fine.
+            if docker
+                .remove_image(
+                    &old,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await
+                .is_ok()
+            {
+                progress(&format!("removed the image it replaces ({old})"));
+            }
+        }
+    }
     Ok(id.unwrap_or_else(|| b.tag.clone()))
 }
 
