@@ -99,8 +99,20 @@ fn bare_rate(secs: u64) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+fn main() {
+    // As `isobox serve` does: the sandbox launcher first, while this process has one thread
+    // (ISOBOX_NO_LAUNCHER=1 leaves it out, to measure what it saves).
+    if std::env::var("ISOBOX_NO_LAUNCHER").as_deref() != Ok("1") {
+        isobox_sandbox::native::launcher::start().expect("sandbox launcher");
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench());
+}
+
+async fn bench() {
     let secs = env_num("ISOBOX_BENCH_SECS", 10);
     let clients = env_num("ISOBOX_BENCH_CONCURRENCY", 8);
     println!("python hello through HTTP, {clients} clients, {secs} s per case");

@@ -73,8 +73,15 @@ enum Command {
     },
     /// Probe what the sandbox enforces on this host.
     Selftest {
-        #[arg(long)]
+        /// Print the report as JSON.
+        #[arg(long, conflicts_with = "markdown")]
         json: bool,
+        /// Print the probe table SECURITY.md carries for this backend (between its markers).
+        #[arg(long)]
+        markdown: bool,
+        /// Isolation backend to probe.
+        #[arg(long, value_enum, default_value = "native", env = "ISOBOX_BACKEND")]
+        backend: BackendKind,
     },
     /// Start the REST API (REST_PORT, default 8000; see README for every setting).
     Serve,
@@ -153,6 +160,15 @@ fn languages(path: Option<&PathBuf>) -> anyhow::Result<LanguageTable> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let no_launcher = std::env::var("ISOBOX_NO_LAUNCHER").is_ok_and(|v| v == "1");
+    if matches!(cli.command, Command::Serve | Command::Worker) && !no_launcher {
+        // Before any thread or configuration exists: the process that clones the native
+        // backend's sandboxes from a tiny address space (see isobox_sandbox::native::launcher).
+        // Without it sandboxes are cloned from the server itself: correct, only slower.
+        if let Err(e) = isobox_sandbox::native::launcher::start() {
+            eprintln!("isobox: sandbox launcher not started ({e}); cloning from the server");
+        }
+    }
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -352,11 +368,27 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("configuration is valid");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Selftest { json } => {
-            let native = NativeBackend::new(native_config(cli.rootfs))?;
-            let report = selftest::run(&native);
+        Command::Selftest {
+            json,
+            markdown,
+            backend: kind,
+        } => {
+            let report = match kind {
+                BackendKind::Native => {
+                    selftest::native(&NativeBackend::new(native_config(cli.rootfs))?)
+                }
+                BackendKind::Docker => {
+                    if cli.rootfs.is_some() {
+                        bail!("--rootfs is for the native backend; the docker backend runs its image (`isobox image build --from DIR`)");
+                    }
+                    let (docker, engine) = selftest::docker_backend()?;
+                    selftest::docker(&docker, engine)
+                }
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if markdown {
+                print!("{}", selftest::markdown(&report));
             } else {
                 selftest::print(&report);
             }

@@ -1,11 +1,18 @@
-//! `isobox selftest`: real probes run inside the sandbox, reported as a table.
+//! `isobox selftest`: real probes run inside the sandbox of either backend, reported as a table.
 //!
 //! Each probe is a small shell program (only /bin/sh and coreutils are assumed) run with tight
 //! limits; its verdict comes from what the program printed and how the sandbox reported it.
+//! Both backends run the same probes; where a backend differs by design (Docker always mounts
+//! `/sys`, the docker runner is the container's PID 1) the probe is reported as not required on
+//! that backend, and enforced or not as measured. `--markdown` prints the table SECURITY.md
+//! carries (tests/security_doc.rs keeps the two in step).
 
 use std::time::Duration;
 
-use isobox_sandbox::{Backend, ExecSpec, LimitHit, Limits, NativeBackend, PhaseReport, Status};
+use isobox_sandbox::{
+    program_env, Backend, DockerBackend, ExecSpec, LimitHit, Limits, NativeBackend, PhaseReport,
+    Status,
+};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -13,6 +20,9 @@ pub struct Probe {
     pub name: &'static str,
     pub required: bool,
     pub enforced: bool,
+    /// The outcome depends on how the host is set up, not on IsoBox (never set on a required
+    /// probe).
+    pub host_dependent: bool,
     pub detail: String,
 }
 
@@ -25,6 +35,12 @@ pub struct Report {
     pub ok: bool,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Native,
+    Docker,
+}
+
 fn limits() -> Limits {
     Limits {
         wall: Duration::from_secs(5),
@@ -35,9 +51,9 @@ fn limits() -> Limits {
     }
 }
 
-fn run_sh(b: &NativeBackend, script: &str, limits: Limits) -> Result<PhaseReport, String> {
+fn run_sh(b: &dyn Backend, script: &str, limits: Limits) -> Result<PhaseReport, String> {
     let argv = vec!["sh".into(), "-c".into(), script.into()];
-    let spec = ExecSpec::single(argv, vec![], limits);
+    let spec = ExecSpec::single(argv, program_env(&[]), limits);
     let report = b.execute(&spec).map_err(|e| e.to_string())?;
     report
         .phases
@@ -50,27 +66,73 @@ fn out(r: &PhaseReport) -> String {
     String::from_utf8_lossy(&r.stdout).trim().to_string()
 }
 
-/// Runs a probe whose script prints `ENFORCED` (or anything else, shown as the detail).
-fn expect_line(b: &NativeBackend, script: &str) -> (bool, String) {
+/// Runs a probe whose script prints `ENFORCED` last (or anything else, shown as the detail);
+/// the run itself must end normally.
+fn expect_line(b: &dyn Backend, script: &str) -> (bool, String) {
     match run_sh(b, script, limits()) {
         Ok(r) => {
             let o = out(&r);
-            (
-                o.lines().last() == Some("ENFORCED"),
-                o.lines().last().unwrap_or("").to_string(),
-            )
+            let last = o.lines().last().unwrap_or("").to_string();
+            if r.status != Status::Ok {
+                return (false, format!("status {} ({last})", r.status.as_str()));
+            }
+            (last == "ENFORCED", last)
         }
         Err(e) => (false, e),
     }
 }
 
-pub fn run(b: &NativeBackend) -> Report {
+/// Runs every probe on a native backend.
+pub fn native(b: &NativeBackend) -> Report {
+    let mut probes = common(b, Kind::Native);
+    let (enforced, detail) = fast_cgroup_placement(b);
+    probes.push(Probe {
+        name: "fast cgroup placement (no RCU stall per run)",
+        required: false,
+        enforced,
+        host_dependent: true,
+        detail,
+    });
+    report("native", b.cgroup_layout().describe(), probes)
+}
+
+/// Runs every probe on a docker backend; `engine` describes the engine (shown, not checked).
+pub fn docker(b: &DockerBackend, engine: String) -> Report {
+    let mut probes = common(b, Kind::Docker);
+    let (enforced, detail) = expect_line(
+        b,
+        r#"a=$(cat /proc/self/attr/current 2>/dev/null | tr -d '\0'); case "$a" in isobox*) echo ENFORCED;; "") echo "no LSM label: AppArmor is off on this host";; *) echo "confined by $a";; esac"#,
+    );
+    probes.push(Probe {
+        name: "AppArmor profile isobox applied",
+        required: false,
+        enforced,
+        host_dependent: true,
+        detail,
+    });
+    report("docker", engine, probes)
+}
+
+fn report(backend: &'static str, cgroups: String, probes: Vec<Probe>) -> Report {
+    let ok = probes.iter().all(|p| p.enforced || !p.required);
+    Report {
+        backend,
+        cgroups,
+        probes,
+        ok,
+    }
+}
+
+/// The probes both backends run. `required` differs only where a backend differs by design.
+fn common(b: &dyn Backend, kind: Kind) -> Vec<Probe> {
+    let docker = kind == Kind::Docker;
     let mut probes = Vec::new();
     let mut add = |name, required, (enforced, detail): (bool, String)| {
         probes.push(Probe {
             name,
             required,
             enforced,
+            host_dependent: false,
             detail,
         });
     };
@@ -95,11 +157,40 @@ pub fn run(b: &NativeBackend) -> Report {
         ),
     );
     add(
+        "user namespaces refused (unshare -U)",
+        true,
+        expect_line(
+            b,
+            r#"command -v unshare >/dev/null || { echo "cannot probe: no unshare(1) in the sandbox"; exit; }
+               unshare -U true 2>/dev/null && echo "unshare -U worked" || echo ENFORCED"#,
+        ),
+    );
+    add(
         "pid namespace (host processes invisible)",
         true,
         expect_line(
             b,
             r#"n=$(ls /proc | grep -c '^[0-9]'); [ "$$" -lt 10 ] && [ "$n" -lt 10 ] && echo ENFORCED || echo "pid $$, $n processes visible""#,
+        ),
+    );
+    add(
+        "no IsoBox process visible to the program",
+        !docker,
+        expect_line(
+            b,
+            r#"for p in /proc/[0-9]*; do c=$(cat $p/comm 2>/dev/null);
+                 case "$c" in *isobox*) echo "pid ${p#/proc/} ($c) visible"; exit;; esac; done; echo ENFORCED"#,
+        ),
+    );
+    add(
+        "PID 1 cannot be killed, read or traced",
+        true,
+        expect_line(
+            b,
+            r#"kill -KILL 1 2>/dev/null; sleep 0.2
+               for f in /proc/1/mem /proc/1/environ; do head -c1 $f >/dev/null 2>&1 && { echo "$f readable"; exit; }; done
+               ls /proc/1/fd >/dev/null 2>&1 && { echo "/proc/1/fd readable"; exit; }
+               echo ENFORCED"#,
         ),
     );
     add(
@@ -115,7 +206,18 @@ pub fn run(b: &NativeBackend) -> Report {
         true,
         expect_line(
             b,
-            r#"for f in /x /usr/x /etc/x /bin/x; do if touch $f 2>/dev/null; then echo "wrote $f"; exit; fi; done; echo ENFORCED"#,
+            r#"for f in /x /usr/x /etc/x /bin/x /etc/passwd; do if touch $f 2>/dev/null; then echo "wrote $f"; exit; fi; done; echo ENFORCED"#,
+        ),
+    );
+    add(
+        "no setuid path (nosuid mounts or no setuid files)",
+        true,
+        expect_line(
+            b,
+            r#"ns() { awk -v m="$1" '$2 == m { print ($4 ~ /(^|,)nosuid(,|$)/) ? "y" : "n" }' /proc/self/mounts | tail -n 1; }
+               if [ "$(ns /)" = y ] && [ "$(ns /usr)" = y ]; then echo ENFORCED; exit; fi
+               f=$(find / -xdev -perm /6000 -type f 2>/dev/null | head -n 1)
+               [ -z "$f" ] && echo ENFORCED || echo "setuid/setgid file $f on a suid mount""#,
         ),
     );
     add(
@@ -128,32 +230,84 @@ pub fn run(b: &NativeBackend) -> Report {
     );
     add(
         "/sys absent",
-        true,
+        !docker,
         expect_line(
             b,
-            r#"[ -e /sys/kernel ] && echo "/sys visible" || echo ENFORCED"#,
+            r#"[ -e /sys/kernel ] && echo "/sys visible (read-only)" || echo ENFORCED"#,
         ),
     );
     add(
-        "namespace syscalls blocked (unshare, mount)",
+        "/sys not writable",
         true,
         expect_line(
             b,
-            r#"command -v unshare >/dev/null || { echo ENFORCED; exit; }; unshare -U true 2>/dev/null && echo "unshare worked" || echo ENFORCED"#,
+            // Opening for append writes nothing, whatever the verdict.
+            r#"[ -e /sys ] || { echo ENFORCED; exit; }
+               for d in /sys /sys/fs/cgroup; do f=$d/isobox-probe; touch $f 2>/dev/null && { rm -f $f; echo "created $f"; exit; }; done
+               for f in /sys/kernel/mm/transparent_hugepage/enabled /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max; do
+                 [ -e $f ] && (: >> $f) 2>/dev/null && { echo "$f opens for writing"; exit; }; done
+               echo ENFORCED"#,
         ),
     );
     add(
         "writable /tmp is size-capped",
         true,
+        // Files of 6 MB each, below RLIMIT_FSIZE (16 MiB): what stops them is the tmpfs cap.
         match run_sh(
             b,
-            "head -c 40000000 /dev/zero > /tmp/fill 2>/dev/null; wc -c < /tmp/fill",
+            "for i in 1 2 3 4 5; do head -c 6000000 /dev/zero > /tmp/fill$i 2>/dev/null; done; cat /tmp/fill* | wc -c",
             limits(),
         ) {
             Ok(r) => {
                 let n: u64 = out(&r).parse().unwrap_or(u64::MAX);
-                (n <= 16 << 20, format!("wrote {n} bytes into a 16 MiB /tmp"))
+                (
+                    n <= 16 << 20,
+                    format!("wrote {n} of 30000000 bytes into a 16 MiB /tmp"),
+                )
             }
+            Err(e) => (false, e),
+        },
+    );
+    add(
+        "file size limit (RLIMIT_FSIZE)",
+        true,
+        match run_sh(
+            b,
+            "head -c 3000000 /dev/zero > /tmp/big 2>/dev/null; wc -c < /tmp/big",
+            Limits {
+                max_file_bytes: 1 << 20,
+                ..limits()
+            },
+        ) {
+            Ok(r) => {
+                let n: u64 = out(&r).parse().unwrap_or(u64::MAX);
+                (
+                    n <= 1 << 20,
+                    format!("a file grew to {n} bytes under a 1 MiB limit"),
+                )
+            }
+            Err(e) => (false, e),
+        },
+    );
+    add(
+        "output capped",
+        true,
+        match run_sh(
+            b,
+            "head -c 1000000 /dev/zero",
+            Limits {
+                max_output_bytes: 4096,
+                ..limits()
+            },
+        ) {
+            Ok(r) => (
+                r.status == Status::OutputLimit && r.stdout.len() == 4096 && r.stdout_truncated,
+                format!(
+                    "status {}, {} bytes kept of 1000000 with a cap of 4096",
+                    r.status.as_str(),
+                    r.stdout.len()
+                ),
+            ),
             Err(e) => (false, e),
         },
     );
@@ -270,19 +424,7 @@ pub fn run(b: &NativeBackend) -> Report {
             r#"h=$(cat /proc/sys/kernel/hostname); [ "$h" = isobox ] && echo ENFORCED || echo "hostname $h""#,
         ),
     );
-    add(
-        "fast cgroup placement (no RCU stall per run)",
-        false,
-        fast_cgroup_placement(b),
-    );
-    let cgroups = b.cgroup_layout().describe();
-    let ok = probes.iter().all(|p| p.enforced || !p.required);
-    Report {
-        backend: "native",
-        cgroups,
-        probes,
-        ok,
-    }
+    probes
 }
 
 /// Whether a fresh sandbox joins its cgroup without waiting for an RCU grace period: on pure v2
@@ -309,13 +451,17 @@ fn fast_cgroup_placement(b: &NativeBackend) -> (bool, String) {
 
 pub fn print(r: &Report) {
     println!("backend: {}   cgroups: {}", r.backend, r.cgroups);
-    println!("{:<48} {:<9} {:<9} detail", "probe", "required", "enforced");
+    println!("{:<52} {:<9} {:<9} detail", "probe", "required", "enforced");
     for p in &r.probes {
         println!(
-            "{:<48} {:<9} {:<9} {}",
+            "{:<52} {:<9} {:<9} {}",
             p.name,
             if p.required { "yes" } else { "no" },
-            if p.enforced { "yes" } else { "NO" },
+            match (p.enforced, p.required) {
+                (true, _) => "yes",
+                (false, true) => "NO",
+                (false, false) => "no",
+            },
             if p.enforced && p.detail == "ENFORCED" {
                 ""
             } else {
@@ -331,4 +477,58 @@ pub fn print(r: &Report) {
             "SOME REQUIRED ISOLATION IS MISSING"
         }
     );
+}
+
+/// What the `enforced` column of the Markdown table says for a probe whose outcome is the
+/// host's business (tests/security_doc.rs accepts either outcome for it).
+pub const HOST_DEPENDENT: &str = "depends on host";
+
+/// The table SECURITY.md carries for this backend, between its markers: probe, required,
+/// enforced (`yes`/`no`, or [`HOST_DEPENDENT`]). Measured details are left out: they vary from
+/// run to run.
+pub fn markdown(r: &Report) -> String {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let mut s = format!("<!-- selftest:{} -->\n", r.backend);
+    s.push_str("| probe | required | enforced |\n| --- | --- | --- |\n");
+    for p in &r.probes {
+        let enforced = if p.host_dependent {
+            HOST_DEPENDENT
+        } else {
+            yes_no(p.enforced)
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} |\n",
+            p.name,
+            yes_no(p.required),
+            enforced
+        ));
+    }
+    s.push_str("<!-- selftest:end -->\n");
+    s
+}
+
+/// The docker backend `isobox run --backend docker` would use (ISOBOX_DOCKER_* and DOCKER_HOST
+/// from the environment), with no pool and an instance label of its own, and a description of
+/// its engine (version, cgroup version, OCI runtime).
+pub fn docker_backend() -> anyhow::Result<(DockerBackend, String)> {
+    let mut cfg = isobox_server::config::docker_settings(&isobox_server::config::ProcessEnv)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    cfg.pool = 0;
+    cfg.instance = format!("selftest-{}", std::process::id());
+    let chosen = cfg.runtime.clone();
+    let b = DockerBackend::new(cfg)?;
+    let d = b.docker().clone();
+    let info = b.wait(async move { d.info().await.ok() }).flatten();
+    let engine = match info {
+        Some(i) => format!(
+            "engine {}, cgroup v{}, runtime {}",
+            i.server_version.unwrap_or_default(),
+            i.cgroup_version.map(|v| v.to_string()).unwrap_or_default(),
+            chosen
+                .or(i.default_runtime.map(|r| format!("{r} (engine default)")))
+                .unwrap_or_default()
+        ),
+        None => "engine (no info)".into(),
+    };
+    Ok((b, engine))
 }

@@ -1,6 +1,8 @@
 //! The warm pool: sandboxes built ahead of time (namespaces, cgroup, base root), each used for
 //! exactly one run, refilled in the background, torn down with the backend.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use isobox_sandbox::cgroup::Layout;
@@ -151,7 +153,7 @@ fn arenas_of(pid: &str) -> usize {
     std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.contains("/dev/zero") && l.contains("rw-s"))
+        .filter(|l| l.contains("/memfd:isobox-arena") && l.contains("rw-s"))
         .count()
 }
 
@@ -199,4 +201,128 @@ fn a_sandbox_inherits_no_other_runs_job() {
             "sandbox init {pid} maps other runs' arenas: {shared:?}"
         );
     }
+}
+
+/// The sandbox inits (children in a pid namespace of their own) of process `pid`.
+fn sandbox_inits_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|t| std::fs::read_to_string(t.path().join("children")).unwrap_or_default())
+        .flat_map(|c| c.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|c| c.parse::<u32>().ok())
+        .filter(|c| {
+            std::fs::read_to_string(format!("/proc/{c}/status"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with("NSpid:") && l.split_whitespace().count() == 3)
+        })
+        .collect()
+}
+
+/// Whether `needle` is anywhere in the readable private or shared memory of process `pid`.
+fn memory_contains(pid: u32, needle: &[u8]) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let Ok(mut mem) = std::fs::File::open(format!("/proc/{pid}/mem")) else {
+        return false;
+    };
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if !perms.starts_with('r') || line.contains("[vvar") || line.contains("[vsyscall") {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap(),
+            u64::from_str_radix(b, 16).unwrap(),
+        );
+        let mut buf = vec![0u8; (b - a) as usize];
+        if mem.seek(SeekFrom::Start(a)).is_err() || mem.read_exact(&mut buf).is_err() {
+            continue;
+        }
+        if buf.windows(needle.len()).any(|w| w == needle) {
+            return true;
+        }
+    }
+    false
+}
+
+/// A server's sandboxes are cloned by the launcher (forked before the configuration was read),
+/// so a warm sandbox's init holds none of the server's memory: not its API keys, and no page
+/// tables of the server's heap to copy. With `ISOBOX_NO_LAUNCHER=1` they are cloned from the
+/// server itself and do carry its memory (the control that shows the scan finds the key).
+#[test]
+fn server_sandboxes_carry_none_of_the_servers_memory() {
+    let dir = std::env::temp_dir().join(format!("isobox-launcher-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = format!(
+        "isobox-test-key-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let cfg = dir.join("isobox.toml");
+    std::fs::write(
+        &cfg,
+        format!("api_keys = \"{secret}\"\nauth_type = \"apikey\"\n"),
+    )
+    .unwrap();
+    for launcher in [true, false] {
+        let mut vars = vec![
+            ("ISOBOX_CONFIG", cfg.to_str().unwrap()),
+            ("ISOBOX_WARM_POOL", "2"),
+        ];
+        if !launcher {
+            vars.push(("ISOBOX_NO_LAUNCHER", "1"));
+        }
+        let (mut node, _url) = common::spawn_node("serve", &vars);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let inits = loop {
+            let inits = sandbox_inits_of(node.id());
+            if inits.len() >= 2 {
+                break inits;
+            }
+            assert!(Instant::now() < deadline, "the warm pool never filled");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let in_server = memory_contains(node.id(), secret.as_bytes());
+        let in_inits: Vec<bool> = inits
+            .iter()
+            .map(|&p| memory_contains(p, secret.as_bytes()))
+            .collect();
+        let comms: Vec<String> = inits
+            .iter()
+            .map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default())
+            .collect();
+        // SAFETY: signals our own child process; no memory is involved.
+        unsafe { libc::kill(node.id() as i32, libc::SIGTERM) };
+        let _ = node.wait();
+        assert!(
+            in_server,
+            "the scan does not find the key in the server itself"
+        );
+        if launcher {
+            assert!(
+                in_inits.iter().all(|x| !x),
+                "a sandbox init holds the server's API key: {in_inits:?}"
+            );
+            assert!(
+                comms.iter().all(|c| c.trim() == "isobox-launch"),
+                "{comms:?}"
+            );
+        } else {
+            assert!(
+                in_inits.iter().any(|x| *x),
+                "cloned from the server, an init should carry its memory"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,8 +9,10 @@
 //! sandbox's init joins it (by writing `0` to pre-opened `cgroup.procs` files) before it unshares
 //! the cgroup namespace and long before any user code runs.
 
+use std::ffi::CStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -216,39 +218,51 @@ impl Layout {
 
     /// Creates the cgroup of one execution.
     pub fn create(&self, name: &str) -> Result<RunCgroup, SandboxError> {
+        let mounts = self.mounts();
+        let index = |m: &Mount| mounts.iter().position(|x| *x == m).unwrap_or(0);
         let mut cg = RunCgroup {
             dirs: Vec::new(),
+            fds: Vec::new(),
             v2_dir: None,
-            memory: self.memory.path().join(&self.parent).join(name),
+            memory: index(&self.memory),
             memory_v2: self.memory.is_v2(),
-            pids: self.pids.path().join(&self.parent).join(name),
-            cpu: self.cpu.path().join(&self.parent).join(name),
+            pids: index(&self.pids),
+            cpu: index(&self.cpu),
             cpu_v2: self.cpu.is_v2(),
-            acct: self.cpuacct.path().join(&self.parent).join(name),
+            acct: index(&self.cpuacct),
             acct_v2: self.cpuacct.is_v2(),
             memory_limit: 0,
             peak_file: None,
+            usage_file: None,
         };
-        for m in self.mounts() {
+        for m in &mounts {
             let dir = m.path().join(&self.parent).join(name);
-            if let Err(e) = fs::create_dir(&dir) {
-                // Whatever was created so far is removed by RunCgroup's Drop.
-                return Err(setup_err(&dir, "create", e));
-            }
+            // Whatever was created so far is removed by RunCgroup's Drop.
+            fs::create_dir(&dir).map_err(|e| setup_err(&dir, "create", e))?;
+            let fd = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY)
+                .open(&dir);
             if m.is_v2() {
-                cg.v2_dir = Some(dir.clone());
+                cg.v2_dir = Some(cg.dirs.len());
             }
-            cg.dirs.push(dir);
+            cg.dirs.push(dir.clone());
+            cg.fds.push(fd.map_err(|e| setup_err(&dir, "open", e))?);
         }
         if cg.memory_v2 {
             // Kill the whole group on OOM, not just the largest process.
-            let _ = write_file(&cg.memory.join("memory.oom.group"), "1");
-        } else {
+            let _ = cg.write(cg.memory, c"memory.oom.group", "1");
+        } else if !cg.has(cg.memory, c"memory.memsw.limit_in_bytes") {
             // Without swap accounting at least avoid swapping.
-            if !cg.memory.join("memory.memsw.limit_in_bytes").exists() {
-                let _ = write_file(&cg.memory.join("memory.swappiness"), "0");
-            }
+            let _ = cg.write(cg.memory, c"memory.swappiness", "0");
         }
+        // Read at every supervision tick: kept open.
+        let usage = if cg.acct_v2 {
+            c"cpu.stat"
+        } else {
+            c"cpuacct.usage"
+        };
+        cg.usage_file = cg.open(cg.acct, usage, libc::O_RDONLY).ok();
         Ok(cg)
     }
 
@@ -318,13 +332,6 @@ fn setup_err(path: &Path, what: &str, e: io::Error) -> SandboxError {
     SandboxError::Setup(format!("cannot {what} cgroup {}: {e}", path.display()))
 }
 
-fn write_raw(path: &Path, value: &str) -> io::Result<()> {
-    OpenOptions::new()
-        .write(true)
-        .open(path)?
-        .write_all(value.as_bytes())
-}
-
 pub(crate) fn write_file(path: &Path, value: &str) -> Result<(), SandboxError> {
     let mut f = OpenOptions::new()
         .write(true)
@@ -334,19 +341,8 @@ pub(crate) fn write_file(path: &Path, value: &str) -> Result<(), SandboxError> {
         .map_err(|e| setup_err(path, "write", e))
 }
 
-fn read_file(path: &Path) -> io::Result<String> {
-    let mut s = String::new();
-    File::open(path)?.read_to_string(&mut s)?;
-    Ok(s)
-}
-
-fn read_u64(path: &Path) -> Option<u64> {
-    read_file(path).ok()?.trim().parse().ok()
-}
-
-/// Reads `key value` lines (memory.events, cpu.stat, memory.oom_control).
-fn read_keyed(path: &Path, key: &str) -> Option<u64> {
-    let text = read_file(path).ok()?;
+/// The value of `key` in `key value` lines (memory.events, cpu.stat, memory.oom_control).
+fn keyed(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
@@ -360,21 +356,27 @@ pub struct JoinFiles {
     pub v2_dir: Option<File>,
 }
 
-/// The cgroup of one execution, removed on drop.
+/// The cgroup of one execution, removed on drop. Every file of the group is opened relative to
+/// the directory fds taken at creation (one short lookup instead of a walk from `/sys`).
 #[derive(Debug)]
 pub struct RunCgroup {
     dirs: Vec<PathBuf>,
-    v2_dir: Option<PathBuf>,
-    memory: PathBuf,
+    /// An open directory per entry of `dirs`, same order.
+    fds: Vec<File>,
+    /// Index in `dirs` of the v2 group, if one is used.
+    v2_dir: Option<usize>,
+    memory: usize,
     memory_v2: bool,
-    pids: PathBuf,
-    cpu: PathBuf,
+    pids: usize,
+    cpu: usize,
     cpu_v2: bool,
-    acct: PathBuf,
+    acct: usize,
     acct_v2: bool,
     memory_limit: u64,
     /// v2: the `memory.peak` file a reset was written to (fd-local resets).
     peak_file: Option<File>,
+    /// `cpuacct.usage` (v1) or `cpu.stat` (v2), read from offset 0 each time.
+    usage_file: Option<File>,
 }
 
 impl RunCgroup {
@@ -383,31 +385,71 @@ impl RunCgroup {
         &self.dirs
     }
 
+    fn path(&self, dir: usize, name: &CStr) -> PathBuf {
+        self.dirs[dir].join(name.to_string_lossy().as_ref())
+    }
+
+    /// Opens `name` in directory `dir` of the group.
+    fn open(&self, dir: usize, name: &CStr, mode: libc::c_int) -> io::Result<File> {
+        let flags = libc::O_CLOEXEC | mode;
+        // SAFETY: `name` is a NUL-terminated string and the dir fd is open for `self`'s life.
+        let fd = unsafe { libc::openat(self.fds[dir].as_raw_fd(), name.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd we own.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// Whether `name` exists in directory `dir` (a controller file of this kernel).
+    fn has(&self, dir: usize, name: &CStr) -> bool {
+        // SAFETY: as in `open`; faccessat only looks the name up.
+        unsafe { libc::faccessat(self.fds[dir].as_raw_fd(), name.as_ptr(), libc::F_OK, 0) == 0 }
+    }
+
+    fn write_raw(&self, dir: usize, name: &CStr, value: &str) -> io::Result<()> {
+        self.open(dir, name, libc::O_WRONLY)?
+            .write_all(value.as_bytes())
+    }
+
+    fn write(&self, dir: usize, name: &CStr, value: &str) -> Result<(), SandboxError> {
+        self.write_raw(dir, name, value)
+            .map_err(|e| setup_err(&self.path(dir, name), "write", e))
+    }
+
+    fn read(&self, dir: usize, name: &CStr) -> io::Result<String> {
+        let mut s = String::new();
+        self.open(dir, name, libc::O_RDONLY)?
+            .read_to_string(&mut s)?;
+        Ok(s)
+    }
+
+    fn read_keyed(&self, dir: usize, name: &CStr, key: &str) -> Option<u64> {
+        keyed(&self.read(dir, name).ok()?, key)
+    }
+
     /// Opens what the sandbox init needs to join the group: every v1 `cgroup.procs` (it writes
     /// `0` into them), and for the v2 group both its `cgroup.procs` and the directory itself (for
     /// `clone3(CLONE_INTO_CGROUP)`, which spares the migration).
     pub fn join_files(&self) -> Result<JoinFiles, SandboxError> {
-        let open = |p: PathBuf, write: bool| {
-            let mut o = OpenOptions::new();
-            if write {
-                o.write(true).custom_flags(libc::O_CLOEXEC);
-            } else {
-                o.read(true)
-                    .custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY);
-            }
-            o.open(&p).map_err(|e| setup_err(&p, "open", e))
-        };
         let mut files = JoinFiles {
             v1_procs: Vec::new(),
             v2_procs: None,
             v2_dir: None,
         };
-        for d in &self.dirs {
-            if Some(d) == self.v2_dir.as_ref() {
-                files.v2_procs = Some(open(d.join("cgroup.procs"), true)?);
-                files.v2_dir = Some(open(d.clone(), false)?);
+        for i in 0..self.dirs.len() {
+            let procs = self
+                .open(i, c"cgroup.procs", libc::O_WRONLY)
+                .map_err(|e| setup_err(&self.path(i, c"cgroup.procs"), "open", e))?;
+            if Some(i) == self.v2_dir {
+                files.v2_procs = Some(procs);
+                files.v2_dir = Some(
+                    self.fds[i]
+                        .try_clone()
+                        .map_err(|e| setup_err(&self.dirs[i], "open", e))?,
+                );
             } else {
-                files.v1_procs.push(open(d.join("cgroup.procs"), true)?);
+                files.v1_procs.push(procs);
             }
         }
         Ok(files)
@@ -420,72 +462,75 @@ impl RunCgroup {
         pids: u32,
         cpu_millis: u32,
     ) -> Result<(), SandboxError> {
+        let m = self.memory;
         if self.memory_v2 {
-            write_file(&self.memory.join("memory.max"), &memory_bytes.to_string())?;
-            let swap = self.memory.join("memory.swap.max");
-            if swap.exists() {
-                write_file(&swap, "0")?;
+            self.write(m, c"memory.max", &memory_bytes.to_string())?;
+            if self.has(m, c"memory.swap.max") {
+                self.write(m, c"memory.swap.max", "0")?;
             }
         } else {
-            let limit = self.memory.join("memory.limit_in_bytes");
-            let memsw = self.memory.join("memory.memsw.limit_in_bytes");
-            let has_memsw = memsw.exists();
+            let (limit, memsw) = (c"memory.limit_in_bytes", c"memory.memsw.limit_in_bytes");
+            let has_memsw = self.has(m, memsw);
             let v = memory_bytes.to_string();
             // v1 refuses a limit below what the group holds and cannot reclaim (tmpfs files).
-            let write = |p: &Path| match write_raw(p, &v) {
+            let write = |name: &CStr| match self.write_raw(m, name, &v) {
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(SandboxError::MemoryInUse),
-                r => r.map_err(|e| setup_err(p, "write", e)),
+                r => r.map_err(|e| setup_err(&self.path(m, name), "write", e)),
             };
             // memsw must stay >= limit at every moment: order the two writes accordingly.
             if memory_bytes < self.memory_limit || self.memory_limit == 0 {
-                write(&limit)?;
+                write(limit)?;
                 if has_memsw {
-                    write(&memsw)?;
+                    write(memsw)?;
                 }
             } else {
                 if has_memsw {
-                    write(&memsw)?;
+                    write(memsw)?;
                 }
-                write(&limit)?;
+                write(limit)?;
             }
             // Socket buffers are kernel memory that v1 does not count in the limit above: cap
-            // them too, or loopback TCP could pin host memory far past the limit.
-            let tcp = self.memory.join("memory.kmem.tcp.limit_in_bytes");
-            if tcp.exists() {
-                let _ = write_raw(&tcp, &v);
-            }
+            // them too, or loopback TCP could pin host memory far past the limit. (Absent when
+            // the kernel has no kmem accounting: then the write fails and nothing is lost.)
+            let _ = self.write_raw(m, c"memory.kmem.tcp.limit_in_bytes", &v);
         }
         self.memory_limit = memory_bytes;
-        write_file(&self.pids.join("pids.max"), &pids.to_string())?;
+        self.write(self.pids, c"pids.max", &pids.to_string())?;
         let period: u64 = 100_000;
         let quota = (u64::from(cpu_millis) * period / 1000).max(1000);
         if self.cpu_v2 {
-            write_file(&self.cpu.join("cpu.max"), &format!("{quota} {period}"))?;
+            self.write(self.cpu, c"cpu.max", &format!("{quota} {period}"))?;
         } else {
-            write_file(&self.cpu.join("cpu.cfs_period_us"), &period.to_string())?;
-            write_file(&self.cpu.join("cpu.cfs_quota_us"), &quota.to_string())?;
+            self.write(self.cpu, c"cpu.cfs_period_us", &period.to_string())?;
+            self.write(self.cpu, c"cpu.cfs_quota_us", &quota.to_string())?;
         }
         Ok(())
     }
 
-    /// CPU time used by everything that ever ran in the group.
+    /// CPU time used by the group so far.
     pub fn cpu_usage(&self) -> Duration {
+        let mut buf = [0u8; 512];
+        let text = self
+            .usage_file
+            .as_ref()
+            .and_then(|f| f.read_at(&mut buf, 0).ok())
+            .and_then(|n| std::str::from_utf8(&buf[..n]).ok())
+            .unwrap_or("");
         if self.acct_v2 {
-            Duration::from_micros(
-                read_keyed(&self.acct.join("cpu.stat"), "usage_usec").unwrap_or(0),
-            )
+            Duration::from_micros(keyed(text, "usage_usec").unwrap_or(0))
         } else {
-            Duration::from_nanos(read_u64(&self.acct.join("cpuacct.usage")).unwrap_or(0))
+            Duration::from_nanos(text.trim().parse().unwrap_or(0))
         }
     }
 
     /// Number of OOM kills so far.
     pub fn oom_kills(&self) -> u64 {
         if self.memory_v2 {
-            read_keyed(&self.memory.join("memory.events"), "oom_kill").unwrap_or(0)
+            self.read_keyed(self.memory, c"memory.events", "oom_kill")
         } else {
-            read_keyed(&self.memory.join("memory.oom_control"), "oom_kill").unwrap_or(0)
+            self.read_keyed(self.memory, c"memory.oom_control", "oom_kill")
         }
+        .unwrap_or(0)
     }
 
     /// Peak memory since creation or the last `reset_peak`.
@@ -502,41 +547,42 @@ impl RunCgroup {
                 }
             }
         }
-        if self.memory_v2 {
-            read_u64(&self.memory.join("memory.peak")).unwrap_or(0)
+        let name = if self.memory_v2 {
+            c"memory.peak"
         } else {
-            read_u64(&self.memory.join("memory.max_usage_in_bytes")).unwrap_or(0)
-        }
+            c"memory.max_usage_in_bytes"
+        };
+        self.read(self.memory, name)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// Starts a new peak measurement (before each program). v2 needs kernel 6.12+ for this;
     /// on older kernels the peak covers the sandbox's whole life.
     pub fn reset_peak(&mut self) {
         if self.memory_v2 {
-            self.peak_file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(self.memory.join("memory.peak"))
+            self.peak_file = self
+                .open(self.memory, c"memory.peak", libc::O_RDWR)
                 .and_then(|mut f| f.write_all(b"0").map(|_| f))
                 .ok();
         } else {
-            let _ = write_file(&self.memory.join("memory.max_usage_in_bytes"), "0");
+            let _ = self.write(self.memory, c"memory.max_usage_in_bytes", "0");
         }
     }
 
     /// Kills everything in the group (v2 `cgroup.kill`; on v1 the caller kills the namespace init).
     pub fn kill_all(&self) {
-        for d in &self.dirs {
-            let k = d.join("cgroup.kill");
-            if k.exists() {
-                let _ = write_file(&k, "1");
+        for i in 0..self.dirs.len() {
+            if self.v2_dir == Some(i) {
+                let _ = self.write_raw(i, c"cgroup.kill", "1");
             }
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.dirs.iter().all(|d| {
-            read_file(&d.join("cgroup.procs"))
+        (0..self.dirs.len()).all(|i| {
+            self.read(i, c"cgroup.procs")
                 .map(|s| s.trim().is_empty())
                 .unwrap_or(true)
         })
@@ -551,24 +597,22 @@ impl RunCgroup {
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_millis(50));
         }
-        let mut last_err = None;
+        self.peak_file = None;
+        self.usage_file = None;
         while let Some(d) = self.dirs.last().cloned() {
             match fs::remove_dir(&d) {
-                Ok(()) => {
-                    self.dirs.pop();
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.dirs.pop();
-                }
-                Err(e) if Instant::now() < deadline => {
-                    last_err = Some(e);
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_millis(50));
+                    continue;
                 }
                 Err(e) => return Err(setup_err(&d, "remove", e)),
             }
+            self.dirs.pop();
+            self.fds.pop();
         }
-        let _ = last_err;
         Ok(())
     }
 }

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod logging;
 pub mod metrics;
 mod openapi;
+mod playground;
 mod routes;
 pub mod streaming;
 pub mod webhook;

@@ -208,6 +208,11 @@ pub fn document() -> Value {
                         "version": { "type": "string" }, "compiled": { "type": "boolean" } } }
                 } } } } }
             }},
+            "/": { "get": {
+                "operationId": "playground",
+                "summary": "The Playground: a page to run code from a browser (its script and style sheet under /assets/; public, the API still needs credentials)",
+                "responses": { "200": { "description": "the page", "content": { "text/html": { "schema": { "type": "string" } } } } }
+            }},
             "/health": { "get": {
                 "operationId": "health",
                 "summary": "Whether the server can run code",

@@ -56,6 +56,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        // The Playground: outside the gate, so the page loads and asks for a key on a 401.
+        .route("/", get(crate::playground::index))
+        .route("/assets/{file}", get(crate::playground::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -119,11 +122,18 @@ async fn common(State(app): State<Arc<App>>, req: Request, next: Next) -> Respon
         ms = started.elapsed().as_millis() as u64,
         "request"
     );
+    let own_cache = resp
+        .extensions()
+        .get::<crate::playground::OwnCacheControl>()
+        .is_some();
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
         h.insert("x-request-id", v);
     }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The Playground's files say their own (revalidated with their ETag); nothing else is kept.
+    if !own_cache {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     h.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),

@@ -49,6 +49,8 @@ pub const DEFAULT_EXCLUDE: &[&str] = &[
     "usr/lib/google-cloud-sdk",
     "usr/lib/postgresql",
     "usr/share/postgresql",
+    // The test suite's browser (the playground test): no language needs it.
+    "usr/lib/chromium",
 ];
 
 impl ImageBuild {

@@ -18,7 +18,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use libc::{c_char, c_int, c_ulong};
 
@@ -41,6 +41,8 @@ pub(super) struct Arena {
     base: *mut u8,
     size: usize,
     used: usize,
+    /// The memfd behind the mapping, until the sandbox exists (the launcher maps it too).
+    fd: Option<OwnedFd>,
 }
 
 // SAFETY: the arena is a plain memory region owned by one sandbox; the supervisor thread that
@@ -48,18 +50,32 @@ pub(super) struct Arena {
 // only as a whole.
 unsafe impl Send for Arena {}
 
+/// Room for the init's context (base ops, seccomp program) on top of the job.
+const CTX_RESERVE: usize = 256 << 10;
+
 impl Arena {
     pub(super) fn new(size: usize) -> io::Result<Arena> {
-        let size = size.max(4096).next_multiple_of(4096);
+        let size = (size.max(4096) + CTX_RESERVE).next_multiple_of(4096);
         let _guard = CLONE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+        // SAFETY: creates a new fd; the name is a C string literal.
+        let fd = unsafe { libc::memfd_create(c"isobox-arena".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sizes our own memfd; pages are allocated only when touched.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh shared mapping of our memfd; no existing memory is touched.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 size,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
                 0,
             )
         };
@@ -73,7 +89,23 @@ impl Arena {
             base: p.cast(),
             size,
             used: std::mem::size_of::<Job>().next_multiple_of(16),
+            fd: Some(fd),
         })
+    }
+
+    /// Address, size and memfd of the mapping (for the launcher); the fd is gone once the
+    /// sandbox is built.
+    pub(super) fn mapping(&self) -> (usize, usize, Option<RawFd>) {
+        (
+            self.base as usize,
+            self.size,
+            self.fd.as_ref().map(|f| f.as_raw_fd()),
+        )
+    }
+
+    /// Closes the memfd (the mappings stay).
+    pub(super) fn close_fd(&mut self) {
+        self.fd = None;
     }
 
     /// Whether clones (made under `CLONE_LOCK`) inherit this arena.
@@ -311,28 +343,153 @@ impl RawOp {
 // What the init gets at clone time (a copy of the supervisor's memory).
 // ---------------------------------------------------------------------------------------------
 
+/// Most fds the init keeps from its parent (control socket, status pipe, cgroup files).
+pub(super) const MAX_KEEP: usize = 16;
+
+/// The init's instructions, written into the sandbox's arena before the clone (see
+/// [`Arena::write_ctx`]): everything it points at is in the arena too, so the context is valid
+/// in any process that maps the arena at the same address, the launcher (`launcher.rs`)
+/// included.
+#[repr(C)]
+#[derive(Clone, Copy)]
 pub(super) struct ChildCtx {
-    /// Fds the init keeps; every other inherited fd is closed first thing.
-    pub keep_fds: Vec<RawFd>,
+    /// Fds the init keeps (sorted); every other inherited fd is closed first thing.
+    keep_fds: [RawFd; MAX_KEEP],
+    n_keep: usize,
     /// v1 `cgroup.procs` files to write `0` into.
-    pub cgroup_fds: Vec<RawFd>,
+    cgroup_fds: [RawFd; MAX_KEEP],
+    n_cgroup: usize,
     /// The v2 group's `cgroup.procs` (-1 if none), written only if clone3 could not place us.
-    pub cgroup_v2_fd: RawFd,
+    cgroup_v2_fd: RawFd,
     /// Set just before `clone3(CLONE_INTO_CGROUP)`: the child was born in the v2 group.
     pub born_in_v2: bool,
-    /// The base root's ops, pointing into the backend's `Op`s.
-    pub base: Vec<RawOp>,
-    pub newroot: CString,
-    pub hostname: Vec<u8>,
+    /// The base root's ops (in the arena).
+    base: *const RawOp,
+    n_base: usize,
+    newroot: *const c_char,
+    hostname: *const u8,
+    hostname_len: usize,
     /// Control socket (SOCK_SEQPACKET): the job (with fds), then one byte per phase.
+    ctrl: RawFd,
+    status_w: RawFd,
+    uid: u32,
+    gid: u32,
+    cap_last: u32,
+    filter: libc::sock_fprog,
+    lo_req: [u8; 40],
+    arena: *const Job,
+}
+
+/// What [`Arena::write_ctx`] copies into the arena.
+pub(super) struct CtxInit<'a> {
     pub ctrl: RawFd,
     pub status_w: RawFd,
+    pub cgroup_fds: &'a [RawFd],
+    pub cgroup_v2_fd: RawFd,
+    pub base: &'a [&'a Op],
+    pub newroot: &'a CString,
+    pub hostname: &'a [u8],
     pub uid: u32,
     pub gid: u32,
     pub cap_last: u32,
-    pub filter: libc::sock_fprog,
-    pub lo_req: [u8; 40],
-    pub arena: *const Job,
+    pub filter: &'a [libc::sock_filter],
+}
+
+impl ChildCtx {
+    /// Every fd the context names, for a process that received them under other numbers.
+    pub(super) fn fds(&self) -> Vec<RawFd> {
+        let mut v = vec![self.ctrl, self.status_w];
+        v.extend_from_slice(&self.cgroup_fds[..self.n_cgroup]);
+        if self.cgroup_v2_fd >= 0 {
+            v.push(self.cgroup_v2_fd);
+        }
+        v
+    }
+
+    /// Renumbers every fd (`map` gives the new number of each of [`ChildCtx::fds`]).
+    pub(super) fn remap_fds(&mut self, map: &dyn Fn(RawFd) -> RawFd) {
+        self.ctrl = map(self.ctrl);
+        self.status_w = map(self.status_w);
+        for fd in &mut self.cgroup_fds[..self.n_cgroup] {
+            *fd = map(*fd);
+        }
+        if self.cgroup_v2_fd >= 0 {
+            self.cgroup_v2_fd = map(self.cgroup_v2_fd);
+        }
+        self.set_keep();
+    }
+
+    fn set_keep(&mut self) {
+        let all = self.fds();
+        self.n_keep = all.len();
+        self.keep_fds[..all.len()].copy_from_slice(&all);
+        self.keep_fds[..all.len()].sort_unstable();
+    }
+
+    fn keep(&self) -> &[RawFd] {
+        &self.keep_fds[..self.n_keep]
+    }
+
+    fn cgroup(&self) -> &[RawFd] {
+        &self.cgroup_fds[..self.n_cgroup]
+    }
+
+    /// SAFETY: the arena holding the context (and its base ops) must be mapped.
+    unsafe fn base(&self) -> &[RawOp] {
+        std::slice::from_raw_parts(self.base, self.n_base)
+    }
+}
+
+impl Arena {
+    /// Writes the init's context after the job header; `None` if it does not fit (or has more
+    /// fds than [`MAX_KEEP`]).
+    pub(super) fn write_ctx(&mut self, c: &CtxInit<'_>) -> Option<*mut ChildCtx> {
+        if c.cgroup_fds.len() + 3 > MAX_KEEP {
+            return None;
+        }
+        let mut base = Vec::with_capacity(c.base.len());
+        for op in c.base {
+            base.push(RawOp::from_op(op, Some(self))?);
+        }
+        let base_ptr = self.put(&base)?;
+        let newroot = self.put_cstr(c.newroot)?;
+        let hostname = self.put(c.hostname)?;
+        let filter = self.put(c.filter)?;
+        let mut lo_req = [0u8; 40];
+        lo_req[..2].copy_from_slice(b"lo");
+        let up = (libc::IFF_UP | libc::IFF_RUNNING) as u16;
+        lo_req[16..18].copy_from_slice(&up.to_ne_bytes());
+        let mut cgroup_fds = [-1; MAX_KEEP];
+        cgroup_fds[..c.cgroup_fds.len()].copy_from_slice(c.cgroup_fds);
+        let mut ctx = ChildCtx {
+            keep_fds: [-1; MAX_KEEP],
+            n_keep: 0,
+            cgroup_fds,
+            n_cgroup: c.cgroup_fds.len(),
+            cgroup_v2_fd: c.cgroup_v2_fd,
+            born_in_v2: false,
+            base: base_ptr,
+            n_base: base.len(),
+            newroot,
+            hostname,
+            hostname_len: c.hostname.len(),
+            ctrl: c.ctrl,
+            status_w: c.status_w,
+            uid: c.uid,
+            gid: c.gid,
+            cap_last: c.cap_last,
+            filter: libc::sock_fprog {
+                len: c.filter.len() as u16,
+                filter: filter as *mut _,
+            },
+            lo_req,
+            arena: self.base(),
+        };
+        ctx.set_keep();
+        let p = self.put(std::slice::from_ref(&ctx))?;
+        // Only the arena's copy is used from here on (it is the one the init reads).
+        Some(p as *mut ChildCtx)
+    }
 }
 
 /// Messages from the sandbox (12 bytes, written atomically on a pipe).
@@ -535,7 +692,7 @@ unsafe fn recv_job(ctrl: RawFd, fds: &mut [c_int; 3 * MAX_PHASES]) -> isize {
 pub(super) unsafe fn child_init(ctx: &ChildCtx) -> ! {
     reset_signals();
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0);
-    close_all_except(&ctx.keep_fds);
+    close_all_except(ctx.keep());
     // Occupy 0, 1 and 2 so that the fds received with the job are never 0-2 (a payload's
     // dup2(fd, fd) would keep the received fd's close-on-exec flag, or clobber a sibling).
     for fd in 0..3 {
@@ -546,13 +703,13 @@ pub(super) unsafe fn child_init(ctx: &ChildCtx) -> ! {
 
     // Join the run's cgroup before anything else, then hide the rest of the tree.
     let v2 = (!ctx.born_in_v2 && ctx.cgroup_v2_fd >= 0).then_some(ctx.cgroup_v2_fd);
-    for &fd in ctx.cgroup_fds.iter().chain(v2.iter()) {
+    for &fd in ctx.cgroup().iter().chain(v2.iter()) {
         if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
             fail(ctx, STEP_CGROUP);
         }
     }
     for &fd in ctx
-        .cgroup_fds
+        .cgroup()
         .iter()
         .chain(std::iter::once(&ctx.cgroup_v2_fd))
     {
@@ -574,20 +731,20 @@ pub(super) unsafe fn child_init(ctx: &ChildCtx) -> ! {
     {
         fail(ctx, STEP_PRIVATE);
     }
-    for (i, op) in ctx.base.iter().enumerate() {
+    for (i, op) in ctx.base().iter().enumerate() {
         if !run_op(op) {
             fail(ctx, i as i32);
         }
     }
     let dot = c".".as_ptr();
-    if libc::chdir(ctx.newroot.as_ptr()) != 0
+    if libc::chdir(ctx.newroot) != 0
         || libc::syscall(libc::SYS_pivot_root, dot, dot) != 0
         || libc::umount2(dot, libc::MNT_DETACH) != 0
         || libc::chdir(c"/".as_ptr()) != 0
     {
         fail(ctx, STEP_PIVOT);
     }
-    if libc::sethostname(ctx.hostname.as_ptr().cast(), ctx.hostname.len()) != 0 {
+    if libc::sethostname(ctx.hostname.cast(), ctx.hostname_len) != 0 {
         fail(ctx, STEP_HOSTNAME);
     }
     let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);

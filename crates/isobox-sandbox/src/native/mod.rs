@@ -39,6 +39,7 @@
 //! tmpfs that exists only in the sandbox's mount namespace and vanishes with it.
 
 mod child;
+pub mod launcher;
 mod rootfs;
 mod supervise;
 
@@ -51,17 +52,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use libc::c_ulong;
-
 use crate::cgroup::{Layout, RunCgroup};
 use crate::seccomp;
 use crate::spec::{ExecReport, ExecSpec, Limits, Phase, RunIo, Status};
 use crate::{Backend, SandboxError};
 
 use crate::spec::SANDBOX_PATH;
-use child::{
-    Arena, ChildCtx, PhaseCmd, RawOp, MAX_PHASES, MSG_JOB_READY, MSG_READY, MSG_SETUP_FAILED,
-};
+use child::{Arena, CtxInit, PhaseCmd, MAX_PHASES, MSG_JOB_READY, MSG_READY, MSG_SETUP_FAILED};
 use rootfs::{build_base_ops, cpath, cstr, run_ops, Op};
 pub use rootfs::{RootFs, DEFAULT_ETC};
 use supervise::{
@@ -338,106 +335,54 @@ impl Shared {
         let d = Limits::default();
         cg.set_limits(d.memory_bytes, d.max_processes, d.cpu_millis)?;
         let join = cg.join_files()?;
-        let arena = Arena::new(arena_bytes)
+        let mut arena = Arena::new(arena_bytes)
             .map_err(|e| SandboxError::Setup(format!("cannot map the job arena: {e}")))?;
         let (ctrl, ctrl_child) = seqpacket_pair()
             .map_err(|e| SandboxError::Setup(format!("cannot create a socket pair: {e}")))?;
         let (status_r, status_w) =
             pipe().map_err(|e| SandboxError::Setup(format!("cannot create pipe: {e}")))?;
 
-        let mut keep_fds: Vec<RawFd> = vec![ctrl_child.as_raw_fd(), status_w.as_raw_fd()];
-        keep_fds.extend(
-            join.v1_procs
-                .iter()
-                .chain(&join.v2_procs)
-                .map(|f| f.as_raw_fd()),
-        );
-        keep_fds.sort_unstable();
-        let mut lo_req = [0u8; 40];
-        lo_req[..2].copy_from_slice(b"lo");
-        let up = (libc::IFF_UP | libc::IFF_RUNNING) as u16;
-        lo_req[16..18].copy_from_slice(&up.to_ne_bytes());
-        let base = self
-            .base_ops
-            .iter()
-            .chain(&identity)
-            .map(|op| RawOp::from_op(op, None))
-            .collect::<Option<Vec<_>>>()
+        let cgroup_fds: Vec<RawFd> = join.v1_procs.iter().map(|f| f.as_raw_fd()).collect();
+        let base: Vec<&Op> = self.base_ops.iter().chain(&identity).collect();
+        let newroot = cpath(&self.cfg.mount_point());
+        let ctx = arena
+            .write_ctx(&CtxInit {
+                ctrl: ctrl_child.as_raw_fd(),
+                status_w: status_w.as_raw_fd(),
+                cgroup_fds: &cgroup_fds,
+                cgroup_v2_fd: join.v2_procs.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1),
+                base: &base,
+                newroot: &newroot,
+                hostname: self.cfg.hostname.as_bytes(),
+                uid,
+                gid,
+                cap_last: self.cap_last,
+                filter: &self.filter,
+            })
             .ok_or_else(|| SandboxError::Setup("cannot prepare the root".into()))?;
-        let mut ctx = ChildCtx {
-            keep_fds,
-            cgroup_fds: join.v1_procs.iter().map(|f| f.as_raw_fd()).collect(),
-            cgroup_v2_fd: join.v2_procs.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1),
-            born_in_v2: false,
-            base,
-            newroot: cpath(&self.cfg.mount_point()),
-            hostname: self.cfg.hostname.as_bytes().to_vec(),
-            ctrl: ctrl_child.as_raw_fd(),
-            status_w: status_w.as_raw_fd(),
-            uid,
-            gid,
-            cap_last: self.cap_last,
-            filter: libc::sock_fprog {
-                len: self.filter.len() as u16,
-                filter: self.filter.as_ptr() as *mut _,
-            },
-            lo_req,
-            arena: arena.base(),
-        };
+        let v2_dir = join.v2_dir.as_ref().map(|d| d.as_raw_fd());
 
-        let flags = libc::CLONE_NEWPID
-            | libc::CLONE_NEWNS
-            | libc::CLONE_NEWNET
-            | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWUTS;
-        // SAFETY: a fork-like clone or clone3 (no CLONE_VM, no new stack): the child gets a
-        // private copy of this address space (plus the shared arena) and runs `child_init`, which
-        // never returns and only uses raw syscalls on the prepared `ctx`. Signals are blocked
-        // around the clone so that no handler of this process runs in the child before it resets
-        // them.
-        let clone_guard = child::CLONE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        arena.inherit(true);
-        let pid = unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-            let mut pid = -1;
-            if let Some(dir) = &join.v2_dir {
-                // Born directly in the v2 group: no migration, no RCU stall (kernel 5.7+).
-                ctx.born_in_v2 = true;
-                let args = CloneArgs {
-                    flags: (flags as u64) | CLONE_INTO_CGROUP,
-                    exit_signal: libc::SIGCHLD as u64,
-                    cgroup: dir.as_raw_fd() as u64,
-                    ..CloneArgs::default()
-                };
-                pid = libc::syscall(
-                    libc::SYS_clone3,
-                    &args as *const CloneArgs,
-                    std::mem::size_of::<CloneArgs>(),
-                );
-                if pid < 0 {
-                    ctx.born_in_v2 = false;
-                }
+        // Cloned by the launcher when one runs (a tiny address space: see `launcher.rs`), else
+        // here.
+        // SAFETY: `ctx` was just written into `arena`, which stays mapped until the sandbox ends.
+        let ctx_fds = unsafe { (*ctx).fds() };
+        let pid = match launcher::spawn(arena.mapping(), ctx, &ctx_fds, v2_dir) {
+            Some(r) => r,
+            None => {
+                let _clone_guard = child::CLONE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+                arena.inherit(true);
+                // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a private
+                // copy of this address space plus its own arena (every other arena is
+                // MADV_DONTFORK) and runs `child_init`, which never returns and only uses raw
+                // syscalls on the context in the arena. CLONE_LOCK is held so that no other
+                // arena is being created or inherited meanwhile.
+                let pid = unsafe { launcher::clone_init(ctx, v2_dir, false) };
+                arena.inherit(false);
+                pid
             }
-            if pid < 0 {
-                let f = (flags | libc::SIGCHLD) as c_ulong;
-                pid = libc::syscall(libc::SYS_clone, f, 0usize, 0usize, 0usize, 0usize);
-            }
-            if pid == 0 {
-                child::child_init(&ctx);
-            }
-            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-            pid
         };
-        let clone_err = io::Error::last_os_error();
-        arena.inherit(false);
-        drop(clone_guard);
-        if pid < 0 {
-            return Err(SandboxError::Setup(format!("clone failed: {clone_err}")));
-        }
-        drop(ctx);
+        arena.close_fd();
+        let pid = pid.map_err(|e| SandboxError::Setup(format!("clone failed: {e}")))?;
         drop(join);
         drop(ctrl_child);
         drop(status_w);
@@ -738,25 +683,6 @@ impl Pool {
         sb
     }
 }
-
-/// `struct clone_args` of clone3 (version 2, with `cgroup`).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 impl Backend for NativeBackend {
     fn name(&self) -> &'static str {
