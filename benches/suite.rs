@@ -895,6 +895,50 @@ struct BareRate {
 }
 
 fn bare_parallel(workers: usize, secs: u64) -> BareRate {
+    parallel_rate(workers, secs, || {
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.args(["-c", "print('hello')"]);
+        cmd
+    })
+}
+
+/// The same python hello under `bwrap --unshare-all` (namespaces only: no cgroups, no seccomp,
+/// no HTTP): the floor of any namespace sandbox's throughput on these cores.
+fn bwrap_parallel(workers: usize, secs: u64) -> BareRate {
+    parallel_rate(workers, secs, || {
+        let mut cmd = Command::new("bwrap");
+        cmd.args([
+            "--unshare-all",
+            "--die-with-parent",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+        ]);
+        cmd.args([
+            "--symlink",
+            "usr/lib",
+            "/lib",
+            "--symlink",
+            "usr/lib64",
+            "/lib64",
+        ]);
+        cmd.args([
+            "--symlink",
+            "usr/bin",
+            "/bin",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+        ]);
+        cmd.args(["--tmpfs", "/tmp", "--chdir", "/tmp"]);
+        cmd.args(["/usr/bin/python3", "-c", "print('hello')"]);
+        cmd
+    })
+}
+
+/// `workers` threads running `make()` back to back for `secs`.
+fn parallel_rate(workers: usize, secs: u64, make: impl Fn() -> Command + Sync) -> BareRate {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let cpu0 = rusage_ms(libc::RUSAGE_CHILDREN);
     let m0 = machine_cpu();
@@ -905,12 +949,8 @@ fn bare_parallel(workers: usize, secs: u64) -> BareRate {
                 s.spawn(|| {
                     let mut n = 0;
                     while Instant::now() < deadline {
-                        let out = clean(&mut Command::new("/usr/bin/python3"))
-                            .args(["-c", "print('hello')"])
-                            .stdin(Stdio::null())
-                            .output()
-                            .unwrap();
-                        assert!(out.status.success());
+                        let out = clean(&mut make()).stdin(Stdio::null()).output().unwrap();
+                        assert!(out.status.success(), "{out:?}");
                         n += 1;
                     }
                     n
@@ -1046,6 +1086,7 @@ fn main() {
         .unwrap();
     // The bare rate is taken right before and right after the cache-off server (drift).
     let mut bare_par: Vec<(BareRate, BareRate)> = Vec::new();
+    let mut bwrap_par: Vec<BareRate> = Vec::new();
     let mut off: Vec<Vec<Load>> = Vec::new();
     let mut hit: Vec<Vec<Load>> = Vec::new();
     let mut mems: Vec<(bool, Mem)> = Vec::new();
@@ -1067,6 +1108,14 @@ fn main() {
         off.push(l);
         mems.push((false, m));
         bare_par.push((before, bare()));
+        if ctx.bwrap {
+            let b = bwrap_parallel(nproc, secs);
+            eprintln!(
+                "    bwrap python x{nproc} workers: {:.1} runs/s, {:.1} ms machine-wide",
+                b.rate, b.machine
+            );
+            bwrap_par.push(b);
+        }
         let (l, m) = http_rep(&rt, &ctx.isobox, secs, true);
         hit.push(l);
         mems.push((true, m));
@@ -1184,6 +1233,31 @@ fn main() {
         f1(bare_cpu),
         f1(bare_machine)
     );
+    // The namespace-only floor, measured right after each bare rate.
+    let bwrap_ratios: Vec<f64> = bwrap_par
+        .iter()
+        .zip(&bare_rates)
+        .map(|(b, bare)| b.rate / bare)
+        .collect();
+    if !bwrap_par.is_empty() {
+        println!(
+            "`bwrap --unshare-all` python on the same cores, {nproc} workers back to back (no \
+             HTTP, no cgroups, no seccomp: the floor of a namespace sandbox): **{} runs/s = {:.0}% \
+             of bare** (repetitions: {}), {} ms machine-wide per run.\n",
+            f1(median(
+                &bwrap_par.iter().map(|b| b.rate).collect::<Vec<_>>()
+            )),
+            100.0 * median(&bwrap_ratios),
+            bwrap_ratios
+                .iter()
+                .map(|r| format!("{:.0}%", 100.0 * r))
+                .collect::<Vec<_>>()
+                .join(", "),
+            f1(median(
+                &bwrap_par.iter().map(|b| b.machine).collect::<Vec<_>>()
+            )),
+        );
+    }
     println!("| cache | clients | req/s | p50 ms | p99 ms | server CPU ms/req | sandboxes CPU ms/req | client CPU ms/req | machine CPU ms/req | errors | unexpected |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut off_levels = Vec::new();
@@ -1288,6 +1362,12 @@ fn main() {
         best_off.0,
         f1(bare_rate),
     );
+    if !bwrap_ratios.is_empty() {
+        println!(
+            "   (for scale: bwrap --unshare-all alone, no HTTP/cgroups/seccomp, reaches {:.0}% of bare on the same cores)",
+            100.0 * median(&bwrap_ratios)
+        );
+    }
     println!(
         "     CPU per python hello, machine-wide: {} ms through HTTP ({} clients: server {} + sandboxes {} + client {} + unattributed {}) vs {} ms bare: at most {:.0}% of the bare rate when CPU-bound",
         f1(best_off.1.machine),

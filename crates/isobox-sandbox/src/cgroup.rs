@@ -232,6 +232,8 @@ impl Layout {
             acct: index(&self.cpuacct),
             acct_v2: self.cpuacct.is_v2(),
             memory_limit: 0,
+            pids_limit: 0,
+            cpu_quota: 0,
             peak_file: None,
             usage_file: None,
         };
@@ -372,7 +374,10 @@ pub struct RunCgroup {
     cpu_v2: bool,
     acct: usize,
     acct_v2: bool,
+    /// The limits written last (0: none yet); an unchanged limit is not written again.
     memory_limit: u64,
+    pids_limit: u32,
+    cpu_quota: u64,
     /// v2: the `memory.peak` file a reset was written to (fd-local resets).
     peak_file: Option<File>,
     /// `cpuacct.usage` (v1) or `cpu.stat` (v2), read from offset 0 each time.
@@ -455,55 +460,71 @@ impl RunCgroup {
         Ok(files)
     }
 
-    /// Applies memory (swap 0), pids and CPU bandwidth limits.
+    /// Applies memory (swap 0), pids and CPU bandwidth limits (only those that changed since the
+    /// last call: each write costs the kernel real work, the CPU quota's most).
     pub fn set_limits(
         &mut self,
         memory_bytes: u64,
         pids: u32,
         cpu_millis: u32,
     ) -> Result<(), SandboxError> {
+        if memory_bytes != self.memory_limit {
+            self.set_memory(memory_bytes)?;
+            self.memory_limit = memory_bytes;
+        }
+        if pids != self.pids_limit {
+            self.write(self.pids, c"pids.max", &pids.to_string())?;
+            self.pids_limit = pids;
+        }
+        let period: u64 = 100_000;
+        let quota = (u64::from(cpu_millis) * period / 1000).max(1000);
+        if quota != self.cpu_quota {
+            if self.cpu_v2 {
+                self.write(self.cpu, c"cpu.max", &format!("{quota} {period}"))?;
+            } else {
+                if self.cpu_quota == 0 {
+                    self.write(self.cpu, c"cpu.cfs_period_us", &period.to_string())?;
+                }
+                self.write(self.cpu, c"cpu.cfs_quota_us", &quota.to_string())?;
+            }
+            self.cpu_quota = quota;
+        }
+        Ok(())
+    }
+
+    fn set_memory(&self, memory_bytes: u64) -> Result<(), SandboxError> {
         let m = self.memory;
         if self.memory_v2 {
             self.write(m, c"memory.max", &memory_bytes.to_string())?;
             if self.has(m, c"memory.swap.max") {
                 self.write(m, c"memory.swap.max", "0")?;
             }
-        } else {
-            let (limit, memsw) = (c"memory.limit_in_bytes", c"memory.memsw.limit_in_bytes");
-            let has_memsw = self.has(m, memsw);
-            let v = memory_bytes.to_string();
-            // v1 refuses a limit below what the group holds and cannot reclaim (tmpfs files).
-            let write = |name: &CStr| match self.write_raw(m, name, &v) {
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(SandboxError::MemoryInUse),
-                r => r.map_err(|e| setup_err(&self.path(m, name), "write", e)),
-            };
-            // memsw must stay >= limit at every moment: order the two writes accordingly.
-            if memory_bytes < self.memory_limit || self.memory_limit == 0 {
-                write(limit)?;
-                if has_memsw {
-                    write(memsw)?;
-                }
-            } else {
-                if has_memsw {
-                    write(memsw)?;
-                }
-                write(limit)?;
+            return Ok(());
+        }
+        let (limit, memsw) = (c"memory.limit_in_bytes", c"memory.memsw.limit_in_bytes");
+        let has_memsw = self.has(m, memsw);
+        let v = memory_bytes.to_string();
+        // v1 refuses a limit below what the group holds and cannot reclaim (tmpfs files).
+        let write = |name: &CStr| match self.write_raw(m, name, &v) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(SandboxError::MemoryInUse),
+            r => r.map_err(|e| setup_err(&self.path(m, name), "write", e)),
+        };
+        // memsw must stay >= limit at every moment: order the two writes accordingly.
+        if memory_bytes < self.memory_limit || self.memory_limit == 0 {
+            write(limit)?;
+            if has_memsw {
+                write(memsw)?;
             }
-            // Socket buffers are kernel memory that v1 does not count in the limit above: cap
-            // them too, or loopback TCP could pin host memory far past the limit. (Absent when
-            // the kernel has no kmem accounting: then the write fails and nothing is lost.)
-            let _ = self.write_raw(m, c"memory.kmem.tcp.limit_in_bytes", &v);
-        }
-        self.memory_limit = memory_bytes;
-        self.write(self.pids, c"pids.max", &pids.to_string())?;
-        let period: u64 = 100_000;
-        let quota = (u64::from(cpu_millis) * period / 1000).max(1000);
-        if self.cpu_v2 {
-            self.write(self.cpu, c"cpu.max", &format!("{quota} {period}"))?;
         } else {
-            self.write(self.cpu, c"cpu.cfs_period_us", &period.to_string())?;
-            self.write(self.cpu, c"cpu.cfs_quota_us", &quota.to_string())?;
+            if has_memsw {
+                write(memsw)?;
+            }
+            write(limit)?;
         }
+        // Socket buffers are kernel memory that v1 does not count in the limit above: cap them
+        // too, or loopback TCP could pin host memory far past the limit. (Absent when the
+        // kernel has no kmem accounting: then the write fails and nothing is lost.)
+        let _ = self.write_raw(m, c"memory.kmem.tcp.limit_in_bytes", &v);
         Ok(())
     }
 
