@@ -92,6 +92,11 @@ fn measure(label: &str, backend: &NativeBackend, argv: &[&str], runs: usize) {
 }
 
 fn main() {
+    // As `isobox serve` does: in-process sandboxes are cloned by the launcher, forked while this
+    // process has a single thread (ISOBOX_NO_LAUNCHER=1 leaves it out).
+    if std::env::var("ISOBOX_NO_LAUNCHER").as_deref() != Ok("1") {
+        isobox_sandbox::native::launcher::start().expect("sandbox launcher");
+    }
     // `cargo bench` passes `--bench`; ignore arguments.
     let runs: usize = std::env::var("ISOBOX_BENCH_RUNS")
         .ok()

@@ -8,8 +8,9 @@
 //!
 //! Mechanisms: the bare process (fork+exec+wait), bubblewrap with every namespace (the
 //! namespace-only floor: no cgroups, no seccomp), the `isobox run` command line (process start
-//! and its own setup included), the native backend in this process, cold and with a warm pool
-//! of 2 (refilled, untimed, before each run, as an idle server would be), `docker run --rm` with
+//! and its own setup included), the native backend in this process (sandboxes cloned by the
+//! launcher, as in a server), cold and with a warm pool of 2 (refilled, untimed, before each
+//! run, as an idle server would be), `docker run --rm` with
 //! the docker backend's hardening flags, and the docker backend with a pool of 2 started
 //! containers, full before each run (the wait is not timed).
 //!
@@ -17,7 +18,8 @@
 //! line), dedup cache off (every request runs) and cache hits (the same request), with 1, 2, 8
 //! and 32 concurrent clients: req/s, p50, p99, the server's CPU per request (its own and its
 //! sandboxes', from /proc/<pid>/stat), the clients' CPU, and the server's RSS idle after start,
-//! idle after the load, and its peak.
+//! idle after the load, and its peak. Next to the bare rate, the same python under
+//! `bwrap --unshare-all` with as many workers: the namespace-only floor of throughput.
 //!
 //! Everything is repeated `ISOBOX_BENCH_REPS` times (default 3) and each figure is the median
 //! of the repetitions' figures (the machine is noisy); p99 is the nearest rank below
@@ -969,6 +971,11 @@ fn parallel_rate(workers: usize, secs: u64, make: impl Fn() -> Command + Sync) -
 // ---------------------------------------------------------------------------------------------
 
 fn main() {
+    // As `isobox serve` does: in-process sandboxes are cloned by the launcher, forked while this
+    // process has a single thread (ISOBOX_NO_LAUNCHER=1 leaves it out).
+    if std::env::var("ISOBOX_NO_LAUNCHER").as_deref() != Ok("1") {
+        isobox_sandbox::native::launcher::start().expect("sandbox launcher");
+    }
     // `cargo bench` passes `--bench`; ignore arguments.
     let reps: usize = env_num("ISOBOX_BENCH_REPS", 3usize).max(1);
     let secs: u64 = env_num("ISOBOX_BENCH_SECS", 5u64).max(1);
