@@ -416,32 +416,7 @@ impl Ctx {
                 Ok(took)
             }
             Mech::Bwrap => {
-                let mut cmd = Command::new("bwrap");
-                cmd.args([
-                    "--unshare-all",
-                    "--die-with-parent",
-                    "--ro-bind",
-                    "/usr",
-                    "/usr",
-                ]);
-                cmd.args([
-                    "--symlink",
-                    "usr/lib",
-                    "/lib",
-                    "--symlink",
-                    "usr/lib64",
-                    "/lib64",
-                ]);
-                cmd.args([
-                    "--symlink",
-                    "usr/bin",
-                    "/bin",
-                    "--proc",
-                    "/proc",
-                    "--dev",
-                    "/dev",
-                ]);
-                cmd.args(["--tmpfs", "/tmp", "--chdir", "/tmp"]);
+                let mut cmd = bwrap();
                 if w == Wl::C {
                     cmd.args(["--ro-bind", bin, "/tmp/hello"]);
                 }
@@ -908,35 +883,42 @@ fn bare_parallel(workers: usize, secs: u64) -> BareRate {
 /// no HTTP): the floor of any namespace sandbox's throughput on these cores.
 fn bwrap_parallel(workers: usize, secs: u64) -> BareRate {
     parallel_rate(workers, secs, || {
-        let mut cmd = Command::new("bwrap");
-        cmd.args([
-            "--unshare-all",
-            "--die-with-parent",
-            "--ro-bind",
-            "/usr",
-            "/usr",
-        ]);
-        cmd.args([
-            "--symlink",
-            "usr/lib",
-            "/lib",
-            "--symlink",
-            "usr/lib64",
-            "/lib64",
-        ]);
-        cmd.args([
-            "--symlink",
-            "usr/bin",
-            "/bin",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-        ]);
-        cmd.args(["--tmpfs", "/tmp", "--chdir", "/tmp"]);
+        let mut cmd = bwrap();
         cmd.args(["/usr/bin/python3", "-c", "print('hello')"]);
         cmd
     })
+}
+
+/// `bwrap` with every namespace, /usr read-only, the merged-/usr links, /proc, /dev and a
+/// tmpfs /tmp as the working directory; the program's argv comes next.
+fn bwrap() -> Command {
+    let mut cmd = Command::new("bwrap");
+    cmd.args([
+        "--unshare-all",
+        "--die-with-parent",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]);
+    cmd.args([
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+    ]);
+    cmd.args([
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+    ]);
+    cmd.args(["--tmpfs", "/tmp", "--chdir", "/tmp"]);
+    cmd
 }
 
 /// `workers` threads running `make()` back to back for `secs`.

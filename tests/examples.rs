@@ -8,68 +8,12 @@
 //! and a wrong one must make them fail (non-zero, saying why); under a tight rate limit they
 //! must wait out the 429s as `Retry-After` says and still succeed.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use isobox_server::App;
-
-/// REST and gRPC on port 0, no warm pool, `vars` on top.
-struct Server {
-    rest: String,
-    grpc: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    async fn start(vars: &[(&str, &str)]) -> Server {
-        let mut env: HashMap<String, String> = HashMap::new();
-        env.insert("REST_PORT".into(), "0".into());
-        env.insert("GRPC_PORT".into(), "0".into());
-        env.insert("ISOBOX_WARM_POOL".into(), "0".into());
-        for (k, v) in vars {
-            env.insert(k.to_string(), v.to_string());
-        }
-        let cfg = isobox_server::config::load(&env).expect("config");
-        let app = tokio::task::spawn_blocking(move || App::build(cfg))
-            .await
-            .unwrap()
-            .expect("app");
-        let rest = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (rest_url, grpc_url) = (
-            format!("http://{}", rest.local_addr().unwrap()),
-            format!("http://{}", grpc.local_addr().unwrap()),
-        );
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(isobox_server::run_with_grpc(
-            rest,
-            Some(grpc),
-            Arc::new(app),
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        Server {
-            rest: rest_url,
-            grpc: grpc_url,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .expect("the server stopped")
-            .unwrap()
-            .expect("run_with_grpc() result");
-    }
-}
+mod common;
+use common::DualServer;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -251,7 +195,7 @@ async fn run_all(rest: &str, grpc: &str, vars: &[(&str, &str)]) -> (Vec<Ran>, Ra
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn examples_work_against_a_live_server() {
-    let s = Server::start(&[]).await;
+    let s = DualServer::start(&[]).await;
     let (rest, grpc) = run_all(&s.rest, &s.grpc, &[]).await;
     for r in &rest {
         r.assert_ok();
@@ -275,7 +219,7 @@ async fn examples_work_against_a_live_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn examples_send_the_api_key() {
-    let s = Server::start(&[
+    let s = DualServer::start(&[
         ("AUTH_TYPE", "apikey"),
         ("API_KEYS", "k-example-1,k-example-2"),
         ("ISOBOX_AUTH_FAIL_LIMIT", "100/min"),
@@ -312,7 +256,7 @@ async fn examples_send_the_api_key() {
 async fn rest_examples_wait_out_rate_limits() {
     // One key per client (rate limits are per principal): 2 requests at once, then one every
     // 500 ms, so each client meets 429s with `Retry-After: 1` and must retry, not fail.
-    let s = Server::start(&[
+    let s = DualServer::start(&[
         ("AUTH_TYPE", "apikey"),
         ("API_KEYS", "k-0,k-1,k-2,k-3"),
         ("ISOBOX_RATE_LIMIT", "2/sec"),

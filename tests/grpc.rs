@@ -6,9 +6,6 @@
 mod common;
 use common::TempDir;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use isobox_server::grpc::pb;
@@ -17,53 +14,25 @@ use isobox_server::grpc::tokio_stream::wrappers::UnboundedReceiverStream;
 use isobox_server::grpc::tonic::transport::Channel;
 use isobox_server::grpc::tonic::{self, Code, Request, Status};
 use isobox_server::grpc::{tonic_health, tonic_reflection};
-use isobox_server::App;
 
-struct Server {
-    grpc: SocketAddr,
-    app: Arc<App>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+/// The shared REST + gRPC test server, with this file's client helpers.
+struct Server(common::DualServer);
+
+impl std::ops::Deref for Server {
+    type Target = common::DualServer;
+    fn deref(&self) -> &common::DualServer {
+        &self.0
+    }
 }
 
 impl Server {
     /// REST and gRPC on port 0, no warm pool, `vars` on top.
     async fn start(vars: &[(&str, &str)]) -> Server {
-        let mut env: HashMap<String, String> = HashMap::new();
-        env.insert("REST_PORT".into(), "0".into());
-        env.insert("GRPC_PORT".into(), "0".into());
-        env.insert("ISOBOX_WARM_POOL".into(), "0".into());
-        for (k, v) in vars {
-            env.insert(k.to_string(), v.to_string());
-        }
-        let cfg = isobox_server::config::load(&env).expect("config");
-        let app = tokio::task::spawn_blocking(move || App::build(cfg))
-            .await
-            .unwrap()
-            .expect("app");
-        let app = Arc::new(app);
-        let rest = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc_addr = grpc.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(isobox_server::run_with_grpc(
-            rest,
-            Some(grpc),
-            app.clone(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        Server {
-            grpc: grpc_addr,
-            app,
-            stop: Some(tx),
-            task,
-        }
+        Server(common::DualServer::start(vars).await)
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.grpc)
+        self.grpc.clone()
     }
 
     async fn channel(&self) -> Channel {
@@ -78,13 +47,8 @@ impl Server {
         ExecutorClient::connect(self.url()).await.expect("connect")
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .expect("run_with_grpc() returned")
-            .unwrap()
-            .expect("run_with_grpc() result");
+    async fn stop(self) {
+        self.0.stop().await
     }
 }
 

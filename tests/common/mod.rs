@@ -155,6 +155,21 @@ fn nanos() -> u128 {
         .as_nanos()
 }
 
+/// The app of a test server: `base`, then `ISOBOX_WARM_POOL=0`, then `vars` (which win).
+async fn build_app(base: &[(&str, &str)], vars: &[(&str, &str)]) -> isobox_server::App {
+    let env: std::collections::HashMap<String, String> = base
+        .iter()
+        .chain(&[("ISOBOX_WARM_POOL", "0")])
+        .chain(vars)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let cfg = isobox_server::config::load(&env).expect("config");
+    tokio::task::spawn_blocking(move || isobox_server::App::build(cfg))
+        .await
+        .unwrap()
+        .expect("app")
+}
+
 /// A REST server on a free loopback port, started in this process from `vars` (as the
 /// environment): `ISOBOX_WARM_POOL=0` unless set.
 pub struct TestServer {
@@ -165,17 +180,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(vars: &[(&str, &str)]) -> TestServer {
-        let mut env: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-        env.insert("REST_PORT".into(), "0".into());
-        env.insert("ISOBOX_WARM_POOL".into(), "0".into());
-        for (k, v) in vars {
-            env.insert(k.to_string(), v.to_string());
-        }
-        let cfg = isobox_server::config::load(&env).expect("config");
-        let app = tokio::task::spawn_blocking(move || isobox_server::App::build(cfg))
-            .await
-            .unwrap()
-            .expect("app");
+        let app = build_app(&[("REST_PORT", "0")], vars).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -210,6 +215,54 @@ impl TestServer {
             Some(t) => tokio::time::timeout(limit, t).await.is_ok(),
             None => true,
         }
+    }
+}
+
+/// REST and gRPC on free loopback ports, served by this process (`run_with_grpc`), with
+/// `ISOBOX_WARM_POOL=0` unless `vars` sets it.
+pub struct DualServer {
+    pub rest: String,
+    pub grpc: String,
+    pub grpc_addr: std::net::SocketAddr,
+    pub app: Arc<isobox_server::App>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl DualServer {
+    pub async fn start(vars: &[(&str, &str)]) -> DualServer {
+        let app = Arc::new(build_app(&[("REST_PORT", "0"), ("GRPC_PORT", "0")], vars).await);
+        let rest = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_addr = grpc.local_addr().unwrap();
+        let rest_url = format!("http://{}", rest.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(isobox_server::run_with_grpc(
+            rest,
+            Some(grpc),
+            app.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        DualServer {
+            rest: rest_url,
+            grpc: format!("http://{grpc_addr}"),
+            grpc_addr,
+            app,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Graceful shutdown; fails the test if it takes over 20 s or `run_with_grpc` failed.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(std::time::Duration::from_secs(20), self.task)
+            .await
+            .expect("the server stopped")
+            .unwrap()
+            .expect("run_with_grpc() result");
     }
 }
 

@@ -181,7 +181,8 @@ fn as_bytes<T: Copy>(v: &T) -> &[u8] {
     unsafe { std::slice::from_raw_parts((v as *const T).cast(), std::mem::size_of::<T>()) }
 }
 
-fn send_msg(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+/// Sends `data` and `fds` (SCM_RIGHTS) as one message on a unix socket.
+pub(super) fn send_msg(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
     let payload = std::mem::size_of_val(fds) as u32;
     // SAFETY: CMSG_SPACE/CMSG_LEN are pure computations.
     let (space, len) = unsafe { (libc::CMSG_SPACE(payload) as usize, libc::CMSG_LEN(payload)) };

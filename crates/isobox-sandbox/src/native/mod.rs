@@ -496,36 +496,7 @@ fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// Sends one byte and `fds` over a unix socket (SCM_RIGHTS).
 fn send_fds(sock: RawFd, fds: &[RawFd]) -> io::Result<()> {
-    let mut byte = b'J';
-    let mut iov = libc::iovec {
-        iov_base: (&mut byte as *mut u8).cast(),
-        iov_len: 1,
-    };
-    let payload = std::mem::size_of_val(fds) as u32;
-    // SAFETY: CMSG_SPACE/CMSG_LEN are pure computations.
-    let (space, len) = unsafe { (libc::CMSG_SPACE(payload) as usize, libc::CMSG_LEN(payload)) };
-    let mut cbuf = vec![0u64; space.div_ceil(8)];
-    // SAFETY: msghdr is plain data; every pointer set below points at live locals.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = len as _;
-        std::ptr::copy_nonoverlapping(
-            fds.as_ptr(),
-            libc::CMSG_DATA(cmsg).cast::<RawFd>(),
-            fds.len(),
-        );
-        if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) != 1 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    launcher::send_msg(sock, b"J", fds)
 }
 
 /// One live sandbox, as the supervisor holds it.
