@@ -214,3 +214,57 @@ fn missing_toolchains_are_reported_unavailable() {
         "{out:?}"
     );
 }
+
+/// A toolchain's version is probed once and kept in the state directory with the toolchain's
+/// fingerprint: a later process uses it without a probe sandbox, and a changed toolchain (another
+/// fingerprint) is probed again.
+#[test]
+fn toolchain_versions_are_kept_until_the_toolchain_changes() {
+    let dir = TempDir::new("versions");
+    // A language of its own, so that no other test reads or writes this cache entry.
+    let name = format!("py-versions-{}", std::process::id());
+    let table = dir.file(
+        "langs.toml",
+        &format!(
+            "[[language]]\nname = \"{name}\"\nextensions = [\"pyv\"]\nfile = \"main.py\"\n\
+             run = [\"python3\", \"{{file}}\"]\nversion = [\"python3\", \"--version\"]\n"
+        ),
+    );
+    let prog = dir.file("v.pyv", "print('hi')\n");
+    let run = || {
+        let out = cli(&[
+            "run",
+            prog.to_str().unwrap(),
+            "--json",
+            "--languages-file",
+            table.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["stdout"], "hi\n");
+        v["version"].as_str().unwrap().to_string()
+    };
+    let cache = std::path::Path::new("/run/isobox/versions").join(&name);
+    let _ = std::fs::remove_file(&cache);
+
+    // Probed and stored.
+    let real = run();
+    assert!(real.starts_with("3."), "{real}");
+    let text = std::fs::read_to_string(&cache).expect("the version is stored");
+    let (fingerprint, stored) = text.split_once('\n').unwrap();
+    assert!(fingerprint.contains("python3"), "{fingerprint}");
+    assert_eq!(stored.trim(), real);
+
+    // Same toolchain: the stored version is used as it is (no probe would say 9.9.9).
+    std::fs::write(&cache, format!("{fingerprint}\n9.9.9\n")).unwrap();
+    assert_eq!(run(), "9.9.9");
+
+    // Another toolchain (fingerprint): probed again, and the entry replaced.
+    std::fs::write(&cache, "/usr/bin/python3 1 2 3.4\n9.9.9\n").unwrap();
+    assert_eq!(run(), real);
+    assert_eq!(
+        std::fs::read_to_string(&cache).unwrap(),
+        format!("{fingerprint}\n{real}\n")
+    );
+    let _ = std::fs::remove_file(&cache);
+}

@@ -259,8 +259,9 @@ fn memory_contains(pid: u32, needle: &[u8]) -> bool {
 /// server itself and do carry its memory (the control that shows the scan finds the key).
 #[test]
 fn server_sandboxes_carry_none_of_the_servers_memory() {
-    let dir = std::env::temp_dir().join(format!("isobox-launcher-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed on drop, even when an assertion fails.
+    let tmp = common::TempDir::new("launcher");
+    let dir = tmp.0.clone();
     let secret = format!(
         "isobox-test-key-{}",
         std::time::SystemTime::now()
@@ -341,5 +342,4 @@ fn server_sandboxes_carry_none_of_the_servers_memory() {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

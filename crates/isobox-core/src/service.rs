@@ -261,12 +261,19 @@ impl Executor {
             .all(|c| self.backend.has_command(c))
     }
 
-    /// The toolchain version, probed once in the sandbox.
+    /// The toolchain version, probed once in the sandbox. Kept in the backend's state directory
+    /// (`versions/<language>`, with the toolchain's fingerprint) when the backend offers one,
+    /// so that a new process (`isobox run`, a restarted server) skips the probe until the
+    /// toolchain file changes.
     pub fn version(&self, lang: &Language) -> Option<String> {
         lang.version_cache
             .get_or_init(|| {
                 if lang.version.is_empty() || !self.available(lang) {
                     return None;
+                }
+                let stored = self.stored_version(lang);
+                if let Some((_, Some(v))) = &stored {
+                    return Some(v.clone());
                 }
                 let limits = Limits {
                     wall: Duration::from_secs(10),
@@ -280,9 +287,39 @@ impl Executor {
                 let p = report.phases.first()?;
                 let all = format!("{}\n{}", text(&p.stdout), text(&p.stderr));
                 let re = Regex::new(r"\d+(?:\.\d+)+").expect("valid regex");
-                re.find(&all).map(|m| m.as_str().to_string())
+                let version = re.find(&all).map(|m| m.as_str().to_string())?;
+                if let Some((path, _)) = stored {
+                    store_version(&path, &self.fingerprint(lang)?, &version);
+                }
+                Some(version)
             })
             .clone()
+    }
+
+    fn fingerprint(&self, lang: &Language) -> Option<String> {
+        self.backend.toolchain_fingerprint(lang.version.first()?)
+    }
+
+    /// The cache file of `lang`'s version and what it holds for the toolchain as it is now
+    /// (`None` if absent, stale or unreadable); `None` overall when there is nowhere to keep it.
+    fn stored_version(&self, lang: &Language) -> Option<(std::path::PathBuf, Option<String>)> {
+        let safe = !lang.name.is_empty()
+            && lang
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+#._-".contains(&b))
+            && !lang.name.starts_with('.');
+        if !safe {
+            return None;
+        }
+        let path = self.backend.state_dir()?.join("versions").join(&lang.name);
+        let fingerprint = self.fingerprint(lang)?;
+        let held = std::fs::read_to_string(&path).ok().and_then(|text| {
+            let (fp, version) = text.split_once('\n')?;
+            let version = version.trim();
+            (fp == fingerprint && !version.is_empty()).then(|| version.to_string())
+        });
+        Some((path, held))
     }
 
     /// Every language with its version and availability (versions probed in parallel).
@@ -722,6 +759,25 @@ fn env_of(lang: &Language) -> Vec<(String, String)> {
 }
 
 /// `3` matches `3.11.2`; `3.11` matches `3.11.2`; `3.1` does not.
+/// Writes `fingerprint` and `version` to `path` (atomically: a temporary file, then a rename);
+/// failures only cost a probe next time.
+fn store_version(path: &std::path::Path, fingerprint: &str, version: &str) {
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let tmp = dir.join(format!(
+        ".{}.{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("v"),
+        std::process::id()
+    ));
+    if std::fs::write(&tmp, format!("{fingerprint}\n{version}\n")).is_ok()
+        && std::fs::rename(&tmp, path).is_err()
+    {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
 fn version_matches(want: &str, have: &str) -> bool {
     let w: Vec<&str> = want.trim_start_matches('v').split('.').collect();
     let h: Vec<&str> = have.split('.').collect();

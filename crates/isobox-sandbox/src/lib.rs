@@ -51,6 +51,16 @@ pub trait Backend: Send + Sync {
     /// Whether `cmd` (a name looked up in the sandbox's PATH, or an absolute path) exists in
     /// the sandbox; languages whose toolchain is missing are reported unavailable.
     fn has_command(&self, cmd: &str) -> bool;
+    /// Identifies the toolchain file `cmd` runs (path, inode, size, modification time), so that
+    /// facts probed from it (its version) can be kept across restarts and dropped when it
+    /// changes. `None`: not known, probe every time.
+    fn toolchain_fingerprint(&self, _cmd: &str) -> Option<String> {
+        None
+    }
+    /// A directory of the host, private to IsoBox, where such facts may be kept.
+    fn state_dir(&self) -> Option<&std::path::Path> {
+        None
+    }
     /// Kills every program running in this backend's sandboxes (shutdown after the grace
     /// period); their `execute` calls return promptly.
     fn cancel_all(&self) {}

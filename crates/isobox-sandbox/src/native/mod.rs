@@ -660,6 +660,25 @@ impl Backend for NativeBackend {
         "native"
     }
 
+    fn toolchain_fingerprint(&self, cmd: &str) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let inside = self.shared.resolve_command(cmd)?;
+        let real = fs::canonicalize(self.shared.host_path(&inside)).ok()?;
+        let m = fs::metadata(&real).ok()?;
+        Some(format!(
+            "{} {} {} {}.{}",
+            real.display(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec()
+        ))
+    }
+
+    fn state_dir(&self) -> Option<&std::path::Path> {
+        Some(&self.shared.cfg.state_dir)
+    }
+
     fn has_command(&self, cmd: &str) -> bool {
         self.resolve_command(cmd).is_some()
     }
