@@ -11,18 +11,14 @@
 //! `ISOBOX_BENCH_SECS` (default 8) per timed case, `ISOBOX_BENCH_CONCURRENCY` (default 4)
 //! clients in case 1, `ISOBOX_BENCH_K` (default 200) distinct programs in case 3.
 
+mod common;
+use common::{env_num, stop_child};
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-fn env_num(k: &str, d: u64) -> u64 {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -30,22 +26,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// SIGTERM, then SIGKILL if the process is still there after `grace`; always reaped.
-fn stop_child(child: &mut Child, grace: Duration) {
-    // SAFETY: a plain kill(2) on our own child's pid (not yet reaped, so not reused).
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let t = Instant::now();
-    while t.elapsed() < grace {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    eprintln!("pid {} ignored SIGTERM for {grace:?}: SIGKILL", child.id());
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// The bench's own `redis-server` (no persistence), stopped on drop.

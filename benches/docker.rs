@@ -7,6 +7,9 @@
 //! `isobox image build`). `ISOBOX_BENCH_RUNS=N` sets the runs per case (default 40),
 //! `ISOBOX_BENCH_QUICK=1` runs 5.
 
+mod common;
+use common::{env_num, pct, sh};
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,22 +67,6 @@ struct Row {
     rate: Option<f64>,
     /// Sequential runs that used a pooled container/sandbox, for the backends.
     warm: Option<usize>,
-}
-
-fn env_num(k: &str, d: usize) -> usize {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// The `p` quantile (0..=1) of sorted `v`, nearest rank below.
-fn pct(v: &[Duration], p: f64) -> f64 {
-    ms(v[((v.len() as f64 - 1.0) * p) as usize])
 }
 
 /// The spec of a backend run, with the docker pool's tmpfs shape (another shape bypasses it).
@@ -269,14 +256,6 @@ fn docker_cases(rows: &mut Vec<Row>, runs: usize, case: &str, pool: usize, mode:
         }
     }
     b.close();
-}
-
-/// A command's trimmed stdout, `None` when it cannot run or fails.
-fn sh(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn main() {

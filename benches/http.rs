@@ -4,17 +4,13 @@
 //! `cargo bench --bench http` (as root). `ISOBOX_BENCH_SECS` (default 10) per case,
 //! `ISOBOX_BENCH_CONCURRENCY` (default 8) clients.
 
+mod common;
+use common::env_num;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn env_num(k: &str, d: u64) -> u64 {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
 
 async fn start(cache: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
     let mut env: HashMap<String, String> = HashMap::new();

@@ -26,6 +26,9 @@
 //! concurrent clients, `ISOBOX_SOAK_SETTLE_MS` (default 11000: longer than the 10 s tokio keeps
 //! an idle blocking thread) of rest before each sample. Exits 1 when something grows.
 
+mod common;
+use common::env_num;
+
 use std::collections::{BTreeSet, HashMap};
 use std::io::BufRead;
 use std::os::unix::fs::MetadataExt;
@@ -36,13 +39,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-fn env_num(k: &str, d: u64) -> u64 {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
 
 // ---------------------------------------------------------------------------------------------
 // The requests.

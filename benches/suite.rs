@@ -32,6 +32,9 @@
 //! `isobox-runtime` image of `isobox image build`; without bwrap or docker those rows are
 //! skipped and say so).
 
+mod common;
+use common::{env_num, ms, pct, sh, stop_child};
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -181,22 +184,6 @@ impl Mech {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-fn env_num<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// The `p` quantile (0..=1) of sorted `v` in ms, nearest rank below.
-fn pct(v: &[Duration], p: f64) -> f64 {
-    ms(v[((v.len() as f64 - 1.0) * p) as usize])
-}
-
 /// Median of `v` (mean of the middle two for an even count); NaN when empty.
 fn median(v: &[f64]) -> f64 {
     let mut v: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
@@ -242,14 +229,6 @@ fn pass(ok: bool) -> &'static str {
     } else {
         "MISS"
     }
-}
-
-/// A command's trimmed stdout, `None` when it cannot run or fails.
-fn sh(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The first three fields of /proc/loadavg.
@@ -613,22 +592,6 @@ fn rusage_ms(who: libc::c_int) -> f64 {
     };
     let tv = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
     tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// SIGTERM, then SIGKILL if the process is still there after `grace`; always reaped.
-fn stop_child(child: &mut Child, grace: Duration) {
-    // SAFETY: a plain kill(2) on our own child's pid (not yet reaped, so not reused).
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let t = Instant::now();
-    while t.elapsed() < grace {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    eprintln!("pid {} ignored SIGTERM for {grace:?}: SIGKILL", child.id());
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// One `isobox serve` process on a port of its choosing, stopped on drop.
