@@ -112,36 +112,7 @@ fn sandboxed(b: &dyn Backend, w: &Workload) -> Result<Run, String> {
 
 /// `docker run --rm` of the runtime image with the backend's hardening flags, through the CLI.
 fn docker_run(seccomp: Option<&str>, w: &Workload) -> Result<Run, String> {
-    let mut cmd = Command::new("docker");
-    cmd.args(["run", "--rm", "--network", "none", "--cap-drop", "ALL"]);
-    cmd.args(["--security-opt", "no-new-privileges"]);
-    if let Some(path) = seccomp {
-        cmd.args(["--security-opt", &format!("seccomp={path}")]);
-    }
-    cmd.args([
-        "--read-only",
-        "--tmpfs",
-        "/tmp:rw,exec,nosuid,nodev,size=64m",
-    ]);
-    cmd.args([
-        "--pids-limit",
-        "64",
-        "--memory",
-        "256m",
-        "--memory-swap",
-        "256m",
-    ]);
-    cmd.args([
-        "--cpus",
-        "1",
-        "--ulimit",
-        "nofile=4096:4096",
-        "--user",
-        "61000:61000",
-    ]);
-    cmd.args(["--log-driver", "none", "--entrypoint", w.argv[0]]);
-    cmd.arg(isobox_sandbox::docker::default_image());
-    cmd.args(&w.argv[1..]);
+    let mut cmd = common::docker_run(seccomp, w.argv);
     let t = Instant::now();
     let out = cmd
         .stdin(Stdio::null())

@@ -432,28 +432,8 @@ impl Ctx {
             Mech::DockerRun => {
                 // benches/docker.rs's hardened `docker run`: the backend's HostConfig as CLI flags.
                 let argv = w.argv(bin);
-                let mut cmd = Command::new("docker");
-                cmd.args(["run", "--rm", "--network", "none", "--cap-drop", "ALL"]);
-                cmd.args(["--security-opt", "no-new-privileges"]);
-                cmd.args(["--security-opt", &format!("seccomp={}", self.seccomp)]);
-                cmd.args([
-                    "--read-only",
-                    "--tmpfs",
-                    "/tmp:rw,exec,nosuid,nodev,size=64m",
-                ]);
-                cmd.args([
-                    "--pids-limit",
-                    "64",
-                    "--memory",
-                    "256m",
-                    "--memory-swap",
-                    "256m",
-                ]);
-                cmd.args(["--cpus", "1", "--ulimit", "nofile=4096:4096"]);
-                cmd.args(["--user", "61000:61000", "--log-driver", "none"]);
-                cmd.args(["--entrypoint", &argv[0]]);
-                cmd.arg(isobox_sandbox::docker::default_image());
-                cmd.args(&argv[1..]);
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                let mut cmd = common::docker_run(Some(&self.seccomp), &argv);
                 timed(&mut cmd)
             }
         }

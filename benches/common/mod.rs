@@ -45,3 +45,35 @@ pub fn stop_child(child: &mut Child, grace: Duration) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `docker run --rm` with the docker backend's hardening as CLI flags (the HostConfig it gives
+/// its containers: no network, no capabilities, no-new-privileges, the seccomp profile at
+/// `seccomp`, read-only root, a 64 MiB /tmp, pids, memory = memory+swap, one CPU, nofile, a
+/// non-root uid, no logs), running `argv` in the runtime image.
+pub fn docker_run(seccomp: Option<&str>, argv: &[&str]) -> Command {
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "--rm", "--network", "none", "--cap-drop", "ALL"]);
+    cmd.args(["--security-opt", "no-new-privileges"]);
+    if let Some(path) = seccomp {
+        cmd.args(["--security-opt", &format!("seccomp={path}")]);
+    }
+    cmd.args([
+        "--read-only",
+        "--tmpfs",
+        "/tmp:rw,exec,nosuid,nodev,size=64m",
+    ]);
+    cmd.args([
+        "--pids-limit",
+        "64",
+        "--memory",
+        "256m",
+        "--memory-swap",
+        "256m",
+    ]);
+    cmd.args(["--cpus", "1", "--ulimit", "nofile=4096:4096"]);
+    cmd.args(["--user", "61000:61000", "--log-driver", "none"]);
+    cmd.args(["--entrypoint", argv[0]]);
+    cmd.arg(isobox_sandbox::docker::default_image());
+    cmd.args(&argv[1..]);
+    cmd
+}
