@@ -343,3 +343,43 @@ fn server_sandboxes_carry_none_of_the_servers_memory() {
         }
     }
 }
+
+/// A server whose launcher was killed keeps serving: sandboxes are then cloned by the server.
+#[test]
+fn a_server_outlives_its_launcher() {
+    let (mut node, url) = common::spawn_node("serve", &[("ISOBOX_WARM_POOL", "2")]);
+    let launcher =
+        std::fs::read_to_string(format!("/proc/{}/task/{}/children", node.id(), node.id()))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+            .find(|c| {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{c}/status")).unwrap_or_default();
+                status.contains("isobox-launch")
+                    && status
+                        .lines()
+                        .any(|l| l.starts_with("NSpid:") && l.split_whitespace().count() == 2)
+            })
+            .expect("the server has a launcher");
+    // SAFETY: signals a process of this test's server; no memory is involved.
+    unsafe { libc::kill(launcher, libc::SIGKILL) };
+    for i in 0..6 {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-H", "Content-Type: application/json", "-d"])
+            .arg(format!(r#"{{"language":"bash","code":"echo run {i}"}}"#))
+            .arg(format!("{url}/api/v1/execute"))
+            .output()
+            .expect("curl");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{:?}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(v["status"], "ok", "{v}");
+        assert_eq!(v["stdout"], format!("run {i}\n"));
+    }
+    // The dead launcher was reaped, not left a zombie.
+    let state = std::fs::read_to_string(format!("/proc/{launcher}/stat")).unwrap_or_default();
+    assert!(state.is_empty() || !state.contains(") Z "), "{state}");
+    // SAFETY: signals our own child process; no memory is involved.
+    unsafe { libc::kill(node.id() as i32, libc::SIGTERM) };
+    let _ = node.wait();
+}

@@ -81,6 +81,8 @@ impl App {
             _ => None,
         };
         let backend: Arc<dyn Backend> = if config.backend == "docker" {
+            // Containers are created by the engine: the sandbox launcher has nothing to do.
+            isobox_sandbox::native::launcher::stop();
             Arc::new(DockerBackend::new(config.docker.clone()).map_err(|e| e.to_string())?)
         } else {
             let mut native = NativeConfig {

@@ -32,8 +32,24 @@ use libc::c_ulong;
 
 use super::child::{self, ChildCtx, MAX_KEEP};
 
-/// The supervisor's end of the launcher's socket, if a launcher runs.
-static LAUNCHER: Mutex<Option<OwnedFd>> = Mutex::new(None);
+/// A running launcher: the supervisor's end of its socket, and its pid.
+struct Launcher {
+    sock: OwnedFd,
+    pid: libc::pid_t,
+}
+
+impl Drop for Launcher {
+    /// Ends and reaps it (it may be dead already; a zombie launcher is reaped too).
+    fn drop(&mut self) {
+        // SAFETY: kill and waitpid on our own child, which nothing else reaps.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+static LAUNCHER: Mutex<Option<Launcher>> = Mutex::new(None);
 
 /// A request: where the arena is, where the context is in it, and which fds follow.
 #[repr(C)]
@@ -87,16 +103,12 @@ pub fn start() -> io::Result<bool> {
         unsafe { serve(theirs) }
     }
     drop(theirs);
-    *slot = Some(ours);
+    *slot = Some(Launcher { sock: ours, pid });
     Ok(true)
 }
 
-/// Whether a launcher runs (for the tests and `check-config`).
-pub fn running() -> bool {
-    LAUNCHER.lock().map(|s| s.is_some()).unwrap_or(false)
-}
-
-/// Ends the launcher (the docker backend does not need it).
+/// Ends and reaps the launcher: for a process that turns out not to clone sandboxes (the docker
+/// backend).
 pub fn stop() {
     if let Ok(mut s) = LAUNCHER.lock() {
         s.take();
@@ -119,7 +131,7 @@ pub(super) fn spawn(
         return None;
     };
     let mut slot = LAUNCHER.lock().unwrap_or_else(|e| e.into_inner());
-    let sock = slot.as_ref()?.as_raw_fd();
+    let sock = slot.as_ref()?.sock.as_raw_fd();
     let mut send_fds = vec![memfd];
     let mut req = Request {
         arena_addr: addr as u64,
@@ -140,16 +152,27 @@ pub(super) fn spawn(
     req.n_fds = all.len() as u32;
     req.fds[..all.len()].copy_from_slice(&all);
     send_fds.extend_from_slice(&all);
-    let answer = send_msg(sock, as_bytes(&req), &send_fds).and_then(|()| {
+    if send_msg(sock, as_bytes(&req), &send_fds).is_err() {
+        // The launcher is gone (killed?) and never saw this request: from now on clone in the
+        // supervisor, starting with this sandbox.
+        slot.take();
+        return None;
+    }
+    let answer = {
         let mut reply: Reply = 0;
-        // SAFETY: reads at most 8 bytes into `reply`.
-        let n = unsafe {
-            libc::recv(
-                sock,
-                (&mut reply as *mut Reply).cast(),
-                std::mem::size_of::<Reply>(),
-                0,
-            )
+        let n = loop {
+            // SAFETY: reads at most 8 bytes into `reply`.
+            let n = unsafe {
+                libc::recv(
+                    sock,
+                    (&mut reply as *mut Reply).cast(),
+                    std::mem::size_of::<Reply>(),
+                    0,
+                )
+            };
+            if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                break n;
+            }
         };
         if n == std::mem::size_of::<Reply>() as isize {
             Ok(reply)
@@ -161,16 +184,18 @@ pub(super) fn spawn(
                 "launcher gone",
             ))
         }
-    });
+    };
     match answer {
         Ok(pid) if pid > 0 => Some(Ok(pid as libc::pid_t)),
-        // The launcher could not map the arena at that address: clone here this once.
+        // The launcher could not map the arena at that address (the context is untouched):
+        // clone here this once.
         Ok(e) if -e as i32 == libc::EEXIST => None,
         Ok(e) => Some(Err(io::Error::from_raw_os_error(-e as i32))),
-        Err(_) => {
-            // The launcher is gone (killed?): from now on clone in the supervisor.
+        Err(e) => {
+            // The launcher died while handling the request: it may have renumbered the context's
+            // fds already, so this sandbox fails; the next ones are cloned in the supervisor.
             slot.take();
-            None
+            Some(Err(e))
         }
     }
 }
