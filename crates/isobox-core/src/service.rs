@@ -272,7 +272,7 @@ impl Executor {
                     return None;
                 }
                 let stored = self.stored_version(lang);
-                if let Some((_, Some(v))) = &stored {
+                if let Some((_, _, Some(v))) = &stored {
                     return Some(v.clone());
                 }
                 let limits = Limits {
@@ -288,21 +288,21 @@ impl Executor {
                 let all = format!("{}\n{}", text(&p.stdout), text(&p.stderr));
                 let re = Regex::new(r"\d+(?:\.\d+)+").expect("valid regex");
                 let version = re.find(&all).map(|m| m.as_str().to_string())?;
-                if let Some((path, _)) = stored {
-                    store_version(&path, &self.fingerprint(lang)?, &version);
+                if let Some((path, fingerprint, _)) = stored {
+                    store_version(&path, &fingerprint, &version);
                 }
                 Some(version)
             })
             .clone()
     }
 
-    fn fingerprint(&self, lang: &Language) -> Option<String> {
-        self.backend.toolchain_fingerprint(lang.version.first()?)
-    }
-
-    /// The cache file of `lang`'s version and what it holds for the toolchain as it is now
-    /// (`None` if absent, stale or unreadable); `None` overall when there is nowhere to keep it.
-    fn stored_version(&self, lang: &Language) -> Option<(std::path::PathBuf, Option<String>)> {
+    /// The cache file of `lang`'s version, the toolchain's fingerprint now, and the version the
+    /// file holds for that fingerprint (`None` if absent, stale or unreadable); `None` overall
+    /// when there is nowhere to keep it.
+    fn stored_version(
+        &self,
+        lang: &Language,
+    ) -> Option<(std::path::PathBuf, String, Option<String>)> {
         let safe = !lang.name.is_empty()
             && lang
                 .name
@@ -313,13 +313,13 @@ impl Executor {
             return None;
         }
         let path = self.backend.state_dir()?.join("versions").join(&lang.name);
-        let fingerprint = self.fingerprint(lang)?;
+        let fingerprint = self.backend.toolchain_fingerprint(lang.version.first()?)?;
         let held = std::fs::read_to_string(&path).ok().and_then(|text| {
             let (fp, version) = text.split_once('\n')?;
             let version = version.trim();
             (fp == fingerprint && !version.is_empty()).then(|| version.to_string())
         });
-        Some((path, held))
+        Some((path, fingerprint, held))
     }
 
     /// Every language with its version and availability (versions probed in parallel).
