@@ -8,7 +8,7 @@
 //! `ISOBOX_BENCH_QUICK=1` runs 5.
 
 mod common;
-use common::{env_num, pct, sh};
+use common::{check_output, env_num, pct, sh};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -87,7 +87,7 @@ fn bare(w: &Workload) -> Result<Run, String> {
         .output()
         .map_err(|e| format!("spawn: {e}"))?;
     let time = t.elapsed();
-    check_output(out, w)?;
+    check_output(out, w.stdout.as_bytes())?;
     Ok(Run { time, warm: false })
 }
 
@@ -119,20 +119,8 @@ fn docker_run(seccomp: Option<&str>, w: &Workload) -> Result<Run, String> {
         .output()
         .map_err(|e| format!("docker cli: {e}"))?;
     let time = t.elapsed();
-    check_output(out, w)?;
+    check_output(out, w.stdout.as_bytes())?;
     Ok(Run { time, warm: false })
-}
-
-fn check_output(out: std::process::Output, w: &Workload) -> Result<(), String> {
-    if !out.status.success() || out.stdout != w.stdout.as_bytes() {
-        return Err(format!(
-            "{} stdout {:?} stderr {:?}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
 }
 
 /// Warms up, then times `runs` sequential runs (each after `before`, which is not timed) and,

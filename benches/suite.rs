@@ -33,7 +33,7 @@
 //! skipped and say so).
 
 mod common;
-use common::{env_num, ms, pct, sh, stop_child};
+use common::{check_output, env_num, ms, pct, sh, stop_child};
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -254,18 +254,6 @@ impl Drop for TempDir {
     }
 }
 
-fn check_output(out: std::process::Output) -> Result<(), String> {
-    if !out.status.success() || out.stdout != b"hello\n" {
-        return Err(format!(
-            "{} stdout {:?} stderr {:?}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
-}
-
 /// Runs `cmd` to completion, timed from spawn to reaped.
 fn timed(cmd: &mut Command) -> Result<Duration, String> {
     let t = Instant::now();
@@ -274,7 +262,7 @@ fn timed(cmd: &mut Command) -> Result<Duration, String> {
         .output()
         .map_err(|e| format!("spawn: {e}"))?;
     let took = t.elapsed();
-    check_output(out)?;
+    check_output(out, b"hello\n")?;
     Ok(took)
 }
 
@@ -391,7 +379,7 @@ impl Ctx {
                     .output()
                     .map_err(|e| format!("spawn: {e}"))?;
                 let took = t.elapsed();
-                check_output(run)?;
+                check_output(run, b"hello\n")?;
                 Ok(took)
             }
             Mech::Bwrap => {

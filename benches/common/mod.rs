@@ -77,3 +77,16 @@ pub fn docker_run(seccomp: Option<&str>, argv: &[&str]) -> Command {
     cmd.args(&argv[1..]);
     cmd
 }
+
+/// Ok when the run succeeded and printed exactly `stdout`; else what it did, for the report.
+pub fn check_output(out: std::process::Output, stdout: &[u8]) -> Result<(), String> {
+    if !out.status.success() || out.stdout != stdout {
+        return Err(format!(
+            "{} stdout {:?} stderr {:?}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
