@@ -1,18 +1,18 @@
-//! The execution service as the servers use it (REST now, gRPC later): validation (through the
-//! [`Executor`]), the dedup cache with single-flight, and backpressure (a fixed number of sandbox
-//! slots and a bounded wait queue). No transport here.
+//! The execution service as the servers use it (REST, gRPC, async jobs): validated
+//! [`Submission`]s in, the dedup cache with single-flight (local, and across nodes through a
+//! [`SharedCache`]), backpressure (a fixed number of sandbox slots and a bounded wait queue),
+//! and streamed runs. No transport here.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use isobox_sandbox::{ExecSpec, RunIo, StdinPoll, Stream};
+use isobox_sandbox::{ExecSpec, NoIo, RunIo, StdinPoll, Stream};
 use tokio::sync::mpsc;
 
 use crate::dedup::{key_of, DedupCache, DedupConfig, DedupStats};
-use crate::service::Validation;
 use crate::shared::{Lock, SharedCache};
 use crate::slots::{Slots, SlotsConfig};
-use crate::{CoreError, ExecuteRequest, ExecutionResult, Executor};
+use crate::{CoreError, ExecutionResult, Executor, RunStatus, Submission, Validation};
 
 /// An execution as the server reports it: the result plus what the logs and metrics want.
 #[derive(Debug, Clone)]
@@ -27,14 +27,8 @@ pub struct Execution {
     pub code_bytes: usize,
 }
 
-/// A request that passed validation, with what the logs need.
-struct Validated {
-    lang: String,
-    version: String,
-    spec: ExecSpec,
-    code_hash: String,
-    code_bytes: usize,
-}
+/// A submission with the spec it runs as (shared by single-flight waiters without copying).
+type Planned = Arc<(Submission, ExecSpec)>;
 
 /// Who may share cache entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +52,7 @@ type RunOutput = (ExecutionResult, Duration, Duration, bool);
 
 /// Results worth keeping: a timeout or a sandbox failure may not happen again.
 fn cacheable(r: &ExecutionResult) -> bool {
-    !matches!(r.status.as_str(), "internal_error" | "timeout")
+    !matches!(r.status, RunStatus::InternalError | RunStatus::Timeout)
 }
 
 fn size_of(r: &ExecutionResult) -> usize {
@@ -113,10 +107,6 @@ fn cache_key(
     key_of(&refs)
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 impl Engine {
     pub fn new(
         executor: Arc<Executor>,
@@ -166,56 +156,20 @@ impl Engine {
         )
     }
 
-    /// Validates `req` and builds its spec (off the async runtime: validation may probe a
-    /// toolchain version once, which is a short sandbox run).
-    async fn validate_request(&self, req: ExecuteRequest) -> Result<Validated, CoreError> {
-        let executor = self.executor.clone();
-        let (lang, version, spec) = tokio::task::spawn_blocking(move || {
-            executor
-                .prepare(&req)
-                .map(|(p, spec)| (p.lang.name.clone(), p.version, spec))
-        })
-        .await
-        .map_err(|e| CoreError::Config(format!("validation task failed: {e}")))??;
-        let code_bytes = spec.files.iter().map(|f| f.content.len()).sum();
-        let mut parts: Vec<&[u8]> = Vec::new();
-        for f in &spec.files {
-            parts.push(f.path.as_bytes());
-            parts.push(&f.content);
-        }
-        let code_hash = hex(&key_of(&parts));
-        Ok(Validated {
-            lang,
-            version,
-            spec,
-            code_hash,
-            code_bytes,
-        })
-    }
-
-    /// Validates `req` without running it (async jobs check at submission, run later).
-    pub async fn precheck(&self, req: ExecuteRequest) -> Result<(), CoreError> {
-        self.validate_request(req).await.map(|_| ())
-    }
-
-    /// Validates `req`, answers from the cache or runs it in a slot.
-    pub async fn execute(&self, req: ExecuteRequest, caller: &str) -> Result<Execution, CoreError> {
-        let Validated {
-            lang,
-            version,
-            spec,
-            code_hash,
-            code_bytes,
-        } = self.validate_request(req).await?;
+    /// Answers `sub` from the cache or runs it in a slot.
+    pub async fn execute(&self, sub: Submission, caller: &str) -> Result<Execution, CoreError> {
+        let spec = self.executor.run_spec(&sub);
         let scope = (self.scope == CacheScope::PerCaller).then_some(caller);
         let key = cache_key(
             self.executor.backend().name(),
-            &lang,
-            &version,
+            &sub.language.name,
+            &sub.version,
             &spec,
             scope,
         );
-        let run = || self.run_shared(&key, lang.clone(), version.clone(), spec.clone());
+        let (code_hash, code_bytes) = (sub.code_hash.clone(), sub.code_bytes);
+        let planned: Planned = Arc::new((sub, spec));
+        let run = || self.run_shared(&key, planned.clone());
         let (out, cached) = self
             .cache
             .get_or_run(
@@ -229,7 +183,7 @@ impl Engine {
         let cached = cached || shared_hit;
         result.cached = cached;
         if cached {
-            result.id = crate::service::new_id();
+            result.id = crate::new_id();
         }
         Ok(Execution {
             result,
@@ -242,19 +196,13 @@ impl Engine {
 
     /// The shared cache's answer, or a run (by this node, or awaited from the node that holds
     /// the submission's lock). Without a shared cache, or when it is unreachable: a local run.
-    async fn run_shared(
-        &self,
-        key: &[u8; 32],
-        lang: String,
-        version: String,
-        spec: ExecSpec,
-    ) -> Result<RunOutput, CoreError> {
+    async fn run_shared(&self, key: &[u8; 32], planned: Planned) -> Result<RunOutput, CoreError> {
         let enabled = self.cache.config().enabled;
         let Some(shared) = self.shared.as_ref().filter(|_| enabled) else {
-            return self.run_in_slot(lang, version, spec).await;
+            return self.run_in_slot(planned).await;
         };
         let ttl = self.cache.config().ttl;
-        let entry = format!("isobox:dd:{}", hex(key));
+        let entry = format!("isobox:dd:{}", hex::encode(key));
         let hit = |bytes: Vec<u8>| {
             serde_json::from_slice::<ExecutionResult>(&bytes)
                 .ok()
@@ -264,8 +212,13 @@ impl Engine {
         // delays the others by one lease at most. Waiting for another node's run ends after
         // the longest that run can take (every phase's wall time and a queue wait).
         let lease = Duration::from_secs(3);
-        let max_wait =
-            spec.phases.iter().map(|p| p.limits.wall).sum::<Duration>() + Duration::from_secs(30);
+        let max_wait = planned
+            .1
+            .phases
+            .iter()
+            .map(|p| p.limits.wall)
+            .sum::<Duration>()
+            + Duration::from_secs(30);
         let waited = Instant::now();
         loop {
             if let Some(r) = shared.get(&entry).await.and_then(hit) {
@@ -280,7 +233,7 @@ impl Engine {
                         }
                     };
                     let out = tokio::select! {
-                        out = self.run_in_slot(lang, version, spec) => out,
+                        out = self.run_in_slot(planned) => out,
                         never = renew => never,
                     };
                     if let Ok(o) = &out {
@@ -297,18 +250,13 @@ impl Engine {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Lock::Held | Lock::Unavailable => {
-                    return self.run_in_slot(lang, version, spec).await;
+                    return self.run_in_slot(planned).await;
                 }
             }
         }
     }
 
-    async fn run_in_slot(
-        &self,
-        lang: String,
-        version: String,
-        spec: ExecSpec,
-    ) -> Result<RunOutput, CoreError> {
+    async fn run_in_slot(&self, planned: Planned) -> Result<RunOutput, CoreError> {
         let waited = Instant::now();
         let slot = self.slots.acquire().await.map_err(|b| CoreError::Busy {
             retry_after_secs: b.retry_after().as_secs().max(1),
@@ -318,31 +266,24 @@ impl Engine {
         let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            executor.run_prepared(&lang, &version, &spec)
+            let (sub, spec) = &*planned;
+            executor.run(sub, spec, &mut NoIo)
         })
         .await
         .map_err(|e| CoreError::Config(format!("execution task failed: {e}")))??;
         Ok((result, queued, started.elapsed(), false))
     }
 
-    /// Runs the language's syntax check in a slot (never cached).
-    pub async fn validate(&self, req: ExecuteRequest) -> Result<Validation, CoreError> {
-        let executor = self.executor.clone();
-        let spec =
-            tokio::task::spawn_blocking(move || executor.prepare_check(&req).map(|(_, s)| s))
-                .await
-                .map_err(|e| CoreError::Config(format!("validation task failed: {e}")))??;
+    /// Runs the language's syntax check of `sub` in a slot (never cached).
+    pub async fn validate(&self, sub: &Submission) -> Result<Validation, CoreError> {
+        let spec = self.executor.check_spec(sub)?;
         let slot = self.slots.acquire().await.map_err(|b| CoreError::Busy {
             retry_after_secs: b.retry_after().as_secs().max(1),
         })?;
         let executor = self.executor.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            let report = executor
-                .backend()
-                .execute(&spec)
-                .map_err(CoreError::Sandbox)?;
-            Ok(Validation::from_report(&report))
+            executor.syntax_check(&spec)
         })
         .await
         .map_err(|e| CoreError::Config(format!("validation task failed: {e}")))?
@@ -408,18 +349,13 @@ impl RunIo for ChannelIo {
 impl Engine {
     /// Starts a run whose output is streamed (never cached); with `interactive`, its stdin
     /// stays open until `StdinMsg::Close`.
-    pub fn execute_stream(
-        self: &Arc<Self>,
-        req: ExecuteRequest,
-        caller: String,
-        interactive: bool,
-    ) -> StreamHandle {
+    pub fn execute_stream(self: &Arc<Self>, sub: Submission, interactive: bool) -> StreamHandle {
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let engine = self.clone();
         tokio::spawn(async move {
             let result = engine
-                .run_streaming(req, &caller, interactive, ev_tx.clone(), in_rx)
+                .run_streaming(sub, interactive, ev_tx.clone(), in_rx)
                 .await;
             let _ = ev_tx.send(StreamEvent::Done(Box::new(result)));
         });
@@ -431,19 +367,13 @@ impl Engine {
 
     async fn run_streaming(
         &self,
-        req: ExecuteRequest,
-        _caller: &str,
+        sub: Submission,
         interactive: bool,
         events: mpsc::UnboundedSender<StreamEvent>,
         stdin: mpsc::UnboundedReceiver<StdinMsg>,
     ) -> Result<Execution, CoreError> {
-        let Validated {
-            lang,
-            version,
-            spec,
-            code_hash,
-            code_bytes,
-        } = self.validate_request(req).await?;
+        let spec = self.executor.run_spec(&sub);
+        let (code_hash, code_bytes) = (sub.code_hash.clone(), sub.code_bytes);
         let waited = Instant::now();
         // A client that leaves while queued frees its place.
         let slot = tokio::select! {
@@ -462,7 +392,7 @@ impl Engine {
                 run_phase,
                 interactive,
             };
-            executor.run_prepared_io(&lang, &version, &spec, &mut io)
+            executor.run(&sub, &spec, &mut io)
         })
         .await
         .map_err(|e| CoreError::Config(format!("execution task failed: {e}")))??;

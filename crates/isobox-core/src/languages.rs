@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use regex::Regex;
 use serde::Deserialize;
@@ -97,7 +97,8 @@ struct TableFile {
 /// All languages, looked up by name, alias or file extension.
 #[derive(Debug)]
 pub struct LanguageTable {
-    languages: Vec<Language>,
+    /// Shared, so that a validated request can hold its language (no second lookup by name).
+    languages: Vec<Arc<Language>>,
 }
 
 impl LanguageTable {
@@ -151,15 +152,17 @@ impl LanguageTable {
                 })?);
             }
         }
-        Ok(LanguageTable { languages })
+        Ok(LanguageTable {
+            languages: languages.into_iter().map(Arc::new).collect(),
+        })
     }
 
-    pub fn all(&self) -> &[Language] {
+    pub fn all(&self) -> &[Arc<Language>] {
         &self.languages
     }
 
     /// Finds a language by name or alias (case-insensitive).
-    pub fn get(&self, name: &str) -> Option<&Language> {
+    pub fn get(&self, name: &str) -> Option<&Arc<Language>> {
         let n = name.to_ascii_lowercase();
         self.languages.iter().find(|l| {
             l.name.eq_ignore_ascii_case(&n) || l.aliases.iter().any(|a| a.eq_ignore_ascii_case(&n))
@@ -167,7 +170,7 @@ impl LanguageTable {
     }
 
     /// Finds a language by a file's extension.
-    pub fn by_extension(&self, file_name: &str) -> Option<&Language> {
+    pub fn by_extension(&self, file_name: &str) -> Option<&Arc<Language>> {
         let ext = Path::new(file_name)
             .extension()?
             .to_str()?

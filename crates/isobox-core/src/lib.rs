@@ -1,20 +1,29 @@
 //! IsoBox core: languages, limits, validation and the execution service. No transport here:
-//! the CLI and (later) the REST/gRPC servers call [`Executor`].
+//! the CLI and the REST and gRPC servers call it.
+//!
+//! A request's way through: [`ExecuteRequest`] (the wire shape) → [`Executor::submission`]
+//! (validated once, in [`submission`]) → [`Submission`] → [`engine::Engine`] (dedup cache,
+//! slots and backpressure, streaming) → [`Executor::run_spec`] and the backend →
+//! [`ExecutionResult`].
+
+#![forbid(unsafe_code)]
 
 pub mod dedup;
 pub mod engine;
 pub mod languages;
 pub mod patterns;
+pub mod request;
+pub mod result;
 pub mod service;
 pub mod shared;
 pub mod slots;
+pub mod submission;
 
 pub use languages::{Language, LanguageTable};
-pub use service::{
-    ExecuteRequest, ExecutionResult, Executor, LanguageInfo, Outcome, Policy, RequestFile,
-    RequestLimits, Validation,
-};
-
+pub use request::{ExecuteRequest, RequestFile, RequestLimits};
+pub use result::{new_id, ExecutionResult, Outcome, RunStatus, Validation};
+pub use service::{Executor, LanguageInfo, Policy, RequestLimitsResolved};
+pub use submission::Submission;
 /// Errors of the core layer. Each maps to one HTTP and one gRPC status (in the server crate).
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {

@@ -1,115 +1,20 @@
-//! The execution service: request in (CONTRACT.md's shape), validated, turned into an
-//! `ExecSpec` for a backend, and the backend's report turned into the public result.
+//! The execution service: the server's bounds ([`Policy`]), the languages this host can run and
+//! their versions, and the plan of a validated [`Submission`] (the backend's `ExecSpec`: compile
+//! and run phases with their limits), run on the backend. Validation itself is in
+//! [`crate::submission`]; the public result in [`crate::result`].
 
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use isobox_sandbox::{
-    Backend, ExecReport, ExecSpec, Limits, Phase, PhaseReport, SandboxFile, Status,
-};
+use isobox_sandbox::{Backend, ExecSpec, Limits, Phase};
 use regex::Regex;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::languages::{Language, LanguageTable, LimitDefaults};
+use crate::languages::{Language, LanguageTable};
+use crate::request::ExecuteRequest;
+use crate::result::{text, to_result, ExecutionResult, Validation};
+use crate::submission::Submission;
 use crate::CoreError;
-
-/// A file of a request.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RequestFile {
-    pub name: String,
-    pub content: String,
-    #[serde(default)]
-    pub encoding: Option<String>,
-}
-
-/// Limits a caller may ask for; each may only tighten the server's.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RequestLimits {
-    pub timeout_ms: Option<u64>,
-    pub cpu_time_ms: Option<u64>,
-    pub memory_mb: Option<u64>,
-    pub max_processes: Option<u32>,
-    pub max_output_bytes: Option<u64>,
-}
-
-/// `POST /api/v1/execute` and `isobox run`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecuteRequest {
-    pub language: String,
-    #[serde(default)]
-    pub version: Option<String>,
-    #[serde(default)]
-    pub code: Option<String>,
-    #[serde(default)]
-    pub files: Option<Vec<RequestFile>>,
-    #[serde(default)]
-    pub stdin: Option<String>,
-    #[serde(default)]
-    pub args: Option<Vec<String>>,
-    #[serde(default)]
-    pub limits: Option<RequestLimits>,
-}
-
-/// How one program ended (the compile step or the run): the fields CONTRACT.md gives both.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Outcome {
-    pub status: String,
-    pub exit_code: Option<i32>,
-    pub signal: Option<String>,
-    pub stdout: String,
-    pub stderr: String,
-    pub stdout_truncated: bool,
-    pub stderr_truncated: bool,
-    pub cpu_time_ms: u64,
-    pub wall_time_ms: u64,
-    pub memory_peak_bytes: u64,
-}
-
-impl From<&PhaseReport> for Outcome {
-    fn from(p: &PhaseReport) -> Outcome {
-        Outcome {
-            status: p.status.as_str().to_string(),
-            exit_code: p.exit_code,
-            signal: signal_of(p),
-            stdout: text(&p.stdout),
-            stderr: text(&p.stderr),
-            stdout_truncated: p.stdout_truncated,
-            stderr_truncated: p.stderr_truncated,
-            cpu_time_ms: ms(p.cpu_time),
-            wall_time_ms: ms(p.wall_time),
-            memory_peak_bytes: p.memory_peak_bytes,
-        }
-    }
-}
-
-/// The public result object of CONTRACT.md: the run's outcome at the top level, the compile
-/// step's (if any) under `compile`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ExecutionResult {
-    pub id: String,
-    pub language: String,
-    pub version: String,
-    #[serde(flatten)]
-    pub run: Outcome,
-    pub compile: Option<Outcome>,
-    pub cached: bool,
-    /// Why the sandbox failed (status `internal_error`); logged, never sent to clients.
-    #[serde(skip)]
-    pub internal_message: Option<String>,
-}
-
-/// `result.status`, `result.stdout`, ... read the run's outcome, as the JSON has them.
-impl std::ops::Deref for ExecutionResult {
-    type Target = Outcome;
-    fn deref(&self) -> &Outcome {
-        &self.run
-    }
-}
 
 /// Server-side bounds and defaults.
 #[derive(Debug, Clone)]
@@ -186,46 +91,6 @@ pub struct LanguageInfo {
     pub available: bool,
 }
 
-pub fn new_id() -> String {
-    let mut b = [0u8; 16];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        b[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-fn ms(d: Duration) -> u64 {
-    d.as_millis() as u64
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn signal_of(r: &PhaseReport) -> Option<String> {
-    r.signal.map(isobox_sandbox::signal_name)
-}
-
-fn pick(req: Option<u64>, lang: Option<u64>, default: u64) -> u64 {
-    req.or(lang).unwrap_or(default)
-}
-
 impl Executor {
     pub fn new(backend: Arc<dyn Backend>, languages: LanguageTable, policy: Policy) -> Executor {
         Executor {
@@ -252,6 +117,10 @@ impl Executor {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    pub fn patterns(&self) -> &crate::patterns::PatternPolicy {
+        &self.patterns
     }
 
     /// Whether every command the language needs exists in the sandbox.
@@ -345,255 +214,20 @@ impl Executor {
         })
     }
 
-    /// Validates the request and resolves its limits.
-    fn resolve_limits(
-        &self,
-        req: Option<&RequestLimits>,
-        lang: &LimitDefaults,
-    ) -> Result<RequestLimitsResolved, CoreError> {
-        let r = req.cloned().unwrap_or_default();
-        let max = &self.policy.max;
-        let d = &self.policy.defaults;
-        let check = |name: &str, v: Option<u64>, max: u64| -> Result<(), CoreError> {
-            match v {
-                Some(0) => Err(CoreError::InvalidRequest(format!(
-                    "limits.{name} must be positive"
-                ))),
-                Some(v) if v > max => Err(CoreError::LimitTooHigh(format!(
-                    "limits.{name} is {v}, the most allowed is {max}"
-                ))),
-                _ => Ok(()),
-            }
-        };
-        check("timeout_ms", r.timeout_ms, max.timeout_ms)?;
-        check("cpu_time_ms", r.cpu_time_ms, max.cpu_time_ms)?;
-        check("memory_mb", r.memory_mb, max.memory_mb)?;
-        check(
-            "max_processes",
-            r.max_processes.map(u64::from),
-            u64::from(max.max_processes),
-        )?;
-        check("max_output_bytes", r.max_output_bytes, max.max_output_bytes)?;
-        if r.memory_mb.is_some_and(|m| m < 8) {
-            return Err(CoreError::InvalidRequest(
-                "limits.memory_mb must be at least 8".into(),
-            ));
-        }
-        if r.max_processes.is_some_and(|p| p < 2) {
-            return Err(CoreError::InvalidRequest(
-                "limits.max_processes must be at least 2".into(),
-            ));
-        }
-        let timeout_ms = pick(r.timeout_ms, lang.timeout_ms, d.timeout_ms).min(max.timeout_ms);
-        Ok(RequestLimitsResolved {
-            timeout_ms,
-            cpu_time_ms: pick(
-                r.cpu_time_ms,
-                lang.cpu_time_ms,
-                d.cpu_time_ms.min(timeout_ms),
-            )
-            .min(max.cpu_time_ms),
-            memory_mb: pick(r.memory_mb, lang.memory_mb, d.memory_mb).min(max.memory_mb),
-            max_processes: r
-                .max_processes
-                .or(lang.max_processes)
-                .unwrap_or(d.max_processes)
-                .min(max.max_processes),
-            max_output_bytes: r.max_output_bytes.unwrap_or(d.max_output_bytes),
-        })
-    }
-
-    /// The limits `req` would run with (requested, else the language's, else the server's),
-    /// for authorization decisions.
-    pub fn effective_limits(
-        &self,
-        req: &ExecuteRequest,
-    ) -> Result<RequestLimitsResolved, CoreError> {
-        let lang = self
-            .languages
-            .get(&req.language)
-            .ok_or_else(|| CoreError::UnknownLanguage(req.language.clone()))?;
-        self.resolve_limits(req.limits.as_ref(), &lang.limits)
-    }
-
-    /// Checks the request and builds the backend spec.
-    pub fn prepare(&self, req: &ExecuteRequest) -> Result<(Prepared<'_>, ExecSpec), CoreError> {
-        let lang = self
-            .languages
-            .get(&req.language)
-            .ok_or_else(|| CoreError::UnknownLanguage(req.language.clone()))?;
-        if !self.available(lang) {
-            return Err(CoreError::LanguageUnavailable(lang.name.clone()));
-        }
+    /// The spec of a run of `sub`: its files, the compile step (if the language has one) with
+    /// the compile limits, then the program with the submission's limits, stdin and args.
+    pub fn run_spec(&self, sub: &Submission) -> ExecSpec {
+        let lang = &sub.language;
         let p = &self.policy;
-        // Files.
-        let mut files: Vec<SandboxFile> = match (&req.code, &req.files) {
-            (Some(_), Some(_)) => {
-                return Err(CoreError::InvalidRequest(
-                    "give either `code` or `files`, not both".into(),
-                ))
-            }
-            (None, None) => {
-                return Err(CoreError::InvalidRequest(
-                    "`code` or `files` is required".into(),
-                ))
-            }
-            (Some(code), None) => vec![SandboxFile {
-                path: lang.file.clone(),
-                content: code.as_bytes().to_vec(),
-                executable: false,
-            }],
-            (None, Some(list)) => {
-                if list.is_empty() {
-                    return Err(CoreError::InvalidRequest(
-                        "`files` must not be empty".into(),
-                    ));
-                }
-                if list.len() > p.max_files {
-                    return Err(CoreError::TooLarge(format!(
-                        "at most {} files are allowed",
-                        p.max_files
-                    )));
-                }
-                let mut out = Vec::with_capacity(list.len());
-                for f in list {
-                    validate_file_name(&f.name)?;
-                    let content = match f.encoding.as_deref().unwrap_or("utf8") {
-                        "utf8" | "utf-8" => f.content.as_bytes().to_vec(),
-                        "base64" => base64::engine::general_purpose::STANDARD
-                            .decode(f.content.as_bytes())
-                            .map_err(|_| {
-                                CoreError::InvalidRequest(format!(
-                                    "file `{}` is not valid base64",
-                                    f.name
-                                ))
-                            })?,
-                        other => {
-                            return Err(CoreError::InvalidRequest(format!(
-                                "unknown encoding `{other}` (use utf8 or base64)"
-                            )))
-                        }
-                    };
-                    out.push(SandboxFile {
-                        path: f.name.clone(),
-                        content,
-                        executable: false,
-                    });
-                }
-                out
-            }
-        };
-        if let Some(rule) = self
-            .patterns
-            .first_match(&lang.name, files.iter().map(|f| f.content.as_slice()))
-        {
-            return Err(CoreError::PatternRejected(rule.to_string()));
-        }
-        let total: usize = files.iter().map(|f| f.content.len()).sum();
-        if total > p.max_source_bytes {
-            return Err(CoreError::TooLarge(format!(
-                "the files are {total} bytes, the most allowed is {}",
-                p.max_source_bytes
-            )));
-        }
-        let stdin = req.stdin.clone().unwrap_or_default().into_bytes();
-        if stdin.len() > p.max_stdin_bytes {
-            return Err(CoreError::TooLarge(format!(
-                "stdin is {} bytes, the most allowed is {}",
-                stdin.len(),
-                p.max_stdin_bytes
-            )));
-        }
-        let args = req.args.clone().unwrap_or_default();
-        if args.len() > p.max_args {
-            return Err(CoreError::TooLarge(format!(
-                "at most {} args are allowed",
-                p.max_args
-            )));
-        }
-        if args
-            .iter()
-            .any(|a| a.len() > p.max_arg_bytes || a.contains('\0'))
-        {
-            return Err(CoreError::InvalidRequest(format!(
-                "each arg must be under {} bytes and contain no NUL",
-                p.max_arg_bytes
-            )));
-        }
-        let version = self.version(lang).unwrap_or_default();
-        if let Some(want) = req
-            .version
-            .as_deref()
-            .filter(|v| !v.is_empty() && *v != "*" && *v != "latest")
-        {
-            if !version_matches(want, &version) {
-                return Err(CoreError::VersionUnavailable {
-                    language: lang.name.clone(),
-                    wanted: want.to_string(),
-                    have: version,
-                });
-            }
-        }
-        let limits = self.resolve_limits(req.limits.as_ref(), &lang.limits)?;
-
-        // Entry file: Java-style languages name it after their main class.
-        let entry = &mut files[0];
-        let ext = std::path::Path::new(&entry.path)
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_string);
-        let main = match lang.main_name(&String::from_utf8_lossy(&entry.content)) {
-            Some(m) => {
-                let dir = std::path::Path::new(&entry.path)
-                    .parent()
-                    .map(|d| d.to_path_buf())
-                    .unwrap_or_default();
-                let renamed = dir.join(format!("{m}.{}", ext.clone().unwrap_or_default()));
-                entry.path = renamed.to_string_lossy().into_owned();
-                m
-            }
-            None => std::path::Path::new(&entry.path)
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("main")
-                .to_string(),
-        };
-        let entry_path = entry.path.clone();
-        // Duplicates (also after the rename above) and files inside files.
-        isobox_sandbox::check_files(&files).map_err(|e| match e {
-            isobox_sandbox::SandboxError::InvalidSpec(m) => CoreError::InvalidRequest(m),
-            other => CoreError::Sandbox(other),
-        })?;
-        let subst = |argv: &[String]| -> Vec<String> {
-            argv.iter()
-                .map(|a| {
-                    a.replace("{file}", &entry_path)
-                        .replace("{main}", &main)
-                        .replace("{memory_mb}", &limits.memory_mb.to_string())
-                })
-                .collect()
-        };
-        let mut run_argv = subst(&lang.run);
-        run_argv.extend(args);
+        let limits = &sub.limits;
         let env = env_of(lang);
-        let run_limits = Limits {
-            wall: Duration::from_millis(limits.timeout_ms),
-            cpu: Duration::from_millis(limits.cpu_time_ms),
-            memory_bytes: limits.memory_mb << 20,
-            max_processes: limits.max_processes,
-            cpu_millis: 1000,
-            max_output_bytes: limits.max_output_bytes,
-            max_file_bytes: p.max_file_bytes,
-            max_open_files: 256,
-            stack_bytes: 8 << 20,
-        };
-        let mut phases = Vec::new();
+        let mut phases = Vec::with_capacity(2);
         if let Some(compile) = &lang.compile {
             let c = &lang.compile_limits;
             let wall = c.timeout_ms.unwrap_or(20_000);
             phases.push(Phase {
                 name: "compile".into(),
-                argv: subst(compile),
+                argv: command(compile, sub),
                 env: env.clone(),
                 stdin: vec![],
                 limits: Limits {
@@ -610,145 +244,87 @@ impl Executor {
                 continue_on_failure: false,
             });
         }
+        let mut argv = command(&lang.run, sub);
+        argv.extend(sub.args.iter().cloned());
         phases.push(Phase {
             name: "run".into(),
-            argv: run_argv,
+            argv,
             env,
-            stdin,
-            limits: run_limits,
+            stdin: sub.stdin.clone(),
+            limits: Limits {
+                wall: Duration::from_millis(limits.timeout_ms),
+                cpu: Duration::from_millis(limits.cpu_time_ms),
+                memory_bytes: limits.memory_mb << 20,
+                max_processes: limits.max_processes,
+                cpu_millis: 1000,
+                max_output_bytes: limits.max_output_bytes,
+                max_file_bytes: p.max_file_bytes,
+                max_open_files: 256,
+                stack_bytes: 8 << 20,
+            },
             continue_on_failure: false,
         });
-        let spec = ExecSpec {
-            files,
+        ExecSpec {
+            files: sub.files.clone(),
             phases,
             tmpfs_bytes: p.tmpfs_bytes,
             tmpfs_inodes: p.tmpfs_inodes,
-        };
-        Ok((Prepared { lang, version }, spec))
+        }
     }
 
-    /// The spec of a syntax check of `req`: its files, the language's check command with the
-    /// compile step's limits (or the run's), nothing run.
-    pub fn prepare_check(
-        &self,
-        req: &ExecuteRequest,
-    ) -> Result<(Prepared<'_>, ExecSpec), CoreError> {
-        let (prepared, mut spec) = self.prepare(req)?;
-        let lang = prepared.lang;
-        let Some(check) = lang.check_command() else {
-            return Err(CoreError::NoCheck(lang.name.clone()));
+    /// The spec of a syntax check of `sub`: its files and the language's check command with
+    /// the compile step's limits (or the run's), nothing run.
+    pub fn check_spec(&self, sub: &Submission) -> Result<ExecSpec, CoreError> {
+        let Some(check) = sub.language.check_command() else {
+            return Err(CoreError::NoCheck(sub.language.name.clone()));
         };
-        let entry = spec.files[0].path.clone();
-        let main = std::path::Path::new(&entry)
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("main")
-            .to_string();
+        let mut spec = self.run_spec(sub);
         let mut phase = spec.phases.remove(0);
         phase.name = "check".into();
-        phase.argv = check
-            .iter()
-            .map(|a| a.replace("{file}", &entry).replace("{main}", &main))
-            .collect();
+        phase.argv = command(check, sub);
         phase.stdin = Vec::new();
         spec.phases = vec![phase];
-        Ok((prepared, spec))
+        Ok(spec)
     }
 
-    /// Runs the language's syntax check on `req` (blocking): valid or not, and what it said.
-    pub fn validate(&self, req: &ExecuteRequest) -> Result<Validation, CoreError> {
-        let (_, spec) = self.prepare_check(req)?;
-        let report = self.backend.execute(&spec).map_err(CoreError::Sandbox)?;
-        Ok(Validation::from_report(&report))
-    }
-
-    /// Runs a spec made by `prepare` for `language` (its name) at `version` (blocking).
-    pub fn run_prepared(
+    /// Runs `sub` (blocking) with live output, stdin while running and cancellation through
+    /// `io`.
+    pub fn run(
         &self,
-        language: &str,
-        version: &str,
-        spec: &ExecSpec,
-    ) -> Result<ExecutionResult, CoreError> {
-        self.run_prepared_io(language, version, spec, &mut isobox_sandbox::NoIo)
-    }
-
-    /// `run_prepared` with live output, stdin while running and cancellation.
-    pub fn run_prepared_io(
-        &self,
-        language: &str,
-        version: &str,
+        sub: &Submission,
         spec: &ExecSpec,
         io: &mut dyn isobox_sandbox::RunIo,
     ) -> Result<ExecutionResult, CoreError> {
-        let lang = self
-            .languages
-            .get(language)
-            .ok_or_else(|| CoreError::UnknownLanguage(language.to_string()))?;
-        let prepared = Prepared {
-            lang,
-            version: version.to_string(),
-        };
         let report = self
             .backend
             .execute_io(spec, io)
             .map_err(CoreError::Sandbox)?;
-        Ok(to_result(&prepared, &report))
+        Ok(to_result(sub, &report))
     }
 
-    /// Validates, runs and reports.
+    /// Runs the syntax check of `spec` (made by [`Executor::check_spec`]; blocking).
+    pub fn syntax_check(&self, spec: &ExecSpec) -> Result<Validation, CoreError> {
+        let report = self.backend.execute(spec).map_err(CoreError::Sandbox)?;
+        Ok(Validation::from_report(&report))
+    }
+
+    /// Validates, runs and reports (blocking): `isobox run`.
     pub fn execute(&self, req: &ExecuteRequest) -> Result<ExecutionResult, CoreError> {
-        let (prepared, spec) = self.prepare(req)?;
-        let report = self.backend.execute(&spec).map_err(CoreError::Sandbox)?;
-        Ok(to_result(&prepared, &report))
+        let sub = self.submission(req)?;
+        let spec = self.run_spec(&sub);
+        self.run(&sub, &spec, &mut isobox_sandbox::NoIo)
     }
 }
 
-/// The answer of `POST /api/v1/validate`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Validation {
-    pub valid: bool,
-    pub errors: String,
-}
-
-impl Validation {
-    pub fn from_report(report: &ExecReport) -> Validation {
-        match report.phases.first() {
-            Some(p) if p.status == Status::Ok => Validation {
-                valid: true,
-                errors: String::new(),
-            },
-            Some(p) if p.status == Status::InternalError => Validation {
-                valid: false,
-                errors: "the check could not run".into(),
-            },
-            Some(p) => {
-                let mut errors = text(&p.stderr);
-                if !p.stdout.is_empty() {
-                    if !errors.is_empty() && !errors.ends_with('\n') {
-                        errors.push('\n');
-                    }
-                    errors.push_str(&text(&p.stdout));
-                }
-                if p.status == Status::Timeout {
-                    errors.push_str("\nthe check timed out");
-                }
-                Validation {
-                    valid: false,
-                    errors: errors.trim_end().to_string(),
-                }
-            }
-            None => Validation {
-                valid: false,
-                errors: "the check did not run".into(),
-            },
-        }
-    }
-}
-
-/// What `prepare` found out about the request besides the spec.
-pub struct Prepared<'a> {
-    pub lang: &'a Language,
-    pub version: String,
+/// A command of the table with `{file}`, `{main}` and `{memory_mb}` filled in.
+fn command(argv: &[String], sub: &Submission) -> Vec<String> {
+    argv.iter()
+        .map(|a| {
+            a.replace("{file}", &sub.entry)
+                .replace("{main}", &sub.main)
+                .replace("{memory_mb}", &sub.limits.memory_mb.to_string())
+        })
+        .collect()
 }
 
 fn env_of(lang: &Language) -> Vec<(String, String)> {
@@ -758,7 +334,6 @@ fn env_of(lang: &Language) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `3` matches `3.11.2`; `3.11` matches `3.11.2`; `3.1` does not.
 /// Writes `fingerprint` and `version` to `path` (atomically: a temporary file, then a rename);
 /// failures only cost a probe next time.
 fn store_version(path: &std::path::Path, fingerprint: &str, version: &str) {
@@ -775,125 +350,5 @@ fn store_version(path: &std::path::Path, fingerprint: &str, version: &str) {
         && std::fs::rename(&tmp, path).is_err()
     {
         let _ = std::fs::remove_file(&tmp);
-    }
-}
-
-fn version_matches(want: &str, have: &str) -> bool {
-    let w: Vec<&str> = want.trim_start_matches('v').split('.').collect();
-    let h: Vec<&str> = have.split('.').collect();
-    w.len() <= h.len() && w.iter().zip(&h).all(|(a, b)| a == b)
-}
-
-/// Plain relative names: no absolute path, no `..`, no empty or odd components.
-pub fn validate_file_name(name: &str) -> Result<(), CoreError> {
-    let bad = name.is_empty()
-        || name.len() > 255
-        || name.starts_with('/')
-        || name.contains('\\')
-        || name.chars().any(|c| c.is_control())
-        || name
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..");
-    if bad {
-        return Err(CoreError::InvalidRequest(format!(
-            "file name `{}` must be a relative path without `..`",
-            name.escape_debug()
-        )));
-    }
-    // Compile commands pass file names to compilers (`gcc *.c`): a name that looks like an
-    // option (`-wrapper`) or a response file (`@args`) would become one.
-    if name
-        .split('/')
-        .any(|c| c.starts_with('-') || c.starts_with('@'))
-    {
-        return Err(CoreError::InvalidRequest(format!(
-            "file name `{}` may not start with `-` or `@`",
-            name.escape_debug()
-        )));
-    }
-    Ok(())
-}
-
-/// Turns a backend report into the public result.
-pub fn to_result(prepared: &Prepared, report: &ExecReport) -> ExecutionResult {
-    let lang = prepared.lang;
-    let mut result = ExecutionResult {
-        id: new_id(),
-        language: lang.name.clone(),
-        version: prepared.version.clone(),
-        run: Outcome {
-            status: Status::InternalError.as_str().into(),
-            ..Outcome::default()
-        },
-        compile: None,
-        cached: false,
-        internal_message: None,
-    };
-    let mut phases = report.phases.iter();
-    if lang.compiled() {
-        let Some(c) = phases.next() else {
-            result.internal_message = Some("the compile step did not run".into());
-            return result;
-        };
-        result.compile = Some(Outcome::from(c));
-        if c.status == Status::InternalError {
-            result.internal_message = c.internal_error.clone();
-            return result;
-        }
-        if c.status != Status::Ok {
-            result.run.status = "compile_error".into();
-            return result;
-        }
-    }
-    let Some(r) = phases.next() else {
-        result.internal_message = Some("the program did not run".into());
-        return result;
-    };
-    result.run = Outcome::from(r);
-    result.internal_message = r.internal_error.clone();
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_prefixes() {
-        assert!(version_matches("3", "3.11.2"));
-        assert!(version_matches("3.11", "3.11.2"));
-        assert!(version_matches("v20", "20.20.2"));
-        assert!(!version_matches("3.1", "3.11.2"));
-        assert!(!version_matches("2", "3.11.2"));
-        assert!(!version_matches("3.11.2.1", "3.11.2"));
-    }
-
-    #[test]
-    fn file_names() {
-        for ok in ["main.py", "lib/util.py", "a-b_c.txt"] {
-            assert!(validate_file_name(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "-wrapper",
-            "@args.c",
-            "dir/-x.c",
-            "",
-            "/etc/passwd",
-            "../x",
-            "a/../b",
-            "a//b",
-            "./a",
-            "a\nb",
-            "a\\b",
-        ] {
-            assert!(validate_file_name(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn ids_are_uuid_shaped_and_unique() {
-        let a = new_id();
-        assert_eq!(a.len(), 36);
-        assert_ne!(a, new_id());
     }
 }

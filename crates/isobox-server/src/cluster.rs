@@ -1,6 +1,6 @@
 //! State shared between nodes through Redis (`REDIS_URL`): the dedup cache with its cross-node
 //! single-flight lock, the rate limiter (GCRA in one Lua script: atomic, one round trip), and
-//! the connection the async jobs use (see `jobs.rs`).
+//! the connection the async jobs use (see the `jobs` module).
 //!
 //! Redis is a helper, never a single point of failure for synchronous runs: every call has a
 //! short timeout, and when Redis cannot be reached the callers fall back to the node's local
@@ -17,7 +17,7 @@ use isobox_core::shared::{BoxFut, Lock, SharedCache};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisResult};
 
-use crate::auth::ratelimit::{Decision, Quota};
+use crate::ratelimit::{Decision, Quota};
 
 pub struct Redis {
     client: redis::Client,

@@ -9,6 +9,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::auth::{AuthMethod, AuthSettings};
+
+/// The isolation backend (`ISOBOX_BACKEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Our own namespace/cgroup/seccomp sandbox.
+    Native,
+    /// A hardened container per run on a Docker engine.
+    Docker,
+}
+
 /// Where settings come from (the process environment, or a map in tests).
 pub trait Env {
     fn get(&self, key: &str) -> Option<String>;
@@ -100,8 +111,8 @@ pub struct Config {
     pub bind: IpAddr,
     pub rest_port: u16,
     pub grpc_port: u16,
-    pub auth_type: Vec<String>,
-    pub backend: String,
+    pub auth_type: Vec<AuthMethod>,
+    pub backend: BackendKind,
     /// Settings of the docker backend (`ISOBOX_DOCKER_*`), used when `backend` is `docker`.
     pub docker: isobox_sandbox::DockerConfig,
     pub rootfs: Option<PathBuf>,
@@ -123,6 +134,9 @@ pub struct Config {
     pub queue: usize,
     pub queue_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Origins browser front ends may call the API from (`ISOBOX_CORS_ORIGINS`, `*` for any);
+    /// empty: no CORS headers.
+    pub cors_origins: Vec<String>,
     pub dedup_enabled: bool,
     pub dedup_ttl: Duration,
     pub dedup_max_entries: usize,
@@ -136,35 +150,6 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Every value with its origin, in a stable order (for check-config).
     pub shown: Vec<Shown>,
-}
-
-/// Authentication, authorization, rate limits and TLS.
-#[derive(Debug, Clone, Default)]
-pub struct AuthSettings {
-    /// `API_KEYS` (secret).
-    pub api_keys: Vec<String>,
-    pub api_key_header: String,
-    pub api_keys_file: Option<PathBuf>,
-    /// Roles of the keys listed in `API_KEYS`.
-    pub default_roles: Vec<String>,
-    pub jwt_jwks_url: Option<String>,
-    pub jwt_issuer: Option<String>,
-    pub jwt_audience: Option<String>,
-    pub oauth2_introspection_url: Option<String>,
-    pub oauth2_userinfo_url: Option<String>,
-    pub oauth2_client_id: Option<String>,
-    pub oauth2_client_secret: Option<String>,
-    /// Claim holding the roles of a JWT or an OAuth2 token (`roles` array or `scope` string).
-    pub roles_claim: String,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub mtls_ca: Option<PathBuf>,
-    pub mtls_crl: Option<PathBuf>,
-    pub policy_file: Option<PathBuf>,
-    /// Per-principal quota unless a role of the policy sets one.
-    pub rate_limit: String,
-    /// Failed authentications per client IP.
-    pub auth_fail_limit: String,
 }
 
 impl Config {
@@ -285,29 +270,31 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
     let rest_port = r.num("REST_PORT", "8000", 0u16, u16::MAX)?;
     let grpc_port = r.num("GRPC_PORT", "9000", 0u16, u16::MAX)?;
     let auth_s = r.string("AUTH_TYPE", "none");
-    let auth_type: Vec<String> = auth_s
+    let mut auth_type: Vec<AuthMethod> = Vec::new();
+    for a in auth_s
         .split(',')
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
-        .collect();
-    for a in &auth_type {
-        if !matches!(a.as_str(), "none" | "apikey" | "jwt" | "oauth2" | "mtls") {
-            return Err(err(
+    {
+        let m: AuthMethod = a.parse().map_err(|_| {
+            err(
                 "AUTH_TYPE",
                 format!("unknown method `{a}` (none, apikey, jwt, oauth2, mtls)"),
-            ));
-        }
+            )
+        })?;
+        auth_type.push(m);
     }
     if auth_type.is_empty() {
         return Err(err("AUTH_TYPE", "no method given"));
     }
-    if auth_type.iter().any(|a| a == "none") && auth_type.len() > 1 {
+    let has = |m: AuthMethod| auth_type.contains(&m);
+    if has(AuthMethod::None) && auth_type.len() > 1 {
         return Err(err(
             "AUTH_TYPE",
             "`none` cannot be combined with other methods",
         ));
     }
-    if auth_type.iter().any(|a| a == "none") && !bind.is_loopback() {
+    if has(AuthMethod::None) && !bind.is_loopback() {
         return Err(err(
             "AUTH_TYPE",
             format!(
@@ -315,7 +302,6 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
             ),
         ));
     }
-    let has = |m: &str| auth_type.iter().any(|a| a == m);
     let opt = |r: &mut Reader, var: &'static str| {
         let v = r.string(var, "");
         (!v.is_empty()).then_some(v)
@@ -334,7 +320,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         ));
     }
     let api_keys_file = r.opt_path("ISOBOX_API_KEYS_FILE");
-    if has("apikey") && api_keys.is_empty() && api_keys_file.is_none() {
+    if has(AuthMethod::ApiKey) && api_keys.is_empty() && api_keys_file.is_none() {
         return Err(err(
             "API_KEYS",
             "AUTH_TYPE includes apikey but neither API_KEYS nor ISOBOX_API_KEYS_FILE is set",
@@ -349,7 +335,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
     let jwt_issuer = opt(&mut r, "JWT_ISSUER_URL");
     let jwt_audience = opt(&mut r, "JWT_AUDIENCE");
     let jwt_jwks_url = opt(&mut r, "JWT_PUBLIC_KEY_URL");
-    if has("jwt") && jwt_jwks_url.is_none() {
+    if has(AuthMethod::Jwt) && jwt_jwks_url.is_none() {
         return Err(err(
             "JWT_PUBLIC_KEY_URL",
             "AUTH_TYPE includes jwt but no JWKS URL is set",
@@ -361,7 +347,10 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
     let _token_url = r.string("OAUTH2_TOKEN_URL", "");
     let oauth2_userinfo_url = opt(&mut r, "OAUTH2_USERINFO_URL");
     let oauth2_introspection_url = opt(&mut r, "OAUTH2_INTROSPECTION_URL");
-    if has("oauth2") && oauth2_userinfo_url.is_none() && oauth2_introspection_url.is_none() {
+    if has(AuthMethod::OAuth2)
+        && oauth2_userinfo_url.is_none()
+        && oauth2_introspection_url.is_none()
+    {
         return Err(err(
             "OAUTH2_INTROSPECTION_URL",
             "AUTH_TYPE includes oauth2 but neither an introspection nor a userinfo URL is set",
@@ -383,7 +372,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
     if tls_cert.is_some() != tls_key.is_some() {
         return Err(err("TLS_CERT", "TLS_CERT and TLS_KEY must be set together"));
     }
-    if has("mtls") && (tls_cert.is_none() || mtls_ca.is_none()) {
+    if has(AuthMethod::Mtls) && (tls_cert.is_none() || mtls_ca.is_none()) {
         return Err(err(
             "MTLS_CA_CERT",
             "AUTH_TYPE includes mtls: set TLS_CERT, TLS_KEY and MTLS_CA_CERT",
@@ -391,9 +380,9 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
     }
     let policy_file = r.opt_path("ISOBOX_POLICY");
     let rate_limit = r.string("ISOBOX_RATE_LIMIT", "120/min");
-    crate::auth::ratelimit::Quota::parse(&rate_limit).map_err(|e| err("ISOBOX_RATE_LIMIT", e))?;
+    crate::ratelimit::Quota::parse(&rate_limit).map_err(|e| err("ISOBOX_RATE_LIMIT", e))?;
     let auth_fail_limit = r.string("ISOBOX_AUTH_FAIL_LIMIT", "20/min");
-    crate::auth::ratelimit::Quota::parse(&auth_fail_limit)
+    crate::ratelimit::Quota::parse(&auth_fail_limit)
         .map_err(|e| err("ISOBOX_AUTH_FAIL_LIMIT", e))?;
     let auth = AuthSettings {
         api_keys,
@@ -416,13 +405,17 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         rate_limit,
         auth_fail_limit,
     };
-    let backend = r.string("ISOBOX_BACKEND", "native");
-    if backend != "native" && backend != "docker" {
-        return Err(err(
-            "ISOBOX_BACKEND",
-            format!("`{backend}` is not a backend (native or docker)"),
-        ));
-    }
+    let backend_s = r.string("ISOBOX_BACKEND", "native");
+    let backend = match backend_s.as_str() {
+        "native" => BackendKind::Native,
+        "docker" => BackendKind::Docker,
+        _ => {
+            return Err(err(
+                "ISOBOX_BACKEND",
+                format!("`{backend_s}` is not a backend (native or docker)"),
+            ))
+        }
+    };
     let rootfs = r.opt_path("ISOBOX_ROOTFS");
     let languages_file = r.opt_path("ISOBOX_LANGUAGES");
     let slots = r.num("ISOBOX_SLOTS", &slots_default, 1usize, 1024)?;
@@ -474,6 +467,23 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         1024usize,
         1 << 30,
     )?;
+    let cors_origins: Vec<String> = r
+        .string("ISOBOX_CORS_ORIGINS", "")
+        .split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+    for o in cors_origins.iter().filter(|o| *o != "*") {
+        let ok = (o.starts_with("http://") || o.starts_with("https://"))
+            && axum::http::HeaderValue::from_str(o).is_ok()
+            && !o["https://".len().min(o.len())..].contains('/');
+        if !ok {
+            return Err(err(
+                "ISOBOX_CORS_ORIGINS",
+                format!("`{o}` is not an origin (scheme://host[:port])"),
+            ));
+        }
+    }
     let dedup_enabled = r.flag("DEDUP_ENABLED", "true")?;
     let dedup_ttl = Duration::from_secs(r.num("DEDUP_CACHE_TTL", "3600", 1u64, 30 * 86_400)?);
     let dedup_max_entries = r.num("ISOBOX_DEDUP_MAX_ENTRIES", "10000", 1usize, 10_000_000)?;
@@ -537,6 +547,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         queue,
         queue_timeout,
         max_body_bytes,
+        cors_origins,
         dedup_enabled,
         dedup_ttl,
         dedup_max_entries,
@@ -707,7 +718,7 @@ mod tests {
         let c = load(&env(&[])).unwrap();
         assert!(c.bind.is_loopback());
         assert_eq!(c.rest_port, 8000);
-        assert_eq!(c.auth_type, vec!["none"]);
+        assert_eq!(c.auth_type, vec![AuthMethod::None]);
         assert!(c.dedup_enabled);
         assert!(c.shown.iter().all(|s| s.origin == Origin::Default));
     }

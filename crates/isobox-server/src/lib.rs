@@ -1,293 +1,39 @@
-//! The IsoBox REST service (`isobox serve`).
+//! The IsoBox server (`isobox serve`, `isobox worker`): REST and gRPC over one API layer.
 //!
-//! `App::build` turns a [`Config`] into the shared state (backend, executor, engine, metrics);
-//! `run(listener, app, shutdown)` serves REST until `shutdown` resolves, then stops accepting,
-//! lets running executions finish for the grace period and kills what is left.
-//! `run_with_grpc(rest, Some(grpc), app, shutdown)` serves the gRPC API (`grpc`) next to it,
-//! with the same shutdown. Tests start them on port 0 with their own shutdown future.
+//! The layout is the architecture:
+//!
+//! - [`startup`] builds the shared [`state::App`] from the [`config`] and runs the servers
+//!   (`run(listener, app, shutdown)`, as mini-redis does), with graceful shutdown.
+//! - [`transport`]: plain TCP or TLS/mTLS connections, one accept path for both servers.
+//! - [`http`] (REST, Server-Sent Events, WebSocket, the Playground) and [`grpc`]: adapters that
+//!   translate their wire format to the [`api`] layer and back.
+//! - [`api`]: admission, authorization of a request validated once by the core, runs, jobs,
+//!   and the one table of refusals ([`api::error`]) that both adapters render.
+//! - [`auth`] (methods, the gate, the permission policy), [`ratelimit`], [`jobs`] (the job store
+//!   and queue), [`webhook`] (callbacks), [`cluster`] (Redis), [`metrics`], [`logging`].
+//!
+//! Dependencies point one way: adapters → api → (auth, jobs, webhook, state) → leaves; no module
+//! imports one that imports it back (`tests/architecture.rs` checks).
 
+#![forbid(unsafe_code)]
+
+pub mod api;
 pub mod auth;
 pub mod cluster;
 pub mod config;
-pub mod error;
 pub mod grpc;
+pub mod http;
 pub mod jobs;
 pub mod logging;
 pub mod metrics;
-mod openapi;
-mod playground;
-mod routes;
-pub mod streaming;
+pub mod ratelimit;
+pub mod startup;
+pub mod state;
+pub mod transport;
 pub mod webhook;
 
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
-use isobox_core::dedup::DedupConfig;
-use isobox_core::engine::{CacheScope, Engine};
-use isobox_core::slots::SlotsConfig;
-use isobox_core::{Executor, LanguageInfo, LanguageTable, Policy};
-use isobox_sandbox::{Backend, DockerBackend, NativeBackend, NativeConfig, RootFs};
-use tokio::net::TcpListener;
-
 pub use config::Config;
-pub use openapi::document as openapi_document;
-pub use routes::router;
-
-/// Everything the handlers share.
-pub struct App {
-    pub config: Config,
-    /// Shared state (`REDIS_URL`), None on a standalone node.
-    pub redis: Option<Arc<cluster::Redis>>,
-    /// Async jobs (in this process, or through Redis).
-    pub jobs: jobs::Jobs,
-    pub engine: Arc<Engine>,
-    pub metrics: metrics::Metrics,
-    /// Authentication, rate limits and authorization.
-    pub gate: auth::gate::Gate,
-    /// The TLS configuration when `TLS_CERT`/`TLS_KEY` are set (HTTPS, and mTLS with `MTLS_CA_CERT`).
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// The languages this host can run, probed once at start.
-    pub languages: Vec<LanguageInfo>,
-    /// Set when shutdown begins: `/health` answers 503.
-    pub shutting_down: AtomicBool,
-}
-
-impl App {
-    /// Creates the backend and the services from the configuration (blocking: it probes the
-    /// toolchains in the sandbox). With `REDIS_URL` it must run inside a tokio runtime context
-    /// (`Runtime::enter`): the Redis client is created here, connecting lazily.
-    pub fn build(config: Config) -> Result<App, String> {
-        let redis = match &config.redis_url {
-            Some(url) => Some(Arc::new(cluster::Redis::connect(
-                url,
-                config.redis_timeout,
-            )?)),
-            None => None,
-        };
-        let mut gate = auth::gate::Gate::new(&config.auth_type, &config.auth)?;
-        if let Some(r) = &redis {
-            gate = gate.with_shared(r.clone());
-        }
-        let tls = match (&config.auth.tls_cert, &config.auth.tls_key) {
-            (Some(cert), Some(key)) => Some(auth::tls::server_config(&auth::tls::TlsSettings {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: config.auth.mtls_ca.clone(),
-                crl: config.auth.mtls_crl.clone(),
-            })?),
-            _ => None,
-        };
-        let backend: Arc<dyn Backend> = if config.backend == "docker" {
-            // Containers are created by the engine: the sandbox launcher has nothing to do.
-            isobox_sandbox::native::launcher::stop();
-            Arc::new(DockerBackend::new(config.docker.clone()).map_err(|e| e.to_string())?)
-        } else {
-            let mut native = NativeConfig {
-                warm_pool: config.warm_pool,
-                ..NativeConfig::default()
-            };
-            if let Some(dir) = &config.rootfs {
-                native.rootfs = RootFs::Dir(dir.clone());
-            }
-            Arc::new(NativeBackend::new(native).map_err(|e| e.to_string())?)
-        };
-        let table = match &config.languages_file {
-            Some(p) => LanguageTable::load(p).map_err(|e| e.to_string())?,
-            None => LanguageTable::builtin(),
-        };
-        let mut executor = Executor::new(backend, table, Policy::default());
-        if let Some(p) = &config.patterns_file {
-            executor = executor.with_patterns(
-                isobox_core::patterns::PatternPolicy::load(p).map_err(|e| e.to_string())?,
-            );
-        }
-        let languages: Vec<LanguageInfo> = executor
-            .list_languages()
-            .into_iter()
-            .filter(|l| l.available)
-            .collect();
-        let engine = Engine::new(
-            Arc::new(executor),
-            DedupConfig {
-                enabled: config.dedup_enabled,
-                ttl: config.dedup_ttl,
-                max_entries: config.dedup_max_entries,
-                max_bytes: config.dedup_max_bytes,
-            },
-            SlotsConfig {
-                slots: config.slots,
-                queue: config.queue,
-                max_wait: config.queue_timeout,
-            },
-            match config.dedup_scope {
-                config::DedupScope::Caller => CacheScope::PerCaller,
-                config::DedupScope::Global => CacheScope::Global,
-            },
-        );
-        let engine = match &redis {
-            Some(r) => engine.with_shared_cache(r.clone()),
-            None => engine,
-        };
-        let jobs = jobs::Jobs::new(redis.clone(), config.job_result_ttl, config.job_claim);
-        Ok(App {
-            redis,
-            jobs,
-            config,
-            engine: Arc::new(engine),
-            metrics: Default::default(),
-            gate,
-            tls,
-            languages,
-            shutting_down: AtomicBool::new(false),
-        })
-    }
-}
-
-/// Serves `app` on `listener` until `shutdown` resolves; then graceful shutdown: no new
-/// connections, running executions get `shutdown_grace` to finish, then their sandboxes are
-/// killed; returns when every connection is closed. REST only: see [`run_with_grpc`].
-pub async fn run(
-    listener: TcpListener,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    run_with_grpc(listener, None, app, shutdown).await
-}
-
-/// A job-only node (`isobox worker`): the job workers, and `/health` and `/metrics` on
-/// `listener`, until `shutdown`; then no new jobs are taken, running ones get the grace period
-/// (after it their sandboxes are killed and their jobs, still pending in Redis, are taken over
-/// by other workers).
-pub async fn run_worker(
-    listener: TcpListener,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    jobs::start_workers(app.clone(), app.config.job_workers, stop_rx.clone());
-    let router = routes::worker_router(app.clone());
-    let mut stopped = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-    });
-    shutdown.await;
-    tracing::info!(
-        "shutting down: no new jobs, {:?} for running ones",
-        app.config.shutdown_grace
-    );
-    app.shutting_down.store(true, Ordering::SeqCst);
-    let _ = stop_tx.send(true);
-    let deadline = tokio::time::Instant::now() + app.config.shutdown_grace;
-    while app.engine.load().0 > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if app.engine.load().0 > 0 {
-        tracing::warn!("grace period over: killing the sandboxes still running");
-        app.engine.executor().backend().cancel_all();
-    }
-    app.engine.close();
-    let _ = server.await;
-    let backend = app.engine.executor().backend().clone();
-    let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
-    Ok(())
-}
-
-/// [`run`], plus the gRPC API on `grpc` when given (same app, same graceful shutdown; the gRPC
-/// health service answers NOT_SERVING once shutdown begins).
-pub async fn run_with_grpc(
-    listener: TcpListener,
-    grpc: Option<TcpListener>,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    jobs::start_workers(app.clone(), app.config.job_workers, stop_rx.clone());
-    let router = routes::router(app.clone());
-    let stopped = {
-        let mut stop_rx = stop_rx.clone();
-        async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        }
-    };
-    let rest = match app.tls.clone() {
-        Some(tls) => tokio::spawn(auth::tls::serve(listener, router, tls, stopped)),
-        None => tokio::spawn(async move {
-            let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            axum::serve(listener, service)
-                .with_graceful_shutdown(stopped)
-                .await
-        }),
-    };
-    let grpc = grpc.map(|l| tokio::spawn(grpc::serve(l, app.clone(), stop_rx)));
-    let aborts: Vec<_> = std::iter::once(rest.abort_handle())
-        .chain(grpc.as_ref().map(|g| g.abort_handle()))
-        .collect();
-    // Both servers as one task: it ends when both have, or when either fails.
-    let mut server = tokio::spawn(async move {
-        let rest = async { rest.await.map_err(std::io::Error::other)? };
-        let grpc = async {
-            match grpc {
-                Some(g) => g.await.map_err(std::io::Error::other)?,
-                None => Ok(()),
-            }
-        };
-        tokio::try_join!(rest, grpc).map(|_| ())
-    });
-    // Expired cache entries are dropped even when nobody asks for them.
-    let purger = {
-        let app = app.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                app.engine.purge_expired();
-                app.jobs.purge();
-                // A changed API keys file takes effect without a restart.
-                app.gate.reload();
-            }
-        })
-    };
-    tokio::select! {
-        r = &mut server => {
-            purger.abort();
-            aborts.iter().for_each(|a| a.abort());
-            return r.map_err(std::io::Error::other)?;
-        }
-        _ = shutdown => {}
-    }
-    tracing::info!(
-        "shutting down: no new connections, {:?} for running executions",
-        app.config.shutdown_grace
-    );
-    app.shutting_down.store(true, Ordering::SeqCst);
-    // Nothing new starts: queued and later requests get 503; running ones get the grace period.
-    app.engine.close();
-    let _ = stop_tx.send(true);
-    let result = match tokio::time::timeout(app.config.shutdown_grace, &mut server).await {
-        Ok(r) => r,
-        Err(_) => {
-            tracing::warn!("grace period over: killing the sandboxes still running");
-            app.engine.executor().backend().cancel_all();
-            match tokio::time::timeout(Duration::from_secs(10), &mut server).await {
-                Ok(r) => r,
-                Err(_) => {
-                    server.abort();
-                    aborts.iter().for_each(|a| a.abort());
-                    Ok(Ok(()))
-                }
-            }
-        }
-    };
-    purger.abort();
-    // What the backend holds ahead of runs (pooled containers) goes with the server.
-    let backend = app.engine.executor().backend().clone();
-    let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
-    result.map_err(std::io::Error::other)?
-}
+pub use http::openapi::document as openapi_document;
+pub use http::router;
+pub use startup::{run, run_with_grpc, run_worker};
+pub use state::App;

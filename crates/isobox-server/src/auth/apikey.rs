@@ -19,7 +19,7 @@ use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{AuthError, Principal};
+use super::{AuthError, AuthMethod, Principal};
 
 #[derive(Clone)]
 struct Entry {
@@ -175,7 +175,7 @@ impl ApiKeys {
             Some(e) => Ok(Principal {
                 id: e.id,
                 roles: e.roles,
-                method: "apikey",
+                method: AuthMethod::ApiKey,
             }),
             None => Err(AuthError::Invalid("unknown API key".into())),
         })

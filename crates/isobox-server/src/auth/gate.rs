@@ -13,14 +13,13 @@ use super::apikey::ApiKeys;
 use super::jwt::{looks_like_jwt, JwtAuth, JwtConfig};
 use super::oauth2::{OAuth2Auth, OAuth2Config};
 use super::policy::{Facts, Policy};
-use super::ratelimit::{Decision, Limiter, Quota};
-use super::tls::PeerCerts;
-use super::{AuthError, Principal};
-use crate::config::AuthSettings;
+use super::{AuthError, AuthMethod, AuthSettings, Principal};
 use crate::logging::SECURITY;
+use crate::ratelimit::{Decision, Limiter, Quota};
+use crate::transport::PeerCerts;
 
 pub struct Gate {
-    methods: Vec<String>,
+    methods: Vec<AuthMethod>,
     apikeys: Option<ApiKeys>,
     jwt: Option<JwtAuth>,
     oauth2: Option<OAuth2Auth>,
@@ -69,9 +68,9 @@ fn bearer(headers: &HeaderMap) -> Option<Result<String, AuthError>> {
 }
 
 impl Gate {
-    pub fn new(methods: &[String], s: &AuthSettings) -> Result<Gate, String> {
-        let has = |m: &str| methods.iter().any(|x| x == m);
-        let apikeys = if has("apikey") {
+    pub fn new(methods: &[AuthMethod], s: &AuthSettings) -> Result<Gate, String> {
+        let has = |m: AuthMethod| methods.contains(&m);
+        let apikeys = if has(AuthMethod::ApiKey) {
             Some(ApiKeys::new(
                 &s.api_key_header,
                 &s.api_keys,
@@ -81,7 +80,7 @@ impl Gate {
         } else {
             None
         };
-        let jwt = (has("jwt")).then(|| {
+        let jwt = has(AuthMethod::Jwt).then(|| {
             JwtAuth::new(JwtConfig {
                 jwks_url: s.jwt_jwks_url.clone().unwrap_or_default(),
                 issuer: s.jwt_issuer.clone(),
@@ -93,7 +92,7 @@ impl Gate {
                 fetch_timeout: Duration::from_secs(5),
             })
         });
-        let oauth2 = (has("oauth2")).then(|| {
+        let oauth2 = has(AuthMethod::OAuth2).then(|| {
             OAuth2Auth::new(OAuth2Config {
                 introspection_url: s.oauth2_introspection_url.clone(),
                 userinfo_url: s.oauth2_userinfo_url.clone(),
@@ -139,11 +138,11 @@ impl Gate {
         if let Some(k) = &self.apikeys {
             match k.reload() {
                 Ok(true) => {
-                    tracing::info!(target: super::super::logging::AUTH, "API keys reloaded")
+                    tracing::info!(target: crate::logging::AUTH, "API keys reloaded")
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(target: super::super::logging::AUTH, error = %e, "API keys file not reloaded")
+                    tracing::warn!(target: crate::logging::AUTH, error = %e, "API keys file not reloaded")
                 }
             }
         }
@@ -168,24 +167,25 @@ impl Gate {
             }
         };
         for m in &self.methods {
-            match m.as_str() {
-                "none" => {
+            match m {
+                AuthMethod::None => {
                     return Ok(Principal {
                         id: "anonymous".into(),
                         roles: vec![],
-                        method: "none",
+                        method: AuthMethod::None,
                     })
                 }
-                "apikey" => match self.apikeys.as_ref().and_then(|k| k.check(headers)) {
+                AuthMethod::ApiKey => match self.apikeys.as_ref().and_then(|k| k.check(headers)) {
                     Some(Ok(p)) => return Ok(p),
                     Some(Err(e)) => note(e, &mut refusal),
                     None => {}
                 },
-                "mtls" => match peer.and_then(|p| p.principal()) {
+                AuthMethod::Mtls => match peer.and_then(super::mtls::principal) {
                     Some(p) => return Ok(p),
                     None => note(AuthError::Missing, &mut refusal),
                 },
-                _ => {}
+                // Bearer tokens: below.
+                AuthMethod::Jwt | AuthMethod::OAuth2 => {}
             }
         }
         // Bearer tokens: a JWT when it looks like one and jwt is on, else OAuth2.
@@ -246,7 +246,7 @@ impl Gate {
             .filter_map(|r| self.role_quotas.get(r).copied())
             .min_by_key(|q| q.period.as_nanos() / u128::from(q.count))
             .unwrap_or(self.quota);
-        let key = format!("{}:{}", p.method, p.id);
+        let key = p.key();
         if let Some(r) = &self.shared {
             if let Some(d) = r.rate(&key, quota, cost).await {
                 return d;
@@ -272,6 +272,18 @@ impl Gate {
 
     pub fn api_key_header(&self) -> Option<&str> {
         self.apikeys.as_ref().map(|k| k.header())
+    }
+
+    /// The `WWW-Authenticate` challenge of a 401: the schemes the configured methods accept.
+    pub fn challenge(&self) -> Option<String> {
+        let mut schemes = Vec::new();
+        if let Some(h) = self.api_key_header() {
+            schemes.push(format!("ApiKey header=\"{h}\""));
+        }
+        if self.methods.iter().any(|m| m.is_bearer()) {
+            schemes.push("Bearer".to_string());
+        }
+        (!schemes.is_empty()).then(|| schemes.join(", "))
     }
 }
 
@@ -321,7 +333,8 @@ impl Gate {
                 if !matches!(e, AuthError::Unavailable(_)) {
                     self.failed(ip);
                 }
-                security_event("auth_failed", &self.methods.join(","), &reason, ip, None);
+                let methods: Vec<&str> = self.methods.iter().map(|m| m.as_str()).collect();
+                security_event("auth_failed", &methods.join(","), &reason, ip, None);
                 return Err(refusal);
             }
         };
@@ -330,14 +343,14 @@ impl Gate {
         if !decision.allowed {
             security_event(
                 "rate_limited",
-                principal.method,
+                principal.method.as_str(),
                 "rate limit",
                 ip,
                 Some(&principal.id),
             );
             return Err(Refusal::RateLimited(decision));
         }
-        tracing::debug!(target: crate::logging::AUTH, method = principal.method, principal = %principal.id, "authenticated");
+        tracing::debug!(target: crate::logging::AUTH, method = principal.method.as_str(), principal = %principal.id, "authenticated");
         Ok(Admitted {
             principal,
             roles,

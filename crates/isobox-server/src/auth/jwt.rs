@@ -27,7 +27,7 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use super::{AuthError, Principal};
+use super::{roles_from, AuthError, AuthMethod, Principal};
 
 /// Longest bearer token looked at; longer ones are refused before any parsing.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -124,7 +124,7 @@ impl JwtAuth {
         }
     }
 
-    /// Validates a bearer token. Ok(Principal{ id: sub, roles: from roles_claim, method: "jwt" }).
+    /// Validates a bearer token. Ok(Principal{ id: sub, roles: from roles_claim, method: AuthMethod::Jwt }).
     pub async fn check(&self, token: &str) -> Result<Principal, AuthError> {
         let header = parse_header(token)?;
         let keys = self.keys_for(&header).await?;
@@ -408,31 +408,13 @@ impl JwtAuth {
         }
         Ok(Principal {
             id: sub.clone(),
-            roles: roles_from(&claims, &self.cfg.roles_claim),
-            method: "jwt",
+            roles: claims
+                .as_object()
+                .map(|c| roles_from(c, &self.cfg.roles_claim))
+                .unwrap_or_default(),
+            method: AuthMethod::Jwt,
         })
     }
-}
-
-/// The roles in `claim`: an array of strings, or a space-separated string.
-fn roles_from(claims: &Value, claim: &str) -> Vec<String> {
-    let value = match claims.get(claim) {
-        Some(v) => Some(v),
-        None if claim.contains('.') => claim.split('.').try_fold(claims, |v, part| v.get(part)),
-        None => None,
-    };
-    let mut roles: Vec<String> = Vec::new();
-    let mut push = |r: &str| {
-        if !r.is_empty() && !roles.iter().any(|x| x == r) {
-            roles.push(r.to_string());
-        }
-    };
-    match value {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).for_each(&mut push),
-        Some(Value::String(s)) => s.split_whitespace().for_each(&mut push),
-        _ => {}
-    }
-    roles
 }
 
 /// Maps a jsonwebtoken error to a short reason, and whether it arose after the signature was
@@ -807,7 +789,7 @@ uQIDAQAB\n\
             Principal {
                 id: "alice".into(),
                 roles: vec!["runner".into(), "admin".into()],
-                method: "jwt"
+                method: AuthMethod::Jwt
             }
         );
         // Served from the cache afterwards.

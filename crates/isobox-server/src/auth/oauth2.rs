@@ -31,10 +31,10 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde_json::{Map, Value};
 
-use super::{AuthError, Principal};
+use super::{roles_from, AuthError, AuthMethod, Principal};
 
 /// `Principal::method` for principals admitted here.
-const METHOD: &str = "oauth2";
+const METHOD: AuthMethod = AuthMethod::OAuth2;
 /// Longer bearer tokens are refused without asking the provider.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Larger provider answers are treated as garbage (the provider is not trusted with our memory).
@@ -139,7 +139,7 @@ impl OAuth2Auth {
     }
 
     /// Validates a bearer token: `Ok(Principal { id: sub (or username/client_id for
-    /// introspection), roles, method: "oauth2" })`, [`AuthError::Invalid`] when the provider
+    /// introspection), roles, method: AuthMethod::OAuth2 })`, [`AuthError::Invalid`] when the provider
     /// refuses it (or it is malformed), [`AuthError::Unavailable`] when the provider cannot be
     /// asked (5xx, timeout, connection refused, garbage, our client credentials refused).
     pub async fn check(&self, token: &str) -> Result<Principal, AuthError> {
@@ -391,28 +391,6 @@ fn non_empty_str<'a>(obj: &'a Map<String, Value>, claim: &str) -> Option<&'a str
     obj.get(claim)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-}
-
-/// Roles from `claim`: an array of strings, or a space-separated string. A claim name with dots
-/// that is not a top-level key is followed as a path into nested objects.
-fn roles_from(obj: &Map<String, Value>, claim: &str) -> Vec<String> {
-    let value = obj.get(claim).or_else(|| {
-        let mut parts = claim.split('.');
-        let first = obj.get(parts.next()?)?;
-        parts.try_fold(first, |v, part| v.as_object()?.get(part))
-    });
-    let mut roles: Vec<String> = Vec::new();
-    let mut add = |r: &str| {
-        if !r.is_empty() && !roles.iter().any(|x| x == r) {
-            roles.push(r.to_string());
-        }
-    };
-    match value {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).for_each(&mut add),
-        Some(Value::String(s)) => s.split_whitespace().for_each(&mut add),
-        _ => {}
-    }
-    roles
 }
 
 /// `application/x-www-form-urlencoded` (WHATWG URL standard): `*-._` and alphanumerics stay,
@@ -752,7 +730,7 @@ mod tests {
         let want = Principal {
             id: "alice".into(),
             roles: vec!["admin".into(), "runner".into()],
-            method: "oauth2",
+            method: AuthMethod::OAuth2,
         };
         assert_eq!(auth.check("tok-roles").await.unwrap(), want);
         assert_eq!((p.calls(), auth.calls()), (1, 1));
@@ -981,7 +959,7 @@ mod tests {
             Principal {
                 id: "alice".into(),
                 roles: vec!["admin".into(), "runner".into()],
-                method: "oauth2"
+                method: AuthMethod::OAuth2
             }
         );
         auth.check("tok-roles").await.unwrap();

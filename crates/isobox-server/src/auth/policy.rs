@@ -181,7 +181,7 @@ impl Policy {
             roles.insert(r.name, r.permission);
         }
         for (role, limit) in &f.rate_limits {
-            super::ratelimit::Quota::parse(limit)
+            crate::ratelimit::Quota::parse(limit)
                 .map_err(|e| format!("rate_limits.{role}: {e}"))?;
         }
         Ok(Policy {

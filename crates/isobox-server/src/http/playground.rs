@@ -14,7 +14,7 @@ use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use crate::api::ApiError;
 
 /// The page's Content-Security-Policy.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -35,11 +35,11 @@ struct Asset {
 macro_rules! asset {
     ($file:literal, $ct:literal) => {
         Asset {
-            body: include_bytes!(concat!("../../../assets/playground/", $file)),
+            body: include_bytes!(concat!("../../../../assets/playground/", $file)),
             content_type: $ct,
             etag: LazyLock::new(|| {
                 let hash = blake3::hash(include_bytes!(concat!(
-                    "../../../assets/playground/",
+                    "../../../../assets/playground/",
                     $file
                 )));
                 format!("\"{}\"", &hash.to_hex()[..20])
@@ -64,10 +64,7 @@ pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
         "app.js" => &APP_JS,
         "style.css" => &STYLE,
         "favicon.svg" => &FAVICON,
-        _ => {
-            return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such asset")
-                .into_response()
-        }
+        _ => return ApiError::not_found("no such asset").into_response(),
     };
     serve(asset, &headers)
 }

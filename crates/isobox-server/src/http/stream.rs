@@ -1,5 +1,6 @@
 //! Streaming runs over REST: Server-Sent Events (`POST /api/v1/execute/stream`) and a WebSocket
-//! for interactive programs (`GET /api/v1/execute/ws`).
+//! for interactive programs (`GET /api/v1/execute/ws`). Errors that happen once a stream is
+//! open travel as its last event, counted here.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -7,13 +8,14 @@ use std::sync::Arc;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use isobox_core::engine::{StdinMsg, StreamEvent, StreamHandle};
-use isobox_core::{CoreError, ExecuteRequest};
+use isobox_core::engine::StdinMsg;
+use isobox_core::ExecuteRequest;
 use isobox_sandbox::Stream;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::error::ApiError;
-use crate::App;
+use crate::api::run::{self, RunEvent, RunStream, Via};
+use crate::api::{authorize, Action, ApiError, Caller};
+use crate::state::App;
 
 /// Turns byte chunks into valid UTF-8 text without splitting a character between chunks.
 #[derive(Default)]
@@ -59,74 +61,48 @@ impl Utf8Carry {
     }
 }
 
-/// Checks the request before anything streams, so that bad input is a plain 4xx.
-pub async fn precheck(app: &App, req: &ExecuteRequest) -> Result<(), CoreError> {
-    let executor = app.engine.executor().clone();
-    let req = req.clone();
-    tokio::task::spawn_blocking(move || executor.prepare(&req).map(|_| ()))
-        .await
-        .map_err(|e| CoreError::Config(format!("validation task failed: {e}")))?
-}
-
-fn record(app: &App, caller: &str, ev: &Result<isobox_core::engine::Execution, CoreError>) {
-    if let Ok(ex) = ev {
-        crate::routes::record_execution(app, caller, ex, "rest", true);
-    }
-}
-
-fn error_json(e: &CoreError) -> serde_json::Value {
-    let api = ApiError::from(e);
-    json!({ "error": api.kind, "message": api.message })
+/// An error event's JSON (counted: it is the stream's answer).
+fn error_json(app: &App, e: &ApiError) -> Value {
+    e.count(&app.metrics);
+    let mut v = e.body();
+    v["type"] = json!("error");
+    v
 }
 
 /// Server-Sent Events: `stdout` and `stderr` events (data: the text as a JSON string), then one
 /// `result` event (the result object) or one `error` event (the error object).
-pub fn sse(app: Arc<App>, handle: StreamHandle, caller: String) -> Response {
-    let state = (
-        handle,
-        Utf8Carry::default(),
-        Utf8Carry::default(),
-        false,
-        app,
-        caller,
-    );
-    let stream = futures_util::stream::unfold(
-        state,
-        |(mut h, mut out, mut err, done, app, caller)| async move {
-            if done {
-                return None;
-            }
-            let ev = h.events.recv().await?;
-            let event = match ev {
-                StreamEvent::Output {
+pub fn sse(app: Arc<App>, run: RunStream) -> Response {
+    let state = (run, Utf8Carry::default(), Utf8Carry::default(), app);
+    let stream =
+        futures_util::stream::unfold(state, |(mut run, mut out, mut err, app)| async move {
+            let event = match run.next().await? {
+                RunEvent::Output {
                     stream: Stream::Stdout,
                     data,
                 } => Event::default()
                     .event("stdout")
                     .data(json!(out.push(&data)).to_string()),
-                StreamEvent::Output {
+                RunEvent::Output {
                     stream: Stream::Stderr,
                     data,
                 } => Event::default()
                     .event("stderr")
                     .data(json!(err.push(&data)).to_string()),
-                StreamEvent::Done(r) => {
-                    let r = *r;
-                    record(&app, &caller, &r);
-                    let e = match &r {
-                        Ok(ex) => Event::default()
-                            .event("result")
-                            .data(serde_json::to_string(&ex.result).unwrap_or_default()),
-                        Err(e) => Event::default()
-                            .event("error")
-                            .data(error_json(e).to_string()),
-                    };
-                    return Some((Ok::<_, Infallible>(e), (h, out, err, true, app, caller)));
-                }
+                RunEvent::Done(r) => match *r {
+                    Ok(result) => Event::default()
+                        .event("result")
+                        .data(serde_json::to_string(&result).unwrap_or_default()),
+                    Err(e) => {
+                        let mut v = error_json(&app, &e);
+                        if let Some(m) = v.as_object_mut() {
+                            m.remove("type");
+                        }
+                        Event::default().event("error").data(v.to_string())
+                    }
+                },
             };
-            Some((Ok(event), (h, out, err, false, app, caller)))
-        },
-    );
+            Some((Ok::<_, Infallible>(event), (run, out, err, app)))
+        });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
@@ -135,37 +111,27 @@ pub fn sse(app: Arc<App>, handle: StreamHandle, caller: String) -> Response {
 /// The WebSocket protocol: the client's first message is the request (JSON); then
 /// `{"stdin": "..."}` and `{"close_stdin": true}`; the server sends `{"type": "stdout"|"stderr",
 /// "data": "..."}` and finally `{"type": "result", "result": {...}}` or `{"type": "error", ...}`.
-pub fn websocket(
-    app: Arc<App>,
-    ws: WebSocketUpgrade,
-    caller: String,
-    roles: Vec<String>,
-) -> Response {
+pub fn websocket(app: Arc<App>, ws: WebSocketUpgrade, caller: Caller) -> Response {
     ws.max_message_size(app.config.max_body_bytes)
-        .on_upgrade(move |socket| session(app, socket, caller, roles))
+        .on_upgrade(move |socket| session(app, socket, caller))
 }
 
-async fn send_json(socket: &mut WebSocket, v: serde_json::Value) -> bool {
+async fn send_json(socket: &mut WebSocket, v: Value) -> bool {
     socket
         .send(Message::Text(v.to_string().into()))
         .await
         .is_ok()
 }
 
-async fn session(app: Arc<App>, mut socket: WebSocket, caller: String, roles: Vec<String>) {
+async fn session(app: Arc<App>, mut socket: WebSocket, caller: Caller) {
     // The request.
     let req: ExecuteRequest = loop {
         match socket.recv().await {
             Some(Ok(Message::Text(t))) => match serde_json::from_str(&t) {
                 Ok(r) => break r,
                 Err(e) => {
-                    let what = e.to_string();
-                    let what = what
-                        .split(" at line ")
-                        .next()
-                        .unwrap_or("malformed JSON")
-                        .to_string();
-                    send_json(&mut socket, json!({"type": "error", "error": "invalid_json", "message": format!("the first message is not a valid request: {what}")})).await;
+                    let e = super::body::invalid("the first message is not a valid request", &e);
+                    send_json(&mut socket, error_json(&app, &e)).await;
                     return;
                 }
             },
@@ -173,27 +139,21 @@ async fn session(app: Arc<App>, mut socket: WebSocket, caller: String, roles: Ve
             _ => return,
         }
     };
-    if let Err(why) = crate::routes::authorize_ws(&app, &caller, &roles, &req) {
-        send_json(
-            &mut socket,
-            json!({"type": "error", "error": "forbidden", "message": why}),
-        )
-        .await;
-        return;
-    }
-    if let Err(e) = precheck(&app, &req).await {
-        let mut v = error_json(&e);
-        v["type"] = json!("error");
-        send_json(&mut socket, v).await;
-        return;
-    }
-    let StreamHandle { mut events, stdin } = app.engine.execute_stream(req, caller.clone(), true);
+    let auth = match authorize(&app, &caller, Action::Execute, req).await {
+        Ok(a) => a,
+        Err(e) => {
+            send_json(&mut socket, error_json(&app, &e)).await;
+            return;
+        }
+    };
+    let mut run = run::stream(&app, &caller, auth, Via::Rest, true);
+    let stdin = run.stdin();
     let (mut out, mut err) = (Utf8Carry::default(), Utf8Carry::default());
     loop {
         tokio::select! {
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(t))) => {
-                    let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
+                    let v: Value = serde_json::from_str(&t).unwrap_or_default();
                     if let Some(s) = v.get("stdin").and_then(|s| s.as_str()) {
                         let _ = stdin.send(StdinMsg::Data(s.as_bytes().to_vec()));
                     }
@@ -205,11 +165,11 @@ async fn session(app: Arc<App>, mut socket: WebSocket, caller: String, roles: Ve
                     let _ = stdin.send(StdinMsg::Data(b.to_vec()));
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                // The client left: dropping `events` kills the run.
+                // The client left: dropping the run kills it.
                 _ => return,
             },
-            ev = events.recv() => match ev {
-                Some(StreamEvent::Output { stream, data }) => {
+            ev = run.next() => match ev {
+                Some(RunEvent::Output { stream, data }) => {
                     let (kind, text) = match stream {
                         Stream::Stdout => ("stdout", out.push(&data)),
                         Stream::Stderr => ("stderr", err.push(&data)),
@@ -218,12 +178,10 @@ async fn session(app: Arc<App>, mut socket: WebSocket, caller: String, roles: Ve
                         return;
                     }
                 }
-                Some(StreamEvent::Done(r)) => {
-                    let r = *r;
-                    record(&app, &caller, &r);
-                    let v = match &r {
-                        Ok(ex) => json!({"type": "result", "result": ex.result}),
-                        Err(e) => { let mut v = error_json(e); v["type"] = json!("error"); v }
+                Some(RunEvent::Done(r)) => {
+                    let v = match *r {
+                        Ok(result) => json!({"type": "result", "result": result}),
+                        Err(e) => error_json(&app, &e),
                     };
                     send_json(&mut socket, v).await;
                     let _ = socket.send(Message::Close(None)).await;

@@ -1,39 +1,19 @@
-//! HTTPS and mTLS: the rustls server configuration built from `TLS_CERT`/`TLS_KEY` (and, for
-//! mTLS, `MTLS_CA_CERT` plus an optional CRL), the client certificate's identity, and a server
-//! loop that serves an axum router over TLS with the peer certificates in every request's
-//! extensions.
+//! TLS material: the rustls server configuration built from `TLS_CERT`/`TLS_KEY` (and, for
+//! mTLS, `MTLS_CA_CERT` plus an optional CRL), and the client certificates a connection
+//! presented ([`PeerCerts`]; `auth::mtls` turns them into a principal).
 //!
 //! The ring crypto provider is named explicitly everywhere, so nothing depends on a
-//! process-wide default provider (stack notes, pitfall 5).
+//! process-wide default provider (rustls panics at the first handshake when two providers are
+//! compiled in and none is named).
 
-use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
-
-use super::Principal;
-
-/// A client that has not finished the TLS handshake within this time is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client that has not sent a complete request head within this time is dropped.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the TLS material comes from.
 #[derive(Debug, Clone)]
@@ -173,194 +153,34 @@ pub fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// The identity of a client certificate (the leaf, already verified by rustls): its subject
-/// CN, else its first DNS or email SAN. No roles; method `mtls`.
-pub fn principal_from_cert(cert: &CertificateDer<'_>) -> Option<Principal> {
-    use x509_parser::extensions::GeneralName;
-
-    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let cn = x509
-        .subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok())
-        .map(str::trim)
-        .find(|cn| !cn.is_empty())
-        .map(str::to_owned);
-    let id = cn.or_else(|| {
-        let san = x509.subject_alternative_name().ok()??;
-        san.value.general_names.iter().find_map(|name| match name {
-            GeneralName::DNSName(s) | GeneralName::RFC822Name(s) if !s.trim().is_empty() => {
-                Some(s.trim().to_owned())
-            }
-            _ => None,
-        })
-    })?;
-    Some(Principal {
-        id,
-        roles: Vec::new(),
-        method: "mtls",
-    })
-}
-
 /// The peer certificates of a TLS connection (leaf first; empty without a client
-/// certificate), inserted into every request's extensions by [`serve`].
+/// certificate), carried into every request's extensions by both servers.
 #[derive(Debug, Clone, Default)]
 pub struct PeerCerts(pub Arc<Vec<CertificateDer<'static>>>);
 
 impl PeerCerts {
-    /// The principal of the client certificate, if there is one.
-    pub fn principal(&self) -> Option<Principal> {
-        self.0.first().and_then(principal_from_cert)
-    }
-}
-
-/// Serves `router` over TLS on `listener` until `shutdown` resolves. Each connection: the TLS
-/// handshake (bounded by a timeout; a failed handshake closes only that connection), then
-/// HTTP/1.1 with [`PeerCerts`] and `ConnectInfo<SocketAddr>` in every request's extensions.
-/// On shutdown: stop accepting, abandon handshakes in progress, let open connections finish
-/// their requests (idle keep-alive connections close at once) and return when all are closed.
-pub async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    tls: Arc<ServerConfig>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    connections.spawn(connection(
-                        acceptor.clone(),
-                        tcp,
-                        peer,
-                        router.clone(),
-                        stop_rx.clone(),
-                    ));
-                }
-                Err(e) if is_connection_error(&e) => {}
-                Err(e) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::error!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    while connections.join_next().await.is_some() {}
-    Ok(())
-}
-
-/// Resolves once shutdown has begun (or the server loop is gone).
-async fn stopping(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
-}
-
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
-}
-
-async fn connection(
-    acceptor: TlsAcceptor,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    router: axum::Router,
-    mut stop: watch::Receiver<bool>,
-) {
-    let _ = tcp.set_nodelay(true);
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
-    let stream = tokio::select! {
-        r = handshake => match r {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                handshake_failed(peer, &e);
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "TLS handshake timed out");
-                return;
-            }
-        },
-        _ = stopping(&mut stop) => return,
-    };
-
-    let certs: Vec<CertificateDer<'static>> = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
-        .unwrap_or_default();
-    let certs = PeerCerts(Arc::new(certs));
-    let service = router.map_request(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(certs.clone());
-        req.extensions_mut().insert(ConnectInfo(peer));
-        req
-    });
-
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stopping(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, "connection ended with an error: {e}");
-    }
-}
-
-/// A refused client certificate is a failed authentication (security log); anything else
-/// (plain HTTP, scanners, resets) is noise for the debug log.
-fn handshake_failed(peer: SocketAddr, e: &io::Error) {
-    let tls_error = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    match tls_error {
-        Some(rustls::Error::NoCertificatesPresented) => tracing::warn!(
-            target: crate::logging::SECURITY,
-            method = "mtls",
-            client_ip = %peer.ip(),
-            reason = "no client certificate",
-            "authentication failed"
-        ),
-        Some(err @ rustls::Error::InvalidCertificate(_)) => tracing::warn!(
-            target: crate::logging::SECURITY,
-            method = "mtls",
-            client_ip = %peer.ip(),
-            reason = %err,
-            "authentication failed"
-        ),
-        _ => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+    /// The client's leaf certificate, if it presented one (already verified by rustls).
+    pub fn leaf(&self) -> Option<&CertificateDer<'static>> {
+        self.0.first()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::mtls::principal_from_cert;
+    use crate::transport::https::serve;
     use axum::routing::get;
     use rcgen::{
         BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
         DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose,
         RevocationReason, RevokedCertParams, SerialNumber,
     };
+    use std::io;
+    use std::net::SocketAddr;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
 
     /// A temporary directory removed on drop (also when a test fails).
     struct TempDir(PathBuf);
@@ -846,10 +666,10 @@ mod tests {
         );
         assert_eq!(
             principal_from_cert(&cert(&with_cn)),
-            Some(Principal {
+            Some(crate::auth::Principal {
                 id: "alice".into(),
                 roles: vec![],
-                method: "mtls"
+                method: crate::auth::AuthMethod::Mtls
             })
         );
 
@@ -886,7 +706,7 @@ mod tests {
             principal_from_cert(&CertificateDer::from(vec![1, 2, 3])),
             None
         );
-        assert_eq!(PeerCerts::default().principal(), None);
+        assert_eq!(crate::auth::mtls::principal(&PeerCerts::default()), None);
     }
 
     #[test]

@@ -1,0 +1,455 @@
+//! The `Executor` service: each call admitted, authorized and run through the API layer, as on
+//! REST.
+//!
+//! Deadlines: a call with `grpc-timeout` runs uncached, so that its sandbox is killed when the
+//! call is dropped; when the deadline passes, the server answers `DEADLINE_EXCEEDED` (up to
+//! 50 ms before the deadline, so that the client gets the server's code rather than its local
+//! timer's) and the run is killed. A client that cancels or disconnects gets its run killed the
+//! same way. Plain `Execute` without a deadline goes through the dedup cache like REST when
+//! `DEDUP_ENABLED` (a cached run is not cancelled by a disconnect, as on REST).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use isobox_core::engine::StdinMsg;
+use isobox_sandbox::Stream as OutStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert::{deadline_of, status, to_core, to_proto};
+use super::pb;
+use crate::api::run::{self, RunEvent, RunStream, Via};
+use crate::api::{self, authorize, Action, ApiError, Caller, Credentials, ErrorKind};
+use crate::state::App;
+use crate::transport::accept::TlsInfo;
+
+/// The `Executor` service.
+pub struct ExecutorService {
+    app: Arc<App>,
+}
+
+impl ExecutorService {
+    pub fn new(app: Arc<App>) -> ExecutorService {
+        ExecutorService { app }
+    }
+
+    /// A refusal as this call's status.
+    fn refuse(&self, e: ApiError) -> Status {
+        status(&self.app.metrics, e)
+    }
+
+    /// Admission from the call's metadata (the API key header as on REST; `authorization`
+    /// carries bearer tokens) and its connection (client address, client certificates).
+    async fn admit<T>(&self, req: &Request<T>) -> Result<Caller, ApiError> {
+        let tls = req.extensions().get::<TlsInfo>();
+        let ip = tls
+            .map(|t| t.remote)
+            .or_else(|| req.remote_addr())
+            .map(|a| a.ip());
+        // gRPC metadata names are lower-case already.
+        let headers = req.metadata().clone().into_headers();
+        let creds = Credentials {
+            headers: &headers,
+            peer: tls.map(|t| &t.certs),
+            ip,
+        };
+        api::admit(&self.app, creds).await
+    }
+
+    async fn execute_call(
+        &self,
+        request: Request<pb::ExecuteRequest>,
+    ) -> Result<pb::ExecuteResult, ApiError> {
+        let caller = self.admit(&request).await?;
+        let deadline = deadline_of(request.metadata());
+        let app = &self.app;
+        let call = async {
+            let auth =
+                authorize(app, &caller, Action::Execute, to_core(request.into_inner())).await?;
+            if deadline.is_none() && app.config.dedup_enabled {
+                run::execute(app, &caller, auth, Via::Grpc).await
+            } else {
+                // Cancellable: dropping it (deadline, client gone) kills the run.
+                run::execute_uncached(app, &caller, auth, Via::Grpc).await
+            }
+        };
+        let result = match deadline {
+            Some(d) => tokio::time::timeout(d, call)
+                .await
+                .map_err(|_| deadline_passed())?,
+            None => call.await,
+        }?;
+        Ok(to_proto(&result))
+    }
+
+    async fn stream_call(
+        &self,
+        request: Request<pb::ExecuteRequest>,
+    ) -> Result<MessageStream, ApiError> {
+        let caller = self.admit(&request).await?;
+        let deadline = deadline_of(request.metadata());
+        let auth = authorize(
+            &self.app,
+            &caller,
+            Action::Execute,
+            to_core(request.into_inner()),
+        )
+        .await?;
+        let run = run::stream(&self.app, &caller, auth, Via::Grpc, false);
+        Ok(message_stream(self.app.clone(), run, deadline))
+    }
+
+    async fn interactive_call(
+        &self,
+        request: Request<Streaming<pb::InteractiveMessage>>,
+    ) -> Result<MessageStream, ApiError> {
+        use pb::interactive_message::Kind;
+        let caller = self.admit(&request).await?;
+        let deadline = deadline_of(request.metadata());
+        let started = tokio::time::Instant::now();
+        let mut inbound = request.into_inner();
+        let first = match deadline {
+            Some(d) => tokio::time::timeout(d, inbound.message())
+                .await
+                .map_err(|_| deadline_passed())?,
+            None => inbound.message().await,
+        };
+        let req = match first {
+            Ok(Some(pb::InteractiveMessage {
+                kind: Some(Kind::Request(r)),
+            })) => to_core(r),
+            Err(e) => {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("the request stream failed: {}", e.message()),
+                ))
+            }
+            _ => {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidRequest,
+                    "the first message must carry the request",
+                ))
+            }
+        };
+        let auth = authorize(&self.app, &caller, Action::Execute, req).await?;
+        let run = run::stream(&self.app, &caller, auth, Via::Grpc, true);
+        // Stdin: forwarded until close_stdin or the end of the client's stream (both close the
+        // program's stdin), or until the run is over.
+        let stdin = run.stdin();
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    m = inbound.message() => m,
+                    _ = stdin.closed() => return,
+                };
+                match msg {
+                    Ok(Some(pb::InteractiveMessage {
+                        kind: Some(Kind::Stdin(data)),
+                    })) => {
+                        let _ = stdin.send(StdinMsg::Data(data));
+                    }
+                    Ok(Some(pb::InteractiveMessage {
+                        kind: Some(Kind::CloseStdin(true)),
+                    }))
+                    | Ok(None) => {
+                        let _ = stdin.send(StdinMsg::Close);
+                        return;
+                    }
+                    // A second request, close_stdin false, an empty message: ignored.
+                    Ok(Some(_)) => {}
+                    // The client is gone: the response stream is dropped, which kills the run.
+                    Err(_) => return,
+                }
+            }
+        });
+        let left = deadline.map(|d| d.saturating_sub(started.elapsed()));
+        Ok(message_stream(self.app.clone(), run, left))
+    }
+}
+
+fn deadline_passed() -> ApiError {
+    ApiError::new(
+        ErrorKind::DeadlineExceeded,
+        "the call's deadline passed; the run was stopped",
+    )
+}
+
+type MessageStream =
+    Pin<Box<dyn futures_util::Stream<Item = Result<pb::StreamMessage, Status>> + Send>>;
+
+/// The response stream of a streamed run: output chunks, then the result (or an error status).
+/// Dropping it (client gone, call cancelled) drops the run, which kills the sandbox; at the
+/// deadline it ends with `DEADLINE_EXCEEDED` and drops the run the same way.
+fn message_stream(app: Arc<App>, run: RunStream, deadline: Option<Duration>) -> MessageStream {
+    let sleep = deadline.map(|d| Box::pin(tokio::time::sleep(d)));
+    let state = (Some(run), sleep, app);
+    let s = futures_util::stream::unfold(state, |(run, mut sleep, app)| async move {
+        let mut run = run?;
+        let ev = match sleep.as_mut() {
+            Some(s) => tokio::select! {
+                ev = run.next() => ev,
+                _ = s => {
+                    drop(run);
+                    let e = status(&app.metrics, deadline_passed());
+                    return Some((Err(e), (None, None, app)));
+                }
+            },
+            None => run.next().await,
+        };
+        let kind = match ev? {
+            RunEvent::Output {
+                stream: OutStream::Stdout,
+                data,
+            } => pb::stream_message::Kind::Stdout(data),
+            RunEvent::Output {
+                stream: OutStream::Stderr,
+                data,
+            } => pb::stream_message::Kind::Stderr(data),
+            RunEvent::Done(r) => {
+                let item = match *r {
+                    Ok(result) => Ok(pb::StreamMessage {
+                        kind: Some(pb::stream_message::Kind::Result(to_proto(&result))),
+                    }),
+                    Err(e) => Err(status(&app.metrics, e)),
+                };
+                return Some((item, (None, None, app)));
+            }
+        };
+        Some((
+            Ok(pb::StreamMessage { kind: Some(kind) }),
+            (Some(run), sleep, app),
+        ))
+    });
+    Box::pin(s)
+}
+
+#[tonic::async_trait]
+impl pb::executor_server::Executor for ExecutorService {
+    async fn execute(
+        &self,
+        request: Request<pb::ExecuteRequest>,
+    ) -> Result<Response<pb::ExecuteResult>, Status> {
+        self.execute_call(request)
+            .await
+            .map(Response::new)
+            .map_err(|e| self.refuse(e))
+    }
+
+    type ExecuteStreamStream = MessageStream;
+
+    async fn execute_stream(
+        &self,
+        request: Request<pb::ExecuteRequest>,
+    ) -> Result<Response<Self::ExecuteStreamStream>, Status> {
+        self.stream_call(request)
+            .await
+            .map(Response::new)
+            .map_err(|e| self.refuse(e))
+    }
+
+    type ExecuteInteractiveStream = MessageStream;
+
+    async fn execute_interactive(
+        &self,
+        request: Request<Streaming<pb::InteractiveMessage>>,
+    ) -> Result<Response<Self::ExecuteInteractiveStream>, Status> {
+        self.interactive_call(request)
+            .await
+            .map(Response::new)
+            .map_err(|e| self.refuse(e))
+    }
+
+    async fn list_languages(
+        &self,
+        request: Request<pb::ListLanguagesRequest>,
+    ) -> Result<Response<pb::ListLanguagesResponse>, Status> {
+        self.admit(&request).await.map_err(|e| self.refuse(e))?;
+        let languages = api::languages(&self.app)
+            .iter()
+            .map(|l| pb::Language {
+                name: l.name.clone(),
+                aliases: l.aliases.clone(),
+                version: l.version.clone(),
+                compiled: l.compiled,
+            })
+            .collect();
+        Ok(Response::new(pb::ListLanguagesResponse { languages }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use std::collections::HashMap;
+    use tokio::net::{TcpListener, TcpStream};
+
+    struct Pem {
+        cert: String,
+        key: String,
+    }
+
+    fn leaf(
+        issuer: &CertifiedIssuer<'static, KeyPair>,
+        cn: &str,
+        sans: &[&str],
+        eku: ExtendedKeyUsagePurpose,
+    ) -> Pem {
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![eku];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, issuer).unwrap();
+        Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    /// A tonic channel over our own rustls client (ring), with an optional client certificate.
+    async fn tls_channel(
+        addr: std::net::SocketAddr,
+        ca: &str,
+        identity: Option<&Pem>,
+    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let mut config = match identity {
+            Some(id) => builder
+                .with_client_auth_cert(
+                    CertificateDer::pem_slice_iter(id.cert.as_bytes())
+                        .map(|c| c.unwrap())
+                        .collect(),
+                    PrivateKeyDer::from_pem_slice(id.key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        tonic::transport::Endpoint::from_static("https://localhost")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let connector = connector.clone();
+                async move {
+                    let tcp = TcpStream::connect(addr).await?;
+                    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+                    let tls = connector.connect(name, tcp).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+                }
+            }))
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn grpc_over_mtls_authenticates_with_the_client_certificate() {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "IsoBox gRPC test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let server = leaf(
+            &ca,
+            "isobox server",
+            &["localhost"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let client = leaf(&ca, "alice", &[], ExtendedKeyUsagePurpose::ClientAuth);
+        let dir = std::env::temp_dir().join(format!("isobox-grpc-mtls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p.to_string_lossy().to_string()
+        };
+        let env: HashMap<String, String> = [
+            ("REST_PORT", "0".to_string()),
+            ("GRPC_PORT", "0".to_string()),
+            ("ISOBOX_WARM_POOL", "0".to_string()),
+            ("AUTH_TYPE", "mtls".to_string()),
+            ("TLS_CERT", write("server.pem", &server.cert)),
+            ("TLS_KEY", write("server.key", &server.key)),
+            ("MTLS_CA_CERT", write("ca.pem", &ca.pem())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let cfg = crate::config::load(&env).expect("config");
+        let app = tokio::task::spawn_blocking(move || App::build(cfg))
+            .await
+            .unwrap()
+            .expect("app");
+        let _ = std::fs::remove_dir_all(&dir);
+        let rest = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = grpc.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crate::run_with_grpc(
+            rest,
+            Some(grpc),
+            Arc::new(app),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+
+        // With the client certificate: admitted, on each kind of call.
+        let channel = tls_channel(addr, &ca.pem(), Some(&client))
+            .await
+            .expect("mTLS connect");
+        let mut c = pb::executor_client::ExecutorClient::new(channel);
+        let langs = c
+            .list_languages(pb::ListLanguagesRequest {})
+            .await
+            .expect("languages");
+        assert!(!langs.into_inner().languages.is_empty());
+        let r = c
+            .execute(pb::ExecuteRequest {
+                language: "python".into(),
+                code: Some("print('over mtls')".into()),
+                ..Default::default()
+            })
+            .await
+            .expect("execute")
+            .into_inner();
+        assert_eq!(r.stdout, "over mtls\n");
+
+        // Without one: the handshake is refused (no call gets through).
+        let refused = match tls_channel(addr, &ca.pem(), None).await {
+            Err(_) => true,
+            Ok(ch) => pb::executor_client::ExecutorClient::new(ch)
+                .list_languages(pb::ListLanguagesRequest {})
+                .await
+                .is_err(),
+        };
+        assert!(refused, "a client without a certificate got through");
+
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -1,0 +1,31 @@
+//! The state every part of the server shares: configuration, the engine (and through it the
+//! executor and the backend), the gate, the job store, metrics, the languages of this host.
+//! Built once at start by [`crate::startup`].
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use isobox_core::engine::Engine;
+use isobox_core::LanguageInfo;
+
+use crate::config::Config;
+use crate::{auth, cluster, jobs, metrics};
+
+/// Everything the handlers share.
+pub struct App {
+    pub config: Config,
+    /// Shared state (`REDIS_URL`), None on a standalone node.
+    pub redis: Option<Arc<cluster::Redis>>,
+    /// Async jobs (in this process, or through Redis).
+    pub jobs: Arc<jobs::Jobs>,
+    pub engine: Arc<Engine>,
+    pub metrics: metrics::Metrics,
+    /// Authentication, rate limits and authorization.
+    pub gate: auth::gate::Gate,
+    /// The TLS configuration when `TLS_CERT`/`TLS_KEY` are set (HTTPS, and mTLS with `MTLS_CA_CERT`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The languages this host can run, probed once at start.
+    pub languages: Vec<LanguageInfo>,
+    /// Set when shutdown begins: `/health` answers 503.
+    pub shutting_down: AtomicBool,
+}

@@ -1,0 +1,197 @@
+//! The TLS accept path shared by the REST and gRPC servers.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::PeerCerts;
+use crate::logging::SECURITY;
+
+/// A client that has not finished the TLS handshake within this time is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections that finished their handshake and wait for the server to take them.
+const BACKLOG: usize = 64;
+
+/// A TLS connection that completed its handshake, with who is on the other end.
+pub struct TlsConn {
+    stream: TlsStream<TcpStream>,
+    pub peer: SocketAddr,
+    pub certs: PeerCerts,
+}
+
+/// The accept loop of one listener; dropping it stops accepting and closes the listener
+/// (handshakes in progress are abandoned).
+pub struct Accepting {
+    pub connections: mpsc::Receiver<TlsConn>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Accepting {
+    /// Stops accepting and waits until the listener is closed.
+    pub async fn stop(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Accepting {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Accepts TCP connections on `listener` and hands on the ones that complete a TLS handshake
+/// with `config` (each handshake in its own task, bounded by a timeout).
+pub fn accept(listener: TcpListener, config: Arc<ServerConfig>) -> Accepting {
+    let (tx, rx) = mpsc::channel(BACKLOG);
+    let acceptor = TlsAcceptor::from(config);
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let certs = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                            .unwrap_or_default();
+                        let conn = TlsConn {
+                            stream,
+                            peer,
+                            certs: PeerCerts(Arc::new(certs)),
+                        };
+                        let _ = tx.send(conn).await;
+                    }
+                    Ok(Err(e)) => handshake_failed(peer, &e),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    Accepting {
+        connections: rx,
+        task: Some(task),
+    }
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// A refused client certificate is a failed authentication (security log); anything else
+/// (plain HTTP, scanners, resets) is noise for the debug log.
+fn handshake_failed(peer: SocketAddr, e: &io::Error) {
+    let tls_error = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match tls_error {
+        Some(rustls::Error::NoCertificatesPresented) => tracing::warn!(
+            target: SECURITY,
+            method = "mtls",
+            client_ip = %peer.ip(),
+            reason = "no client certificate",
+            "authentication failed"
+        ),
+        Some(err @ rustls::Error::InvalidCertificate(_)) => tracing::warn!(
+            target: SECURITY,
+            method = "mtls",
+            client_ip = %peer.ip(),
+            reason = %err,
+            "authentication failed"
+        ),
+        _ => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+    }
+}
+
+/// The connection facts tonic puts in every gRPC request's extensions.
+#[derive(Clone)]
+pub struct TlsInfo {
+    pub remote: SocketAddr,
+    pub certs: PeerCerts,
+}
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = TlsInfo;
+
+    fn connect_info(&self) -> TlsInfo {
+        TlsInfo {
+            remote: self.peer,
+            certs: self.certs.clone(),
+        }
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}

@@ -1,0 +1,17 @@
+//! How connections reach the servers: plain TCP, or TLS (HTTPS, and mTLS with client
+//! certificates) for REST and gRPC alike.
+//!
+//! - [`tls`]: the rustls configuration from the operator's files, and [`PeerCerts`].
+//! - [`accept`]: the one TLS accept path of both servers: TCP accept, the handshake under a
+//!   timeout (a failed or slow one closes only that connection; a refused client certificate is
+//!   a failed authentication in the security log), connections handed on with their peer
+//!   address and certificates.
+//! - [`https`]: serves an axum router (REST) on those connections with graceful shutdown. The
+//!   gRPC server takes the same connections as tonic's incoming stream.
+
+pub mod accept;
+pub mod https;
+pub mod tls;
+
+pub use accept::{accept, TlsConn};
+pub use tls::{server_config, PeerCerts, TlsSettings};
