@@ -435,7 +435,8 @@ fn serve(worker: bool) -> anyhow::Result<ExitCode> {
     {
         secrets.push(pw.to_string());
     }
-    let logs = isobox_server::logging::init(&cfg, secrets).context("cannot set up logging")?;
+    let logs = isobox_server::logging::init(&cfg.log_settings(), secrets)
+        .context("cannot set up logging")?;
     let addr = cfg.rest_addr();
     let grpc_addr = std::net::SocketAddr::new(cfg.bind, cfg.grpc_port);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

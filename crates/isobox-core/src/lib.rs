@@ -12,6 +12,7 @@ pub mod dedup;
 pub mod engine;
 pub mod languages;
 pub mod patterns;
+pub mod plan;
 pub mod request;
 pub mod result;
 pub mod service;

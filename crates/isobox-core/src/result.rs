@@ -6,8 +6,6 @@ use std::time::Duration;
 use isobox_sandbox::{ExecReport, PhaseReport, Status};
 use serde::{Deserialize, Serialize};
 
-use crate::submission::Submission;
-
 /// How a program ended: the sandbox's statuses, plus `compile_error` for a run whose compile
 /// step failed. Serialized in snake_case (`"ok"`, `"memory_limit"`, ...).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -184,46 +182,6 @@ pub(crate) fn text(b: &[u8]) -> String {
 
 fn signal_of(r: &PhaseReport) -> Option<String> {
     r.signal.map(isobox_sandbox::signal_name)
-}
-
-/// Turns a backend report into the public result.
-pub fn to_result(sub: &Submission, report: &ExecReport) -> ExecutionResult {
-    let lang = &sub.language;
-    let mut result = ExecutionResult {
-        id: new_id(),
-        language: lang.name.clone(),
-        version: sub.version.clone(),
-        run: Outcome {
-            status: RunStatus::InternalError,
-            ..Outcome::default()
-        },
-        compile: None,
-        cached: false,
-        internal_message: None,
-    };
-    let mut phases = report.phases.iter();
-    if lang.compiled() {
-        let Some(c) = phases.next() else {
-            result.internal_message = Some("the compile step did not run".into());
-            return result;
-        };
-        result.compile = Some(Outcome::from(c));
-        if c.status == Status::InternalError {
-            result.internal_message = c.internal_error.clone();
-            return result;
-        }
-        if c.status != Status::Ok {
-            result.run.status = RunStatus::CompileError;
-            return result;
-        }
-    }
-    let Some(r) = phases.next() else {
-        result.internal_message = Some("the program did not run".into());
-        return result;
-    };
-    result.run = Outcome::from(r);
-    result.internal_message = r.internal_error.clone();
-    result
 }
 
 #[cfg(test)]

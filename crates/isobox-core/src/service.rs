@@ -1,20 +1,16 @@
-//! The execution service: the server's bounds ([`Policy`]), the languages this host can run and
-//! their versions, and the plan of a validated [`Submission`] (the backend's `ExecSpec`: compile
-//! and run phases with their limits), run on the backend. Validation itself is in
-//! [`crate::submission`]; the public result in [`crate::result`].
+//! The execution service: the backend, the server's bounds ([`Policy`]), the languages this host
+//! can run and their versions. Validation of a request is in [`crate::submission`]; its plan
+//! (the backend's spec) and its run in [`crate::plan`]; the public result in [`crate::result`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use isobox_sandbox::{Backend, ExecSpec, Limits, Phase};
+use isobox_sandbox::{Backend, ExecSpec, Limits};
 use regex::Regex;
 use serde::Serialize;
 
 use crate::languages::{Language, LanguageTable};
-use crate::request::ExecuteRequest;
-use crate::result::{text, to_result, ExecutionResult, Validation};
-use crate::submission::Submission;
-use crate::CoreError;
+use crate::result::text;
 
 /// Server-side bounds and defaults.
 #[derive(Debug, Clone)]
@@ -213,121 +209,9 @@ impl Executor {
                 .collect()
         })
     }
-
-    /// The spec of a run of `sub`: its files, the compile step (if the language has one) with
-    /// the compile limits, then the program with the submission's limits, stdin and args.
-    pub fn run_spec(&self, sub: &Submission) -> ExecSpec {
-        let lang = &sub.language;
-        let p = &self.policy;
-        let limits = &sub.limits;
-        let env = env_of(lang);
-        let mut phases = Vec::with_capacity(2);
-        if let Some(compile) = &lang.compile {
-            let c = &lang.compile_limits;
-            let wall = c.timeout_ms.unwrap_or(20_000);
-            phases.push(Phase {
-                name: "compile".into(),
-                argv: command(compile, sub),
-                env: env.clone(),
-                stdin: vec![],
-                limits: Limits {
-                    wall: Duration::from_millis(wall),
-                    cpu: Duration::from_millis(c.cpu_time_ms.unwrap_or(wall)),
-                    memory_bytes: c.memory_mb.unwrap_or(512) << 20,
-                    max_processes: c.max_processes.unwrap_or(64),
-                    cpu_millis: 2000,
-                    max_output_bytes: 64 * 1024,
-                    max_file_bytes: p.max_file_bytes.max(64 << 20),
-                    max_open_files: 1024,
-                    stack_bytes: 8 << 20,
-                },
-                continue_on_failure: false,
-            });
-        }
-        let mut argv = command(&lang.run, sub);
-        argv.extend(sub.args.iter().cloned());
-        phases.push(Phase {
-            name: "run".into(),
-            argv,
-            env,
-            stdin: sub.stdin.clone(),
-            limits: Limits {
-                wall: Duration::from_millis(limits.timeout_ms),
-                cpu: Duration::from_millis(limits.cpu_time_ms),
-                memory_bytes: limits.memory_mb << 20,
-                max_processes: limits.max_processes,
-                cpu_millis: 1000,
-                max_output_bytes: limits.max_output_bytes,
-                max_file_bytes: p.max_file_bytes,
-                max_open_files: 256,
-                stack_bytes: 8 << 20,
-            },
-            continue_on_failure: false,
-        });
-        ExecSpec {
-            files: sub.files.clone(),
-            phases,
-            tmpfs_bytes: p.tmpfs_bytes,
-            tmpfs_inodes: p.tmpfs_inodes,
-        }
-    }
-
-    /// The spec of a syntax check of `sub`: its files and the language's check command with
-    /// the compile step's limits (or the run's), nothing run.
-    pub fn check_spec(&self, sub: &Submission) -> Result<ExecSpec, CoreError> {
-        let Some(check) = sub.language.check_command() else {
-            return Err(CoreError::NoCheck(sub.language.name.clone()));
-        };
-        let mut spec = self.run_spec(sub);
-        let mut phase = spec.phases.remove(0);
-        phase.name = "check".into();
-        phase.argv = command(check, sub);
-        phase.stdin = Vec::new();
-        spec.phases = vec![phase];
-        Ok(spec)
-    }
-
-    /// Runs `sub` (blocking) with live output, stdin while running and cancellation through
-    /// `io`.
-    pub fn run(
-        &self,
-        sub: &Submission,
-        spec: &ExecSpec,
-        io: &mut dyn isobox_sandbox::RunIo,
-    ) -> Result<ExecutionResult, CoreError> {
-        let report = self
-            .backend
-            .execute_io(spec, io)
-            .map_err(CoreError::Sandbox)?;
-        Ok(to_result(sub, &report))
-    }
-
-    /// Runs the syntax check of `spec` (made by [`Executor::check_spec`]; blocking).
-    pub fn syntax_check(&self, spec: &ExecSpec) -> Result<Validation, CoreError> {
-        let report = self.backend.execute(spec).map_err(CoreError::Sandbox)?;
-        Ok(Validation::from_report(&report))
-    }
-
-    /// Validates, runs and reports (blocking): `isobox run`.
-    pub fn execute(&self, req: &ExecuteRequest) -> Result<ExecutionResult, CoreError> {
-        let sub = self.submission(req)?;
-        let spec = self.run_spec(&sub);
-        self.run(&sub, &spec, &mut isobox_sandbox::NoIo)
-    }
 }
 
-/// A command of the table with `{file}`, `{main}` and `{memory_mb}` filled in.
-fn command(argv: &[String], sub: &Submission) -> Vec<String> {
-    argv.iter()
-        .map(|a| {
-            a.replace("{file}", &sub.entry)
-                .replace("{main}", &sub.main)
-                .replace("{memory_mb}", &sub.limits.memory_mb.to_string())
-        })
-        .collect()
-}
-
-fn env_of(lang: &Language) -> Vec<(String, String)> {
+pub(crate) fn env_of(lang: &Language) -> Vec<(String, String)> {
     lang.env
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))

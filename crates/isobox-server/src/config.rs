@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::auth::{AuthMethod, AuthSettings};
+pub use crate::logging::LogFormat;
 
 /// The isolation backend (`ISOBOX_BACKEND`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,13 +90,6 @@ const SECRETS: &[&str] = &[
     "REDIS_URL",
 ];
 
-/// The log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Human,
-    Json,
-}
-
 /// Who may share dedup cache entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DedupScope {
@@ -153,6 +147,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// What the logs are set up from.
+    pub fn log_settings(&self) -> crate::logging::LogSettings<'_> {
+        crate::logging::LogSettings {
+            rust_log: &self.rust_log,
+            format: self.log_format,
+            dir: self.log_dir.as_deref(),
+        }
+    }
+
     pub fn rest_addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.rest_port)
     }

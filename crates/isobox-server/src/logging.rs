@@ -13,8 +13,6 @@ use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
 
-use crate::config::{Config, LogFormat};
-
 /// Targets of the three event streams.
 pub const AUTH: &str = "isobox::audit::auth";
 pub const EXEC: &str = "isobox::audit::exec";
@@ -149,12 +147,26 @@ impl Logs {
     }
 }
 
+/// The log line format (`ISOBOX_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// What the logs are set up from (`RUST_LOG`, `ISOBOX_LOG_FORMAT`, `ISOBOX_LOG_DIR`).
+pub struct LogSettings<'a> {
+    pub rust_log: &'a str,
+    pub format: LogFormat,
+    pub dir: Option<&'a std::path::Path>,
+}
+
 /// Installs the global subscriber for `isobox serve`.
-pub fn init(cfg: &Config, secrets: Vec<String>) -> io::Result<Logs> {
+pub fn init(cfg: &LogSettings<'_>, secrets: Vec<String>) -> io::Result<Logs> {
     let redactor = Redactor::new(secrets);
     let main = LogFile::stderr(redactor.clone());
-    let filter = EnvFilter::try_new(&cfg.rust_log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = cfg.log_format == LogFormat::Json;
+    let filter = EnvFilter::try_new(cfg.rust_log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = cfg.format == LogFormat::Json;
     let mut files = Vec::new();
     let ansi = std::io::IsTerminal::is_terminal(&io::stderr());
     let main_layer = if json {
@@ -171,7 +183,7 @@ pub fn init(cfg: &Config, secrets: Vec<String>) -> io::Result<Logs> {
             .boxed()
     };
     let mut layers = vec![main_layer];
-    if let Some(dir) = &cfg.log_dir {
+    if let Some(dir) = cfg.dir {
         std::fs::create_dir_all(dir)?;
         for (target, name) in [
             (AUTH, "auth.log"),
