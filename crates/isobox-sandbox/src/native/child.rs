@@ -538,23 +538,86 @@ pub(super) fn step_name(step: i32, base: &[&Op], job: &[Op]) -> String {
     }
 }
 
-/// Payload failure stages (sent as the high 16 bits of MSG_EXEC_FAILED's first word).
-pub(super) const STAGES: &[&str] = &[
-    "execve",
-    "dup2",
-    "setsid",
-    "chdir",
-    "setrlimit",
-    "drop bounding set",
-    "clear ambient caps",
-    "setgroups",
-    "setresgid",
-    "setresuid",
-    "capset",
-    "no_new_privs",
-    "close_range",
-    "seccomp",
-];
+/// Where a payload's set-up failed before its program ran, in the order the payload goes
+/// through them. It travels as the high 16 bits of `MSG_EXEC_FAILED`'s first word: the
+/// discriminant is the wire value (a plain integer, so reporting it allocates nothing).
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// `execve` itself returned (the program is missing, not executable, ...).
+    Execve = 0,
+    /// Putting the phase's pipes on stdin, stdout and stderr.
+    Dup2 = 1,
+    /// A session of its own (no controlling terminal).
+    Setsid = 2,
+    /// Into the work directory, `/tmp`.
+    Chdir = 3,
+    /// The phase's rlimits.
+    Setrlimit = 4,
+    /// Dropping the capability bounding set.
+    DropBoundingSet = 5,
+    /// Clearing the ambient capabilities.
+    ClearAmbientCaps = 6,
+    /// No supplementary groups.
+    Setgroups = 7,
+    /// The sandbox user's gid.
+    Setresgid = 8,
+    /// The sandbox user's uid.
+    Setresuid = 9,
+    /// Clearing every capability set.
+    Capset = 10,
+    /// `PR_SET_NO_NEW_PRIVS`.
+    NoNewPrivs = 11,
+    /// Marking every fd above 2 close-on-exec.
+    CloseRange = 12,
+    /// Installing the seccomp filter.
+    Seccomp = 13,
+}
+
+impl Stage {
+    /// Every stage, indexed by its wire value.
+    const ALL: [Stage; 14] = [
+        Stage::Execve,
+        Stage::Dup2,
+        Stage::Setsid,
+        Stage::Chdir,
+        Stage::Setrlimit,
+        Stage::DropBoundingSet,
+        Stage::ClearAmbientCaps,
+        Stage::Setgroups,
+        Stage::Setresgid,
+        Stage::Setresuid,
+        Stage::Capset,
+        Stage::NoNewPrivs,
+        Stage::CloseRange,
+        Stage::Seccomp,
+    ];
+
+    /// The stage a wire value names, if any.
+    pub(super) fn from_wire(v: i32) -> Option<Stage> {
+        Stage::ALL.get(usize::try_from(v).ok()?).copied()
+    }
+
+    /// The stage as the parent's error message names it.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Stage::Execve => "execve",
+            Stage::Dup2 => "dup2",
+            Stage::Setsid => "setsid",
+            Stage::Chdir => "chdir",
+            Stage::Setrlimit => "setrlimit",
+            Stage::DropBoundingSet => "drop bounding set",
+            Stage::ClearAmbientCaps => "clear ambient caps",
+            Stage::Setgroups => "setgroups",
+            Stage::Setresgid => "setresgid",
+            Stage::Setresuid => "setresuid",
+            Stage::Capset => "capset",
+            Stage::NoNewPrivs => "no_new_privs",
+            Stage::CloseRange => "close_range",
+            Stage::Seccomp => "seccomp",
+        }
+    }
+}
 
 // Everything below runs in the sandbox's own processes: the init (a clone without `CLONE_VM` of
 // the supervisor or of the launcher: a copy of its memory, with a single thread) and the
@@ -956,14 +1019,14 @@ pub(super) unsafe fn child_init(ctx: &ChildCtx) -> ! {
 ///
 /// # Safety
 /// Only in a payload process before its execve: it ends the calling process.
-unsafe fn payload_failed(ctx: &ChildCtx, index: usize, stage: usize) -> ! {
+unsafe fn payload_failed(ctx: &ChildCtx, index: usize, stage: Stage) -> ! {
     // SAFETY: `ctx.status_w` is the status pipe, inherited from the init; `_exit` ends this
     // payload (this function's contract) without running the parent's copied exit handlers.
     unsafe {
         send(
             ctx.status_w,
             MSG_EXEC_FAILED,
-            ((stage as i32) << 16) | index as i32,
+            (i32::from(stage as u8) << 16) | index as i32,
             errno(),
         );
         libc::_exit(127);
@@ -978,19 +1041,19 @@ unsafe fn payload_failed(ctx: &ChildCtx, index: usize, stage: usize) -> ! {
 /// arrays too) and `stdio` be the phase's pipe ends.
 unsafe fn payload(ctx: &ChildCtx, index: usize, p: &RawPhase, stdio: [c_int; 3]) -> ! {
     // SAFETY: we are a payload before its execve, as `payload_failed` requires.
-    let die = |stage: usize| unsafe { payload_failed(ctx, index, stage) };
+    let die = |stage: Stage| unsafe { payload_failed(ctx, index, stage) };
     // SAFETY: dup2 and setsid take plain numbers (`stdio` are this payload's pipe ends); chdir
     // gets a C string literal. All are raw, async-signal-safe syscalls.
     unsafe {
         if libc::dup2(stdio[0], 0) < 0 || libc::dup2(stdio[1], 1) < 0 || libc::dup2(stdio[2], 2) < 0
         {
-            die(1);
+            die(Stage::Dup2);
         }
         if libc::setsid() < 0 {
-            die(2);
+            die(Stage::Setsid);
         }
         if libc::chdir(c"/tmp".as_ptr()) != 0 {
-            die(3);
+            die(Stage::Chdir);
         }
     }
     for i in 0..p.n_rlimits {
@@ -1003,7 +1066,7 @@ unsafe fn payload(ctx: &ChildCtx, index: usize, p: &RawPhase, stdio: [c_int; 3])
                 rlim_max: val,
             };
             if libc::setrlimit(res as _, &rl) != 0 {
-                die(4);
+                die(Stage::Setrlimit);
             }
         }
     }
@@ -1013,7 +1076,7 @@ unsafe fn payload(ctx: &ChildCtx, index: usize, p: &RawPhase, stdio: [c_int; 3])
             if libc::prctl(libc::PR_CAPBSET_DROP, cap as c_ulong, 0, 0, 0) != 0
                 && errno() != libc::EINVAL
             {
-                die(5);
+                die(Stage::DropBoundingSet);
             }
         }
     }
@@ -1027,7 +1090,7 @@ unsafe fn payload(ctx: &ChildCtx, index: usize, p: &RawPhase, stdio: [c_int; 3])
             0,
         ) != 0
         {
-            die(6);
+            die(Stage::ClearAmbientCaps);
         }
     }
     // Raw syscalls: glibc's set*id wrappers broadcast to every thread it believes exists
@@ -1036,13 +1099,13 @@ unsafe fn payload(ctx: &ChildCtx, index: usize, p: &RawPhase, stdio: [c_int; 3])
     // setresgid and setresuid take plain numbers.
     unsafe {
         if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0 {
-            die(7);
+            die(Stage::Setgroups);
         }
         if libc::syscall(libc::SYS_setresgid, ctx.gid, ctx.gid, ctx.gid) != 0 {
-            die(8);
+            die(Stage::Setresgid);
         }
         if libc::syscall(libc::SYS_setresuid, ctx.uid, ctx.uid, ctx.uid) != 0 {
-            die(9);
+            die(Stage::Setresuid);
         }
     }
     #[repr(C)]
@@ -1071,10 +1134,10 @@ unsafe fn payload(ctx: &ChildCtx, index: usize, p: &RawPhase, stdio: [c_int; 3])
     // close_range take plain numbers.
     unsafe {
         if libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) != 0 {
-            die(10);
+            die(Stage::Capset);
         }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            die(11);
+            die(Stage::NoNewPrivs);
         }
         if libc::syscall(
             libc::SYS_close_range,
@@ -1083,7 +1146,7 @@ unsafe fn payload(ctx: &ChildCtx, index: usize, p: &RawPhase, stdio: [c_int; 3])
             libc::CLOSE_RANGE_CLOEXEC,
         ) != 0
         {
-            die(12);
+            die(Stage::CloseRange);
         }
     }
     // SAFETY: the dispositions were reset by the init before it forked us, as
@@ -1103,9 +1166,28 @@ unsafe fn payload(ctx: &ChildCtx, index: usize, p: &RawPhase, stdio: [c_int; 3])
             0,
         ) != 0
         {
-            die(13);
+            die(Stage::Seccomp);
         }
         libc::execve(p.path, p.argv, p.envp);
     }
-    die(0)
+    die(Stage::Execve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stage;
+
+    #[test]
+    fn stages_travel_as_their_discriminant() {
+        for (i, stage) in Stage::ALL.iter().enumerate() {
+            assert_eq!(*stage as u8 as usize, i);
+            // As `payload_failed` sends it (payload index in the low 16 bits) and the
+            // supervisor decodes it.
+            let word = (i32::from(*stage as u8) << 16) | 3;
+            assert_eq!(Stage::from_wire(word >> 16), Some(*stage));
+        }
+        assert_eq!(Stage::from_wire(Stage::ALL.len() as i32), None);
+        assert_eq!(Stage::from_wire(-1), None);
+        assert_eq!(Stage::Seccomp.name(), "seccomp");
+    }
 }
