@@ -6,6 +6,9 @@
 //! [`Backend`] trait. `native` is our own namespace/cgroup/seccomp sandbox; `docker` runs each execution in a
 //! hardened container on a Docker engine, behind the same trait.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod cgroup;
 pub mod docker;
 pub mod native;

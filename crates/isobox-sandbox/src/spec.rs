@@ -1,6 +1,6 @@
 //! What a backend is asked to do (`ExecSpec`) and what it reports back (`ExecReport`).
 //!
-//! Both backends (`native` now, `docker` later) take the same spec and give the same report, so
+//! Both backends, `native` and `docker`, take the same spec and give the same report, so
 //! everything above this crate is backend-agnostic.
 
 use serde::Serialize;
@@ -174,7 +174,8 @@ pub struct NoIo;
 
 impl RunIo for NoIo {}
 
-/// How a phase ended. The names are the public statuses of CONTRACT.md.
+/// How a phase ended. Its snake_case names ([`Status::as_str`], also what serde writes) are
+/// the public statuses the API reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {

@@ -4,7 +4,7 @@
 //! or a prepared tree such as a debootstrap directory) into the engine's import endpoint (what
 //! `docker import` does), with a generated `/etc` (only the entries the native sandbox also
 //! exposes, never `shadow` or keys; passwd/group naming the run uids), the runner at
-//! [`super::RUNNER_PATH`], and a label with the runner protocol. The backend refuses to start
+//! [`RUNNER_PATH`], and a label with the runner protocol. The backend refuses to start
 //! without that image, or with one built for another protocol, and says how to build it.
 
 use std::fs;
@@ -18,8 +18,9 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use super::config::{default_image, PROTOCOL_LABEL, RUNNER_PATH};
+use super::hardening::UID_RANGE;
 use super::protocol::PROTOCOL;
-use super::{PROTOCOL_LABEL, RUNNER_PATH, UID_RANGE};
 use crate::SandboxError;
 
 /// What goes into the image.
@@ -56,7 +57,7 @@ pub const DEFAULT_EXCLUDE: &[&str] = &[
 impl ImageBuild {
     pub fn new(runner: PathBuf) -> ImageBuild {
         ImageBuild {
-            tag: super::default_image(),
+            tag: default_image(),
             from: PathBuf::from("/"),
             runner,
             exclude: DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect(),

@@ -434,9 +434,14 @@ impl ChildCtx {
         &self.cgroup_fds[..self.n_cgroup]
     }
 
-    /// SAFETY: the arena holding the context (and its base ops) must be mapped.
+    /// The base root's ops.
+    ///
+    /// # Safety
+    /// The arena holding the context (and its base ops) must be mapped.
     unsafe fn base(&self) -> &[RawOp] {
-        std::slice::from_raw_parts(self.base, self.n_base)
+        // SAFETY: `write_ctx` put `n_base` initialized, aligned `RawOp`s at `base` in the arena,
+        // which the caller guarantees is mapped; nothing writes them while the init reads.
+        unsafe { std::slice::from_raw_parts(self.base, self.n_base) }
     }
 }
 
@@ -533,130 +538,252 @@ pub(super) fn step_name(step: i32, base: &[&Op], job: &[Op]) -> String {
     }
 }
 
-/// Payload failure stages (sent as the high 16 bits of MSG_EXEC_FAILED's first word).
-pub(super) const STAGES: &[&str] = &[
-    "execve",
-    "dup2",
-    "setsid",
-    "chdir",
-    "setrlimit",
-    "drop bounding set",
-    "clear ambient caps",
-    "setgroups",
-    "setresgid",
-    "setresuid",
-    "capset",
-    "no_new_privs",
-    "close_range",
-    "seccomp",
-];
+/// Where a payload's set-up failed before its program ran, in the order the payload goes
+/// through them. It travels as the high 16 bits of `MSG_EXEC_FAILED`'s first word: the
+/// discriminant is the wire value (a plain integer, so reporting it allocates nothing).
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// `execve` itself returned (the program is missing, not executable, ...).
+    Execve = 0,
+    /// Putting the phase's pipes on stdin, stdout and stderr.
+    Dup2 = 1,
+    /// A session of its own (no controlling terminal).
+    Setsid = 2,
+    /// Into the work directory, `/tmp`.
+    Chdir = 3,
+    /// The phase's rlimits.
+    Setrlimit = 4,
+    /// Dropping the capability bounding set.
+    DropBoundingSet = 5,
+    /// Clearing the ambient capabilities.
+    ClearAmbientCaps = 6,
+    /// No supplementary groups.
+    Setgroups = 7,
+    /// The sandbox user's gid.
+    Setresgid = 8,
+    /// The sandbox user's uid.
+    Setresuid = 9,
+    /// Clearing every capability set.
+    Capset = 10,
+    /// `PR_SET_NO_NEW_PRIVS`.
+    NoNewPrivs = 11,
+    /// Marking every fd above 2 close-on-exec.
+    CloseRange = 12,
+    /// Installing the seccomp filter.
+    Seccomp = 13,
+}
 
-// SAFETY (for every function below): runs in the cloned child, a copy of the parent's memory
-// with a single thread; only raw syscalls on data prepared before the clone (or in the arena).
+impl Stage {
+    /// Every stage, indexed by its wire value.
+    const ALL: [Stage; 14] = [
+        Stage::Execve,
+        Stage::Dup2,
+        Stage::Setsid,
+        Stage::Chdir,
+        Stage::Setrlimit,
+        Stage::DropBoundingSet,
+        Stage::ClearAmbientCaps,
+        Stage::Setgroups,
+        Stage::Setresgid,
+        Stage::Setresuid,
+        Stage::Capset,
+        Stage::NoNewPrivs,
+        Stage::CloseRange,
+        Stage::Seccomp,
+    ];
 
-/// SAFETY: callable anywhere; writes a local buffer to `fd`.
+    /// The stage a wire value names, if any.
+    pub(super) fn from_wire(v: i32) -> Option<Stage> {
+        Stage::ALL.get(usize::try_from(v).ok()?).copied()
+    }
+
+    /// The stage as the parent's error message names it.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Stage::Execve => "execve",
+            Stage::Dup2 => "dup2",
+            Stage::Setsid => "setsid",
+            Stage::Chdir => "chdir",
+            Stage::Setrlimit => "setrlimit",
+            Stage::DropBoundingSet => "drop bounding set",
+            Stage::ClearAmbientCaps => "clear ambient caps",
+            Stage::Setgroups => "setgroups",
+            Stage::Setresgid => "setresgid",
+            Stage::Setresuid => "setresuid",
+            Stage::Capset => "capset",
+            Stage::NoNewPrivs => "no_new_privs",
+            Stage::CloseRange => "close_range",
+            Stage::Seccomp => "seccomp",
+        }
+    }
+}
+
+// Everything below runs in the sandbox's own processes: the init (a clone without `CLONE_VM` of
+// the supervisor or of the launcher: a copy of its memory, with a single thread) and the
+// payloads the init forks with a raw clone. Another thread of the parent may have held a lock
+// (malloc's, stdio's, glibc's thread list) at clone time, and that lock stays held forever in
+// the copy: so only raw, async-signal-safe syscalls, on data prepared before the clone (in the
+// context, in the arena, or on the stack), no allocation, no lock. The `unsafe fn`s below state
+// what their callers must guarantee; each `unsafe` block says why its operations are sound.
+
+/// Writes one status message (`kind`, `a`, `b`: 12 bytes, atomic on a pipe) to `fd`.
+///
+/// # Safety
+/// `fd` must be the status pipe's write end (an fd the caller owns and may write to). Nothing
+/// else is required: one `write` of a local buffer, async-signal-safe, usable in the child.
 unsafe fn send(fd: RawFd, kind: u32, a: i32, b: i32) {
     let mut buf = [0u8; 12];
     buf[0..4].copy_from_slice(&kind.to_ne_bytes());
     buf[4..8].copy_from_slice(&a.to_ne_bytes());
     buf[8..12].copy_from_slice(&b.to_ne_bytes());
-    libc::write(fd, buf.as_ptr().cast(), 12);
+    // SAFETY: `buf` is a live local of exactly 12 bytes; `fd` is writable (this function's
+    // contract); write(2) is async-signal-safe and allocates nothing.
+    unsafe { libc::write(fd, buf.as_ptr().cast(), 12) };
 }
 
-/// SAFETY: reads this thread's errno.
-unsafe fn errno() -> i32 {
-    *libc::__errno_location()
+/// This thread's errno.
+fn errno() -> i32 {
+    // SAFETY: `__errno_location` has no preconditions and returns the calling thread's errno
+    // slot, valid for as long as the thread lives. In the cloned init and its payloads the thread
+    // pointer and the TLS block are part of the copied memory, so the slot is this process's own.
+    unsafe { *libc::__errno_location() }
 }
 
-/// SAFETY: only in the cloned child: ends it.
+/// Reports setup step `step` as failed (with errno) on the status pipe and ends the init.
+///
+/// # Safety
+/// Only in the cloned init: it ends the calling process.
 unsafe fn fail(ctx: &ChildCtx, step: i32) -> ! {
-    send(ctx.status_w, MSG_SETUP_FAILED, step, errno());
-    libc::_exit(1);
+    // SAFETY: `ctx.status_w` is the status pipe's write end, which the init keeps open; `_exit`
+    // ends this process (the init, per this function's contract) without running atexit
+    // handlers or flushing stdio, which belong to the parent's copied state.
+    unsafe {
+        send(ctx.status_w, MSG_SETUP_FAILED, step, errno());
+        libc::_exit(1);
+    }
 }
 
-/// SAFETY: only in the cloned child, before any handler may run.
+/// Resets every signal disposition to the default.
+///
+/// # Safety
+/// Only in the cloned init, while every signal is still blocked (as the clone left it), so that
+/// no inherited handler can run before it is reset.
 unsafe fn reset_signals() {
     for sig in 1..libc::SIGRTMAX() {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            libc::signal(sig, libc::SIG_DFL);
+            // SAFETY: `SIG_DFL` installs no handler, so no code of the parent can run from it;
+            // signal(2) is async-signal-safe (glibc's is a raw sigaction).
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
         }
     }
 }
 
-/// SAFETY: only in the cloned child, once its handlers are reset.
+/// Unblocks every signal.
+///
+/// # Safety
+/// Only in the cloned init or a payload, once the dispositions are reset (no inherited handler
+/// may run).
 unsafe fn unblock_signals() {
-    let mut set: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut set);
-    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    // SAFETY: `sigset_t` is plain data, valid all-zero and then emptied by sigemptyset; both
+    // calls get a pointer to this live local (and null for the old mask, which sigprocmask
+    // allows); both are async-signal-safe.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
 }
 
 /// Closes every fd except the (sorted) `keep` list.
-/// SAFETY: only in the cloned child: it closes every fd not in `keep` (sorted).
+///
+/// # Safety
+/// Only in the cloned init: it closes fds that other code of this process could still own
+/// (`OwnedFd`s of the copied parent), which is sound only where that code never runs again.
 unsafe fn close_all_except(keep: &[RawFd]) {
     let mut next: u32 = 0;
     for &fd in keep {
         let fd = fd as u32;
         if fd > next {
-            libc::syscall(libc::SYS_close_range, next, fd - 1, 0);
+            // SAFETY: close_range takes plain numbers; in the init (this function's contract)
+            // nothing else uses the fds below `fd`, and the ones in `keep` are skipped.
+            unsafe { libc::syscall(libc::SYS_close_range, next, fd - 1, 0) };
         }
         next = fd + 1;
     }
-    libc::syscall(libc::SYS_close_range, next, u32::MAX, 0);
+    // SAFETY: as above, for every fd above the last kept one.
+    unsafe { libc::syscall(libc::SYS_close_range, next, u32::MAX, 0) };
 }
 
-/// SAFETY: only in the cloned child; `op`'s pointers are valid there (base ops or the arena).
+/// Executes one root file system step; false if it failed (errno tells why).
+///
+/// # Safety
+/// Only in the cloned init; `op`'s pointers must be valid in this process (base ops or the
+/// arena): NUL-terminated strings, and `data` with `len` readable bytes for writes.
 unsafe fn run_op(op: &RawOp) -> bool {
-    match op.kind {
-        OP_MKDIR => {
-            if libc::mkdir(op.path, op.mode) != 0 && errno() != libc::EEXIST {
-                return false;
+    // SAFETY: every pointer handed to the kernel is one of `op`'s, which are NUL-terminated
+    // strings (or null where the call allows it: `mount`'s source, type and data) or `len`
+    // readable bytes at `data`, as this function's contract requires; `data.add(off)` stays
+    // within those `len` bytes. The fds opened here are closed here. Every call is a raw,
+    // async-signal-safe syscall wrapper that allocates nothing.
+    unsafe {
+        match op.kind {
+            OP_MKDIR => {
+                if libc::mkdir(op.path, op.mode) != 0 && errno() != libc::EEXIST {
+                    return false;
+                }
+                !op.chown || libc::chown(op.path, op.uid, op.gid) == 0
             }
-            !op.chown || libc::chown(op.path, op.uid, op.gid) == 0
-        }
-        OP_SYMLINK => libc::symlink(op.src, op.path) == 0,
-        OP_TOUCH => {
-            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW;
-            let fd = libc::open(op.path, flags, 0o644);
-            fd >= 0 && libc::close(fd) == 0
-        }
-        OP_MOUNT => libc::mount(op.src, op.path, op.fstype, op.flags, op.data.cast()) == 0,
-        OP_WRITE => {
-            let flags =
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NOFOLLOW;
-            let fd = libc::open(op.path, flags, op.mode);
-            if fd < 0 {
-                return false;
+            OP_SYMLINK => libc::symlink(op.src, op.path) == 0,
+            OP_TOUCH => {
+                let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+                let fd = libc::open(op.path, flags, 0o644);
+                fd >= 0 && libc::close(fd) == 0
             }
-            let mut off = 0;
-            while off < op.len {
-                let n = libc::write(fd, op.data.add(off).cast(), op.len - off);
-                if n <= 0 {
+            OP_MOUNT => libc::mount(op.src, op.path, op.fstype, op.flags, op.data.cast()) == 0,
+            OP_WRITE => {
+                let flags = libc::O_WRONLY
+                    | libc::O_CREAT
+                    | libc::O_EXCL
+                    | libc::O_CLOEXEC
+                    | libc::O_NOFOLLOW;
+                let fd = libc::open(op.path, flags, op.mode);
+                if fd < 0 {
+                    return false;
+                }
+                let mut off = 0;
+                while off < op.len {
+                    let n = libc::write(fd, op.data.add(off).cast(), op.len - off);
+                    if n <= 0 {
+                        libc::close(fd);
+                        return false;
+                    }
+                    off += n as usize;
+                }
+                if op.chown && libc::fchown(fd, op.uid, op.gid) != 0 {
                     libc::close(fd);
                     return false;
                 }
-                off += n as usize;
+                libc::fchmod(fd, op.mode);
+                libc::close(fd) == 0
             }
-            if op.chown && libc::fchown(fd, op.uid, op.gid) != 0 {
-                libc::close(fd);
-                return false;
+            OP_SET => {
+                let fd = libc::open(op.path, libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW);
+                if fd < 0 {
+                    return false;
+                }
+                let ok = libc::write(fd, op.data.cast(), op.len) == op.len as isize;
+                libc::close(fd) == 0 && ok
             }
-            libc::fchmod(fd, op.mode);
-            libc::close(fd) == 0
+            _ => false,
         }
-        OP_SET => {
-            let fd = libc::open(op.path, libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW);
-            if fd < 0 {
-                return false;
-            }
-            let ok = libc::write(fd, op.data.cast(), op.len) == op.len as isize;
-            libc::close(fd) == 0 && ok
-        }
-        _ => false,
     }
 }
 
 /// Receives the job message and its fds (close-on-exec). Returns the fd count, or -1 on EOF.
-/// SAFETY: only in the cloned child; `ctrl` is its control socket.
+///
+/// # Safety
+/// Only in the cloned init; `ctrl` must be its control socket.
 unsafe fn recv_job(ctrl: RawFd, fds: &mut [c_int; 3 * MAX_PHASES]) -> isize {
     let mut byte = 0u8;
     let mut iov = libc::iovec {
@@ -665,219 +792,321 @@ unsafe fn recv_job(ctrl: RawFd, fds: &mut [c_int; 3 * MAX_PHASES]) -> isize {
     };
     // Room for one SCM_RIGHTS header and 3 * MAX_PHASES ints, 8-byte aligned.
     let mut cbuf = [0u64; 16];
-    let mut msg: libc::msghdr = std::mem::zeroed();
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cbuf);
-    let n = libc::recvmsg(ctrl, &mut msg, libc::MSG_CMSG_CLOEXEC);
-    if n <= 0 {
-        return -1;
+    // SAFETY: `msghdr` is plain data (all-zero is valid); every pointer in it is to a live
+    // local (`iov` over `byte`, `cbuf` with its size), so recvmsg writes only there. The
+    // control header read back is the one recvmsg filled in within `cbuf` (CMSG_FIRSTHDR checks
+    // it fits, and returns null otherwise); at most `fds.len()` ints are read from its data,
+    // unaligned reads of what the kernel wrote. recvmsg is async-signal-safe; the CMSG macros
+    // are pointer arithmetic.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        let n = libc::recvmsg(ctrl, &mut msg, libc::MSG_CMSG_CLOEXEC);
+        if n <= 0 {
+            return -1;
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return 0;
+        }
+        let data_len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+        let count = (data_len / std::mem::size_of::<c_int>()).min(fds.len());
+        let data = libc::CMSG_DATA(cmsg).cast::<c_int>();
+        for (i, fd) in fds.iter_mut().enumerate().take(count) {
+            *fd = std::ptr::read_unaligned(data.add(i));
+        }
+        count as isize
     }
-    let cmsg = libc::CMSG_FIRSTHDR(&msg);
-    if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
-        return 0;
-    }
-    let data_len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-    let count = (data_len / std::mem::size_of::<c_int>()).min(fds.len());
-    let data = libc::CMSG_DATA(cmsg).cast::<c_int>();
-    for (i, fd) in fds.iter_mut().enumerate().take(count) {
-        *fd = std::ptr::read_unaligned(data.add(i));
-    }
-    count as isize
 }
 
 /// Entry point of the sandbox init (pid 1 of the new pid namespace).
-/// SAFETY: only right after the clone, in the child, with `ctx` prepared before it.
+///
+/// # Safety
+/// Only right after the clone, in the child, with `ctx` (and the arena it lives in) prepared
+/// before it and mapped here, and every signal blocked. Never returns.
 pub(super) unsafe fn child_init(ctx: &ChildCtx) -> ! {
-    reset_signals();
-    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0);
-    close_all_except(ctx.keep());
-    // Occupy 0, 1 and 2 so that the fds received with the job are never 0-2 (a payload's
-    // dup2(fd, fd) would keep the received fd's close-on-exec flag, or clobber a sibling).
-    for fd in 0..3 {
-        if libc::fcntl(fd, libc::F_GETFD) < 0 {
-            libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+    // SAFETY: we are the freshly cloned init with every signal blocked (this function's
+    // contract), as `reset_signals` and `close_all_except` require; `ctx.keep()` is the sorted
+    // list of fds the context names. prctl and fcntl take plain numbers, and open gets a C
+    // string literal. All are raw, async-signal-safe syscalls.
+    unsafe {
+        reset_signals();
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0);
+        close_all_except(ctx.keep());
+        // Occupy 0, 1 and 2 so that the fds received with the job are never 0-2 (a payload's
+        // dup2(fd, fd) would keep the received fd's close-on-exec flag, or clobber a sibling).
+        for fd in 0..3 {
+            if libc::fcntl(fd, libc::F_GETFD) < 0 {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+            }
         }
     }
 
     // Join the run's cgroup before anything else, then hide the rest of the tree.
     let v2 = (!ctx.born_in_v2 && ctx.cgroup_v2_fd >= 0).then_some(ctx.cgroup_v2_fd);
-    for &fd in ctx.cgroup().iter().chain(v2.iter()) {
-        if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-            fail(ctx, STEP_CGROUP);
+    // SAFETY: the fds are the context's `cgroup.procs` files (the v2 one is -1 when there is
+    // none, and closing -1 only fails with EBADF), kept open by `close_all_except` and closed
+    // only here; the buffer is a static one-byte literal; unshare takes a flag. `fail` may be
+    // called: we are the init.
+    unsafe {
+        for &fd in ctx.cgroup().iter().chain(v2.iter()) {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                fail(ctx, STEP_CGROUP);
+            }
         }
-    }
-    for &fd in ctx
-        .cgroup()
-        .iter()
-        .chain(std::iter::once(&ctx.cgroup_v2_fd))
-    {
-        libc::close(fd);
-    }
-    if libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
-        fail(ctx, STEP_UNSHARE_CGROUP);
+        for &fd in ctx
+            .cgroup()
+            .iter()
+            .chain(std::iter::once(&ctx.cgroup_v2_fd))
+        {
+            libc::close(fd);
+        }
+        if libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
+            fail(ctx, STEP_UNSHARE_CGROUP);
+        }
     }
 
     // The base root, then into it.
     let null = std::ptr::null();
-    if libc::mount(
-        null,
-        c"/".as_ptr(),
-        null,
-        libc::MS_REC | libc::MS_PRIVATE,
-        null.cast(),
-    ) != 0
-    {
-        fail(ctx, STEP_PRIVATE);
-    }
-    for (i, op) in ctx.base().iter().enumerate() {
-        if !run_op(op) {
-            fail(ctx, i as i32);
+    // SAFETY: mount gets a C string literal and nulls where it allows them; the base ops and
+    // `ctx.newroot` point into the arena, mapped here (this function's contract), as `base`
+    // and `run_op` require; chdir, pivot_root and umount2 get C string literals or `newroot`.
+    // `fail` may be called: we are the init.
+    unsafe {
+        if libc::mount(
+            null,
+            c"/".as_ptr(),
+            null,
+            libc::MS_REC | libc::MS_PRIVATE,
+            null.cast(),
+        ) != 0
+        {
+            fail(ctx, STEP_PRIVATE);
+        }
+        for (i, op) in ctx.base().iter().enumerate() {
+            if !run_op(op) {
+                fail(ctx, i as i32);
+            }
+        }
+        let dot = c".".as_ptr();
+        if libc::chdir(ctx.newroot) != 0
+            || libc::syscall(libc::SYS_pivot_root, dot, dot) != 0
+            || libc::umount2(dot, libc::MNT_DETACH) != 0
+            || libc::chdir(c"/".as_ptr()) != 0
+        {
+            fail(ctx, STEP_PIVOT);
         }
     }
-    let dot = c".".as_ptr();
-    if libc::chdir(ctx.newroot) != 0
-        || libc::syscall(libc::SYS_pivot_root, dot, dot) != 0
-        || libc::umount2(dot, libc::MNT_DETACH) != 0
-        || libc::chdir(c"/".as_ptr()) != 0
-    {
-        fail(ctx, STEP_PIVOT);
+    // SAFETY: `hostname` points at `hostname_len` bytes in the arena; the ioctl gets a socket
+    // just created and `lo_req`, a 40-byte `struct ifreq` in the context (the kernel reads and
+    // writes at most that much); the socket is closed here. `unblock_signals` runs after
+    // `reset_signals` as it requires; `send` writes to the status pipe. `fail` may be called: we
+    // are the init.
+    unsafe {
+        if libc::sethostname(ctx.hostname.cast(), ctx.hostname_len) != 0 {
+            fail(ctx, STEP_HOSTNAME);
+        }
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if sock < 0 || libc::ioctl(sock, libc::SIOCSIFFLAGS, ctx.lo_req.as_ptr()) != 0 {
+            fail(ctx, STEP_LOOPBACK);
+        }
+        libc::close(sock);
+        unblock_signals();
+        send(ctx.status_w, MSG_READY, 0, 0);
     }
-    if libc::sethostname(ctx.hostname.cast(), ctx.hostname_len) != 0 {
-        fail(ctx, STEP_HOSTNAME);
-    }
-    let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-    if sock < 0 || libc::ioctl(sock, libc::SIOCSIFFLAGS, ctx.lo_req.as_ptr()) != 0 {
-        fail(ctx, STEP_LOOPBACK);
-    }
-    libc::close(sock);
-    unblock_signals();
-    send(ctx.status_w, MSG_READY, 0, 0);
 
     // Wait for the job (a warm sandbox may wait here a long time; EOF means: not needed).
     let mut fds = [-1 as c_int; 3 * MAX_PHASES];
-    let got = recv_job(ctx.ctrl, &mut fds);
+    // SAFETY: `ctx.ctrl` is the init's control socket, as `recv_job` requires; `_exit` ends the
+    // init without running the parent's copied exit handlers.
+    let got = unsafe { recv_job(ctx.ctrl, &mut fds) };
     if got < 0 {
-        libc::_exit(0);
+        // SAFETY: as above.
+        unsafe { libc::_exit(0) };
     }
-    let job = &*ctx.arena;
+    // SAFETY: `ctx.arena` is the arena's job header: the supervisor wrote a complete `Job`
+    // there before sending the job message just received, and no one writes it while the init
+    // reads.
+    let job = unsafe { &*ctx.arena };
     if got as usize != 3 * job.n_phases || job.n_phases > MAX_PHASES {
-        fail(ctx, STEP_RECV_JOB);
+        // SAFETY: we are the init.
+        unsafe { fail(ctx, STEP_RECV_JOB) };
     }
     for i in 0..job.n_ops {
-        if !run_op(&*job.ops.add(i)) {
-            fail(ctx, STEP_JOB + i as i32);
+        // SAFETY: the job's `n_ops` ops were written by `write_job` at `job.ops` in the arena
+        // (`i < n_ops`), their own pointers into the arena too, as `run_op` requires. `fail`
+        // may be called: we are the init.
+        unsafe {
+            if !run_op(&*job.ops.add(i)) {
+                fail(ctx, STEP_JOB + i as i32);
+            }
         }
     }
-    send(ctx.status_w, MSG_JOB_READY, 0, 0);
+    // SAFETY: the status pipe, which the init keeps open.
+    unsafe { send(ctx.status_w, MSG_JOB_READY, 0, 0) };
 
     for i in 0..job.n_phases {
-        let phase = &*job.phases.add(i);
+        // SAFETY: `i < n_phases` (checked against MAX_PHASES above) and `write_job` wrote that
+        // many phases at `job.phases` in the arena.
+        let phase = unsafe { &*job.phases.add(i) };
         let (stdin_r, stdout_w, stderr_w) = (fds[3 * i], fds[3 * i + 1], fds[3 * i + 2]);
         let mut go = 0u8;
-        if libc::read(ctx.ctrl, (&mut go as *mut u8).cast(), 1) != 1 {
-            libc::_exit(0);
+        // SAFETY: reads one byte into a live local from the control socket; `_exit` ends the
+        // init without running the parent's copied exit handlers.
+        unsafe {
+            if libc::read(ctx.ctrl, (&mut go as *mut u8).cast(), 1) != 1 {
+                libc::_exit(0);
+            }
         }
         // Raw clone, not glibc's fork(): fork() would take malloc's locks, which another thread
         // of the (copied) supervisor may have held at clone time.
-        let pid = libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        ) as libc::pid_t;
+        // SAFETY: a clone without CLONE_VM and without a new stack: the child gets a copy of
+        // this single-threaded process and continues here with pid 0, exactly like fork but
+        // without glibc's atfork handlers and locks.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                libc::SIGCHLD as c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        } as libc::pid_t;
         if pid < 0 {
-            fail(ctx, STEP_FORK);
+            // SAFETY: we are the init.
+            unsafe { fail(ctx, STEP_FORK) };
         }
         if pid == 0 {
-            payload(ctx, i, phase, [stdin_r, stdout_w, stderr_w]);
+            // SAFETY: we are the payload the init just cloned; `phase` points into the arena,
+            // which the clone copied; the three fds are this phase's pipes received with the job.
+            unsafe { payload(ctx, i, phase, [stdin_r, stdout_w, stderr_w]) };
         }
-        libc::close(stdin_r);
-        libc::close(stdout_w);
-        libc::close(stderr_w);
-        let mut main_status = 0;
-        loop {
-            let mut st = 0;
-            let r = libc::waitpid(-1, &mut st, 0);
-            if r == pid {
-                main_status = st;
-                break;
+        // SAFETY: the payload's ends of its pipes, received with the job and owned by the init,
+        // which needs them no more; waitpid gets a live local for the status; kill(-1) signals
+        // every other process of this pid namespace (the init itself is immune to it); `send`
+        // writes to the status pipe.
+        unsafe {
+            libc::close(stdin_r);
+            libc::close(stdout_w);
+            libc::close(stderr_w);
+            let mut main_status = 0;
+            loop {
+                let mut st = 0;
+                let r = libc::waitpid(-1, &mut st, 0);
+                if r == pid {
+                    main_status = st;
+                    break;
+                }
+                if r < 0 && errno() != libc::EINTR {
+                    break;
+                }
             }
-            if r < 0 && errno() != libc::EINTR {
-                break;
-            }
+            // The main program is done: nothing else of this phase may survive it.
+            libc::kill(-1, libc::SIGKILL);
+            while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0 || errno() == libc::EINTR {}
+            send(ctx.status_w, MSG_EXITED, i as i32, main_status);
         }
-        // The main program is done: nothing else of this phase may survive it.
-        libc::kill(-1, libc::SIGKILL);
-        while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0 || errno() == libc::EINTR {}
-        send(ctx.status_w, MSG_EXITED, i as i32, main_status);
     }
-    libc::_exit(0);
+    // SAFETY: ends the init without running the parent's copied exit handlers.
+    unsafe { libc::_exit(0) }
 }
 
-/// SAFETY: only in a payload process before execve: ends it.
-unsafe fn payload_failed(ctx: &ChildCtx, index: usize, stage: usize) -> ! {
-    send(
-        ctx.status_w,
-        MSG_EXEC_FAILED,
-        ((stage as i32) << 16) | index as i32,
-        errno(),
-    );
-    libc::_exit(127);
+/// Reports that payload `index` failed at `stage` (with errno) and ends it.
+///
+/// # Safety
+/// Only in a payload process before its execve: it ends the calling process.
+unsafe fn payload_failed(ctx: &ChildCtx, index: usize, stage: Stage) -> ! {
+    // SAFETY: `ctx.status_w` is the status pipe, inherited from the init; `_exit` ends this
+    // payload (this function's contract) without running the parent's copied exit handlers.
+    unsafe {
+        send(
+            ctx.status_w,
+            MSG_EXEC_FAILED,
+            (i32::from(stage as u8) << 16) | index as i32,
+            errno(),
+        );
+        libc::_exit(127);
+    }
 }
 
-/// SAFETY: only in the payload process forked by init; `p` points into the arena.
+/// Sets up payload `index` (stdio, session, rlimits, credentials, capabilities, seccomp) and
+/// execs it; on failure reports the stage and exits.
+///
+/// # Safety
+/// Only in the payload process the init cloned; `p` must point into the arena (its strings and
+/// arrays too) and `stdio` be the phase's pipe ends.
 unsafe fn payload(ctx: &ChildCtx, index: usize, p: &RawPhase, stdio: [c_int; 3]) -> ! {
-    let die = |stage: usize| payload_failed(ctx, index, stage);
-    if libc::dup2(stdio[0], 0) < 0 || libc::dup2(stdio[1], 1) < 0 || libc::dup2(stdio[2], 2) < 0 {
-        die(1);
-    }
-    if libc::setsid() < 0 {
-        die(2);
-    }
-    if libc::chdir(c"/tmp".as_ptr()) != 0 {
-        die(3);
+    // SAFETY: we are a payload before its execve, as `payload_failed` requires.
+    let die = |stage: Stage| unsafe { payload_failed(ctx, index, stage) };
+    // SAFETY: dup2 and setsid take plain numbers (`stdio` are this payload's pipe ends); chdir
+    // gets a C string literal. All are raw, async-signal-safe syscalls.
+    unsafe {
+        if libc::dup2(stdio[0], 0) < 0 || libc::dup2(stdio[1], 1) < 0 || libc::dup2(stdio[2], 2) < 0
+        {
+            die(Stage::Dup2);
+        }
+        if libc::setsid() < 0 {
+            die(Stage::Setsid);
+        }
+        if libc::chdir(c"/tmp".as_ptr()) != 0 {
+            die(Stage::Chdir);
+        }
     }
     for i in 0..p.n_rlimits {
-        let [res, val] = *p.rlimits.add(i);
-        let rl = libc::rlimit {
-            rlim_cur: val,
-            rlim_max: val,
-        };
-        if libc::setrlimit(res as _, &rl) != 0 {
-            die(4);
+        // SAFETY: `write_job` put `n_rlimits` pairs at `p.rlimits` in the arena (`i` is below);
+        // setrlimit reads the live local `rl`.
+        unsafe {
+            let [res, val] = *p.rlimits.add(i);
+            let rl = libc::rlimit {
+                rlim_cur: val,
+                rlim_max: val,
+            };
+            if libc::setrlimit(res as _, &rl) != 0 {
+                die(Stage::Setrlimit);
+            }
         }
     }
     for cap in 0..=ctx.cap_last {
-        if libc::prctl(libc::PR_CAPBSET_DROP, cap as c_ulong, 0, 0, 0) != 0
-            && errno() != libc::EINVAL
-        {
-            die(5);
+        // SAFETY: prctl with plain numbers only.
+        unsafe {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap as c_ulong, 0, 0, 0) != 0
+                && errno() != libc::EINVAL
+            {
+                die(Stage::DropBoundingSet);
+            }
         }
     }
-    if libc::prctl(
-        libc::PR_CAP_AMBIENT,
-        libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong,
-        0,
-        0,
-        0,
-    ) != 0
-    {
-        die(6);
+    // SAFETY: prctl with plain numbers only.
+    unsafe {
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            die(Stage::ClearAmbientCaps);
+        }
     }
     // Raw syscalls: glibc's set*id wrappers broadcast to every thread it believes exists
     // (copied from the parent's bookkeeping) and would wait forever for threads that are not here.
-    if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0 {
-        die(7);
-    }
-    if libc::syscall(libc::SYS_setresgid, ctx.gid, ctx.gid, ctx.gid) != 0 {
-        die(8);
-    }
-    if libc::syscall(libc::SYS_setresuid, ctx.uid, ctx.uid, ctx.uid) != 0 {
-        die(9);
+    // SAFETY: setgroups gets a count of 0 and a null list, which the kernel does not read;
+    // setresgid and setresuid take plain numbers.
+    unsafe {
+        if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0 {
+            die(Stage::Setgroups);
+        }
+        if libc::syscall(libc::SYS_setresgid, ctx.gid, ctx.gid, ctx.gid) != 0 {
+            die(Stage::Setresgid);
+        }
+        if libc::syscall(libc::SYS_setresuid, ctx.uid, ctx.uid, ctx.uid) != 0 {
+            die(Stage::Setresuid);
+        }
     }
     #[repr(C)]
     struct CapHeader {
@@ -900,33 +1129,65 @@ unsafe fn payload(ctx: &ChildCtx, index: usize, p: &RawPhase, stdio: [c_int; 3])
         permitted: 0,
         inheritable: 0,
     }; 2];
-    if libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) != 0 {
-        die(10);
+    // SAFETY: capset reads a `_LINUX_CAPABILITY_VERSION_3` header and the two data structs
+    // that version takes, both live locals with the kernel's layout (`repr(C)`); prctl and
+    // close_range take plain numbers.
+    unsafe {
+        if libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) != 0 {
+            die(Stage::Capset);
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            die(Stage::NoNewPrivs);
+        }
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) != 0
+        {
+            die(Stage::CloseRange);
+        }
     }
-    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-        die(11);
-    }
-    if libc::syscall(
-        libc::SYS_close_range,
-        3u32,
-        u32::MAX,
-        libc::CLOSE_RANGE_CLOEXEC,
-    ) != 0
-    {
-        die(12);
-    }
-    unblock_signals();
+    // SAFETY: the dispositions were reset by the init before it forked us, as
+    // `unblock_signals` requires.
+    unsafe { unblock_signals() };
     let filter = &ctx.filter as *const libc::sock_fprog as c_ulong;
-    if libc::prctl(
-        libc::PR_SET_SECCOMP,
-        libc::SECCOMP_MODE_FILTER as c_ulong,
-        filter,
-        0,
-        0,
-    ) != 0
-    {
-        die(13);
+    // SAFETY: `ctx.filter` is a `sock_fprog` whose `filter` points at `len` BPF instructions in
+    // the arena; the kernel copies the program during the call. execve gets NUL-terminated
+    // `path` and NULL-terminated `argv`/`envp` arrays of C strings, all in the arena (this
+    // function's contract); it returns only on failure.
+    unsafe {
+        if libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER as c_ulong,
+            filter,
+            0,
+            0,
+        ) != 0
+        {
+            die(Stage::Seccomp);
+        }
+        libc::execve(p.path, p.argv, p.envp);
     }
-    libc::execve(p.path, p.argv, p.envp);
-    die(0)
+    die(Stage::Execve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stage;
+
+    #[test]
+    fn stages_travel_as_their_discriminant() {
+        for (i, stage) in Stage::ALL.iter().enumerate() {
+            assert_eq!(*stage as u8 as usize, i);
+            // As `payload_failed` sends it (payload index in the low 16 bits) and the
+            // supervisor decodes it.
+            let word = (i32::from(*stage as u8) << 16) | 3;
+            assert_eq!(Stage::from_wire(word >> 16), Some(*stage));
+        }
+        assert_eq!(Stage::from_wire(Stage::ALL.len() as i32), None);
+        assert_eq!(Stage::from_wire(-1), None);
+        assert_eq!(Stage::Seccomp.name(), "seccomp");
+    }
 }

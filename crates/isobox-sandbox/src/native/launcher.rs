@@ -63,7 +63,17 @@ struct Request {
     n_fds: u32,
     /// The supervisor's numbers of the fds that follow the arena's memfd, in order.
     fds: [i32; MAX_KEEP + 1],
+    /// Zero: the tail padding made explicit, so that every byte of a request is initialized
+    /// (it is sent as bytes, see [`request_bytes`]).
+    pad: [u8; REQUEST_PAD],
 }
+
+/// Bytes after `Request::fds` up to the struct's 8-byte alignment.
+const REQUEST_PAD: usize = (8 - (4 * (MAX_KEEP + 1)) % 8) % 8;
+
+// A `Request` has no implicit padding: its size is the sum of its fields'.
+const _: () =
+    assert!(std::mem::size_of::<Request>() == 3 * 8 + 2 * 4 + 4 * (MAX_KEEP + 1) + REQUEST_PAD);
 
 /// The answer: a pid, or `-errno`.
 type Reply = i64;
@@ -140,6 +150,7 @@ pub(super) fn spawn(
         v2_dir: -1,
         n_fds: 0,
         fds: [-1; MAX_KEEP + 1],
+        pad: [0; REQUEST_PAD],
     };
     let mut all: Vec<RawFd> = fds.to_vec();
     if let Some(d) = v2_dir {
@@ -152,7 +163,7 @@ pub(super) fn spawn(
     req.n_fds = all.len() as u32;
     req.fds[..all.len()].copy_from_slice(&all);
     send_fds.extend_from_slice(&all);
-    if send_msg(sock, as_bytes(&req), &send_fds).is_err() {
+    if send_msg(sock, request_bytes(&req), &send_fds).is_err() {
         // The launcher is gone (killed?) and never saw this request: from now on clone in the
         // supervisor, starting with this sandbox.
         slot.take();
@@ -200,10 +211,17 @@ pub(super) fn spawn(
     }
 }
 
-fn as_bytes<T: Copy>(v: &T) -> &[u8] {
-    // SAFETY: `T` is plain `repr(C)` data without padding-sensitive reads; the slice covers
-    // exactly `v`.
-    unsafe { std::slice::from_raw_parts((v as *const T).cast(), std::mem::size_of::<T>()) }
+/// The bytes of a request, as sent to the launcher.
+fn request_bytes(req: &Request) -> &[u8] {
+    // SAFETY: `Request` is `repr(C)` with only integer fields and no implicit padding (asserted
+    // above), so all of its `size_of` bytes are initialized; the slice covers exactly `*req`,
+    // which it borrows, and `u8` has no alignment requirement.
+    unsafe {
+        std::slice::from_raw_parts(
+            (req as *const Request).cast(),
+            std::mem::size_of::<Request>(),
+        )
+    }
 }
 
 /// Sends `data` and `fds` (SCM_RIGHTS) as one message on a unix socket.
@@ -216,7 +234,11 @@ pub(super) fn send_msg(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()
         iov_base: data.as_ptr() as *mut _,
         iov_len: data.len(),
     };
-    // SAFETY: every pointer in `msg` points at live locals of the right size.
+    // SAFETY: `msghdr` is plain data (all-zero is valid); every pointer in `msg` points at live
+    // locals of the right size (`iov` over `data`, which sendmsg only reads; `cbuf`, at least
+    // `space` bytes, 8-byte aligned). `space` is CMSG_SPACE of the fds' size, so the first
+    // control header (non-null: the buffer holds one) and `fds.len()` ints after it fit in
+    // `cbuf`.
     unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;
@@ -287,12 +309,19 @@ fn recv_request(sock: RawFd) -> Option<(Request, Vec<OwnedFd>)> {
 }
 
 /// The launcher's loop.
-/// SAFETY: only in the freshly forked launcher (one thread); never returns.
+///
+/// # Safety
+/// Only in the freshly forked launcher (one thread), which owns every fd it inherited; never
+/// returns.
 unsafe fn serve(sock: OwnedFd) -> ! {
-    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0);
-    // The supervisor may have died between the fork and the prctl.
-    if libc::getppid() == 1 {
-        libc::_exit(0);
+    // SAFETY: prctl and getppid take plain numbers; `_exit` ends the launcher without running
+    // the exit handlers it inherited from the supervisor.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0);
+        // The supervisor may have died between the fork and the prctl.
+        if libc::getppid() == 1 {
+            libc::_exit(0);
+        }
     }
     // A terminal's Ctrl-C is the supervisor's to handle; the launcher ends with it. (Every
     // sandbox init resets all dispositions first thing.)
@@ -303,61 +332,83 @@ unsafe fn serve(sock: OwnedFd) -> ! {
         libc::SIGQUIT,
         libc::SIGPIPE,
     ] {
-        libc::signal(sig, libc::SIG_IGN);
+        // SAFETY: `SIG_IGN` installs no handler.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
     }
     let s = sock.as_raw_fd() as u32;
-    libc::syscall(libc::SYS_close_range, 3u32, s.saturating_sub(1), 0u32);
-    libc::syscall(libc::SYS_close_range, s + 1, u32::MAX, 0u32);
-    libc::prctl(
-        libc::PR_SET_NAME,
-        c"isobox-launch".as_ptr() as c_ulong,
-        0,
-        0,
-        0,
-    );
+    // SAFETY: close_range takes plain numbers. The launcher is a fresh fork that owns every fd
+    // it inherited and needs none but 0-2 and `sock`, which both ranges leave out; the
+    // `OwnedFd`s of the supervisor's copied state are never used or dropped here (`serve` never
+    // returns). prctl gets a C string literal.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, s.saturating_sub(1), 0u32);
+        libc::syscall(libc::SYS_close_range, s + 1, u32::MAX, 0u32);
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"isobox-launch".as_ptr() as c_ulong,
+            0,
+            0,
+            0,
+        );
+    }
     loop {
         let Some((req, fds)) = recv_request(sock.as_raw_fd()) else {
-            libc::_exit(0);
+            // SAFETY: ends the launcher (the supervisor closed its socket).
+            unsafe { libc::_exit(0) };
         };
-        let reply: Reply = match launch(&req, &fds) {
+        // SAFETY: we are the launcher; `req` and `fds` were just received from the supervisor.
+        let reply: Reply = match unsafe { launch(&req, &fds) } {
             Ok(pid) => pid as Reply,
             Err(e) => -(e.raw_os_error().unwrap_or(libc::EIO) as Reply),
         };
         drop(fds);
-        let n = libc::send(
-            sock.as_raw_fd(),
-            (&reply as *const Reply).cast(),
-            std::mem::size_of::<Reply>(),
-            libc::MSG_NOSIGNAL,
-        );
+        // SAFETY: sends the 8 bytes of the live local `reply` on our socket.
+        let n = unsafe {
+            libc::send(
+                sock.as_raw_fd(),
+                (&reply as *const Reply).cast(),
+                std::mem::size_of::<Reply>(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
         if n != std::mem::size_of::<Reply>() as isize {
-            libc::_exit(0);
+            // SAFETY: ends the launcher (the supervisor is gone).
+            unsafe { libc::_exit(0) };
         }
     }
 }
 
 /// Maps the arena where the supervisor has it, renumbers the context's fds, clones the init.
-/// SAFETY: only in the launcher; `req` and `fds` come from the supervisor.
+///
+/// # Safety
+/// Only in the launcher (single-threaded); `req` and `fds` must come from the supervisor:
+/// `fds[0]` the arena's memfd, the others the fds `req.fds` names, and `req.ctx_addr` the
+/// address of a context written by `Arena::write_ctx` into that arena at `req.arena_addr`.
 unsafe fn launch(req: &Request, fds: &[OwnedFd]) -> io::Result<libc::pid_t> {
     let (addr, size) = (req.arena_addr as usize, req.arena_size as usize);
     let ctx_off = (req.ctx_addr as usize).wrapping_sub(addr);
     if ctx_off.saturating_add(std::mem::size_of::<ChildCtx>()) > size {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    let p = libc::mmap(
-        addr as *mut libc::c_void,
-        size,
-        libc::PROT_READ | libc::PROT_WRITE,
-        libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
-        fds[0].as_raw_fd(),
-        0,
-    );
+    // SAFETY: a new shared mapping of the memfd we own; MAP_FIXED_NOREPLACE never replaces an
+    // existing mapping of this process (it fails instead), so no memory in use is touched.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
+            fds[0].as_raw_fd(),
+            0,
+        )
+    };
     if p == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
     if p as usize != addr {
         // A kernel without MAP_FIXED_NOREPLACE treats it as a hint.
-        libc::munmap(p, size);
+        // SAFETY: unmaps the mapping just made elsewhere, which nothing refers to.
+        unsafe { libc::munmap(p, size) };
         return Err(io::Error::from_raw_os_error(libc::EEXIST));
     }
     let ctx = req.ctx_addr as *mut ChildCtx;
@@ -370,13 +421,21 @@ unsafe fn launch(req: &Request, fds: &[OwnedFd]) -> io::Result<libc::pid_t> {
             .map(|i| ours[i])
             .unwrap_or(-1)
     };
-    (*ctx).remap_fds(&map);
+    // SAFETY: `ctx` lies inside the arena just mapped at the supervisor's address (checked
+    // above), where the supervisor wrote a `ChildCtx` (this function's contract); only this
+    // thread touches the mapping here.
+    unsafe { (*ctx).remap_fds(&map) };
     let v2_dir = usize::try_from(req.v2_dir)
         .ok()
         .and_then(|i| ours.get(i))
         .copied();
-    let pid = clone_init(ctx, v2_dir, true);
-    libc::munmap(p, size);
+    // SAFETY: `ctx` is a context written by `write_ctx`, its arena mapped here (and inherited
+    // by the child: a fresh mapping has no MADV_DONTFORK); the launcher has a single thread,
+    // so no lock can be held by another one.
+    let pid = unsafe { clone_init(ctx, v2_dir, true) };
+    // SAFETY: unmaps the arena mapped above; the child has its own copy, and nothing here
+    // refers to it any more.
+    unsafe { libc::munmap(p, size) };
     pid
 }
 
@@ -402,7 +461,9 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// Clones the sandbox init described by `ctx`: `clone3(CLONE_INTO_CGROUP)` into `v2_dir` when
 /// given (born in its v2 group, no migration), else `clone`; new pid, mount, network, IPC and
 /// UTS namespaces; with `CLONE_PARENT` when `as_sibling` (the launcher's case).
-/// SAFETY: `ctx` must be a context written by `Arena::write_ctx` whose arena is mapped here (and
+///
+/// # Safety
+/// `ctx` must be a context written by `Arena::write_ctx` whose arena is mapped here (and
 /// inherited by the child); the child runs `child_init` and never returns. Call with no lock a
 /// child could need held by another thread (the supervisor holds `CLONE_LOCK`).
 pub(super) unsafe fn clone_init(
@@ -420,37 +481,56 @@ pub(super) unsafe fn clone_init(
     }
     // Signals blocked around the clone, so that no handler of this process runs in the child
     // before it resets them.
-    let mut all: libc::sigset_t = std::mem::zeroed();
-    let mut old: libc::sigset_t = std::mem::zeroed();
-    libc::sigfillset(&mut all);
-    libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    // SAFETY: `sigset_t` is plain data (all-zero is valid; sigfillset then fills it); both
+    // calls get pointers to these live locals.
+    let old = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    };
     let mut pid = -1;
     if let Some(dir) = v2_dir {
-        (*ctx).born_in_v2 = true;
+        // SAFETY: `ctx` points at a live context in the mapped arena (this function's
+        // contract); the clone below copies the flag to the child.
+        unsafe { (*ctx).born_in_v2 = true };
         let args = CloneArgs {
             flags: flags | CLONE_INTO_CGROUP,
             exit_signal: libc::SIGCHLD as u64,
             cgroup: dir as u64,
             ..CloneArgs::default()
         };
-        pid = libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        );
+        // SAFETY: clone3 reads `size_of::<CloneArgs>()` bytes of the live local `args` (the
+        // kernel's `struct clone_args`, version 2); no stack is given, so the child runs on a
+        // copy of this one, without CLONE_VM: fork-like, and it goes straight to `child_init`.
+        pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
         if pid < 0 {
-            (*ctx).born_in_v2 = false;
+            // SAFETY: as above; there is no child.
+            unsafe { (*ctx).born_in_v2 = false };
         }
     }
     if pid < 0 {
         let f = (flags as c_ulong) | libc::SIGCHLD as c_ulong;
-        pid = libc::syscall(libc::SYS_clone, f, 0usize, 0usize, 0usize, 0usize);
+        // SAFETY: a fork-like clone (no CLONE_VM, no new stack); the child goes straight to
+        // `child_init`.
+        pid = unsafe { libc::syscall(libc::SYS_clone, f, 0usize, 0usize, 0usize, 0usize) };
     }
     if pid == 0 {
-        child::child_init(&*ctx);
+        // SAFETY: we are the child, right after the clone, with every signal blocked; `ctx`
+        // and its arena are mapped here (the caller's contract), and no lock it could need was
+        // held by another thread at the clone (ditto).
+        unsafe { child::child_init(&*ctx) };
     }
     let err = io::Error::last_os_error();
-    libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    // SAFETY: restores the mask saved above, from a live local.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     if pid < 0 {
         Err(err)
     } else {

@@ -296,7 +296,6 @@ impl Shared {
         })
     }
 
-    /// Builds a sandbox up to READY: cgroup, namespaces, base root. The job comes later.
     /// Claims a free uid/gid slot: the lock is held as long as the returned file is open.
     fn claim_uid(&self) -> Result<(u32, u32, fs::File), SandboxError> {
         let dir = self.cfg.state_dir.join("uids");
@@ -323,6 +322,8 @@ impl Shared {
         )))
     }
 
+    /// Builds a sandbox up to READY: cgroup, namespaces, base root. The job is sent to it
+    /// afterwards (right away for a cold sandbox, when a run takes it for a warm one).
     fn spawn(&self, arena_bytes: usize) -> Result<Sandbox, SandboxError> {
         let started = Instant::now();
         let (uid, gid, uid_lock) = self.claim_uid()?;
@@ -439,7 +440,7 @@ impl Shared {
         Ok(sb)
     }
 
-    /// Resolves argv[0] and builds the C strings of a program's command and environment.
+    /// Resolves `argv[0]` and builds the C strings of a program's command and environment.
     fn command(&self, phase: &Phase) -> Result<PhaseCmd, SandboxError> {
         let Some(cmd) = phase.argv.first() else {
             return Err(SandboxError::InvalidSpec(format!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use libc::c_int;
 
-use super::child::{MSG_EXEC_FAILED, MSG_EXITED, MSG_SETUP_FAILED, STAGES};
+use super::child::{Stage, MSG_EXEC_FAILED, MSG_EXITED, MSG_SETUP_FAILED};
 use super::Sandbox;
 use crate::cgroup::RunCgroup;
 use crate::spec::{LimitHit, Phase, PhaseReport, RunIo, StdinPoll, Stream};
@@ -302,10 +302,8 @@ pub(super) fn supervise(
                     match kind {
                         MSG_EXITED if a as usize == index => exited = Some(b),
                         MSG_EXEC_FAILED => {
-                            let stage = STAGES
-                                .get((a >> 16) as usize)
-                                .copied()
-                                .unwrap_or("payload setup");
+                            let stage =
+                                Stage::from_wire(a >> 16).map_or("payload setup", Stage::name);
                             exec_failed = Some(format!(
                                 "cannot start `{}`: {stage}: {}",
                                 phase.argv[0],
