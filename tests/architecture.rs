@@ -81,8 +81,10 @@ fn paths(code: &str) -> Vec<Vec<String>> {
     while i < s.len() {
         let boundary = i == 0 || !is_ident(s[i - 1]);
         let rest: String = s[i..(i + 7).min(s.len())].iter().collect();
-        if boundary && ["crate::", "super::"].iter().any(|p| rest.starts_with(p))
-            || boundary && rest.starts_with("self::")
+        if boundary
+            && ["crate::", "super::", "self::"]
+                .iter()
+                .any(|p| rest.starts_with(p))
         {
             i = read(&s, i, Vec::new(), &mut out);
         } else {
