@@ -11,6 +11,11 @@
 //!
 //! No transport and no runtime here: a `std::sync::Mutex` that is never held across an `.await`,
 //! and a `tokio::sync::watch` channel per run in flight.
+//!
+//! Hand-written rather than a cache crate's coalescing (`moka`'s `get_with`): errors are never
+//! shared (each waiter runs on its own), a cancelled runner's waiters elect a new one, results
+//! that may not be kept (timeouts) still answer the waiters of their flight, and the bound is
+//! on entries and bytes together.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! The request as callers send it (CONTRACT.md's shape): what REST and gRPC decode, what the CLI
+//! The request as callers send it (the README's REST API): what REST and gRPC decode, what the CLI
 //! builds and what a queued job stores. Validated into a [`crate::Submission`] by
 //! [`crate::Executor::submission`].
 

@@ -1,4 +1,4 @@
-//! The public result of a run (CONTRACT.md's result object) and of a syntax check, made from a
+//! The public result of a run (the result object of the README's REST API) and of a syntax check, made from a
 //! backend's report.
 
 use std::time::Duration;
@@ -69,7 +69,7 @@ impl PartialEq<&str> for RunStatus {
     }
 }
 
-/// How one program ended (the compile step or the run): the fields CONTRACT.md gives both.
+/// How one program ended (the compile step or the run): the fields the README's result object gives both.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Outcome {
     pub status: RunStatus,
@@ -101,7 +101,7 @@ impl From<&PhaseReport> for Outcome {
     }
 }
 
-/// The public result object of CONTRACT.md: the run's outcome at the top level, the compile
+/// The public result object (README, REST API): the run's outcome at the top level, the compile
 /// step's (if any) under `compile`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExecutionResult {

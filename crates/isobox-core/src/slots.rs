@@ -3,6 +3,10 @@
 //!
 //! A `tokio::sync::Semaphore` (fair: waiters get slots in arrival order, and a caller arriving
 //! while others wait does not overtake them) plus a counter of waiters.
+//!
+//! Hand-written around the semaphore rather than a crate's queue: the wait queue is bounded
+//! (a semaphore alone queues without limit), each wait is timed, the refusal says when to
+//! retry, and shutdown refuses waiters at once while held slots finish.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

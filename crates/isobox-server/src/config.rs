@@ -1,4 +1,4 @@
-//! Server configuration: CONTRACT.md's environment variables plus IsoBox's own (`ISOBOX_*`), from
+//! Server configuration: the environment variables of the README's Configuration table (`ISOBOX_*`), from
 //! the environment, a TOML file (`ISOBOX_CONFIG`, keys are the variable names in lower case), or
 //! defaults, in that order of precedence. Every value remembers where it came from, for
 //! `isobox check-config`; secrets are masked there. A bad value is a startup error that names the

@@ -1,6 +1,11 @@
 //! Rate limiting with GCRA (the generic cell rate algorithm): per key, one timestamp (the
 //! "theoretical arrival time"); a quota `N/period` allows bursts of N and N per period on
 //! average. Memory is bounded: at most `max_keys` keys, idle ones dropped first.
+//!
+//! Hand-written rather than taken from a crate (`governor`): the same GCRA runs as a Lua script
+//! in Redis (`cluster.rs`) so that nodes share one limiter, and this local limiter is its
+//! fallback: both must make the same decisions with the same state (one timestamp per key) and
+//! report the same `RateLimit-*` numbers, which a crate's internal state cannot give.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

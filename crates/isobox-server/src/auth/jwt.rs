@@ -12,6 +12,11 @@
 //! `refetch_cooldown` (only one fetch runs at a time), so a flood of tokens with random kids
 //! costs at most one fetch per cooldown. When a fetch fails the cached keys stay in use; with no
 //! keys at all the request is refused as [`AuthError::Unavailable`] (fail closed).
+//!
+//! The JWKS cache is ours rather than a crate's: it refetches on an unknown `kid` at most once
+//! per cooldown with a single fetch in flight, and gives every key exactly one algorithm taken
+//! from the key, never from the token; both are the security properties of this module, so
+//! they stay in code we test here.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
