@@ -108,6 +108,11 @@ impl Metrics {
         self.with(|m| *m.rejected.entry(reason.to_string()).or_default() += 1);
     }
 
+    /// Count of refusals of `reason` (tests).
+    pub fn rejected_with(&self, reason: &str) -> u64 {
+        self.with(|m| m.rejected.get(reason).copied().unwrap_or(0))
+    }
+
     /// Every HTTP response, by route template and status code.
     pub fn request(&self, route: &str, status: u16) {
         self.with(|m| *m.requests.entry((route.to_string(), status)).or_default() += 1);

@@ -55,19 +55,9 @@ fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    let s = s.trim();
-    if s.len() != 64 {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
-    }
+    hex::decode_to_slice(s.trim(), &mut out).ok()?;
     Some(out)
 }
 
@@ -110,7 +100,7 @@ impl ApiKeys {
                 let d = digest(k);
                 Entry {
                     digest: d,
-                    id: format!("key-{}", &hex(&d)[..8]),
+                    id: format!("key-{}", &hex::encode(d)[..8]),
                     roles: default_roles.to_vec(),
                 }
             })
@@ -206,7 +196,7 @@ mod tests {
             &file,
             format!(
                 "[[key]]\nid = \"alice\"\nsha256 = \"{}\"\nroles = [\"admin\"]\n",
-                hex(&digest("alice-key"))
+                hex::encode(digest("alice-key"))
             ),
         )
         .unwrap();
@@ -247,7 +237,7 @@ mod tests {
             &file,
             format!(
                 "[[key]]\nid = \"bob\"\nsha256 = \"{}\"\n",
-                hex(&digest("bob-key"))
+                hex::encode(digest("bob-key"))
             ),
         )
         .unwrap();

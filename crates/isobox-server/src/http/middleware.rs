@@ -63,8 +63,9 @@ fn cors(origins: &[String]) -> tower::util::Either<CorsLayer, tower::layer::util
         CorsLayer::new()
             .allow_origin(allow)
             .allow_methods([Method::GET, Method::POST])
-            // Content-Type, Authorization and the API key header, whatever its name.
-            .allow_headers(tower_http::cors::Any)
+            // Content-Type, Authorization and the API key header, whatever its name (`*`
+            // would not cover Authorization).
+            .allow_headers(tower_http::cors::AllowHeaders::mirror_request())
             .expose_headers([
                 header::RETRY_AFTER,
                 header::HeaderName::from_static(REQUEST_ID),
@@ -169,4 +170,159 @@ pub async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> 
     let mut resp = next.run(req).await;
     rate_headers(resp.headers_mut(), &rate);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use axum::body::Body;
+    use axum::http::{Request as HttpRequest, StatusCode};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn app(extra: &[(&str, &str)]) -> Arc<App> {
+        let mut env: HashMap<String, String> = [("ISOBOX_WARM_POOL", "0"), ("REST_PORT", "0")]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.insert("GRPC_PORT".into(), "0".into());
+        let cfg = crate::config::load(&env).expect("config");
+        let app = tokio::task::spawn_blocking(move || App::build(cfg))
+            .await
+            .unwrap()
+            .expect("app");
+        Arc::new(app)
+    }
+
+    fn routes() -> Router<Arc<App>> {
+        Router::new().route("/ok", get(|| async { "ok" })).route(
+            "/boom",
+            get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("a bug");
+                }
+                "unreachable"
+            }),
+        )
+    }
+
+    fn get_req(path: &str, headers: &[(&str, &str)]) -> HttpRequest<Body> {
+        let mut b = HttpRequest::get(path);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_handler_is_a_json_500_and_the_server_goes_on() {
+        let app = app(&[]).await;
+        let router = around(routes(), app.clone());
+        let resp = router.clone().oneshot(get_req("/boom", &[])).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(resp.headers().contains_key(REQUEST_ID));
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"], "internal_error", "{v}");
+        assert!(!v["message"].as_str().unwrap().contains("a bug"), "{v}");
+        let resp = router.oneshot(get_req("/ok", &[])).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(app.metrics.rejected_with("internal_error"), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn request_ids_are_echoed_when_sane_and_made_otherwise() {
+        let router = around(routes(), app(&[]).await);
+        let id = |resp: &Response| resp.headers()[REQUEST_ID].to_str().unwrap().to_string();
+        let resp = router
+            .clone()
+            .oneshot(get_req("/ok", &[(REQUEST_ID, "client-id-1")]))
+            .await
+            .unwrap();
+        assert_eq!(id(&resp), "client-id-1");
+        let long = "x".repeat(129);
+        for bad in [long.as_str(), "has space"] {
+            let resp = router
+                .clone()
+                .oneshot(get_req("/ok", &[(REQUEST_ID, bad)]))
+                .await
+                .unwrap();
+            let made = id(&resp);
+            assert_ne!(made, bad);
+            assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cors_only_when_configured_and_only_for_the_listed_origins() {
+        let origin = "https://front.example";
+        let preflight = |o: &str| {
+            HttpRequest::builder()
+                .method("OPTIONS")
+                .uri("/ok")
+                .header("origin", o)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "content-type, x-api-key")
+                .body(Body::empty())
+                .unwrap()
+        };
+        // Off by default: no CORS headers at all.
+        let off = around(routes(), app(&[]).await);
+        let resp = off
+            .clone()
+            .oneshot(get_req("/ok", &[("origin", origin)]))
+            .await
+            .unwrap();
+        assert!(!resp.headers().contains_key("access-control-allow-origin"));
+        // Configured: the listed origin is allowed (preflight and request), another is not.
+        let on = around(
+            routes(),
+            app(&[(
+                "ISOBOX_CORS_ORIGINS",
+                "https://front.example/, https://b.example",
+            )])
+            .await,
+        );
+        let resp = on.clone().oneshot(preflight(origin)).await.unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        assert_eq!(resp.headers()["access-control-allow-origin"], origin);
+        let allowed = resp.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(allowed.contains("x-api-key"), "{allowed}");
+        let resp = on
+            .clone()
+            .oneshot(get_req("/ok", &[("origin", origin)]))
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["access-control-allow-origin"], origin);
+        let exposed = resp.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(exposed.contains("retry-after") && exposed.contains(REQUEST_ID));
+        let resp = on
+            .oneshot(get_req("/ok", &[("origin", "https://evil.example")]))
+            .await
+            .unwrap();
+        assert!(!resp.headers().contains_key("access-control-allow-origin"));
+    }
+
+    #[tokio::test]
+    async fn a_bad_cors_origin_is_a_configuration_error() {
+        for bad in ["front.example", "https://front.example/path", "ftp://x"] {
+            let env: HashMap<String, String> =
+                [("ISOBOX_CORS_ORIGINS".to_string(), bad.to_string())].into();
+            let e = crate::config::load(&env).unwrap_err();
+            assert!(e.to_string().contains("ISOBOX_CORS_ORIGINS"), "{bad}: {e}");
+        }
+    }
 }
