@@ -6,7 +6,7 @@
 //!
 //! 1. [`admit`]: credentials → [`Caller`] (failed-login limit of the client address,
 //!    authentication by any configured method, the principal's rate limit).
-//! 2. [`authorize`](request::authorize): the wire request validated once by the core
+//! 2. [`authorize`]: the wire request validated once by the core
 //!    (`Executor::submission`) and checked against the caller's permission policy →
 //!    [`Authorized`], the only value the runs below accept.
 //! 3. [`run`]: executed through the engine (dedup cache, slots, streaming), recorded

@@ -6,7 +6,7 @@
 //! table); [`convert`] translates messages and refusals.
 //!
 //! TLS: with `TLS_CERT`/`TLS_KEY` the gRPC port takes its connections from the same accept
-//! path as REST ([`crate::transport::accept`], ALPN `h2`), so client certificates (mTLS)
+//! path as REST ([`crate::transport::accept()`], ALPN `h2`), so client certificates (mTLS)
 //! authenticate gRPC calls too.
 
 pub mod convert;

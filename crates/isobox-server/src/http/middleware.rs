@@ -24,7 +24,7 @@ const REQUEST_ID: &str = "x-request-id";
 
 /// `routes` wrapped in the layers every response passes (outermost first): a client's request
 /// id dropped unless it is short printable ASCII, a UUID where there is none, the id echoed
-/// on the response, [`common`], CORS, panics caught.
+/// on the response, `common` (limits, headers, metrics, log), CORS, panics caught.
 pub fn around(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
     let cors = cors(&app.config.cors_origins);
     routes

@@ -1,4 +1,4 @@
-//! REST over TLS: the axum router served by hyper on the connections of [`super::accept`].
+//! REST over TLS: the axum router served by hyper on the connections of [`super::accept()`].
 
 use std::future::Future;
 use std::io;

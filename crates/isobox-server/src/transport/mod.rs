@@ -2,7 +2,7 @@
 //! certificates) for REST and gRPC alike.
 //!
 //! - [`tls`]: the rustls configuration from the operator's files, and [`PeerCerts`].
-//! - [`accept`]: the one TLS accept path of both servers: TCP accept, the handshake under a
+//! - [`mod@accept`]: the one TLS accept path of both servers: TCP accept, the handshake under a
 //!   timeout (a failed or slow one closes only that connection; a refused client certificate is
 //!   a failed authentication in the security log), connections handed on with their peer
 //!   address and certificates.
