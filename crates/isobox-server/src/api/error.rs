@@ -79,6 +79,32 @@ const fn row(kind: ErrorKind) -> (&'static str, u16, tonic::Code) {
 }
 
 impl ErrorKind {
+    pub const ALL: [ErrorKind; 23] = [
+        ErrorKind::InvalidJson,
+        ErrorKind::InvalidRequest,
+        ErrorKind::InvalidCallback,
+        ErrorKind::LimitTooHigh,
+        ErrorKind::UnknownLanguage,
+        ErrorKind::LanguageUnavailable,
+        ErrorKind::VersionUnavailable,
+        ErrorKind::NoSyntaxCheck,
+        ErrorKind::UpgradeRequired,
+        ErrorKind::Unauthorized,
+        ErrorKind::Forbidden,
+        ErrorKind::NotFound,
+        ErrorKind::MethodNotAllowed,
+        ErrorKind::TooLarge,
+        ErrorKind::UnsupportedMediaType,
+        ErrorKind::RejectedByPolicy,
+        ErrorKind::RateLimited,
+        ErrorKind::Internal,
+        ErrorKind::AuthUnavailable,
+        ErrorKind::SandboxUnavailable,
+        ErrorKind::Busy,
+        ErrorKind::JobsUnavailable,
+        ErrorKind::DeadlineExceeded,
+    ];
+
     /// The `error` field of the body, the `isobox-error` metadata and the metrics label.
     pub fn as_str(self) -> &'static str {
         row(self).0
@@ -193,31 +219,7 @@ mod tests {
     #[test]
     fn the_table_is_total_and_consistent() {
         use ErrorKind as K;
-        let all = [
-            K::InvalidJson,
-            K::InvalidRequest,
-            K::InvalidCallback,
-            K::LimitTooHigh,
-            K::UnknownLanguage,
-            K::LanguageUnavailable,
-            K::VersionUnavailable,
-            K::NoSyntaxCheck,
-            K::UpgradeRequired,
-            K::Unauthorized,
-            K::Forbidden,
-            K::NotFound,
-            K::MethodNotAllowed,
-            K::TooLarge,
-            K::UnsupportedMediaType,
-            K::RejectedByPolicy,
-            K::RateLimited,
-            K::Internal,
-            K::AuthUnavailable,
-            K::SandboxUnavailable,
-            K::Busy,
-            K::JobsUnavailable,
-            K::DeadlineExceeded,
-        ];
+        let all = ErrorKind::ALL;
         let mut names: Vec<&str> = all.iter().map(|k| k.as_str()).collect();
         names.sort();
         names.dedup();
@@ -236,6 +238,33 @@ mod tests {
         assert_eq!(K::TooLarge.http_status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(K::TooLarge.grpc_code(), tonic::Code::InvalidArgument);
         assert_eq!(K::RateLimited.grpc_code(), tonic::Code::ResourceExhausted);
+    }
+
+    /// The README's table of refusals is this one.
+    #[test]
+    fn the_readme_documents_the_table() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+        )
+        .unwrap();
+        for k in ErrorKind::ALL {
+            let grpc = format!("{:?}", k.grpc_code());
+            // tonic's Debug names (`InvalidArgument`) as the proto's (`INVALID_ARGUMENT`).
+            let mut proto = String::new();
+            for (i, c) in grpc.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    proto.push('_');
+                }
+                proto.push(c.to_ascii_uppercase());
+            }
+            let row = format!(
+                "| `{}` | {} | `{}` |",
+                k.as_str(),
+                k.http_status().as_u16(),
+                proto
+            );
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
     }
 
     #[test]
