@@ -133,10 +133,6 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-fn py(code: &str) -> Value {
-    json!({"language": "python", "code": code})
-}
-
 async fn post(c: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
     let r = c.post(url).json(body).send().await.unwrap();
     let status = r.status().as_u16();
