@@ -2,8 +2,7 @@
 //! permission policy here; JWT, OAuth2 and mTLS have their own real-provider tests next to
 //! their modules).
 
-mod common;
-use common::{api_keys_toml, TempDir, TestServer};
+use crate::common::{api_keys_toml, TempDir, TestServer};
 
 use std::collections::HashMap;
 

@@ -5,8 +5,7 @@
 //! Needs `chromium` and `chromedriver` (Debian: `apt-get install chromium chromium-driver`;
 //! scripts/test installs them). Without them this test fails: it never skips.
 
-mod common;
-use common::{procs_with, TempDir, TestServer};
+use crate::common::{procs_with, TempDir, TestServer};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -4,8 +4,7 @@
 //! taken over, Redis going away and coming back, and signed webhooks with the destination
 //! policy. The nodes are real `isobox serve` / `isobox worker` processes.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

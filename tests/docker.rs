@@ -4,8 +4,7 @@
 //! killed server left behind. (The shared hostile and language suites also run on docker:
 //! `ISOBOX_TEST_BACKEND=docker`.)
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

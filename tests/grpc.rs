@@ -3,8 +3,7 @@
 //! the sandbox, health, reflection, the REST bad-input corpus and the gate (API keys, policy,
 //! rate limit).
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,6 @@
 //! Hostile programs: each one tries to hurt the host or escape the sandbox, and each test asserts
 //! that it is contained with the right status and that the host is unharmed afterwards.
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::BTreeMap;
 use std::path::Path;

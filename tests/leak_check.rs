@@ -4,8 +4,7 @@
 //! when run alone. The docker backend's part: no container labelled `isobox` (of any instance)
 //! and no process of the container uids is left on the engine's host.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use isobox_sandbox::cgroup::Layout;
 

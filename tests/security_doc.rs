@@ -9,8 +9,7 @@
 //! - what it says about the execution log (no code, stdin or output) is checked here on the
 //!   real `isobox serve`.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,7 @@
 //! `isobox serve` and `isobox check-config` as an operator runs them: the real binary, real
 //! signals, real log files.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::io::Read;
 use std::process::Command;

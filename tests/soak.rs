@@ -17,8 +17,7 @@
 //!
 //! A watcher thread samples the same probes during the soak and must see sandboxes (processes,
 //! cgroups, uid locks): the probes are not blind.
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;

@@ -1,7 +1,6 @@
 //! Streaming over REST: Server-Sent Events and the interactive WebSocket, with real clients.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,7 @@
 //! The warm pool: sandboxes built ahead of time (namespaces, cgroup, base root), each used for
 //! exactly one run, refilled in the background, torn down with the backend.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,6 @@
 //! - `server`: a server in the test process (REST, or REST and gRPC);
 //! - `node`: `isobox serve` / `isobox worker` as child processes, `curl`;
 //! - `procs`: host and sandbox processes from `/proc`, waits for runs to start or be gone.
-#![allow(dead_code, unused_imports)]
 
 mod node;
 mod procs;
