@@ -2,8 +2,8 @@
 //! - its probe table for each backend (between `<!-- selftest:<backend> -->` and
 //!   `<!-- selftest:end -->`) must list exactly the probes `isobox selftest --backend <backend>
 //!   --json` runs on this host, each with the same required and enforced state (no overclaim, no
-//!   stale row). `ISOBOX_WRITE_DOC=1 cargo nextest run --test security_doc` rewrites the tables
-//!   from `isobox selftest --markdown` instead of failing;
+//!   stale row). `ISOBOX_WRITE_DOC=1 cargo nextest run --test it -E 'test(/^security_doc::/)'`
+//!   rewrites the tables from `isobox selftest --markdown` instead of failing;
 //! - every test it cites (`` `path/to/file.rs::test_name` ``) must exist as a test function, and
 //!   every row of a table whose last column is "backed by" must cite at least one;
 //! - what it says about the execution log (no code, stdin or output) is checked here on the
@@ -199,7 +199,8 @@ fn check_backend(backend: &str) -> BTreeMap<String, (Row, String)> {
     assert!(
         wrong.is_empty(),
         "SECURITY.md's {backend} table disagrees with `isobox selftest --backend {backend}`:\n  {}\n\
-         (if the selftest is right, regenerate: ISOBOX_WRITE_DOC=1 cargo nextest run --test security_doc)",
+         (if the selftest is right, regenerate: \
+         ISOBOX_WRITE_DOC=1 cargo nextest run --test it -E 'test(/^security_doc::/)')",
         wrong.join("\n  ")
     );
     measured
