@@ -2,8 +2,7 @@
 //! permission policy here; JWT, OAuth2 and mTLS have their own real-provider tests next to
 //! their modules).
 
-mod common;
-use common::{TempDir, TestServer};
+use crate::common::{api_keys_toml, TempDir, TestServer};
 
 use std::collections::HashMap;
 
@@ -100,22 +99,13 @@ async fn api_keys_admit_only_known_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_keys_file_with_roles_and_policy() {
     let dir = TempDir::new("authpolicy");
-    let sha = |k: &str| {
-        use std::fmt::Write;
-        let d = <sha2::Sha256 as sha2::Digest>::digest(k.as_bytes());
-        d.iter().fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-    };
     let keys = dir.file(
         "keys.toml",
-        &format!(
-            "[[key]]\nid = \"student-1\"\nsha256 = \"{}\"\nroles = [\"student\"]\n[[key]]\nid = \"teacher\"\nsha256 = \"{}\"\nroles = [\"teacher\"]\n[[key]]\nid = \"nobody\"\nsha256 = \"{}\"\n",
-            sha("key-student"),
-            sha("key-teacher"),
-            sha("key-nobody")
-        ),
+        &api_keys_toml(&[
+            ("student-1", "key-student", &["student"]),
+            ("teacher", "key-teacher", &["teacher"]),
+            ("nobody", "key-nobody", &[]),
+        ]),
     );
     let policy = dir.file(
         "policy.toml",

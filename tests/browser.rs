@@ -5,8 +5,7 @@
 //! Needs `chromium` and `chromedriver` (Debian: `apt-get install chromium chromium-driver`;
 //! scripts/test installs them). Without them this test fails: it never skips.
 
-mod common;
-use common::{TempDir, TestServer};
+use crate::common::{procs_with, TempDir, TestServer};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -310,21 +309,6 @@ fn raw_request(port: u16, method: &str, path: &str) {
     }
 }
 
-/// Pids of processes whose command line names `needle` (our own profile dir).
-fn processes_naming(needle: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmd).contains(needle) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 impl Drop for Browser {
     fn drop(&mut self) {
         // Politely first: closing the session makes chromedriver quit the browser.
@@ -334,7 +318,7 @@ impl Drop for Browser {
         raw_request(self.port, "GET", "/shutdown");
         let profile = self.profile.0.to_string_lossy().to_string();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && !processes_naming(&profile).is_empty() {
+        while Instant::now() < deadline && !procs_with(&profile).is_empty() {
             std::thread::sleep(Duration::from_millis(50));
         }
         // Then by force: chromedriver's process group (not reaped yet, so its id is still
@@ -344,13 +328,13 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         for _ in 0..50 {
-            let left = processes_naming(&profile);
+            let left = procs_with(&profile);
             if left.is_empty() {
                 break;
             }
-            for pid in left {
+            for p in left {
                 // SAFETY: as above.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                unsafe { libc::kill(p.pid as i32, libc::SIGKILL) };
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -1,7 +1,6 @@
 //! The `isobox` command line as a user meets it.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::process::Command;
 

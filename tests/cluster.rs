@@ -4,8 +4,7 @@
 //! taken over, Redis going away and coming back, and signed webhooks with the destination
 //! policy. The nodes are real `isobox serve` / `isobox worker` processes.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -131,10 +130,6 @@ fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
-}
-
-fn py(code: &str) -> Value {
-    json!({"language": "python", "code": code})
 }
 
 async fn post(c: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {

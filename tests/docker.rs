@@ -4,8 +4,7 @@
 //! killed server left behind. (The shared hostile and language suites also run on docker:
 //! `ISOBOX_TEST_BACKEND=docker`.)
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -352,26 +351,19 @@ fn leftovers_of_a_killed_server_are_reaped_when_the_next_one_starts() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // It serves: the languages it found in the image, and a run over REST.
-    let curl = |args: &[&str]| {
-        let out = std::process::Command::new("curl")
-            .args(["-s", "--max-time", "30"])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let curl_30s = |args: &[&str]| curl(&[&["--max-time", "30"], args].concat());
     let t = Instant::now();
-    while curl(&[&format!("{base}/health")]).is_empty() {
+    while curl_30s(&[&format!("{base}/health")]).is_empty() {
         assert!(t.elapsed() < Duration::from_secs(60), "no /health");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let langs = curl(&[&format!("{base}/api/v1/languages")]);
+    let langs = curl_30s(&[&format!("{base}/api/v1/languages")]);
     assert!(
         langs.contains("\"python\"") && langs.contains("\"c\""),
         "{langs}"
     );
     let body = r#"{"language": "python", "code": "print(input()[::-1])", "stdin": "olleh"}"#;
-    let out = curl(&[
+    let out = curl_30s(&[
         "-H",
         "Content-Type: application/json",
         "-d",

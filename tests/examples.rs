@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-mod common;
-use common::DualServer;
+use crate::common::TestServer;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -195,15 +194,15 @@ async fn run_all(rest: &str, grpc: &str, vars: &[(&str, &str)]) -> (Vec<Ran>, Ra
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn examples_work_against_a_live_server() {
-    let s = DualServer::start(&[]).await;
-    let (rest, grpc) = run_all(&s.rest, &s.grpc, &[]).await;
+    let s = TestServer::start_with_grpc(&[]).await;
+    let (rest, grpc) = run_all(&s.url, &s.grpc_url(), &[]).await;
     for r in &rest {
         r.assert_ok();
         assert_rest_output(r);
     }
     grpc.assert_ok();
     assert_grpc_output(&grpc);
-    s.stop().await;
+    s.shutdown(Duration::from_secs(20)).await;
     // A port bound but not listening (so that nothing else takes it): connections are refused,
     // and each must fail, not hang or claim success.
     let closed = tokio::net::TcpSocket::new_v4().unwrap();
@@ -219,13 +218,13 @@ async fn examples_work_against_a_live_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn examples_send_the_api_key() {
-    let s = DualServer::start(&[
+    let s = TestServer::start_with_grpc(&[
         ("AUTH_TYPE", "apikey"),
         ("API_KEYS", "k-example-1,k-example-2"),
         ("ISOBOX_AUTH_FAIL_LIMIT", "100/min"),
     ])
     .await;
-    let (rest, grpc) = run_all(&s.rest, &s.grpc, &[("ISOBOX_API_KEY", "k-example-2")]).await;
+    let (rest, grpc) = run_all(&s.url, &s.grpc_url(), &[("ISOBOX_API_KEY", "k-example-2")]).await;
     for r in &rest {
         r.assert_ok();
         assert_rest_output(r);
@@ -236,7 +235,7 @@ async fn examples_send_the_api_key() {
     // A wrong key: refused at the first call, said clearly, non-zero exit.
     for key in [None, Some("k-wrong")] {
         let vars: Vec<(&str, &str)> = key.map(|k| ("ISOBOX_API_KEY", k)).into_iter().collect();
-        let (rest, grpc) = run_all(&s.rest, &s.grpc, &vars).await;
+        let (rest, grpc) = run_all(&s.url, &s.grpc_url(), &vars).await;
         for r in &rest {
             assert_ne!(r.code, Some(0), "{r}");
             assert!(!r.stdout.contains("Hello"), "{r}");
@@ -249,14 +248,14 @@ async fn examples_send_the_api_key() {
         assert!(grpc.stderr.contains("error: Unauthenticated: "), "{grpc}");
         assert!(grpc.stderr.contains("[unauthorized]"), "{grpc}");
     }
-    s.stop().await;
+    s.shutdown(Duration::from_secs(20)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rest_examples_wait_out_rate_limits() {
     // One key per client (rate limits are per principal): 2 requests at once, then one every
     // 500 ms, so each client meets 429s with `Retry-After: 1` and must retry, not fail.
-    let s = DualServer::start(&[
+    let s = TestServer::start_with_grpc(&[
         ("AUTH_TYPE", "apikey"),
         ("API_KEYS", "k-0,k-1,k-2,k-3"),
         ("ISOBOX_RATE_LIMIT", "2/sec"),
@@ -266,7 +265,7 @@ async fn rest_examples_wait_out_rate_limits() {
     let clients = rest_clients();
     let env: Vec<Vec<(&str, &str)>> = keys
         .iter()
-        .map(|k| vec![("ISOBOX_URL", s.rest.as_str()), ("ISOBOX_API_KEY", *k)])
+        .map(|k| vec![("ISOBOX_URL", s.url.as_str()), ("ISOBOX_API_KEY", *k)])
         .collect();
     let ran = futures_util::future::join_all(
         clients
@@ -286,5 +285,5 @@ async fn rest_examples_wait_out_rate_limits() {
             );
         }
     }
-    s.stop().await;
+    s.shutdown(Duration::from_secs(20)).await;
 }

@@ -3,8 +3,7 @@
 //! the sandbox, health, reflection, the REST bad-input corpus and the gate (API keys, policy,
 //! rate limit).
 
-mod common;
-use common::TempDir;
+use crate::common::*;
 
 use std::time::{Duration, Instant};
 
@@ -15,12 +14,12 @@ use isobox_server::grpc::tonic::transport::Channel;
 use isobox_server::grpc::tonic::{self, Code, Request, Status};
 use isobox_server::grpc::{tonic_health, tonic_reflection};
 
-/// The shared REST + gRPC test server, with this file's client helpers.
-struct Server(common::DualServer);
+/// The shared test server with gRPC, with this file's client helpers.
+struct Server(TestServer);
 
 impl std::ops::Deref for Server {
-    type Target = common::DualServer;
-    fn deref(&self) -> &common::DualServer {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
         &self.0
     }
 }
@@ -28,11 +27,11 @@ impl std::ops::Deref for Server {
 impl Server {
     /// REST and gRPC on port 0, no warm pool, `vars` on top.
     async fn start(vars: &[(&str, &str)]) -> Server {
-        Server(common::DualServer::start(vars).await)
+        Server(TestServer::start_with_grpc(vars).await)
     }
 
     fn url(&self) -> String {
-        self.grpc.clone()
+        self.grpc_url()
     }
 
     async fn channel(&self) -> Channel {
@@ -47,8 +46,9 @@ impl Server {
         ExecutorClient::connect(self.url()).await.expect("connect")
     }
 
+    /// Graceful shutdown: within 20 s, and the server's result is Ok.
     async fn stop(self) {
-        self.0.stop().await
+        self.0.shutdown(Duration::from_secs(20)).await;
     }
 }
 
@@ -60,74 +60,16 @@ fn py(code: &str) -> pb::ExecuteRequest {
     }
 }
 
-/// A token unique to this test run, to find our own sandbox processes in /proc.
-fn token(tag: &str) -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("tok{tag}{}x{n}", std::process::id())
-}
-
-/// Sandbox processes (uid in the sandbox range) whose command line contains `needle`.
-fn sandbox_procs_with(needle: &str) -> Vec<String> {
-    let cfg = isobox_sandbox::NativeConfig::default();
-    let uids = cfg.uid..cfg.uid + cfg.uid_count;
-    let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let uid = status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|u| u.parse::<u32>().ok());
-        if !uid.is_some_and(|u| uids.contains(&u)) {
-            continue;
-        }
-        let cmd = std::fs::read_to_string(entry.path().join("cmdline"))
-            .unwrap_or_default()
-            .replace('\0', " ");
-        if cmd.contains(needle) {
-            found.push(format!("pid {name}: {cmd}"));
-        }
-    }
-    found
-}
-
 async fn wait_for_sandbox(tok: &str) {
-    let t = Instant::now();
-    while sandbox_procs_with(tok).is_empty() {
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "the run never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for("the run never started", Duration::from_secs(15), || {
+        sandbox_procs_with(tok)
+    })
+    .await;
 }
 
 /// Asserts that no sandbox process with `tok` is left within `within`; returns how long it took.
 async fn gone_within(tok: &str, within: Duration) -> Duration {
-    let t = Instant::now();
-    loop {
-        let left = sandbox_procs_with(tok);
-        if left.is_empty() {
-            return t.elapsed();
-        }
-        assert!(
-            t.elapsed() < within,
-            "sandbox still running after {within:?}: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_gone("sandbox still running", within, || sandbox_procs_with(tok)).await
 }
 
 /// A long python run whose argv carries `tok`.
@@ -705,18 +647,7 @@ async fn bad_input_gets_the_codes_of_the_error_table() {
             "65 args",
         ),
     ];
-    for name in [
-        "../x",
-        "a/../../b",
-        "/etc/passwd",
-        "",
-        "./a.py",
-        "a//b.py",
-        "-o",
-        "@args",
-        "a\\b.py",
-        "a\nb.py",
-    ] {
+    for name in UNSAFE_FILE_NAMES {
         checks.push((
             pb::ExecuteRequest {
                 language: "python".into(),
@@ -874,21 +805,12 @@ async fn api_keys_in_metadata_for_every_rpc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn policy_denial_and_rate_limits() {
     let dir = TempDir::new("grpcpolicy");
-    let sha = |k: &str| {
-        use std::fmt::Write;
-        let d = <sha2::Sha256 as sha2::Digest>::digest(k.as_bytes());
-        d.iter().fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-    };
     let keys = dir.file(
         "keys.toml",
-        &format!(
-            "[[key]]\nid = \"student-1\"\nsha256 = \"{}\"\nroles = [\"student\"]\n[[key]]\nid = \"teacher\"\nsha256 = \"{}\"\nroles = [\"teacher\"]\n",
-            sha("key-student"),
-            sha("key-teacher"),
-        ),
+        &api_keys_toml(&[
+            ("student-1", "key-student", &["student"]),
+            ("teacher", "key-teacher", &["teacher"]),
+        ]),
     );
     let policy = dir.file(
         "policy.toml",

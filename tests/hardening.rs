@@ -2,8 +2,7 @@
 //! /proc exposure, shared-file locks, compile-step option injection, nested file names, a
 //! compile step that leaves more on the tmpfs than the run may use.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use isobox_core::{CoreError, ExecuteRequest};
 

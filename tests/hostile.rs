@@ -1,7 +1,6 @@
 //! Hostile programs: each one tries to hurt the host or escape the sandbox, and each test asserts
 //! that it is contained with the right status and that the host is unharmed afterwards.
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -68,40 +67,12 @@ fn unique_number(prefix: u32) -> String {
     format!("{prefix}.{:06}{:09}", std::process::id(), nanos)
 }
 
-/// Host pids whose command line (NULs turned into spaces) contains `needle`.
-fn host_procs_with(needle: &str) -> Vec<(u32, String)> {
-    let me = std::process::id();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd: String = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmd.contains(needle) {
-            let state = std::fs::read_to_string(e.path().join("status"))
-                .unwrap_or_default()
-                .lines()
-                .find(|l| l.starts_with("State:"))
-                .unwrap_or("")
-                .to_string();
-            out.push((pid, format!("{cmd} [{state}]")));
-        }
-    }
-    out
-}
-
 /// Asserts that no host process carries `needle` (a short grace period for the kernel to finish
 /// tearing down; a process that escaped would still be there).
 fn assert_no_host_procs(needle: &str) {
     let deadline = Instant::now() + Duration::from_millis(500);
     loop {
-        let left = host_procs_with(needle);
+        let left = procs_with(needle);
         if left.is_empty() {
             return;
         }
@@ -119,7 +90,7 @@ fn watch_host_procs<T: Send>(needle: &str, f: impl FnOnce() -> T + Send) -> (T, 
         let h = s.spawn(f);
         let mut most = 0;
         while !h.is_finished() {
-            most = most.max(host_procs_with(needle).len());
+            most = most.max(procs_with(needle).len());
             std::thread::sleep(Duration::from_millis(25));
         }
         (h.join().unwrap(), most)
@@ -1242,7 +1213,7 @@ echo survived=yes
         host.0.try_wait().unwrap().is_none(),
         "the sandbox killed a host process: {r:?}"
     );
-    assert_eq!(host_procs_with(&token).len(), 1);
+    assert_eq!(procs_with(&token).len(), 1);
 }
 
 #[test]

@@ -1,8 +1,7 @@
 //! Every language of the built-in table, end to end in the real sandbox: a multi-file program
 //! (args, stdin, a data file, a second source file), compile/syntax errors, exit codes, UTF-8,
 //! plus the `isobox run` / `isobox languages` command line.
-mod common;
-use common::*;
+use crate::common::*;
 
 use isobox_core::ExecutionResult;
 

@@ -4,38 +4,9 @@
 //! when run alone. The docker backend's part: no container labelled `isobox` (of any instance)
 //! and no process of the container uids is left on the engine's host.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use isobox_sandbox::cgroup::Layout;
-
-fn sandbox_processes(uids: std::ops::Range<u32>) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !name.chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let owned = status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .is_some_and(|l| {
-                l.split_whitespace()
-                    .skip(1)
-                    .any(|u| u.parse().is_ok_and(|u: u32| uids.contains(&u)))
-            });
-        if owned {
-            let cmd = std::fs::read_to_string(entry.path().join("cmdline"))
-                .unwrap_or_default()
-                .replace('\0', " ");
-            found.push(format!("pid {name}: {cmd}"));
-        }
-    }
-    found
-}
 
 #[test]
 fn leak_check() {
@@ -59,8 +30,7 @@ fn leak_check() {
     let groups = layout.run_groups();
     assert!(groups.is_empty(), "cgroups left behind: {groups:?}");
 
-    let cfg = isobox_sandbox::NativeConfig::default();
-    let procs = sandbox_processes(cfg.uid..cfg.uid + cfg.uid_count);
+    let procs = processes_of_uids(sandbox_uids());
     assert!(procs.is_empty(), "sandbox processes left behind: {procs:?}");
 
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -124,7 +94,7 @@ fn leak_check() {
             .collect()
     });
     assert!(left.is_empty(), "containers left on the engine: {left:?}");
-    let procs = sandbox_processes(isobox_sandbox::docker::UID_RANGE);
+    let procs = processes_of_uids(isobox_sandbox::docker::UID_RANGE);
     assert!(
         procs.is_empty(),
         "container processes left behind: {procs:?}"

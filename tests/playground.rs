@@ -2,8 +2,7 @@
 //! types and a strict Content-Security-Policy, outside the authentication gate, while the API
 //! keeps its own headers. (`tests/browser.rs` drives the page in a real browser.)
 
-mod common;
-use common::TestServer;
+use crate::common::TestServer;
 
 use reqwest::header::HeaderMap;
 

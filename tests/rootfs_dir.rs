@@ -1,7 +1,6 @@
 //! A prepared root file system directory instead of the host's /usr.
 
-mod common;
-use common::TempDir;
+use crate::common::TempDir;
 
 use isobox_sandbox::{Backend, ExecSpec, Limits, NativeBackend, NativeConfig, RootFs, Status};
 

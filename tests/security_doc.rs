@@ -2,22 +2,18 @@
 //! - its probe table for each backend (between `<!-- selftest:<backend> -->` and
 //!   `<!-- selftest:end -->`) must list exactly the probes `isobox selftest --backend <backend>
 //!   --json` runs on this host, each with the same required and enforced state (no overclaim, no
-//!   stale row). `ISOBOX_WRITE_DOC=1 cargo nextest run --test security_doc` rewrites the tables
-//!   from `isobox selftest --markdown` instead of failing;
+//!   stale row). `ISOBOX_WRITE_DOC=1 cargo nextest run --test it -E 'test(/^security_doc::/)'`
+//!   rewrites the tables from `isobox selftest --markdown` instead of failing;
 //! - every test it cites (`` `path/to/file.rs::test_name` ``) must exist as a test function, and
 //!   every row of a table whose last column is "backed by" must cite at least one;
 //! - what it says about the execution log (no code, stdin or output) is checked here on the
 //!   real `isobox serve`.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 const HOST_DEPENDENT: &str = "depends on host";
 const END: &str = "<!-- selftest:end -->";
@@ -203,7 +199,8 @@ fn check_backend(backend: &str) -> BTreeMap<String, (Row, String)> {
     assert!(
         wrong.is_empty(),
         "SECURITY.md's {backend} table disagrees with `isobox selftest --backend {backend}`:\n  {}\n\
-         (if the selftest is right, regenerate: ISOBOX_WRITE_DOC=1 cargo nextest run --test security_doc)",
+         (if the selftest is right, regenerate: \
+         ISOBOX_WRITE_DOC=1 cargo nextest run --test it -E 'test(/^security_doc::/)')",
         wrong.join("\n  ")
     );
     measured
@@ -363,63 +360,35 @@ fn the_citation_check_can_fail() {
 }
 
 /// `isobox serve` with its logs in `dir`, `key` as its one API key and the other secrets of
-/// `secret` (a webhook secret, the password of an unreachable Redis); the child, the base URL
-/// and its stderr lines.
-fn serve_with_logs(
-    dir: &Path,
-    key: &str,
-    secret: &str,
-) -> (std::process::Child, String, mpsc::Receiver<String>) {
-    let mut child = Command::new(isobox_bin())
-        .arg("serve")
-        .env("AUTH_TYPE", "apikey")
-        .env("API_KEYS", key)
-        .env("ISOBOX_WEBHOOK_SECRET", format!("{secret}Webhook"))
-        .env("REDIS_URL", format!("redis://:{secret}Redis@127.0.0.1:1"))
-        .env("REST_PORT", "0")
-        .env("GRPC_PORT", "0")
-        .env("ISOBOX_WARM_POOL", "0")
-        .env("ISOBOX_LOG_DIR", dir)
-        .env("ISOBOX_LOG_FORMAT", "json")
-        .env("RUST_LOG", "trace")
-        .env_remove("ISOBOX_BACKEND")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("isobox serve");
-    let (tx, rx) = mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server never said where it listens");
-        };
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let url = rest.split_whitespace().next().unwrap().to_string();
-            return (child, url, rx);
-        }
-    }
+/// `secret` (a webhook secret, the password of an unreachable Redis).
+fn serve_with_logs(dir: &Path, key: &str, secret: &str) -> IsoboxProcess {
+    IsoboxProcess::start_with(
+        "serve",
+        &[
+            ("AUTH_TYPE", "apikey"),
+            ("API_KEYS", key),
+            ("ISOBOX_WEBHOOK_SECRET", &format!("{secret}Webhook")),
+            ("REDIS_URL", &format!("redis://:{secret}Redis@127.0.0.1:1")),
+            ("ISOBOX_WARM_POOL", "0"),
+            ("ISOBOX_LOG_DIR", dir.to_str().unwrap()),
+            ("ISOBOX_LOG_FORMAT", "json"),
+            ("RUST_LOG", "trace"),
+        ],
+        |c| {
+            c.env_remove("ISOBOX_BACKEND");
+        },
+    )
 }
 
 #[test]
 fn log_streams_hold_events_but_no_code_stdin_or_output() {
     let dir = TempDir::new("seclogs");
     let logs = dir.0.join("logs");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let tag = format!("DocMark{}x{nanos}", std::process::id());
+    let tag = token("DocMark");
     let key = format!("{tag}Key");
     let secret = format!("{tag}Secret");
-    let (mut child, url, stderr) = serve_with_logs(&logs, &key, &secret);
+    let server = serve_with_logs(&logs, &key, &secret);
+    let url = server.url.clone();
     let in_code = format!("{tag}InCode");
     let in_stdin = format!("{tag}InStdin");
     // The output is computed, so it appears in neither the code nor the stdin.
@@ -428,23 +397,16 @@ fn log_streams_hold_events_but_no_code_stdin_or_output() {
         "# {in_code}\nimport sys\nsys.stdin.read()\nprint('{tag}' + 'InOut' + 'put')\nprint('{tag}' + 'InOut' + 'put', file=sys.stderr)\n"
     );
     let body = serde_json::json!({"language": "python", "code": code, "stdin": in_stdin});
-    let out = Command::new("curl")
-        .args(["-s", "-H", "Content-Type: application/json", "-H"])
-        .arg(format!("X-API-Key: {key}"))
-        .arg("-d")
-        .arg(body.to_string())
-        .arg(format!("{url}/api/v1/execute"))
-        .output()
-        .expect("curl");
-    let answer = String::from_utf8_lossy(&out.stdout).to_string();
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    let mut all = String::new();
-    while let Ok(l) = stderr.recv_timeout(Duration::from_secs(2)) {
-        all.push_str(&l);
-        all.push('\n');
-    }
+    let answer = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &format!("X-API-Key: {key}"),
+        "-d",
+        &body.to_string(),
+        &format!("{url}/api/v1/execute"),
+    ]);
+    let (status, mut all) = server.stop();
     assert!(status.success(), "{status:?}\n{all}");
     assert!(
         answer.contains(&format!("\"stdout\":\"{in_output}\\n\"")),

@@ -1,88 +1,19 @@
 //! `isobox serve` and `isobox check-config` as an operator runs them: the real binary, real
 //! signals, real log files.
 
-mod common;
-use common::*;
+use crate::common::*;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::io::Read;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PLANTED: &str = "planted-Secret-7f3a9c";
 
-struct Server {
-    child: Child,
-    url: String,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Server {
-    fn start(envs: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(isobox_bin());
-        cmd.arg("serve")
-            .env("REST_PORT", "0")
-            .env("GRPC_PORT", "0")
-            .env("ISOBOX_WARM_POOL", "0");
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("isobox serve");
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            else {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the server never said where it listens");
-            };
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let url = rest.split_whitespace().next().unwrap().to_string();
-                return Server {
-                    child,
-                    url,
-                    stderr: rx,
-                };
-            }
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-
-    /// SIGTERM, wait for exit, return everything it wrote to stderr.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
-        self.signal(libc::SIGTERM);
-        let status = self.child.wait().unwrap();
-        let mut all = String::new();
-        while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(2)) {
-            all.push_str(&l);
-            all.push('\n');
-        }
-        (status, all)
-    }
-}
-
-fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .arg("-s")
-        .args(args)
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// `isobox serve` without a warm pool, `envs` on top.
+fn serve(envs: &[(&str, &str)]) -> IsoboxProcess {
+    let mut vars = vec![("ISOBOX_WARM_POOL", "0")];
+    vars.extend_from_slice(envs);
+    IsoboxProcess::start("serve", &vars)
 }
 
 #[test]
@@ -91,7 +22,7 @@ fn secrets_never_reach_a_log_and_streams_rotate() {
     let logs = dir.0.join("logs");
     let secret_key = format!("{PLANTED}-key");
     let secret_oauth = format!("{PLANTED}-oauth");
-    let server = Server::start(&[
+    let server = serve(&[
         ("ISOBOX_LOG_DIR", logs.to_str().unwrap()),
         ("RUST_LOG", "trace"),
         ("API_KEYS", &format!("{secret_key},other-{PLANTED}")),
@@ -238,7 +169,7 @@ fn check_config_shows_origins_and_masks_secrets() {
 
 #[test]
 fn serve_stops_cleanly_on_sigterm_with_a_run_in_flight() {
-    let server = Server::start(&[("ISOBOX_SHUTDOWN_GRACE_MS", "5000")]);
+    let server = serve(&[("ISOBOX_SHUTDOWN_GRACE_MS", "5000")]);
     let url = server.url.clone();
     let body = serde_json::json!({"language": "bash", "code": "sleep 1; echo done"}).to_string();
     let inflight = std::thread::spawn(move || {
@@ -269,7 +200,7 @@ fn refusals_are_security_events_without_credentials() {
         "[[role]]\nname = \"user\"\n[[role.permission]]\nresource = \"code_execution\"\naction = \"execute\"\nconditions = [{ field = \"language\", operator = \"in\", value = \"python\" }]\n",
     );
     let good = format!("{PLANTED}-good");
-    let server = Server::start(&[
+    let server = serve(&[
         ("ISOBOX_LOG_DIR", logs.to_str().unwrap()),
         ("AUTH_TYPE", "apikey"),
         ("API_KEYS", &good),

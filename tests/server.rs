@@ -3,140 +3,20 @@
 //! the headers, the dedup cache and single-flight, backpressure, graceful shutdown and the
 //! OpenAPI document against the real routes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use isobox_server::App;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+use crate::common::*;
 
 // ---------------------------------------------------------------------------------------------
-// Harness
+// Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A server running in this test process.
-struct Server {
-    base: String,
-    addr: SocketAddr,
-    app: Arc<App>,
-    stop: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<std::io::Result<()>>>,
-    client: reqwest::Client,
-}
-
-/// Starts a server with `REST_PORT=0`, no warm pool, and `env` on top.
-async fn start(env: &[(&str, &str)]) -> Server {
-    let mut map: HashMap<String, String> = HashMap::new();
-    map.insert("REST_PORT".into(), "0".into());
-    map.insert("ISOBOX_WARM_POOL".into(), "0".into());
-    for (k, v) in env {
-        map.insert(k.to_string(), v.to_string());
-    }
-    let cfg = isobox_server::config::load(&map).expect("configuration");
-    let app = tokio::task::spawn_blocking(move || App::build(cfg))
-        .await
-        .expect("build task")
-        .expect("App::build");
-    let app = Arc::new(app);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(isobox_server::run(listener, app.clone(), async move {
-        let _ = rx.await;
-    }));
-    Server {
-        base: format!("http://{addr}"),
-        addr,
-        app,
-        stop: Some(tx),
-        handle: Some(handle),
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
-    }
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.unwrap()
-    }
-
-    async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// POSTs raw bytes with the given content type (none when `None`).
-    async fn post_raw(&self, path: &str, ct: Option<&str>, body: Vec<u8>) -> reqwest::Response {
-        let mut rb = self.client.post(self.url(path)).body(body);
-        if let Some(ct) = ct {
-            rb = rb.header("content-type", ct);
-        }
-        rb.send().await.unwrap()
-    }
-
-    /// `POST /api/v1/execute` that must answer 200; returns the result object.
-    async fn exec(&self, body: Value) -> Value {
-        let resp = self.post_json("/api/v1/execute", &body).await;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        assert_eq!(status, 200, "execute {body}: {text}");
-        serde_json::from_str(&text).unwrap()
-    }
-
-    async fn metrics(&self) -> String {
-        let resp = self.get("/metrics").await;
-        assert_eq!(resp.status().as_u16(), 200);
-        resp.text().await.unwrap()
-    }
-
-    /// Triggers graceful shutdown.
-    fn trigger_shutdown(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-
-    /// Triggers shutdown and waits (at most `within`) for `run()` to return.
-    async fn shutdown(mut self, within: Duration) -> Duration {
-        let t = Instant::now();
-        self.trigger_shutdown();
-        let h = self.handle.take().unwrap();
-        tokio::time::timeout(within, h)
-            .await
-            .unwrap_or_else(|_| panic!("run() did not return within {within:?}"))
-            .expect("server task")
-            .expect("run() result");
-        t.elapsed()
-    }
-}
-
-fn py(code: &str) -> Value {
-    json!({ "language": "python", "code": code })
-}
-
-/// A token unique to this test run, to find our own sandbox processes in /proc.
-fn token(tag: &str) -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("tok{tag}{}x{n}", std::process::id())
-}
 
 /// The value of the metric line `name` (with its labels exactly as rendered).
 fn metric(text: &str, name: &str) -> Option<f64> {
@@ -224,40 +104,6 @@ fn assert_no_internals(msg: &str, what: &str) {
             "{what}: message leaks internals ({bad}): {msg}"
         );
     }
-}
-
-/// Sandbox processes (uid in the sandbox range) whose command line contains `needle`.
-fn sandbox_procs_with(needle: &str) -> Vec<(u32, String)> {
-    let cfg = isobox_sandbox::NativeConfig::default();
-    let uids = cfg.uid..cfg.uid + cfg.uid_count;
-    let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let uid = status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|u| u.parse::<u32>().ok());
-        let Some(uid) = uid.filter(|u| uids.contains(u)) else {
-            continue;
-        };
-        let cmd = std::fs::read_to_string(entry.path().join("cmdline"))
-            .unwrap_or_default()
-            .replace('\0', " ");
-        if cmd.contains(needle) {
-            found.push((uid, format!("pid {name}: {cmd}")));
-        }
-    }
-    found
 }
 
 /// A response read off a raw connection.
@@ -354,7 +200,7 @@ fn expect_raw_error(r: &Raw, status: u16, kind: &str, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn execute_runs_python_with_stdin_and_args() {
-    let srv = start(&[]).await;
+    let srv = TestServer::start(&[]).await;
     let resp = srv
         .post_json(
             "/api/v1/execute",
@@ -448,7 +294,7 @@ async fn execute_runs_python_with_stdin_and_args() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn execute_compiles_c() {
-    let srv = start(&[]).await;
+    let srv = TestServer::start(&[]).await;
     let r = srv
         .exec(json!({
             "language": "c",
@@ -493,7 +339,7 @@ async fn execute_compiles_c() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn output_is_valid_utf8_and_truncation_is_flagged() {
-    let srv = start(&[]).await;
+    let srv = TestServer::start(&[]).await;
     let r = srv
         .exec(py(
             "import sys\nsys.stdout.buffer.write(b'a\\xffb\\xc3(c\\n')\nsys.stderr.buffer.write(b'\\xfe!')",
@@ -529,207 +375,218 @@ async fn output_is_valid_utf8_and_truncation_is_flagged() {
 // Errors
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn request_errors_are_json_with_the_right_status() {
-    let srv = start(&[]).await;
-    let exec = "/api/v1/execute";
-    let mut checks: Vec<(Value, u16, &str, &str)> = vec![
-        (
-            json!({"code": "print(1)"}),
-            400,
-            "invalid_json",
-            "missing language",
-        ),
-        (
-            json!({"language": "cobol-9000", "code": "x"}),
-            400,
-            "unknown_language",
-            "unknown language",
-        ),
-        (
-            json!({"language": "python", "code": "print(1)", "files": [{"name": "a.py", "content": "print(2)"}]}),
-            400,
-            "invalid_request",
-            "code and files",
-        ),
-        (
-            json!({"language": "python"}),
-            400,
-            "invalid_request",
-            "no code",
-        ),
-        (
-            json!({"language": "python", "files": []}),
-            400,
-            "invalid_request",
-            "empty files",
-        ),
-        (
-            json!({"language": "python", "code": "print(1)", "priority": 9}),
-            400,
-            "invalid_json",
-            "unknown top-level field",
-        ),
-        (
-            json!({"language": "python", "code": "print(1)", "limits": {"timeout_ms": 100, "gpu": 1}}),
-            400,
-            "invalid_json",
-            "unknown limits field",
-        ),
-        (
-            json!({"language": "python", "files": [{"name": "a.py", "content": "", "mode": "0755"}]}),
-            400,
-            "invalid_json",
-            "unknown file field",
-        ),
-        (json!([1, 2]), 400, "invalid_json", "array body"),
-        (json!("python"), 400, "invalid_json", "string body"),
-        (
-            json!({"language": 7, "code": "x"}),
-            400,
-            "invalid_json",
-            "language not a string",
-        ),
-        (
-            json!({"language": "python", "files": [{"name": "a.py", "content": "!", "encoding": "base64"}]}),
-            400,
-            "invalid_request",
-            "bad base64",
-        ),
-        (
-            json!({"language": "python", "files": [{"name": "a.py", "content": "", "encoding": "rot13"}]}),
-            400,
-            "invalid_request",
-            "unknown encoding",
-        ),
-        (
-            json!({"language": "python", "files": [{"name": "a.py", "content": ""}, {"name": "a.py", "content": ""}]}),
-            400,
-            "invalid_request",
-            "duplicate file",
-        ),
-        (
-            json!({"language": "python", "version": "1.0", "code": "print(1)"}),
-            400,
-            "version_unavailable",
-            "unknown version",
-        ),
-        (
-            json!({"language": "python", "code": "print(1)", "args": ["a\u{0}b"]}),
-            400,
-            "invalid_request",
-            "NUL in an arg",
-        ),
-        (
-            json!({"language": "python", "code": "print(1)", "args": ["x".repeat(5000)]}),
-            400,
-            "invalid_request",
-            "huge arg",
-        ),
+const EXECUTE: &str = "/api/v1/execute";
+const VALIDATE: &str = "/api/v1/validate";
+
+/// What a request of the error table sends.
+enum Body {
+    /// No body and no content type.
+    None,
+    /// JSON, as reqwest's `.json()` sends it (`Content-Type: application/json`).
+    Json(Value),
+    /// These bytes, with this content type (none when `None`).
+    Raw(Option<&'static str>, Vec<u8>),
+}
+
+/// A row of the error table: a bad request, the status and `error` kind it must get and,
+/// where set, a fragment its message must contain.
+struct Case {
+    name: String,
+    method: &'static str,
+    path: &'static str,
+    body: Body,
+    status: u16,
+    kind: &'static str,
+    says: Option<&'static str>,
+}
+
+impl Case {
+    fn new(
+        name: impl Into<String>,
+        method: &'static str,
+        path: &'static str,
+        body: Body,
+        status: u16,
+        kind: &'static str,
+    ) -> Case {
+        Case {
+            name: name.into(),
+            method,
+            path,
+            body,
+            status,
+            kind,
+            says: None,
+        }
+    }
+
+    /// `POST /api/v1/execute` with a JSON body.
+    fn execute(name: impl Into<String>, body: Value, status: u16, kind: &'static str) -> Case {
+        Case::new(name, "POST", EXECUTE, Body::Json(body), status, kind)
+    }
+
+    /// The message must contain `fragment`.
+    fn says(mut self, fragment: &'static str) -> Case {
+        self.says = Some(fragment);
+        self
+    }
+
+    /// What the request sends, for failure messages (at most 160 characters).
+    fn sent(&self) -> String {
+        let text = match &self.body {
+            Body::None => String::new(),
+            Body::Json(v) => v.to_string(),
+            Body::Raw(ct, bytes) => format!("{ct:?} {}", String::from_utf8_lossy(bytes)),
+        };
+        text.chars().take(160).collect()
+    }
+}
+
+/// The request errors of CONTRACT's REST section: one row per bad request.
+#[rustfmt::skip]
+fn request_error_table() -> Vec<Case> {
+    use Case as C;
+    // The request itself: fields, types, names, versions, args.
+    let mut rows = vec![
+        C::execute("missing language", json!({"code": "print(1)"}), 400, "invalid_json").says("language"),
+        C::execute("unknown language", json!({"language": "cobol-9000", "code": "x"}), 400, "unknown_language").says("cobol-9000"),
+        C::execute("code and files", json!({"language": "python", "code": "print(1)", "files": [{"name": "a.py", "content": "print(2)"}]}), 400, "invalid_request"),
+        C::execute("no code", json!({"language": "python"}), 400, "invalid_request"),
+        C::execute("empty files", json!({"language": "python", "files": []}), 400, "invalid_request"),
+        C::execute("unknown top-level field", json!({"language": "python", "code": "print(1)", "priority": 9}), 400, "invalid_json").says("priority"),
+        C::execute("unknown limits field", json!({"language": "python", "code": "print(1)", "limits": {"timeout_ms": 100, "gpu": 1}}), 400, "invalid_json"),
+        C::execute("unknown file field", json!({"language": "python", "files": [{"name": "a.py", "content": "", "mode": "0755"}]}), 400, "invalid_json"),
+        C::execute("array body", json!([1, 2]), 400, "invalid_json"),
+        C::execute("string body", json!("python"), 400, "invalid_json"),
+        C::execute("language not a string", json!({"language": 7, "code": "x"}), 400, "invalid_json"),
+        C::execute("bad base64", json!({"language": "python", "files": [{"name": "a.py", "content": "!", "encoding": "base64"}]}), 400, "invalid_request"),
+        C::execute("unknown encoding", json!({"language": "python", "files": [{"name": "a.py", "content": "", "encoding": "rot13"}]}), 400, "invalid_request"),
+        C::execute("duplicate file", json!({"language": "python", "files": [{"name": "a.py", "content": ""}, {"name": "a.py", "content": ""}]}), 400, "invalid_request"),
+        C::execute("unknown version", json!({"language": "python", "version": "1.0", "code": "print(1)"}), 400, "version_unavailable"),
+        C::execute("NUL in an arg", json!({"language": "python", "code": "print(1)", "args": ["a\u{0}b"]}), 400, "invalid_request"),
+        C::execute("huge arg", json!({"language": "python", "code": "print(1)", "args": ["x".repeat(5000)]}), 400, "invalid_request"),
     ];
     // Unsafe file names.
-    for name in [
-        "../x",
-        "a/../../b",
-        "/etc/passwd",
-        "",
-        "./a.py",
-        "a//b.py",
-        "-o",
-        "@args",
-        "a\\b.py",
-        "a\nb.py",
-    ] {
-        checks.push((
-            json!({"language": "python", "files": [{"name": name, "content": "print(1)"}]}),
-            400,
-            "invalid_request",
-            "unsafe file name",
-        ));
-    }
+    rows.extend(UNSAFE_FILE_NAMES.map(|name| {
+        C::execute(format!("unsafe file name {name:?}"), json!({"language": "python", "files": [{"name": name, "content": "print(1)"}]}), 400, "invalid_request")
+    }));
     // Limits out of range or of the wrong type.
-    for (limits, kind) in [
-        (json!({"timeout_ms": 0}), "invalid_request"),
-        (json!({"memory_mb": 0}), "invalid_request"),
-        (json!({"max_output_bytes": 0}), "invalid_request"),
-        (json!({"max_processes": 0}), "invalid_request"),
-        (json!({"cpu_time_ms": 0}), "invalid_request"),
-        (json!({"memory_mb": 4}), "invalid_request"),
-        (json!({"timeout_ms": -1}), "invalid_json"),
-        (json!({"memory_mb": -256}), "invalid_json"),
-        (json!({"timeout_ms": 1.5}), "invalid_json"),
-        (json!({"timeout_ms": "1000"}), "invalid_json"),
-        (json!({"timeout_ms": true}), "invalid_json"),
-        (json!({"timeout_ms": 1e30}), "invalid_json"),
-        (json!({"max_processes": 5_000_000_000u64}), "invalid_json"),
-        (json!({"timeout_ms": 30_001}), "limit_too_high"),
-        (json!({"cpu_time_ms": 3_600_000}), "limit_too_high"),
-        (json!({"memory_mb": 1_000_000_000_000u64}), "limit_too_high"),
-        (json!({"max_processes": 100_000}), "limit_too_high"),
-        (json!({"timeout_ms": u64::MAX}), "limit_too_high"),
-        (json!({"max_output_bytes": 1u64 << 40}), "limit_too_high"),
-    ] {
-        checks.push((
-            json!({"language": "python", "code": "print(1)", "limits": limits}),
-            400,
-            kind,
-            "bad limits",
-        ));
-    }
+    let limits = [
+        (json!({"timeout_ms": 0}),                     "invalid_request"),
+        (json!({"memory_mb": 0}),                      "invalid_request"),
+        (json!({"max_output_bytes": 0}),               "invalid_request"),
+        (json!({"max_processes": 0}),                  "invalid_request"),
+        (json!({"cpu_time_ms": 0}),                    "invalid_request"),
+        (json!({"memory_mb": 4}),                      "invalid_request"),
+        (json!({"timeout_ms": -1}),                    "invalid_json"),
+        (json!({"memory_mb": -256}),                   "invalid_json"),
+        (json!({"timeout_ms": 1.5}),                   "invalid_json"),
+        (json!({"timeout_ms": "1000"}),                "invalid_json"),
+        (json!({"timeout_ms": true}),                  "invalid_json"),
+        (json!({"timeout_ms": 1e30}),                  "invalid_json"),
+        (json!({"max_processes": 5_000_000_000u64}),   "invalid_json"),
+        (json!({"timeout_ms": 30_001}),                "limit_too_high"),
+        (json!({"cpu_time_ms": 3_600_000}),            "limit_too_high"),
+        (json!({"memory_mb": 1_000_000_000_000u64}),   "limit_too_high"),
+        (json!({"max_processes": 100_000}),            "limit_too_high"),
+        (json!({"timeout_ms": u64::MAX}),              "limit_too_high"),
+        (json!({"max_output_bytes": 1u64 << 40}),      "limit_too_high"),
+    ];
+    rows.extend(limits.map(|(limits, kind)| {
+        C::execute(format!("bad limits {limits}"), json!({"language": "python", "code": "print(1)", "limits": limits}), 400, kind)
+    }));
     // Over the size limits (1 MiB of source, 32 files, 1 MiB of stdin, 64 args).
-    checks.push((
-        json!({"language": "python", "code": format!("#{}", "x".repeat(1 << 20))}),
-        413,
-        "too_large",
-        "source over 1 MiB",
-    ));
-    checks.push((
-        json!({"language": "python", "files": [
+    let files: Vec<Value> = (0..33).map(|i| json!({"name": format!("f{i}.py"), "content": ""})).collect();
+    let args: Vec<String> = (0..65).map(|i| i.to_string()).collect();
+    rows.extend([
+        C::execute("source over 1 MiB", json!({"language": "python", "code": format!("#{}", "x".repeat(1 << 20))}), 413, "too_large"),
+        C::execute("files over 1 MiB together", json!({"language": "python", "files": [
             {"name": "main.py", "content": "x".repeat(600 << 10)},
             {"name": "b.py", "content": "x".repeat(600 << 10)}
-        ]}),
-        413,
-        "too_large",
-        "files over 1 MiB together",
-    ));
-    let files: Vec<Value> = (0..33)
-        .map(|i| json!({"name": format!("f{i}.py"), "content": ""}))
-        .collect();
-    checks.push((
-        json!({"language": "python", "files": files}),
-        413,
-        "too_large",
-        "33 files",
-    ));
-    checks.push((
-        json!({"language": "python", "code": "print(1)", "stdin": "x".repeat((1 << 20) + 1)}),
-        413,
-        "too_large",
-        "stdin over 1 MiB",
-    ));
-    let args: Vec<String> = (0..65).map(|i| i.to_string()).collect();
-    checks.push((
-        json!({"language": "python", "code": "print(1)", "args": args}),
-        413,
-        "too_large",
-        "65 args",
-    ));
+        ]}), 413, "too_large"),
+        C::execute("33 files", json!({"language": "python", "files": files}), 413, "too_large"),
+        C::execute("stdin over 1 MiB", json!({"language": "python", "code": "print(1)", "stdin": "x".repeat((1 << 20) + 1)}), 413, "too_large"),
+        C::execute("65 args", json!({"language": "python", "code": "print(1)", "args": args}), 413, "too_large"),
+    ]);
+    // Malformed JSON.
+    let malformed: [&[u8]; 6] = [
+        b"{",
+        b"{\"language\": \"python\", \"code\": }",
+        b"",
+        b"null",
+        b"\xff\xfe{}",
+        b"{\"language\": \"python\", \"code\": \"print(1)\"} trailing",
+    ];
+    rows.extend(malformed.map(|bad| {
+        C::new(format!("malformed {:?}", String::from_utf8_lossy(bad)), "POST", EXECUTE, Body::Raw(Some("application/json"), bad.to_vec()), 400, "invalid_json")
+    }));
+    // Content type: anything but JSON is 415, also a missing one, on both POST routes.
+    let ok = py("print(1)").to_string().into_bytes();
+    for path in [EXECUTE, VALIDATE] {
+        for ct in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/jsonx"),
+            None,
+        ] {
+            rows.push(C::new(format!("{path} {ct:?}"), "POST", path, Body::Raw(ct, ok.clone()), 415, "unsupported_media_type"));
+        }
+    }
+    // Unknown routes and wrong methods, as JSON errors.
+    rows.extend([
+        C::new("GET /nope",                  "GET",    "/nope",                 Body::None, 404, "not_found"),
+        C::new("GET /api/v1",                "GET",    "/api/v1",               Body::None, 404, "not_found"),
+        C::new("GET /api/v1/execute/extra",  "GET",    "/api/v1/execute/extra", Body::None, 404, "not_found"),
+        C::new("GET /api/v2/execute",        "GET",    "/api/v2/execute",       Body::None, 404, "not_found"),
+        C::new("GET /health/",               "GET",    "/health/",              Body::None, 404, "not_found"),
+        C::new("POST unknown",               "POST",   "/api/v1/nope",          Body::Json(py("print(1)")), 404, "not_found"),
+        C::new("GET /api/v1/execute",        "GET",    EXECUTE,                 Body::None, 405, "method_not_allowed"),
+        C::new("PUT /api/v1/execute",        "PUT",    EXECUTE,                 Body::None, 405, "method_not_allowed"),
+        C::new("DELETE /api/v1/execute",     "DELETE", EXECUTE,                 Body::None, 405, "method_not_allowed"),
+        C::new("GET /api/v1/validate",       "GET",    VALIDATE,                Body::None, 405, "method_not_allowed"),
+        C::new("POST /api/v1/languages",     "POST",   "/api/v1/languages",     Body::None, 405, "method_not_allowed"),
+        C::new("POST /health",               "POST",   "/health",               Body::None, 405, "method_not_allowed"),
+        C::new("DELETE /metrics",            "DELETE", "/metrics",              Body::None, 405, "method_not_allowed"),
+        C::new("PATCH /openapi.json",        "PATCH",  "/openapi.json",         Body::None, 405, "method_not_allowed"),
+    ]);
+    rows
+}
 
-    for (body, status, kind, what) in &checks {
-        let resp = srv.post_json(exec, body).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_errors_are_json_with_the_right_status() {
+    let srv = TestServer::start(&[]).await;
+    let rows = request_error_table();
+    let names: BTreeSet<&str> = rows.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names.len(),
+        rows.len(),
+        "two rows of the table share a name"
+    );
+    for (i, case) in rows.iter().enumerate() {
         let what = format!(
-            "{what}: {}",
-            &body.to_string()[..body.to_string().len().min(160)]
+            "row {i} `{}` ({} {} {})",
+            case.name,
+            case.method,
+            case.path,
+            case.sent()
         );
-        let msg = expect_error(resp, *status, kind, &what).await;
-        if what.starts_with("missing language") {
-            assert!(msg.contains("language"), "{msg}");
-        }
-        if what.starts_with("unknown top-level field") {
-            assert!(msg.contains("priority"), "{msg}");
-        }
-        if what.starts_with("unknown language") {
-            assert!(msg.contains("cobol-9000"), "{msg}");
+        let rb = srv
+            .client
+            .request(case.method.parse().unwrap(), srv.url_for(case.path));
+        let rb = match &case.body {
+            Body::None => rb,
+            Body::Json(v) => rb.json(v),
+            Body::Raw(None, bytes) => rb.body(bytes.clone()),
+            Body::Raw(Some(ct), bytes) => rb.body(bytes.clone()).header("content-type", *ct),
+        };
+        let resp = rb.send().await.unwrap();
+        let msg = expect_error(resp, case.status, case.kind, &what).await;
+        if let Some(fragment) = case.says {
+            assert!(
+                msg.contains(fragment),
+                "{what}: the message does not say {fragment:?}: {msg}"
+            );
         }
     }
 
@@ -744,81 +601,7 @@ async fn request_errors_are_json_with_the_right_status() {
     assert_eq!(r["status"], "ok", "{r}");
     assert_eq!(r["stdout"], format!("64 {}\n", 1 << 20));
 
-    // Malformed JSON.
-    for bad in [
-        &b"{"[..],
-        b"{\"language\": \"python\", \"code\": }",
-        b"",
-        b"null",
-        b"\xff\xfe{}",
-        b"{\"language\": \"python\", \"code\": \"print(1)\"} trailing",
-    ] {
-        let resp = srv
-            .post_raw(exec, Some("application/json"), bad.to_vec())
-            .await;
-        expect_error(
-            resp,
-            400,
-            "invalid_json",
-            &format!("malformed {:?}", String::from_utf8_lossy(bad)),
-        )
-        .await;
-    }
-
-    // Content type: anything but JSON is 415, also a missing one, on both POST routes.
-    let body = py("print(1)").to_string().into_bytes();
-    for path in [exec, "/api/v1/validate"] {
-        for ct in [
-            Some("text/plain"),
-            Some("application/x-www-form-urlencoded"),
-            Some("multipart/form-data; boundary=x"),
-            Some("application/jsonx"),
-            None,
-        ] {
-            let resp = srv.post_raw(path, ct, body.clone()).await;
-            expect_error(
-                resp,
-                415,
-                "unsupported_media_type",
-                &format!("{path} {ct:?}"),
-            )
-            .await;
-        }
-    }
-
-    // Unknown routes and wrong methods, as JSON errors.
-    for path in [
-        "/nope",
-        "/api/v1",
-        "/api/v1/execute/extra",
-        "/api/v2/execute",
-        "/health/",
-    ] {
-        let resp = srv.get(path).await;
-        expect_error(resp, 404, "not_found", &format!("GET {path}")).await;
-    }
-    let resp = srv.post_json("/api/v1/nope", &py("print(1)")).await;
-    expect_error(resp, 404, "not_found", "POST unknown").await;
-    for (method, path) in [
-        ("GET", exec),
-        ("PUT", exec),
-        ("DELETE", exec),
-        ("GET", "/api/v1/validate"),
-        ("POST", "/api/v1/languages"),
-        ("POST", "/health"),
-        ("DELETE", "/metrics"),
-        ("PATCH", "/openapi.json"),
-    ] {
-        let resp = srv
-            .client
-            .request(method.parse().unwrap(), srv.url(path))
-            .send()
-            .await
-            .unwrap();
-        expect_error(resp, 405, "method_not_allowed", &format!("{method} {path}")).await;
-    }
-
-    // Nothing above ran anything; the refusals are counted.
+    // Only that one ran; the refusals are counted.
     let m = srv.metrics().await;
     assert_eq!(metric_or_zero(&m, "isobox_run_seconds_count"), 1.0, "{m}");
     assert!(
@@ -833,7 +616,7 @@ async fn request_errors_are_json_with_the_right_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn body_limit_applies_to_every_route() {
-    let srv = start(&[("ISOBOX_MAX_BODY_BYTES", "4096")]).await;
+    let srv = TestServer::start(&[("ISOBOX_MAX_BODY_BYTES", "4096")]).await;
     // Under the limit: fine.
     let r = srv
         .exec(py(&format!("#{}\nprint('small')", "x".repeat(3000))))
@@ -912,7 +695,7 @@ async fn body_limit_applies_to_every_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn validate_checks_syntax_without_running() {
-    let srv = start(&[]).await;
+    let srv = TestServer::start(&[]).await;
     let validate = |body: Value| {
         let srv = &srv;
         async move {
@@ -1002,7 +785,7 @@ async fn pattern_policy_rejects_with_422() {
         "[[rule]]\nname = \"no-ctypes\"\nlanguage = \"python\"\npattern = 'import\\s+ctypes'\n",
     )
     .unwrap();
-    let srv = start(&[("ISOBOX_PATTERNS", file.to_str().unwrap())]).await;
+    let srv = TestServer::start(&[("ISOBOX_PATTERNS", file.to_str().unwrap())]).await;
     std::fs::remove_dir_all(&dir).unwrap();
 
     let bad = py("import   ctypes\nprint('RAN')");
@@ -1053,7 +836,7 @@ async fn pattern_policy_rejects_with_422() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_response_carries_request_id_and_security_headers() {
-    let srv = start(&[("ISOBOX_MAX_BODY_BYTES", "4096")]).await;
+    let srv = TestServer::start(&[("ISOBOX_MAX_BODY_BYTES", "4096")]).await;
     let ok_body = py("print(1)").to_string().into_bytes();
     // (method, path, content type, body, expected status)
     type Case = (
@@ -1104,7 +887,7 @@ async fn every_response_carries_request_id_and_security_headers() {
         for send_id in [true, false] {
             let mut rb = srv
                 .client
-                .request(method.parse().unwrap(), srv.url(path))
+                .request(method.parse().unwrap(), srv.url_for(path))
                 .body(body.clone());
             if let Some(ct) = ct {
                 rb = rb.header("content-type", ct);
@@ -1145,7 +928,7 @@ async fn every_response_carries_request_id_and_security_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn languages_health_and_metrics() {
-    let srv = start(&[("ISOBOX_SLOTS", "3"), ("ISOBOX_QUEUE", "5")]).await;
+    let srv = TestServer::start(&[("ISOBOX_SLOTS", "3"), ("ISOBOX_QUEUE", "5")]).await;
 
     let resp = srv.get("/api/v1/languages").await;
     assert_common_headers(&resp, "languages");
@@ -1278,7 +1061,7 @@ async fn languages_health_and_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dedup_answers_identical_requests_from_the_cache() {
-    let srv = start(&[]).await;
+    let srv = TestServer::start(&[]).await;
     let body = json!({"language": "python", "code": "import random\nprint(input(), random.random())", "stdin": "one"});
     let a = srv.exec(body.clone()).await;
     let b = srv.exec(body.clone()).await;
@@ -1339,7 +1122,7 @@ async fn dedup_answers_identical_requests_from_the_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dedup_disabled_never_caches() {
-    let srv = start(&[("DEDUP_ENABLED", "false")]).await;
+    let srv = TestServer::start(&[("DEDUP_ENABLED", "false")]).await;
     let body = py("import random\nprint(random.random())");
     let a = srv.exec(body.clone()).await;
     let b = srv.exec(body.clone()).await;
@@ -1354,7 +1137,7 @@ async fn dedup_disabled_never_caches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn timeouts_are_not_cached() {
-    let srv = start(&[]).await;
+    let srv = TestServer::start(&[]).await;
     let body = json!({"language": "python", "code": "while True:\n    pass\n", "limits": {"timeout_ms": 300}});
     for i in 0..2 {
         let r = srv.exec(body.clone()).await;
@@ -1376,7 +1159,7 @@ async fn timeouts_are_not_cached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn single_flight_runs_identical_concurrent_requests_once() {
-    let srv = Arc::new(start(&[]).await);
+    let srv = Arc::new(TestServer::start(&[]).await);
     let body = py("import time, random\ntime.sleep(0.5)\nprint(random.random())");
     let t = Instant::now();
     let tasks: Vec<_> = (0..10)
@@ -1416,7 +1199,7 @@ async fn single_flight_runs_identical_concurrent_requests_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backpressure_sheds_load_with_503_and_retry_after() {
-    let srv = Arc::new(start(&[("ISOBOX_SLOTS", "1"), ("ISOBOX_QUEUE", "1")]).await);
+    let srv = Arc::new(TestServer::start(&[("ISOBOX_SLOTS", "1"), ("ISOBOX_QUEUE", "1")]).await);
     let tok = token("bp");
     let code = "import sys, time\ntime.sleep(1)\nprint(sys.stdin.read())";
     let done = Arc::new(AtomicBool::new(false));
@@ -1434,8 +1217,10 @@ async fn backpressure_sheds_load_with_503_and_retry_after() {
                 assert_eq!(total, 1);
                 max_busy = max_busy.max(busy);
                 max_queued = max_queued.max(queued);
-                let uids: BTreeSet<u32> =
-                    sandbox_procs_with(&tok).into_iter().map(|p| p.0).collect();
+                let uids: BTreeSet<u32> = sandbox_procs_with(&tok)
+                    .iter()
+                    .filter_map(Proc::uid)
+                    .collect();
                 max_sandboxes = max_sandboxes.max(uids.len());
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -1527,7 +1312,7 @@ async fn backpressure_sheds_load_with_503_and_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_request_queued_too_long_gets_503() {
     let srv = Arc::new(
-        start(&[
+        TestServer::start(&[
             ("ISOBOX_SLOTS", "1"),
             ("ISOBOX_QUEUE", "4"),
             ("ISOBOX_QUEUE_TIMEOUT_MS", "300"),
@@ -1576,9 +1361,9 @@ async fn a_request_queued_too_long_gets_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn graceful_shutdown_lets_a_running_execution_finish() {
-    let mut srv = start(&[]).await;
+    let mut srv = TestServer::start(&[]).await;
     let addr = srv.addr;
-    let url = srv.url("/api/v1/execute");
+    let url = srv.url_for("/api/v1/execute");
     let client = srv.client.clone();
     let inflight = tokio::spawn(async move {
         client
@@ -1592,7 +1377,7 @@ async fn graceful_shutdown_lets_a_running_execution_finish() {
         assert!(t.elapsed() < Duration::from_secs(10), "never started");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    srv.trigger_shutdown();
+    srv.begin_stop();
     // New connections are refused once shutdown began, while the run goes on.
     let t = Instant::now();
     loop {
@@ -1617,20 +1402,16 @@ async fn graceful_shutdown_lets_a_running_execution_finish() {
     let r: Value = resp.json().await.unwrap();
     assert_eq!(r["status"], "ok", "{r}");
     assert_eq!(r["stdout"], "finished\n");
-    let h = srv.handle.take().unwrap();
-    tokio::time::timeout(Duration::from_secs(5), h)
-        .await
-        .expect("run() returns once the run is done")
-        .unwrap()
-        .expect("run() is Ok");
+    // run() returns (and is Ok) once the run is done.
+    srv.stopped_within(Duration::from_secs(5)).await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_grace_kills_what_is_left() {
-    let srv = start(&[("ISOBOX_SHUTDOWN_GRACE_MS", "300")]).await;
+    let srv = TestServer::start(&[("ISOBOX_SHUTDOWN_GRACE_MS", "300")]).await;
     let tok = token("grace");
-    let url = srv.url("/api/v1/execute");
+    let url = srv.url_for("/api/v1/execute");
     let client = srv.client.clone();
     let body = json!({
         "language": "python",
@@ -1639,11 +1420,10 @@ async fn shutdown_grace_kills_what_is_left() {
         "limits": {"timeout_ms": 20000, "cpu_time_ms": 20000}
     });
     let inflight = tokio::spawn(async move { client.post(url).json(&body).send().await });
-    let t = Instant::now();
-    while sandbox_procs_with(&tok).is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(10), "never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for("never started", Duration::from_secs(10), || {
+        sandbox_procs_with(&tok)
+    })
+    .await;
     let app = srv.app.clone();
     let took = srv.shutdown(Duration::from_secs(15)).await;
     assert!(took < Duration::from_secs(4), "run() took {took:?}");
@@ -1659,18 +1439,12 @@ async fn shutdown_grace_kills_what_is_left() {
         }
     }
     // Nothing of the sandbox is left.
-    let t = Instant::now();
-    loop {
-        let left = sandbox_procs_with(&tok);
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(3),
-            "sandbox processes left after shutdown: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_gone(
+        "sandbox processes left after shutdown",
+        Duration::from_secs(3),
+        || sandbox_procs_with(&tok),
+    )
+    .await;
     assert_eq!(app.engine.load().0, 0, "the slot was given back");
 }
 
@@ -1678,7 +1452,7 @@ async fn shutdown_grace_kills_what_is_left() {
 async fn shutdown_grace_also_stops_queued_executions() {
     // One slot: the second request waits in the queue when shutdown begins. When the grace
     // period is over, neither it nor the running one may go on (or start) in a sandbox.
-    let srv = start(&[
+    let srv = TestServer::start(&[
         ("ISOBOX_SLOTS", "1"),
         ("ISOBOX_QUEUE", "2"),
         ("ISOBOX_SHUTDOWN_GRACE_MS", "300"),
@@ -1687,7 +1461,7 @@ async fn shutdown_grace_also_stops_queued_executions() {
     let tok = token("queued");
     let mut inflight = Vec::new();
     for i in 0..2 {
-        let url = srv.url("/api/v1/execute");
+        let url = srv.url_for("/api/v1/execute");
         let client = srv.client.clone();
         let body = json!({
             "language": "python",
@@ -1721,18 +1495,12 @@ async fn shutdown_grace_also_stops_queued_executions() {
             .await
             .expect("no in-flight request hangs");
     }
-    let t = Instant::now();
-    loop {
-        let left = sandbox_procs_with(&tok);
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(3),
-            "sandbox processes left after shutdown: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_gone(
+        "sandbox processes left after shutdown",
+        Duration::from_secs(3),
+        || sandbox_procs_with(&tok),
+    )
+    .await;
     assert_eq!(app.engine.load().0, 0, "the slot was given back");
 }
 
@@ -1744,7 +1512,7 @@ const METHODS: &[&str] = &["get", "post", "put", "delete", "patch"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn openapi_matches_the_real_routes() {
-    let srv = start(&[]).await;
+    let srv = TestServer::start(&[]).await;
     let resp = srv.get("/openapi.json").await;
     assert_common_headers(&resp, "openapi");
     assert_eq!(resp.status().as_u16(), 200);
@@ -1756,7 +1524,7 @@ async fn openapi_matches_the_real_routes() {
     // A real job, for the paths that name one.
     let job: Value = srv
         .client
-        .post(srv.url("/api/v1/executions"))
+        .post(srv.url_for("/api/v1/executions"))
         .json(&py("print(1)"))
         .send()
         .await
@@ -1775,7 +1543,7 @@ async fn openapi_matches_the_real_routes() {
             documented.insert((path.clone(), method.clone()));
             let rb = srv.client.request(
                 method.to_uppercase().parse().unwrap(),
-                srv.url(&concrete(path)),
+                srv.url_for(&concrete(path)),
             );
             let rb = match (method.as_str(), path.as_str()) {
                 ("post", "/api/v1/executions/batch") => {
@@ -1799,9 +1567,10 @@ async fn openapi_matches_the_real_routes() {
         }
         // And the methods it does not document are really not there.
         for m in METHODS.iter().filter(|m| !item.contains_key(**m)) {
-            let rb = srv
-                .client
-                .request(m.to_uppercase().parse().unwrap(), srv.url(&concrete(path)));
+            let rb = srv.client.request(
+                m.to_uppercase().parse().unwrap(),
+                srv.url_for(&concrete(path)),
+            );
             let rb = if *m == "get" {
                 rb
             } else {

@@ -17,8 +17,7 @@
 //!
 //! A watcher thread samples the same probes during the soak and must see sandboxes (processes,
 //! cgroups, uid locks): the probes are not blind.
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
@@ -295,22 +294,6 @@ fn descendants() -> Vec<String> {
     out
 }
 
-/// Run cgroups made by this process (`run-<pid>-<n>`; see `cgroup.rs`), one path per hierarchy.
-fn our_cgroups(layout: &Layout) -> Vec<PathBuf> {
-    let prefix = format!("run-{}-", std::process::id());
-    let mut v: Vec<PathBuf> = layout
-        .run_groups()
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&prefix))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 /// The uid lock files (`<state_dir>/uids/<uid>`) that a flock of `pid` holds, from
 /// `/proc/locks`; `None` if the directory is not there (another layout: nothing to check).
 fn uid_locks_of(pid: u32) -> Option<Vec<String>> {
@@ -440,7 +423,7 @@ impl Probe {
             fds: open_fds(),
             threads: threads(),
             procs: descendants(),
-            cgroups: our_cgroups(&self.layout),
+            cgroups: our_run_cgroups(&self.layout),
             uid_locks: uid_locks_of(pid),
             mounts: mountinfo(),
             private_tmp: entries(&self.private_tmp),
@@ -602,7 +585,7 @@ fn soak_500_mixed_runs_leave_nothing_behind() {
             let (mut procs, mut groups, mut locks, mut fds) = (0, 0, 0, 0);
             while !stop.load(Ordering::Relaxed) {
                 procs = procs.max(descendants().len());
-                groups = groups.max(our_cgroups(&probe.layout).len());
+                groups = groups.max(our_run_cgroups(&probe.layout).len());
                 locks = locks.max(uid_locks_of(std::process::id()).map_or(0, |l| l.len()));
                 fds = fds.max(open_fds().len());
                 std::thread::sleep(Duration::from_millis(10));

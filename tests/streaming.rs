@@ -1,43 +1,12 @@
 //! Streaming over REST: Server-Sent Events and the interactive WebSocket, with real clients.
 
-mod common;
-use common::TestServer;
+use crate::common::*;
 
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-
-/// Host processes whose command line holds `token`.
-fn procs_with(token: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .chars()
-                .all(|c| c.is_ascii_digit())
-        })
-        .filter(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(token))
-                .unwrap_or(false)
-        })
-        .count()
-}
-
-fn token() -> String {
-    format!(
-        "{}{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    )
-}
 
 /// Parses an SSE body into (event, data) pairs.
 fn sse_events(text: &str) -> Vec<(String, String)> {
@@ -122,7 +91,7 @@ async fn sse_bad_input_is_a_plain_error_and_disconnect_kills_the_run() {
         "unknown_language"
     );
 
-    let tok = token();
+    let tok = token("stream");
     let r = c
         .post(format!("{}/api/v1/execute/stream", s.url))
         .json(&json!({"language": "bash", "code": "sleep 30", "args": [tok], "limits": {"timeout_ms": 20000}}))
@@ -131,20 +100,17 @@ async fn sse_bad_input_is_a_plain_error_and_disconnect_kills_the_run() {
         .unwrap();
     assert_eq!(r.status(), 200);
     // Wait until the program runs (bash main.sh <token>), then hang up.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while procs_with(&tok) == 0 {
-        assert!(Instant::now() < deadline, "the program never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for("the program never started", Duration::from_secs(10), || {
+        procs_with(&tok)
+    })
+    .await;
     drop(r);
-    let gone = Instant::now();
-    while procs_with(&tok) > 0 {
-        assert!(
-            gone.elapsed() < Duration::from_secs(1),
-            "the sandbox outlived its client by a second"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_gone(
+        "the sandbox outlived its client",
+        Duration::from_secs(1),
+        || procs_with(&tok),
+    )
+    .await;
     s.stop().await;
 }
 
@@ -217,35 +183,32 @@ async fn websocket_runs_an_interactive_program() {
 async fn websocket_disconnect_kills_the_run_and_shutdown_ends_streams() {
     let mut s = TestServer::start(&[("ISOBOX_SHUTDOWN_GRACE_MS", "300")]).await;
     let ws_url = s.url.replace("http://", "ws://") + "/api/v1/execute/ws";
-    let tok = token();
+    let tok = token("stream");
     let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
     ws.send(Message::text(json!({"language": "bash", "code": "sleep 30", "args": [tok], "limits": {"timeout_ms": 20000}}).to_string()))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while procs_with(&tok) == 0 {
-        assert!(Instant::now() < deadline, "the program never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for("the program never started", Duration::from_secs(10), || {
+        procs_with(&tok)
+    })
+    .await;
     drop(ws);
-    let gone = Instant::now();
-    while procs_with(&tok) > 0 {
-        assert!(
-            gone.elapsed() < Duration::from_secs(1),
-            "the sandbox outlived its client by a second"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_gone(
+        "the sandbox outlived its client",
+        Duration::from_secs(1),
+        || procs_with(&tok),
+    )
+    .await;
 
     // A stream still open at shutdown ends (the run is killed after the grace period).
-    let tok2 = token();
+    let tok2 = token("stream");
     let mut r = reqwest::Client::new()
         .post(format!("{}/api/v1/execute/stream", s.url))
         .json(&json!({"language": "bash", "code": "sleep 30", "args": [tok2], "limits": {"timeout_ms": 20000}}))
         .send()
         .await
         .unwrap();
-    while procs_with(&tok2) == 0 {
+    while procs_with(&tok2).is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     s.begin_stop();
@@ -269,5 +232,6 @@ async fn websocket_disconnect_kills_the_run_and_shutdown_ends_streams() {
         body.contains("event: result") || body.contains("event: error"),
         "{body}"
     );
-    assert_eq!(procs_with(&tok2), 0);
+    let left = procs_with(&tok2);
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -1,7 +1,7 @@
 //! The warm pool: sandboxes built ahead of time (namespaces, cgroup, base root), each used for
 //! exactly one run, refilled in the background, torn down with the backend.
 
-mod common;
+use crate::common::*;
 
 use std::time::{Duration, Instant};
 
@@ -48,27 +48,29 @@ fn stdout(b: &NativeBackend, spec: &ExecSpec) -> (String, bool) {
 
 /// Names of this process's run cgroups (one name spans every hierarchy).
 fn our_groups() -> Vec<String> {
-    let prefix = format!("run-{}-", std::process::id());
-    let mut names: Vec<String> = Layout::detect("isobox")
-        .unwrap()
-        .run_groups()
-        .into_iter()
+    let mut names: Vec<String> = our_run_cgroups(&Layout::detect("isobox").unwrap())
+        .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&prefix))
         .collect();
     names.sort();
     names.dedup();
     names
 }
 
-/// Pids of this process's children (the sandbox inits), over all its threads.
-fn our_children() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
+/// Pids of the children of process `pid` (over all its threads).
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .flatten()
         .map(|t| std::fs::read_to_string(t.path().join("children")).unwrap_or_default())
         .flat_map(|c| c.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|c| c.parse().ok())
         .collect()
+}
+
+/// Pids of this process's children (the sandbox inits).
+fn our_children() -> Vec<u32> {
+    children_of(std::process::id())
 }
 
 #[test]
@@ -149,7 +151,7 @@ fn dropping_the_backend_tears_the_pool_down() {
 }
 
 /// Shared anonymous mappings (job arenas) a process holds.
-fn arenas_of(pid: &str) -> usize {
+fn arenas_of(pid: u32) -> usize {
     std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .unwrap_or_default()
         .lines()
@@ -196,7 +198,7 @@ fn a_sandbox_inherits_no_other_runs_job() {
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
         let shared: Vec<&str> = maps.lines().filter(|l| l.contains("-s ")).collect();
         assert_eq!(
-            arenas_of(&pid),
+            arenas_of(pid),
             1,
             "sandbox init {pid} maps other runs' arenas: {shared:?}"
         );
@@ -205,12 +207,8 @@ fn a_sandbox_inherits_no_other_runs_job() {
 
 /// The sandbox inits (children in a pid namespace of their own) of process `pid`.
 fn sandbox_inits_of(pid: u32) -> Vec<u32> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .map(|t| std::fs::read_to_string(t.path().join("children")).unwrap_or_default())
-        .flat_map(|c| c.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-        .filter_map(|c| c.parse::<u32>().ok())
+    children_of(pid)
+        .into_iter()
         .filter(|c| {
             std::fs::read_to_string(format!("/proc/{c}/status"))
                 .unwrap_or_default()
@@ -260,7 +258,7 @@ fn memory_contains(pid: u32, needle: &[u8]) -> bool {
 #[test]
 fn server_sandboxes_carry_none_of_the_servers_memory() {
     // Removed on drop, even when an assertion fails.
-    let tmp = common::TempDir::new("launcher");
+    let tmp = TempDir::new("launcher");
     let dir = tmp.0.clone();
     let secret = format!(
         "isobox-test-key-{}",
@@ -283,7 +281,7 @@ fn server_sandboxes_carry_none_of_the_servers_memory() {
         if !launcher {
             vars.push(("ISOBOX_NO_LAUNCHER", "1"));
         }
-        let (mut node, _url) = common::spawn_node("serve", &vars);
+        let (mut node, _url) = spawn_node("serve", &vars);
         // Live inits only: a start-up probe's sandbox may be exiting (a zombie has no memory).
         let deadline = Instant::now() + Duration::from_secs(20);
         let inits = loop {
@@ -347,32 +345,28 @@ fn server_sandboxes_carry_none_of_the_servers_memory() {
 /// A server whose launcher was killed keeps serving: sandboxes are then cloned by the server.
 #[test]
 fn a_server_outlives_its_launcher() {
-    let (mut node, url) = common::spawn_node("serve", &[("ISOBOX_WARM_POOL", "2")]);
-    let launcher =
-        std::fs::read_to_string(format!("/proc/{}/task/{}/children", node.id(), node.id()))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|c| c.parse::<i32>().ok())
-            .find(|c| {
-                let status =
-                    std::fs::read_to_string(format!("/proc/{c}/status")).unwrap_or_default();
-                status.contains("isobox-launch")
-                    && status
-                        .lines()
-                        .any(|l| l.starts_with("NSpid:") && l.split_whitespace().count() == 2)
-            })
-            .expect("the server has a launcher");
+    let (mut node, url) = spawn_node("serve", &[("ISOBOX_WARM_POOL", "2")]);
+    let launcher = children_of(node.id())
+        .into_iter()
+        .find(|c| {
+            let status = std::fs::read_to_string(format!("/proc/{c}/status")).unwrap_or_default();
+            status.contains("isobox-launch")
+                && status
+                    .lines()
+                    .any(|l| l.starts_with("NSpid:") && l.split_whitespace().count() == 2)
+        })
+        .expect("the server has a launcher");
     // SAFETY: signals a process of this test's server; no memory is involved.
-    unsafe { libc::kill(launcher, libc::SIGKILL) };
+    unsafe { libc::kill(launcher as i32, libc::SIGKILL) };
     for i in 0..6 {
-        let out = std::process::Command::new("curl")
-            .args(["-s", "-H", "Content-Type: application/json", "-d"])
-            .arg(format!(r#"{{"language":"bash","code":"echo run {i}"}}"#))
-            .arg(format!("{url}/api/v1/execute"))
-            .output()
-            .expect("curl");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| panic!("{:?}", String::from_utf8_lossy(&out.stdout)));
+        let out = curl(&[
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &format!(r#"{{"language":"bash","code":"echo run {i}"}}"#),
+            &format!("{url}/api/v1/execute"),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out:?}"));
         assert_eq!(v["status"], "ok", "{v}");
         assert_eq!(v["stdout"], format!("run {i}\n"));
     }

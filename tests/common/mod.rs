@@ -1,6 +1,19 @@
 //! Shared helpers for the integration tests. Every test runs real programs in the real native
 //! sandbox (the tests run as root, like CI).
-#![allow(dead_code)]
+//!
+//! - here: the executor of the shared suites, the `isobox` CLI, temp dirs, unique tokens, API key
+//!   files;
+//! - `server`: a server in the test process (REST, or REST and gRPC);
+//! - `node`: `isobox serve` / `isobox worker` as child processes, `curl`;
+//! - `procs`: host and sandbox processes from `/proc`, waits for runs to start or be gone.
+
+mod node;
+mod procs;
+mod server;
+
+pub use node::*;
+pub use procs::*;
+pub use server::*;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -155,155 +168,46 @@ fn nanos() -> u128 {
         .as_nanos()
 }
 
-/// The app of a test server: `base`, then `ISOBOX_WARM_POOL=0`, then `vars` (which win).
-async fn build_app(base: &[(&str, &str)], vars: &[(&str, &str)]) -> isobox_server::App {
-    let env: std::collections::HashMap<String, String> = base
-        .iter()
-        .chain(&[("ISOBOX_WARM_POOL", "0")])
-        .chain(vars)
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let cfg = isobox_server::config::load(&env).expect("config");
-    tokio::task::spawn_blocking(move || isobox_server::App::build(cfg))
-        .await
-        .unwrap()
-        .expect("app")
+/// A token unique to this test process and moment, to find our own sandbox processes in /proc
+/// (passed as an argument of the run).
+pub fn token(tag: &str) -> String {
+    format!("tok{tag}{}x{}", std::process::id(), nanos())
 }
 
-/// A REST server on a free loopback port, started in this process from `vars` (as the
-/// environment): `ISOBOX_WARM_POOL=0` unless set.
-pub struct TestServer {
-    pub url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+/// The lowercase hex SHA-256 of `s`.
+pub fn sha256_hex(s: &str) -> String {
+    use std::fmt::Write;
+    let d = <sha2::Sha256 as sha2::Digest>::digest(s.as_bytes());
+    d.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
-impl TestServer {
-    pub async fn start(vars: &[(&str, &str)]) -> TestServer {
-        let app = build_app(&[("REST_PORT", "0")], vars).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(isobox_server::run(listener, Arc::new(app), async move {
-            let _ = rx.await;
-        }));
-        TestServer {
-            url,
-            stop: Some(tx),
-            task: Some(task),
+/// An `ISOBOX_API_KEYS_FILE`: a `[[key]]` per `(id, key, roles)`, the key as its SHA-256 (no
+/// `roles` line when there are none).
+pub fn api_keys_toml(keys: &[(&str, &str, &[&str])]) -> String {
+    let mut out = String::new();
+    for (id, key, roles) in keys {
+        out += &format!("[[key]]\nid = \"{id}\"\nsha256 = \"{}\"\n", sha256_hex(key));
+        if !roles.is_empty() {
+            let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
+            out += &format!("roles = [{}]\n", roles.join(", "));
         }
     }
-
-    /// Starts the graceful shutdown without waiting for it.
-    pub fn begin_stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-
-    /// Shuts down and waits until `run` returned.
-    pub async fn stop(mut self) {
-        self.begin_stop();
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
-    }
-
-    /// Waits (at most `limit`) for `run` to return after `begin_stop`.
-    pub async fn finished_within(&mut self, limit: std::time::Duration) -> bool {
-        match self.task.take() {
-            Some(t) => tokio::time::timeout(limit, t).await.is_ok(),
-            None => true,
-        }
-    }
+    out
 }
 
-/// REST and gRPC on free loopback ports, served by this process (`run_with_grpc`), with
-/// `ISOBOX_WARM_POOL=0` unless `vars` sets it.
-pub struct DualServer {
-    pub rest: String,
-    pub grpc: String,
-    pub grpc_addr: std::net::SocketAddr,
-    pub app: Arc<isobox_server::App>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl DualServer {
-    pub async fn start(vars: &[(&str, &str)]) -> DualServer {
-        let app = Arc::new(build_app(&[("REST_PORT", "0"), ("GRPC_PORT", "0")], vars).await);
-        let rest = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc_addr = grpc.local_addr().unwrap();
-        let rest_url = format!("http://{}", rest.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(isobox_server::run_with_grpc(
-            rest,
-            Some(grpc),
-            app.clone(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        DualServer {
-            rest: rest_url,
-            grpc: format!("http://{grpc_addr}"),
-            grpc_addr,
-            app,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    /// Graceful shutdown; fails the test if it takes over 20 s or `run_with_grpc` failed.
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(std::time::Duration::from_secs(20), self.task)
-            .await
-            .expect("the server stopped")
-            .unwrap()
-            .expect("run_with_grpc() result");
-    }
-}
-
-/// Starts `isobox <cmd>` (serve or worker) on a port of its own choosing (`REST_PORT=0`, so two
-/// tests never race for one) and returns it with its base URL, read from the line where it
-/// says where it listens. Its stderr is drained by a thread.
-pub fn spawn_node(cmd: &str, vars: &[(&str, &str)]) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut child = Command::new(isobox_bin())
-        .arg(cmd)
-        .env("REST_PORT", "0")
-        .env("GRPC_PORT", "0")
-        .envs(vars.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("isobox");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let Ok(line) = rx.recv_timeout(left) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`isobox {cmd}` never said where it listens");
-        };
-        let says_where = line.contains("listening on ") || line.contains("/metrics on ");
-        if let (true, Some(i)) = (says_where, line.find("http://")) {
-            let url: String = line[i..]
-                .chars()
-                .take_while(|c| !c.is_whitespace() && *c != ')')
-                .collect();
-            // Keep draining so the node never blocks on a full pipe.
-            std::thread::spawn(move || while rx.recv().is_ok() {});
-            return (child, url);
-        }
-    }
-}
+/// File names the API refuses (REST and gRPC alike): escapes, absolute, option-like, odd.
+pub const UNSAFE_FILE_NAMES: [&str; 10] = [
+    "../x",
+    "a/../../b",
+    "/etc/passwd",
+    "",
+    "./a.py",
+    "a//b.py",
+    "-o",
+    "@args",
+    "a\\b.py",
+    "a\nb.py",
+];
