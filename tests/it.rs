@@ -11,6 +11,7 @@
 
 mod common;
 
+mod architecture;
 mod auth;
 mod browser;
 mod cgroup_v2;
