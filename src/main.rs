@@ -414,27 +414,7 @@ fn serve(worker: bool) -> anyhow::Result<ExitCode> {
     if worker && cfg.job_workers == 0 {
         bail!("`isobox worker` with ISOBOX_JOB_WORKERS=0 would run nothing");
     }
-    let mut secrets: Vec<String> = ["API_KEYS", "OAUTH2_CLIENT_SECRET", "ISOBOX_WEBHOOK_SECRET"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .flat_map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .collect::<Vec<_>>()
-        })
-        .filter(|s| !s.is_empty())
-        .collect();
-    // A password inside REDIS_URL (redis://user:password@host).
-    if let Some(pw) = cfg
-        .redis_url
-        .as_deref()
-        .and_then(|u| u.split_once("://"))
-        .and_then(|(_, rest)| rest.split_once('@'))
-        .and_then(|(auth, _)| auth.rsplit(':').next())
-        .filter(|p| !p.is_empty())
-    {
-        secrets.push(pw.to_string());
-    }
+    let secrets = cfg.secrets();
     let logs = isobox_server::logging::init(&cfg.log_settings(), secrets)
         .context("cannot set up logging")?;
     let addr = cfg.rest_addr();

@@ -240,3 +240,64 @@ fn refusals_are_security_events_without_credentials() {
     }
     assert!(!all.contains(PLANTED), "a key reached a log:\n{all}");
 }
+
+/// Secrets set in the `ISOBOX_CONFIG` file are masked like those of the environment; markers
+/// match whatever their case; a credential without a scheme is not echoed (answer or logs).
+#[test]
+fn secrets_from_the_config_file_and_in_any_case_never_reach_a_log() {
+    let dir = TempDir::new("logs-file");
+    let logs = dir.0.join("logs");
+    let key = format!("{PLANTED}-filekey");
+    let config = dir.0.join("isobox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "auth_type = \"apikey,oauth2\"\napi_keys = \"{key}\"\n\
+             oauth2_introspection_url = \"http://127.0.0.1:9/introspect\"\n\
+             oauth2_client_id = \"isobox\"\noauth2_client_secret = \"{PLANTED}-oauth\"\n\
+             isobox_webhook_secret = \"{PLANTED}-webhook\"\n"
+        ),
+    )
+    .unwrap();
+    let server = serve(&[
+        ("ISOBOX_CONFIG", config.to_str().unwrap()),
+        ("ISOBOX_LOG_DIR", logs.to_str().unwrap()),
+        ("RUST_LOG", "debug"),
+    ]);
+    let url = &server.url;
+    // A secret where no marker announces it: the access log's URI.
+    let out = curl(&[
+        "-s",
+        "-H",
+        &format!("X-API-Key: {key}"),
+        &format!("{url}/no-such/{key}"),
+    ]);
+    assert!(out.contains("not_found"), "{out}");
+    // Markers in other cases.
+    curl(&[&format!(
+        "{url}/health?apiKey={PLANTED}-a&Token={PLANTED}-b&X-API-KEY={PLANTED}-c&jwt={PLANTED}-d&sig={PLANTED}-e"
+    )]);
+    // A credential without a scheme: refused without a word of it.
+    let out = curl(&[
+        "-s",
+        "-H",
+        &format!("Authorization: {PLANTED}-noscheme"),
+        &format!("{url}/api/v1/languages"),
+    ]);
+    assert!(out.contains("unauthorized"), "{out}");
+    assert!(
+        !out.contains(PLANTED),
+        "the answer echoes the credential: {out}"
+    );
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    let mut all = stderr;
+    for entry in std::fs::read_dir(&logs).unwrap().flatten() {
+        all.push_str(&std::fs::read_to_string(entry.path()).unwrap());
+    }
+    assert!(
+        all.contains("/no-such/"),
+        "the access log is missing:\n{all}"
+    );
+    assert!(!all.contains(PLANTED), "a secret reached a log:\n{all}");
+}

@@ -147,6 +147,27 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every secret of the configuration, wherever it was set (environment or `ISOBOX_CONFIG`
+    /// file): the redactor masks each of them in every log line.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.auth.api_keys.clone();
+        out.extend(self.auth.oauth2_client_secret.clone());
+        out.extend(self.webhook.secret.clone());
+        // A password inside REDIS_URL (redis://user:password@host).
+        if let Some(pw) = self
+            .redis_url
+            .as_deref()
+            .and_then(|u| u.split_once("://"))
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .and_then(|(auth, _)| auth.rsplit(':').next())
+            .filter(|p| !p.is_empty())
+        {
+            out.push(pw.to_string());
+        }
+        out.retain(|s| !s.is_empty());
+        out
+    }
+
     /// What the logs are set up from.
     pub fn log_settings(&self) -> crate::logging::LogSettings<'_> {
         crate::logging::LogSettings {

@@ -39,27 +39,45 @@ impl Redactor {
         for s in self.secrets.iter() {
             out = out.replace(s.as_str(), "[REDACTED]");
         }
-        mask_after(
-            &out,
-            &[
-                "key=",
-                "token=",
-                "password=",
-                "secret=",
-                "passwd=",
-                "Bearer ",
-                "bearer ",
-            ],
-        )
+        mask_after(&out, MARKERS)
     }
 }
 
-/// Masks the value that follows each marker (up to whitespace, quote, comma or `&`).
+/// What precedes a secret value in a log line, matched without regard to case (`apiKey=`,
+/// `X-API-KEY=`, `Token=`, `Authorization: Bearer ...`). Not `key:`: principals are logged as
+/// `apikey:key-1a2b3c4d`, a key's public id.
+const MARKERS: &[&str] = &[
+    "key=",
+    "token=",
+    "password=",
+    "passwd=",
+    "pwd=",
+    "secret=",
+    "jwt=",
+    "sig=",
+    "signature=",
+    "credential=",
+    "credentials=",
+    "auth=",
+    "session=",
+    "cookie=",
+    "bearer ",
+    "basic ",
+];
+
+/// Masks the value that follows each marker (up to whitespace, quote, comma or `&`), wherever
+/// the marker stands and however it is capitalised.
 fn mask_after(text: &str, markers: &[&str]) -> String {
+    const MASK: &str = "[REDACTED]";
     let mut out = text.to_string();
     for m in markers {
         let mut from = 0;
-        while let Some(pos) = out[from..].find(m) {
+        loop {
+            // ASCII lower-casing keeps byte offsets.
+            let lower = out.to_ascii_lowercase();
+            let Some(pos) = lower[from..].find(m) else {
+                break;
+            };
             let start = from + pos + m.len();
             let end = out[start..]
                 .find(|c: char| {
@@ -67,11 +85,41 @@ fn mask_after(text: &str, markers: &[&str]) -> String {
                 })
                 .map(|e| start + e)
                 .unwrap_or(out.len());
-            if end > start && &out[start..end] != "[REDACTED]" {
-                out.replace_range(start..end, "[REDACTED]");
+            let value = &out[start..end];
+            // An already masked value, or a scheme name followed by its own masked token.
+            if end > start && value != MASK && !value.eq_ignore_ascii_case("bearer") {
+                out.replace_range(start..end, MASK);
+                from = start + MASK.len();
+            } else {
+                from = end.max(start);
             }
-            from = start + "[REDACTED]".len().min(out.len() - start);
+            if from >= out.len() {
+                break;
+            }
         }
+    }
+    out
+}
+
+/// One log record as one line: control characters inside it (a newline in a certificate's
+/// CN, a carriage return or a terminal escape in a token's subject) are written as escapes,
+/// so nothing a client controls can forge or hide a line. The record's own final newline
+/// stays; with `keep_ansi` (a colour terminal) the formatter's escape sequences stay too.
+pub fn escape_controls(text: &str, keep_ansi: bool) -> String {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let mut out = String::with_capacity(text.len());
+    for c in body.chars() {
+        match c {
+            '\t' => out.push(c),
+            '\u{1b}' if keep_ansi => out.push(c),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+                out.extend(c.escape_default())
+            }
+            c => out.push(c),
+        }
+    }
+    if body.len() < text.len() {
+        out.push('\n');
     }
     out
 }
@@ -82,6 +130,8 @@ pub struct LogFile {
     path: Option<PathBuf>,
     file: Arc<Mutex<Option<File>>>,
     redactor: Redactor,
+    /// Terminal colours in the records (stderr on a terminal).
+    ansi: bool,
 }
 
 impl LogFile {
@@ -91,14 +141,16 @@ impl LogFile {
             path: Some(path.to_path_buf()),
             file: Arc::new(Mutex::new(Some(f))),
             redactor,
+            ansi: false,
         })
     }
 
-    fn stderr(redactor: Redactor) -> LogFile {
+    fn stderr(redactor: Redactor, ansi: bool) -> LogFile {
         LogFile {
             path: None,
             file: Arc::new(Mutex::new(None)),
             redactor,
+            ansi,
         }
     }
 
@@ -114,7 +166,9 @@ impl LogFile {
 
 impl Write for LogFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // The formatter writes each record whole, in one call.
         let clean = self.redactor.redact(&String::from_utf8_lossy(buf));
+        let clean = escape_controls(&clean, self.ansi);
         match &mut *self.file.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(f) => f.write_all(clean.as_bytes())?,
             None => io::stderr().write_all(clean.as_bytes())?,
@@ -164,11 +218,11 @@ pub struct LogSettings<'a> {
 /// Installs the global subscriber for `isobox serve`.
 pub fn init(cfg: &LogSettings<'_>, secrets: Vec<String>) -> io::Result<Logs> {
     let redactor = Redactor::new(secrets);
-    let main = LogFile::stderr(redactor.clone());
+    let ansi = std::io::IsTerminal::is_terminal(&io::stderr());
+    let main = LogFile::stderr(redactor.clone(), ansi);
     let filter = EnvFilter::try_new(cfg.rust_log).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = cfg.format == LogFormat::Json;
     let mut files = Vec::new();
-    let ansi = std::io::IsTerminal::is_terminal(&io::stderr());
     let main_layer = if json {
         tracing_subscriber::fmt::layer()
             .json()
@@ -232,6 +286,59 @@ mod tests {
         assert!(!out.contains("eyJhbGci"), "{out}");
         assert!(!out.contains("sup3r-secret-key"), "{out}");
         assert!(out.contains("auth ok") && out.contains("end"));
+    }
+
+    #[test]
+    fn markers_match_whatever_their_case() {
+        let r = Redactor::default();
+        let line = "GET /x?apiKey=k1&Token=t2&X-API-KEY=k3&jwt=j4&sig=s5&Signature=s6 \
+                    Authorization: Bearer b7 authorization: Basic c8 Password=p9 end";
+        let out = r.redact(line);
+        for v in ["k1", "t2", "k3", "j4", "s5", "s6", "b7", "c8", "p9"] {
+            assert!(!out.contains(v), "{v} in {out}");
+        }
+        assert!(out.starts_with("GET /x?apiKey=[REDACTED]&"), "{out}");
+        assert!(out.ends_with(" end"), "{out}");
+        // A principal's public key id stays readable.
+        assert_eq!(
+            r.redact("principal=apikey:key-1a2b3c4d"),
+            "principal=apikey:key-1a2b3c4d"
+        );
+        // Idempotent, and harmless on text with no secret.
+        assert_eq!(r.redact(&out), out);
+        assert_eq!(r.redact("status=200 ms=3"), "status=200 ms=3");
+    }
+
+    #[test]
+    fn a_record_is_one_line_whatever_its_fields_hold() {
+        let forged = "alice\n2026-01-01T00:00:00Z  INFO authenticated principal=admin\r\u{1b}[2K";
+        let out = escape_controls(&format!("WARN auth failed principal={forged}\n"), false);
+        assert_eq!(out.matches('\n').count(), 1, "{out:?}");
+        assert!(out.ends_with('\n'));
+        assert!(
+            out.contains("alice\\n2026") && out.contains("\\r\\u{1b}"),
+            "{out:?}"
+        );
+        // Through a real subscriber and log file.
+        let dir = std::env::temp_dir().join(format!("isobox-logs-esc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("auth.log");
+        let file = LogFile::open(&path, Redactor::default()).unwrap();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(file)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(principal = %forged, "authentication failed");
+            tracing::warn!(principal = forged, "authentication failed");
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.lines().all(|l| l.contains("authentication failed")),
+            "{text}"
+        );
     }
 
     #[test]

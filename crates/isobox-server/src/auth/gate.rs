@@ -55,10 +55,10 @@ fn bearer(headers: &HeaderMap) -> Option<Result<String, AuthError>> {
     };
     let (scheme, token) = v.trim().split_once(' ').unwrap_or((v.trim(), ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Some(Err(AuthError::Invalid(format!(
-            "unsupported authorization scheme `{}`",
-            scheme.chars().take(16).collect::<String>()
-        ))));
+        // Never echoed: without a scheme, the "scheme" is the credential itself.
+        return Some(Err(AuthError::Invalid(
+            "unsupported authorization scheme (use `Bearer <token>`)".into(),
+        )));
     }
     let token = token.trim();
     if token.is_empty() {
@@ -371,4 +371,37 @@ pub fn security_event(
         .map(|i| i.to_string())
         .unwrap_or_else(|| "unknown".into());
     tracing::warn!(target: SECURITY, event, method, reason, client_ip = %ip, principal = principal.unwrap_or("-"), "request refused");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reason of a refusal becomes the 401 message and the security log's `reason`: no
+    /// part of a credential may be in it, whatever shape the header has.
+    #[test]
+    fn refusal_reasons_never_carry_the_credential() {
+        for v in [
+            "topsecret-apikey-AAAA1111",
+            "topsecret-apikey-AAAA1111 extra",
+            "Basic dG9wc2VjcmV0LWFwaWtleQ==",
+            "Token topsecret-apikey-AAAA1111",
+            "Bearer",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+            match bearer(&h) {
+                Some(Err(AuthError::Invalid(reason))) => {
+                    for part in v
+                        .split_whitespace()
+                        .filter(|p| !p.eq_ignore_ascii_case("bearer"))
+                    {
+                        assert!(!reason.contains(part), "{v:?} -> {reason:?}");
+                    }
+                    assert!(!reason.contains("topsecret"), "{v:?} -> {reason:?}");
+                }
+                other => panic!("{v:?}: {other:?}"),
+            }
+        }
+    }
 }
