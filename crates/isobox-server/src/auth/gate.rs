@@ -232,7 +232,7 @@ impl Gate {
     /// The principal's roles, including those the policy gives it.
     pub fn roles(&self, p: &Principal) -> Vec<String> {
         match &self.policy {
-            Some(pol) => pol.roles_of(&p.id, &p.roles),
+            Some(pol) => pol.roles_of(&p.key(), &p.roles),
             None => p.roles.clone(),
         }
     }

@@ -5,7 +5,7 @@
 //!
 //! ```toml
 //! [principals]
-//! "alice" = ["student"]            # principal id -> extra roles
+//! "apikey:alice" = ["student"]     # method:principal id -> extra roles
 //!
 //! [rate_limits]
 //! student = "30/min"               # per-principal limit for holders of the role
@@ -184,6 +184,20 @@ impl Policy {
             crate::ratelimit::Quota::parse(limit)
                 .map_err(|e| format!("rate_limits.{role}: {e}"))?;
         }
+        // A principal is named with its method: an API key's id, a certificate's CN and a
+        // token's subject are different name spaces, and any of them may be chosen by whoever
+        // holds that credential.
+        for name in f.principals.keys() {
+            let named = name
+                .split_once(':')
+                .is_some_and(|(m, id)| m.parse::<super::AuthMethod>().is_ok() && !id.is_empty());
+            if !named {
+                return Err(format!(
+                    "principals: `{name}` must name its method, e.g. `apikey:{name}` \
+                     (apikey, jwt, oauth2, mtls or none)"
+                ));
+            }
+        }
         Ok(Policy {
             roles,
             principals: f.principals,
@@ -197,10 +211,11 @@ impl Policy {
         Policy::parse(&text)
     }
 
-    /// The principal's roles: from its credential plus the policy's `principals` table.
-    pub fn roles_of(&self, id: &str, from_credential: &[String]) -> Vec<String> {
+    /// The principal's roles: from its credential plus the policy's `principals` table, where
+    /// it is named by its key (`method:id`).
+    pub fn roles_of(&self, key: &str, from_credential: &[String]) -> Vec<String> {
         let mut r = from_credential.to_vec();
-        if let Some(extra) = self.principals.get(id) {
+        if let Some(extra) = self.principals.get(key) {
             r.extend(extra.iter().cloned());
         }
         r.sort();
@@ -248,7 +263,7 @@ mod tests {
 
     const POLICY: &str = r#"
 [principals]
-"alice" = ["student"]
+"apikey:alice" = ["student"]
 [rate_limits]
 student = "2/min"
 [[role]]
@@ -385,7 +400,34 @@ action = "*"
             )
             .unwrap_err();
         assert!(!msg.contains("python") && !msg.contains("java"), "{msg}");
-        assert_eq!(p.roles_of("alice", &[]), vec!["student".to_string()]);
+        assert_eq!(p.roles_of("apikey:alice", &[]), vec!["student".to_string()]);
+    }
+
+    /// A policy entry names one principal of one method: a client certificate with the CN, or
+    /// a token with the subject, of an API key's id gets nothing from it.
+    #[test]
+    fn principals_are_named_with_their_method() {
+        let p = Policy::parse(POLICY).unwrap();
+        for other in [
+            "mtls:alice",
+            "jwt:alice",
+            "oauth2:alice",
+            "none:alice",
+            "alice",
+        ] {
+            assert!(p.roles_of(other, &[]).is_empty(), "{other}");
+        }
+        let e = Policy::parse(
+            "[principals]
+\"alice\" = [\"admin\"]
+",
+        )
+        .unwrap_err();
+        assert!(e.contains("apikey:alice"), "{e}");
+        for bad in ["\"basic:alice\"", "\"apikey:\""] {
+            assert!(Policy::parse(&format!("[principals]\n{bad} = [\"admin\"]\n")).is_err());
+        }
+        assert!(Policy::parse("[principals]\n\"mtls:CN with: colon\" = [\"admin\"]\n").is_ok());
     }
 
     #[test]
