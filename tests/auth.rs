@@ -222,21 +222,68 @@ async fn rate_limits_per_principal_and_failed_logins_per_address() {
         200
     );
 
-    // Brute force: after 4 failures from this address, even a good key waits.
+    // Brute force: after 4 failures from this address, further guesses are throttled, but a
+    // good key still gets in (many users may share the address).
     for _ in 0..4 {
         assert_eq!(
             post(u, &[("X-API-Key", "guess")], hello("python")).await.0,
             401
         );
     }
-    let (status, h, body) = post(u, &[("X-API-Key", "k-two")], hello("python")).await;
+    let (status, h, body) = post(u, &[("X-API-Key", "guess")], hello("python")).await;
     assert_eq!(status, 429, "{body}");
     assert!(h.get("retry-after").is_some());
+    let (status, _, body) = post(u, &[("X-API-Key", "k-two")], hello("python")).await;
+    assert_eq!(status, 200, "a valid key was locked out: {body}");
     // The server is fine.
     assert_eq!(
         reqwest::get(format!("{u}/health")).await.unwrap().status(),
         200
     );
+    s.stop().await;
+}
+
+/// Behind a trusted proxy (`ISOBOX_TRUSTED_PROXIES`), failed logins count per client as the
+/// proxy names it in `X-Forwarded-For` (its own, rightmost entry: a client cannot choose it);
+/// without that setting the header is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_logins_count_per_client_behind_a_trusted_proxy() {
+    let common = [
+        ("AUTH_TYPE", "apikey"),
+        ("API_KEYS", "k-one"),
+        ("ISOBOX_AUTH_FAIL_LIMIT", "3/min"),
+        ("ISOBOX_RATE_LIMIT", "1000/min"),
+    ];
+    let xff = |v: &'static str| [("X-API-Key", "guess"), ("X-Forwarded-For", v)];
+    let mut vars = common.to_vec();
+    vars.push(("ISOBOX_TRUSTED_PROXIES", "127.0.0.1"));
+    let s = TestServer::start(&vars).await;
+    let u = &s.url;
+    for _ in 0..3 {
+        assert_eq!(post(u, &xff("203.0.113.7"), hello("python")).await.0, 401);
+    }
+    assert_eq!(post(u, &xff("203.0.113.7"), hello("python")).await.0, 429);
+    // Another client behind the same proxy has its own budget.
+    assert_eq!(post(u, &xff("203.0.113.8"), hello("python")).await.0, 401);
+    // A client naming someone else in front of the proxy's entry is still itself.
+    assert_eq!(
+        post(u, &xff("203.0.113.8, 203.0.113.7"), hello("python"))
+            .await
+            .0,
+        429
+    );
+    // A valid key from the throttled client gets in.
+    let ok = [("X-API-Key", "k-one"), ("X-Forwarded-For", "203.0.113.7")];
+    assert_eq!(post(u, &ok, hello("python")).await.0, 200);
+    s.stop().await;
+
+    // Without trusted proxies the header is ignored: every "client" is the one peer.
+    let s = TestServer::start(&common).await;
+    let u = &s.url;
+    for client in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        assert_eq!(post(u, &xff(client), hello("python")).await.0, 401);
+    }
+    assert_eq!(post(u, &xff("198.51.100.4"), hello("python")).await.0, 429);
     s.stop().await;
 }
 

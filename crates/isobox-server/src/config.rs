@@ -128,6 +128,9 @@ pub struct Config {
     pub queue: usize,
     pub queue_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (`ISOBOX_TRUSTED_PROXIES`); empty:
+    /// the header is ignored and the client is the connection's peer.
+    pub trusted_proxies: Vec<crate::webhook::Cidr>,
     /// Origins browser front ends may call the API from (`ISOBOX_CORS_ORIGINS`, `*` for any);
     /// empty: no CORS headers.
     pub cors_origins: Vec<String>,
@@ -491,6 +494,8 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         1024usize,
         1 << 30,
     )?;
+    let trusted_proxies = crate::webhook::parse_allow(&r.string("ISOBOX_TRUSTED_PROXIES", ""))
+        .map_err(|e| err("ISOBOX_TRUSTED_PROXIES", e))?;
     let cors_origins: Vec<String> = r
         .string("ISOBOX_CORS_ORIGINS", "")
         .split(',')
@@ -572,6 +577,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         queue_timeout,
         max_body_bytes,
         cors_origins,
+        trusted_proxies,
         dedup_enabled,
         dedup_ttl,
         dedup_max_entries,

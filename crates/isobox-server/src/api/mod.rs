@@ -60,6 +60,39 @@ pub struct Credentials<'a> {
     pub ip: Option<IpAddr>,
 }
 
+/// The client's address: the connection's peer, or, when the peer is a trusted proxy
+/// (`ISOBOX_TRUSTED_PROXIES`), the nearest address of `X-Forwarded-For` that is not one (read
+/// from the right: only the proxies' own entries can be trusted, a client may send any).
+pub fn client_ip(app: &App, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+    let trusted = &app.config.trusted_proxies;
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let peer = peer?;
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(ip) {
+                    break;
+                }
+            }
+            // Garbage: nothing left of it can be believed; the last good hop stands.
+            Err(_) => break,
+        }
+    }
+    Some(client)
+}
+
 /// Admission: the failed-login limit, authentication, the rate limit. Every refusal is a
 /// security event (logged by the gate).
 pub async fn admit(app: &App, c: Credentials<'_>) -> Result<Caller, ApiError> {

@@ -154,6 +154,17 @@ impl Gate {
         headers: &HeaderMap,
         peer: Option<&PeerCerts>,
     ) -> Result<Principal, AuthError> {
+        self.authenticate_with(headers, peer, true).await
+    }
+
+    /// [`Gate::authenticate`]; without `ask_providers`, an OAuth2 token is known only if the
+    /// provider's answer for it is cached.
+    async fn authenticate_with(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<&PeerCerts>,
+        ask_providers: bool,
+    ) -> Result<Principal, AuthError> {
         let mut refusal: Option<AuthError> = None;
         let note = |e: AuthError, refusal: &mut Option<AuthError>| {
             // Unavailable wins over Invalid wins over Missing, for the answer.
@@ -196,7 +207,8 @@ impl Gate {
                 Some(Ok(token)) => {
                     let result = match (&self.jwt, &self.oauth2) {
                         (Some(j), _) if looks_like_jwt(&token) => j.check(&token).await,
-                        (_, Some(o)) => o.check(&token).await,
+                        (_, Some(o)) if ask_providers => o.check(&token).await,
+                        (_, Some(o)) => o.cached(&token).unwrap_or(Err(AuthError::Missing)),
                         (Some(_), None) => Err(AuthError::Invalid("malformed token".into())),
                         (None, None) => Err(AuthError::Missing),
                     };
@@ -306,18 +318,26 @@ impl Gate {
         peer: Option<&PeerCerts>,
         ip: Option<IpAddr>,
     ) -> Result<Admitted, Refusal> {
-        if let Err(r) = self.may_try(ip) {
-            security_event(
-                "auth_throttled",
-                "-",
-                "too many failed authentications",
-                ip,
-                None,
-            );
-            return Err(r);
-        }
-        let principal = match self.authenticate(headers, peer).await {
+        // An address over its failed-login limit still gets in with valid credentials (behind
+        // a proxy, or beside an attacker, many users share one address); what it may no longer
+        // do is fail: each further failure is refused as throttled, without counting, and
+        // without asking an identity provider (only tokens it already answered for are known).
+        let throttled = self.may_try(ip).err();
+        let principal = match self
+            .authenticate_with(headers, peer, throttled.is_none())
+            .await
+        {
             Ok(p) => p,
+            Err(_) if throttled.is_some() => {
+                security_event(
+                    "auth_throttled",
+                    "-",
+                    "too many failed authentications",
+                    ip,
+                    None,
+                );
+                return Err(throttled.expect("throttled"));
+            }
             Err(e) => {
                 let (refusal, reason) = match &e {
                     AuthError::Missing => (

@@ -166,6 +166,15 @@ impl OAuth2Auth {
         }
     }
 
+    /// The cached answer for `token`, if the provider gave one recently (no provider call).
+    pub fn cached(&self, token: &str) -> Option<Result<Principal, AuthError>> {
+        check_token_syntax(token).ok()?;
+        let key = *blake3::hash(token.as_bytes()).as_bytes();
+        self.lock_cache()
+            .get(&key, Instant::now())
+            .map(|outcome| outcome.map_err(AuthError::Invalid))
+    }
+
     /// Provider calls so far (tests/metrics).
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)

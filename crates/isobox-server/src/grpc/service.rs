@@ -42,12 +42,13 @@ impl ExecutorService {
     /// carries bearer tokens) and its connection (client address, client certificates).
     async fn admit<T>(&self, req: &Request<T>) -> Result<Caller, ApiError> {
         let tls = req.extensions().get::<TlsInfo>();
-        let ip = tls
+        let peer = tls
             .map(|t| t.remote)
             .or_else(|| req.remote_addr())
             .map(|a| a.ip());
         // gRPC metadata names are lower-case already.
         let headers = req.metadata().clone().into_headers();
+        let ip = api::client_ip(&self.app, peer, &headers);
         let creds = Credentials {
             headers: &headers,
             peer: tls.map(|t| &t.certs),

@@ -151,10 +151,11 @@ async fn common(State(app): State<Arc<App>>, req: Request, next: Next) -> Respon
 /// Admission for `/api/v1/*`: the [`api::Caller`] goes into the request's extensions, the
 /// rate limiter's state onto the response.
 pub async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
-    let ip = req
+    let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
+    let ip = api::client_ip(&app, peer, req.headers());
     let peer = req.extensions().get::<PeerCerts>().cloned();
     let creds = Credentials {
         headers: req.headers(),
