@@ -321,10 +321,29 @@ fn configuration_refuses_incomplete_auth_setups() {
         ]),
         Err("ISOBOX_RATE_LIMIT".into())
     );
-    assert!(load(&[
-        ("AUTH_TYPE", "apikey,jwt"),
-        ("API_KEYS", "x"),
-        ("JWT_PUBLIC_KEY_URL", "http://127.0.0.1:1/jwks")
+    // JWT without an issuer, without an audience or with keys fetched in clear: refused
+    // unless explicitly allowed.
+    let jwt = [("AUTH_TYPE", "apikey,jwt"), ("API_KEYS", "x")];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut v = jwt.to_vec();
+        v.extend_from_slice(extra);
+        load(&v)
+    };
+    let https = ("JWT_PUBLIC_KEY_URL", "https://idp.test/jwks");
+    let (iss, aud) = (
+        ("JWT_ISSUER_URL", "https://idp.test"),
+        ("JWT_AUDIENCE", "isobox"),
+    );
+    assert_eq!(with(&[https, aud]), Err("JWT_ISSUER_URL".into()));
+    assert_eq!(with(&[https, iss]), Err("JWT_AUDIENCE".into()));
+    assert_eq!(
+        with(&[("JWT_PUBLIC_KEY_URL", "http://idp.test/jwks"), iss, aud]),
+        Err("JWT_PUBLIC_KEY_URL".into())
+    );
+    assert!(with(&[https, iss, aud]).is_ok());
+    assert!(with(&[
+        ("JWT_PUBLIC_KEY_URL", "http://127.0.0.1:1/jwks"),
+        ("ISOBOX_JWT_ALLOW_INSECURE", "true")
     ])
     .is_ok());
     assert!(load(&[
@@ -371,6 +390,8 @@ async fn bearer_tokens_go_to_jwt_or_oauth2() {
     let idp = provider(jwk).await;
     let s = TestServer::start(&[
         ("AUTH_TYPE", "jwt,oauth2"),
+        // The test's provider speaks plain HTTP on loopback.
+        ("ISOBOX_JWT_ALLOW_INSECURE", "true"),
         ("JWT_PUBLIC_KEY_URL", &format!("{idp}/jwks")),
         ("JWT_ISSUER_URL", "https://idp.test"),
         ("JWT_AUDIENCE", "isobox"),

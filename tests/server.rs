@@ -1645,3 +1645,40 @@ async fn openapi_matches_the_real_routes() {
         assert!(props.contains_key(k), "ExecuteRequest.{k}");
     }
 }
+
+/// Every error is the contract's JSON, routing and extraction failures included; a body far
+/// over the limit is read (up to a bound) before the 413, so the client gets the answer
+/// instead of a broken pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn framework_errors_are_json_and_oversized_bodies_get_their_413() {
+    let srv = TestServer::start(&[]).await;
+    let http = reqwest::Client::new();
+    for path in ["/api/v1/executions/%FF", "/api/v1/executions/%C3%28"] {
+        let resp = http.get(srv.url_for(path)).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!((400..500).contains(&status), "{path}: {status}");
+        assert!(ct.starts_with("application/json"), "{path}: {ct}");
+        assert!(
+            body["error"].is_string() && body["message"].is_string(),
+            "{path}: {body}"
+        );
+    }
+    // 20 MB against a 4 MiB limit, sent whole with its Content-Length.
+    let big = vec![b' '; 20 << 20];
+    let resp = http
+        .post(srv.url_for("/api/v1/execute"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .expect("the client got no answer to an oversized body");
+    assert_eq!(resp.status().as_u16(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "too_large", "{body}");
+    // The connection (or a new one) still serves.
+    let resp = http.get(srv.url_for("/health")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    srv.stop().await;
+}

@@ -368,6 +368,35 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
             "AUTH_TYPE includes jwt but no JWKS URL is set",
         ));
     }
+    // A token of any issuer's, for any audience, or keys fetched in clear: each lets tokens in
+    // that were never meant for this service. Refused unless the operator says so.
+    let jwt_insecure = r.flag("ISOBOX_JWT_ALLOW_INSECURE", "false")?;
+    if has(AuthMethod::Jwt) && !jwt_insecure {
+        if jwt_issuer.is_none() {
+            return Err(err(
+                "JWT_ISSUER_URL",
+                "AUTH_TYPE includes jwt but no issuer is set (tokens of any issuer would pass; \
+                 ISOBOX_JWT_ALLOW_INSECURE=true allows it)",
+            ));
+        }
+        if jwt_audience.is_none() {
+            return Err(err(
+                "JWT_AUDIENCE",
+                "AUTH_TYPE includes jwt but no audience is set (tokens for any service would \
+                 pass; ISOBOX_JWT_ALLOW_INSECURE=true allows it)",
+            ));
+        }
+        if jwt_jwks_url
+            .as_deref()
+            .is_some_and(|u| !u.to_ascii_lowercase().starts_with("https://"))
+        {
+            return Err(err(
+                "JWT_PUBLIC_KEY_URL",
+                "the JWKS URL is not https (keys fetched in clear can be replaced on the way; \
+                 ISOBOX_JWT_ALLOW_INSECURE=true allows it)",
+            ));
+        }
+    }
     let _provider = r.string("OAUTH2_PROVIDER", "");
     let oauth2_client_id = opt(&mut r, "OAUTH2_CLIENT_ID");
     let oauth2_client_secret = opt(&mut r, "OAUTH2_CLIENT_SECRET");
@@ -665,6 +694,8 @@ const AUTH_VARS: &[&str] = &[
     "ISOBOX_POLICY",
     "ISOBOX_RATE_LIMIT",
     "ISOBOX_AUTH_FAIL_LIMIT",
+    "ISOBOX_TRUSTED_PROXIES",
+    "ISOBOX_JWT_ALLOW_INSECURE",
     "API_KEYS",
     "API_KEY_HEADER",
     "JWT_ISSUER_URL",
@@ -720,6 +751,7 @@ const KNOWN: &[&str] = &[
     "ISOBOX_QUEUE",
     "ISOBOX_QUEUE_TIMEOUT_MS",
     "ISOBOX_MAX_BODY_BYTES",
+    "ISOBOX_CORS_ORIGINS",
     "DEDUP_ENABLED",
     "DEDUP_CACHE_TTL",
     "ISOBOX_DEDUP_MAX_ENTRIES",

@@ -117,6 +117,32 @@ impl ErrorKind {
     pub fn grpc_code(self) -> tonic::Code {
         row(self).2
     }
+
+    /// The kind of an error status that did not come from the API layer (a routing or
+    /// extraction failure of a framework): the kind of that status in the table, else the
+    /// generic kind of its class.
+    pub fn for_status(status: u16) -> ErrorKind {
+        let generic = if status >= 500 {
+            ErrorKind::Internal
+        } else {
+            ErrorKind::InvalidRequest
+        };
+        [
+            ErrorKind::InvalidRequest,
+            ErrorKind::Unauthorized,
+            ErrorKind::Forbidden,
+            ErrorKind::NotFound,
+            ErrorKind::MethodNotAllowed,
+            ErrorKind::TooLarge,
+            ErrorKind::UnsupportedMediaType,
+            ErrorKind::RateLimited,
+            ErrorKind::Internal,
+            ErrorKind::Busy,
+        ]
+        .into_iter()
+        .find(|k| row(*k).1 == status)
+        .unwrap_or(generic)
+    }
 }
 
 /// A refusal: its kind, one sentence for the client, and what the wire forms add to it.

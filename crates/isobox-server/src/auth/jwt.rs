@@ -404,6 +404,21 @@ impl JwtAuth {
         let obj = claims
             .as_object()
             .ok_or_else(|| invalid("malformed token"))?;
+        // A token issued in the future (beyond the clock leeway) was minted by a clock or a
+        // signer that is wrong; `exp` alone would let it live longer than its issuer meant.
+        match obj.get("iat") {
+            None => {}
+            Some(v) => {
+                let iat = v.as_f64().ok_or_else(|| invalid("malformed iat"))?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                if iat > now + self.cfg.leeway.as_secs_f64() {
+                    return Err(invalid("issued in the future"));
+                }
+            }
+        }
         let sub = match obj.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => s,
             _ => return Err(invalid("missing sub")),
@@ -964,6 +979,14 @@ uQIDAQAB\n\
         cl["nbf"] = json!(now() + 300);
         refused(&auth, &rsa_token(Some("rsa1"), &cl), "not yet valid").await;
         cl["nbf"] = json!(now() + 5);
+        assert!(auth.check(&rsa_token(Some("rsa1"), &cl)).await.is_ok());
+
+        let mut cl = claims();
+        cl["iat"] = json!(now() + 3600);
+        refused(&auth, &rsa_token(Some("rsa1"), &cl), "issued in the future").await;
+        cl["iat"] = json!("yesterday");
+        refused(&auth, &rsa_token(Some("rsa1"), &cl), "malformed iat").await;
+        cl["iat"] = json!(now() + 5);
         assert!(auth.check(&rsa_token(Some("rsa1"), &cl)).await.is_ok());
 
         let mut cl = claims();

@@ -113,10 +113,19 @@ async fn common(State(app): State<Arc<App>>, req: Request, next: Next) -> Respon
         .and_then(|v| v.parse::<usize>().ok())
         .is_some_and(|n| n > app.config.max_body_bytes);
     let mut resp = if too_big {
+        // Read (and drop) what the client is sending before answering, up to a bound: a
+        // client that is still writing when the connection closes sees a broken pipe, not the
+        // 413.
+        drain(req.into_body()).await;
         ApiError::too_large("the request body is over the limit").into_response()
     } else {
         next.run(req).await
     };
+    let resp_status = resp.status();
+    if (resp_status.is_client_error() || resp_status.is_server_error()) && kind_of(&resp).is_none()
+    {
+        resp = as_json_error(resp).await;
+    }
     if let Some(kind) = kind_of(&resp) {
         app.metrics.rejected(kind.as_str());
     }
@@ -146,6 +155,66 @@ async fn common(State(app): State<Arc<App>>, req: Request, next: Next) -> Respon
         HeaderValue::from_static("nosniff"),
     );
     resp
+}
+
+/// The most of an over-limit body read (and dropped) before the 413, and for how long.
+const DRAIN_BYTES: usize = 64 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn drain(body: axum::body::Body) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut seen = 0usize;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    while seen <= DRAIN_BYTES {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                seen += frame.data_ref().map_or(0, |d| d.len());
+            }
+            _ => return,
+        }
+    }
+}
+
+/// An error response that a framework made (a path or query that does not parse, an
+/// extractor's rejection): the contract's JSON error with the kind of its status, its text as
+/// the message when it is JSON-safe and short.
+async fn as_json_error(resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let status = resp.status();
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let text: String = text
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(300)
+        .collect();
+    let kind = ErrorKind::for_status(status.as_u16());
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(kind, message).into_response();
+    // Keep what the framework said about the connection or retrying (`Allow`, `Retry-After`).
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// Admission for `/api/v1/*`: the [`api::Caller`] goes into the request's extensions, the
