@@ -906,3 +906,34 @@ action = "*"
         .expect("the teacher's budget");
     s.stop().await;
 }
+
+/// `ExecuteInteractive` stdin has the cap of a plain request's stdin: past it the call ends
+/// with `too_large` (and the run with it), whatever the program does with its input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn interactive_stdin_is_bounded() {
+    let s = Server::start(&[]).await;
+    let mut c = s.client().await;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<pb::InteractiveMessage>();
+    let msg = |k| pb::InteractiveMessage { kind: Some(k) };
+    use pb::interactive_message::Kind as In;
+    let mut req = py("import time\ntime.sleep(20)\n");
+    req.limits = Some(pb::Limits {
+        timeout_ms: Some(20_000),
+        ..Default::default()
+    });
+    tx.send(msg(In::Request(req))).unwrap();
+    let stream = c
+        .execute_interactive(UnboundedReceiverStream::new(rx))
+        .await
+        .expect("execute_interactive")
+        .into_inner();
+    for _ in 0..32 {
+        tx.send(msg(In::Stdin(vec![b'x'; 64 << 10]))).unwrap();
+    }
+    let (_, result) = tokio::time::timeout(Duration::from_secs(15), collect(stream))
+        .await
+        .expect("the call did not end within 15 s");
+    let status = result.expect_err("a run past its stdin cap finished");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(status.metadata().get("isobox-error").unwrap(), "too_large");
+}

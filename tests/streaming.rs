@@ -235,3 +235,50 @@ async fn websocket_disconnect_kills_the_run_and_shutdown_ends_streams() {
     let left = procs_with(&tok2);
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Stdin into an interactive run has the cap of a plain request's stdin; a client writing into
+/// a program that does not read is held back, not buffered by the server, then refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn websocket_stdin_is_bounded() {
+    let s = TestServer::start(&[]).await;
+    let ws_url = s.url.replace("http://", "ws://") + "/api/v1/execute/ws";
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let code = "import time\ntime.sleep(20)\n";
+    ws.send(Message::text(
+        json!({"language": "python", "code": code, "limits": {"timeout_ms": 20000}}).to_string(),
+    ))
+    .await
+    .unwrap();
+    // 2 MiB in 64 KiB frames, written by a task while this one reads.
+    let (mut sink, mut stream) = ws.split();
+    let writer = tokio::spawn(async move {
+        let chunk = "x".repeat(64 << 10);
+        for _ in 0..32 {
+            let frame = Message::text(json!({ "stdin": chunk }).to_string());
+            if sink.send(frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    let verdict = loop {
+        match tokio::time::timeout(Duration::from_secs(15), stream.next())
+            .await
+            .expect("no answer within 15 s: the server kept buffering stdin")
+        {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] != "stdout" && v["type"] != "stderr" {
+                    break v;
+                }
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("websocket ended: {other:?}"),
+        }
+    };
+    assert_eq!(verdict["type"], "error", "{verdict}");
+    assert_eq!(verdict["error"], "too_large", "{verdict}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    writer.abort();
+    s.stop().await;
+}

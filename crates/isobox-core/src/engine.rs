@@ -305,17 +305,21 @@ pub enum StdinMsg {
     Close,
 }
 
+/// Stdin chunks that may wait for an interactive program to read them: a sender that gets
+/// ahead waits (and so, through its socket, does its client) instead of growing the server.
+pub const STDIN_QUEUE: usize = 16;
+
 /// A streamed run: read `events`; send stdin on `stdin` (interactive runs). Dropping `events`
 /// cancels the run: its sandbox is killed within a supervisor tick.
 pub struct StreamHandle {
     pub events: mpsc::UnboundedReceiver<StreamEvent>,
-    pub stdin: mpsc::UnboundedSender<StdinMsg>,
+    pub stdin: mpsc::Sender<StdinMsg>,
 }
 
 /// Bridges the blocking sandbox run to the async side.
 struct ChannelIo {
     events: mpsc::UnboundedSender<StreamEvent>,
-    stdin: mpsc::UnboundedReceiver<StdinMsg>,
+    stdin: mpsc::Receiver<StdinMsg>,
     run_phase: usize,
     interactive: bool,
 }
@@ -351,7 +355,7 @@ impl Engine {
     /// stays open until `StdinMsg::Close`.
     pub fn execute_stream(self: &Arc<Self>, sub: Submission, interactive: bool) -> StreamHandle {
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (in_tx, in_rx) = mpsc::channel(STDIN_QUEUE);
         let engine = self.clone();
         tokio::spawn(async move {
             let result = engine
@@ -370,7 +374,7 @@ impl Engine {
         sub: Submission,
         interactive: bool,
         events: mpsc::UnboundedSender<StreamEvent>,
-        stdin: mpsc::UnboundedReceiver<StdinMsg>,
+        stdin: mpsc::Receiver<StdinMsg>,
     ) -> Result<Execution, CoreError> {
         let spec = self.executor.run_spec(&sub);
         let (code_hash, code_bytes) = (sub.code_hash.clone(), sub.code_bytes);

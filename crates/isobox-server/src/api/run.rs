@@ -139,9 +139,15 @@ impl RunStream {
         }
     }
 
-    /// Where an interactive run's stdin goes.
-    pub fn stdin(&self) -> mpsc::UnboundedSender<StdinMsg> {
+    /// Where an interactive run's stdin goes (bounded: a sender that gets ahead of the
+    /// program waits).
+    pub fn stdin(&self) -> mpsc::Sender<StdinMsg> {
         self.handle.stdin.clone()
+    }
+
+    /// The most stdin an interactive run may be sent in all: what a plain request may carry.
+    pub fn stdin_cap(&self) -> usize {
+        self.app.engine.executor().policy().max_stdin_bytes
     }
 }
 

@@ -97,7 +97,7 @@ impl ExecutorService {
         )
         .await?;
         let run = run::stream(&self.app, &caller, auth, Via::Grpc, false);
-        Ok(message_stream(self.app.clone(), run, deadline))
+        Ok(message_stream(self.app.clone(), run, deadline, None))
     }
 
     async fn interactive_call(
@@ -135,9 +135,14 @@ impl ExecutorService {
         let auth = authorize(&self.app, &caller, Action::Execute, req).await?;
         let run = run::stream(&self.app, &caller, auth, Via::Grpc, true);
         // Stdin: forwarded until close_stdin or the end of the client's stream (both close the
-        // program's stdin), or until the run is over.
+        // program's stdin), or until the run is over. The channel to the program is bounded:
+        // while it is full this task does not read the client's stream (HTTP/2 flow control
+        // holds the client back). Past the stdin cap the call ends with `too_large`.
         let stdin = run.stdin();
+        let cap = run.stdin_cap();
+        let (over_tx, over_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
+            let mut sent = 0usize;
             loop {
                 let msg = tokio::select! {
                     m = inbound.message() => m,
@@ -147,13 +152,22 @@ impl ExecutorService {
                     Ok(Some(pb::InteractiveMessage {
                         kind: Some(Kind::Stdin(data)),
                     })) => {
-                        let _ = stdin.send(StdinMsg::Data(data));
+                        sent += data.len();
+                        if sent > cap {
+                            let _ = over_tx.send(ApiError::too_large(format!(
+                                "stdin is over {cap} bytes, the most a run may be sent"
+                            )));
+                            return;
+                        }
+                        if stdin.send(StdinMsg::Data(data)).await.is_err() {
+                            return;
+                        }
                     }
                     Ok(Some(pb::InteractiveMessage {
                         kind: Some(Kind::CloseStdin(true)),
                     }))
                     | Ok(None) => {
-                        let _ = stdin.send(StdinMsg::Close);
+                        let _ = stdin.send(StdinMsg::Close).await;
                         return;
                     }
                     // A second request, close_stdin false, an empty message: ignored.
@@ -164,7 +178,7 @@ impl ExecutorService {
             }
         });
         let left = deadline.map(|d| d.saturating_sub(started.elapsed()));
-        Ok(message_stream(self.app.clone(), run, left))
+        Ok(message_stream(self.app.clone(), run, left, Some(over_rx)))
     }
 }
 
@@ -180,22 +194,36 @@ type MessageStream =
 
 /// The response stream of a streamed run: output chunks, then the result (or an error status).
 /// Dropping it (client gone, call cancelled) drops the run, which kills the sandbox; at the
-/// deadline it ends with `DEADLINE_EXCEEDED` and drops the run the same way.
-fn message_stream(app: Arc<App>, run: RunStream, deadline: Option<Duration>) -> MessageStream {
+/// deadline it ends with `DEADLINE_EXCEEDED` and drops the run the same way; when `abort`
+/// says why (stdin over its cap), it ends with that error.
+fn message_stream(
+    app: Arc<App>,
+    run: RunStream,
+    deadline: Option<Duration>,
+    abort: Option<tokio::sync::oneshot::Receiver<ApiError>>,
+) -> MessageStream {
     let sleep = deadline.map(|d| Box::pin(tokio::time::sleep(d)));
-    let state = (Some(run), sleep, app);
-    let s = futures_util::stream::unfold(state, |(run, mut sleep, app)| async move {
+    let state = (Some(run), sleep, abort, app);
+    let s = futures_util::stream::unfold(state, |(run, mut sleep, mut abort, app)| async move {
         let mut run = run?;
-        let ev = match sleep.as_mut() {
-            Some(s) => tokio::select! {
-                ev = run.next() => ev,
-                _ = s => {
+        let ev = loop {
+            tokio::select! {
+                ev = run.next() => break ev,
+                _ = async { sleep.as_mut().expect("guarded").await }, if sleep.is_some() => {
                     drop(run);
                     let e = status(&app.metrics, deadline_passed());
-                    return Some((Err(e), (None, None, app)));
+                    return Some((Err(e), (None, None, None, app)));
                 }
-            },
-            None => run.next().await,
+                r = async { abort.as_mut().expect("guarded").await }, if abort.is_some() => match r {
+                    Ok(e) => {
+                        drop(run);
+                        let e = status(&app.metrics, e);
+                        return Some((Err(e), (None, None, None, app)));
+                    }
+                    // The stdin task ended without a word.
+                    Err(_) => abort = None,
+                },
+            }
         };
         let kind = match ev? {
             RunEvent::Output {
@@ -213,12 +241,12 @@ fn message_stream(app: Arc<App>, run: RunStream, deadline: Option<Duration>) -> 
                     }),
                     Err(e) => Err(status(&app.metrics, e)),
                 };
-                return Some((item, (None, None, app)));
+                return Some((item, (None, None, None, app)));
             }
         };
         Some((
             Ok(pb::StreamMessage { kind: Some(kind) }),
-            (Some(run), sleep, app),
+            (Some(run), sleep, abort, app),
         ))
     });
     Box::pin(s)

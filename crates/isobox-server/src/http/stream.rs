@@ -148,25 +148,50 @@ async fn session(app: Arc<App>, mut socket: WebSocket, caller: Caller) {
     };
     let mut run = run::stream(&app, &caller, auth, Via::Rest, true);
     let stdin = run.stdin();
+    let cap = run.stdin_cap();
+    let mut sent = 0usize;
+    // Stdin read from the socket and not yet taken by the program: the socket is not read
+    // while this is full, so a client that writes faster than the program reads is held back
+    // by its own connection.
+    let mut pending: std::collections::VecDeque<StdinMsg> = std::collections::VecDeque::new();
     let (mut out, mut err) = (Utf8Carry::default(), Utf8Carry::default());
     loop {
         tokio::select! {
-            msg = socket.recv() => match msg {
-                Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(&t).unwrap_or_default();
-                    if let Some(s) = v.get("stdin").and_then(|s| s.as_str()) {
-                        let _ = stdin.send(StdinMsg::Data(s.as_bytes().to_vec()));
+            msg = socket.recv(), if pending.len() < 2 => {
+                let data = match msg {
+                    Some(Ok(Message::Text(t))) => {
+                        let v: Value = serde_json::from_str(&t).unwrap_or_default();
+                        if let Some(s) = v.get("stdin").and_then(|s| s.as_str()) {
+                            pending.push_back(StdinMsg::Data(s.as_bytes().to_vec()));
+                        }
+                        if v.get("close_stdin").and_then(|b| b.as_bool()) == Some(true) {
+                            pending.push_back(StdinMsg::Close);
+                        }
+                        v.get("stdin").and_then(|s| s.as_str()).map_or(0, str::len)
                     }
-                    if v.get("close_stdin").and_then(|b| b.as_bool()) == Some(true) {
-                        let _ = stdin.send(StdinMsg::Close);
+                    Some(Ok(Message::Binary(b))) => {
+                        let n = b.len();
+                        pending.push_back(StdinMsg::Data(b.to_vec()));
+                        n
                     }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => 0,
+                    // The client left: dropping the run kills it.
+                    _ => return,
+                };
+                sent += data;
+                if sent > cap {
+                    let e = ApiError::too_large(format!(
+                        "stdin is over {cap} bytes, the most a run may be sent"
+                    ));
+                    send_json(&mut socket, error_json(&app, &e)).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
                 }
-                Some(Ok(Message::Binary(b))) => {
-                    let _ = stdin.send(StdinMsg::Data(b.to_vec()));
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                // The client left: dropping the run kills it.
-                _ => return,
+            },
+            permit = stdin.reserve(), if !pending.is_empty() => match permit {
+                Ok(p) => p.send(pending.pop_front().expect("pending")),
+                // The program's stdin is gone (it ended, or closed it): drop what is left.
+                Err(_) => pending.clear(),
             },
             ev = run.next() => match ev {
                 Some(RunEvent::Output { stream, data }) => {
