@@ -392,3 +392,88 @@ fn leftovers_of_a_killed_server_are_reaped_when_the_next_one_starts() {
     next.close();
     observer.close();
 }
+
+/// The uid (`Config.User`, `uid:gid`) of each container carrying one of `instances`.
+fn container_uids(b: &DockerBackend, instances: &[String]) -> Vec<(String, u32)> {
+    let d = b.docker().clone();
+    let filters: Vec<String> = instances
+        .iter()
+        .map(|i| format!("{INSTANCE_LABEL}={i}"))
+        .collect();
+    b.wait(async move {
+        let mut out = Vec::new();
+        for filter in filters {
+            let opts = bollard::query_parameters::ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&HashMap::from([("label".to_string(), vec![filter])]))
+                .build();
+            for c in d.list_containers(Some(opts)).await.unwrap() {
+                let Some(id) = c.id else { continue };
+                // Gone between the list and the inspection: no longer live.
+                let Ok(info) = d.inspect_container(&id, None).await else {
+                    continue;
+                };
+                let user = info.config.and_then(|c| c.user).unwrap_or_default();
+                let uid = user.split(':').next().unwrap_or("").parse().unwrap();
+                out.push((id, uid));
+            }
+        }
+        out
+    })
+    .unwrap()
+}
+
+/// Two backends on one engine and one host (two servers, different instance labels) never give
+/// two live containers one uid: each claims its uid under the same lock files as the native
+/// backend (`/run/isobox/uids/<uid>`), held until the container is removed.
+#[test]
+fn two_backends_never_share_a_live_uid() {
+    let a = backend(3, PoolMode::Started, "uid-a");
+    let b = backend(3, PoolMode::Started, "uid-b");
+    let instances = vec![
+        format!("test-uid-a-{}", std::process::id()),
+        format!("test-uid-b-{}", std::process::id()),
+    ];
+    wait_pooled(&a, 3);
+    wait_pooled(&b, 3);
+    let check = |when: &str| {
+        let uids = container_uids(&a, &instances);
+        let mut seen: HashMap<u32, &str> = HashMap::new();
+        for (id, uid) in &uids {
+            assert!(UID_RANGE.contains(uid), "{when}: {id} runs as {uid}");
+            if let Some(other) = seen.insert(*uid, id) {
+                panic!("{when}: containers {other} and {id} both run as uid {uid}: {uids:?}");
+            }
+        }
+        uids.len()
+    };
+    assert!(check("pools filled") >= 6);
+    std::thread::scope(|s| {
+        let mut runs = Vec::new();
+        for be in [&a, &b] {
+            for _ in 0..3 {
+                runs.push(s.spawn(move || {
+                    let r = be
+                        .execute(&spec(vec![phase(
+                            &["sh", "-c", "sleep 1; id -u"],
+                            Limits::default(),
+                        )]))
+                        .unwrap();
+                    assert_eq!(r.phases[0].status, Status::Ok, "{r:?}");
+                    String::from_utf8_lossy(&r.phases[0].stdout)
+                        .trim()
+                        .to_string()
+                }));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        check("runs in flight");
+        for r in runs {
+            let uid: u32 = r.join().unwrap().parse().unwrap();
+            assert!(UID_RANGE.contains(&uid));
+        }
+    });
+    wait_pooled(&a, 3);
+    wait_pooled(&b, 3);
+    check("pools refilled");
+}
