@@ -96,6 +96,11 @@ impl Engine {
                 crate::uids::DEFAULT_DIR
             ))
         })?;
+        // As the native backend leaves it.
+        let _ = std::fs::set_permissions(
+            crate::uids::DEFAULT_DIR,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        );
         let apparmor = hardening::resolve_apparmor(cfg.apparmor.as_deref())?;
         let seccomp = crate::seccomp::docker_profile().to_string();
         let engine = Engine {
