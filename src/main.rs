@@ -1,6 +1,7 @@
 //! `isobox`: the command line. `run`, `languages` and `selftest` work without a server, in the
 //! same sandbox the server uses.
 
+mod envscrub;
 mod selftest;
 
 use std::path::PathBuf;
@@ -161,14 +162,37 @@ fn languages(path: Option<&PathBuf>) -> anyhow::Result<LanguageTable> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let no_launcher = std::env::var("ISOBOX_NO_LAUNCHER").is_ok_and(|v| v == "1");
-    if matches!(cli.command, Command::Serve | Command::Worker) && !no_launcher {
-        // Before any thread or configuration exists: the process that clones the native
-        // backend's sandboxes from a tiny address space (see isobox_sandbox::native::launcher).
-        // Without it sandboxes are cloned from the server itself: correct, only slower.
-        if let Err(e) = isobox_sandbox::native::launcher::start() {
-            eprintln!("isobox: sandbox launcher not started ({e}); cloning from the server");
+    let mut server_env = None;
+    if matches!(cli.command, Command::Serve | Command::Worker) {
+        // The environment (secrets included) leaves the process before the launcher is forked,
+        // so that neither the launcher nor any sandbox it clones holds a copy (see envscrub).
+        // SAFETY: first thing in `main`: one thread, and no pointer from getenv is held (clap
+        // and the line above copied what they read).
+        let saved = match unsafe { envscrub::take() } {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("isobox: cannot take the environment out of the process: {e}");
+                return ExitCode::from(125);
+            }
+        };
+        if !no_launcher {
+            // Before any thread or configuration exists: the process that clones the native
+            // backend's sandboxes from a tiny address space (see
+            // isobox_sandbox::native::launcher). Without it sandboxes are cloned from the
+            // server itself: correct, only slower, and they carry a copy of its memory.
+            if let Err(e) = isobox_sandbox::native::launcher::start() {
+                eprintln!("isobox: sandbox launcher not started ({e}); cloning from the server");
+            }
         }
+        let env = saved.into_map();
+        // Still one thread: the launcher is a process.
+        envscrub::restore(&env);
+        server_env = Some(env);
     }
+    let cli = Ctx {
+        cli,
+        env: server_env.unwrap_or_default(),
+    };
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -178,7 +202,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+/// The command line, and for `serve` and `worker` the environment they were started with (taken
+/// out of the process, see [`envscrub`]).
+struct Ctx {
+    cli: Cli,
+    env: std::collections::HashMap<String, String>,
+}
+
+fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
+    let Ctx { cli, env } = ctx;
     match cli.command {
         Command::Run {
             files,
@@ -326,8 +358,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve => serve(false),
-        Command::Worker => serve(true),
+        Command::Serve => serve(false, &env),
+        Command::Worker => serve(true, &env),
         Command::Image {
             command:
                 ImageCommand::Build {
@@ -404,10 +436,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `isobox serve` (the APIs, and job workers unless ISOBOX_JOB_WORKERS=0) or `isobox worker`
 /// (job workers only, with /health and /metrics): configuration, logs, the backend, then the
 /// servers until SIGTERM or SIGINT.
-fn serve(worker: bool) -> anyhow::Result<ExitCode> {
+fn serve(
+    worker: bool,
+    env: &std::collections::HashMap<String, String>,
+) -> anyhow::Result<ExitCode> {
     use isobox_server::config;
-    let cfg = config::load(&config::ProcessEnv)
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let cfg = config::load(env).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     if worker && cfg.redis_url.is_none() {
         bail!("`isobox worker` takes its jobs from Redis: set REDIS_URL");
     }

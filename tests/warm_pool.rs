@@ -377,3 +377,127 @@ fn a_server_outlives_its_launcher() {
     unsafe { libc::kill(node.id() as i32, libc::SIGTERM) };
     let _ = node.wait();
 }
+
+/// The launcher of server `pid` (its child in the server's own pid namespace named
+/// `isobox-launch`).
+fn launcher_of(pid: u32) -> Option<u32> {
+    children_of(pid).into_iter().find(|c| {
+        let status = std::fs::read_to_string(format!("/proc/{c}/status")).unwrap_or_default();
+        status.contains("isobox-launch")
+            && status
+                .lines()
+                .any(|l| l.starts_with("NSpid:") && l.split_whitespace().count() == 2)
+    })
+}
+
+/// Every secret a server can be given in its environment (API keys, an OAuth2 client secret,
+/// the webhook signing secret, a Redis password) is gone from the environment before the
+/// launcher is forked: neither the launcher nor a warm sandbox's init has it, in
+/// `/proc/<pid>/environ` or anywhere in its memory. Without the launcher
+/// (`ISOBOX_NO_LAUNCHER=1`) the environment is scrubbed all the same, but an init cloned from
+/// the server carries a copy of the server's memory, configuration included (the control).
+#[test]
+fn server_environment_secrets_reach_neither_launcher_nor_inits() {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let api_key = format!("isobox-env-apikey-{stamp}");
+    let client_secret = format!("isobox-env-oauth2-{stamp}");
+    let webhook_secret = format!("isobox-env-webhook-{stamp}");
+    let redis_password = format!("isobox-env-redis-{stamp}");
+    // Nothing listens on port 1: the Redis client connects lazily, so the server starts anyway.
+    let redis_url = format!("redis://isobox:{redis_password}@127.0.0.1:1/0");
+    let secrets = [&api_key, &client_secret, &webhook_secret, &redis_password];
+    for launcher in [true, false] {
+        let mut vars = vec![
+            ("AUTH_TYPE", "apikey,oauth2"),
+            ("API_KEYS", api_key.as_str()),
+            ("OAUTH2_CLIENT_ID", "isobox-test"),
+            ("OAUTH2_CLIENT_SECRET", client_secret.as_str()),
+            ("OAUTH2_INTROSPECTION_URL", "http://127.0.0.1:1/introspect"),
+            ("ISOBOX_WEBHOOK_SECRET", webhook_secret.as_str()),
+            ("REDIS_URL", redis_url.as_str()),
+            ("ISOBOX_JOB_WORKERS", "0"),
+            ("ISOBOX_WARM_POOL", "2"),
+        ];
+        if !launcher {
+            vars.push(("ISOBOX_NO_LAUNCHER", "1"));
+        }
+        let (mut node, url) = spawn_node("serve", &vars);
+        let server = node.id();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let inits = loop {
+            let inits: Vec<u32> = sandbox_inits_of(server)
+                .into_iter()
+                .filter(|p| {
+                    !std::fs::read_to_string(format!("/proc/{p}/maps"))
+                        .unwrap_or_default()
+                        .is_empty()
+                })
+                .collect();
+            if !inits.is_empty() {
+                break inits;
+            }
+            assert!(Instant::now() < deadline, "the warm pool never filled");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let launcher_pid = launcher_of(server);
+        // The server itself still works with the key it was given.
+        let health = curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("X-API-Key: {api_key}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"language":"bash","code":"echo hi"}"#,
+            &format!("{url}/api/v1/execute"),
+        ]);
+        let mut scanned: Vec<(&str, u32)> = inits.iter().map(|&p| ("init", p)).collect();
+        if let Some(l) = launcher_pid {
+            scanned.push(("launcher", l));
+        }
+        let mut found = Vec::new();
+        let mut in_init_memory = false;
+        for &(what, pid) in &scanned {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            for s in secrets {
+                if environ.windows(s.len()).any(|w| w == s.as_bytes()) {
+                    found.push(format!("{what} {pid}: environ has {s}"));
+                }
+                if memory_contains(pid, s.as_bytes()) {
+                    if launcher {
+                        found.push(format!("{what} {pid}: memory has {s}"));
+                    } else if s == &api_key {
+                        in_init_memory = true;
+                    }
+                }
+            }
+        }
+        let in_server = memory_contains(server, api_key.as_bytes());
+        // SAFETY: signals our own child process; no memory is involved.
+        unsafe { libc::kill(server as i32, libc::SIGTERM) };
+        let _ = node.wait();
+        assert_eq!(health, "200", "the server does not accept its own API key");
+        assert!(in_server, "the scan does not find the key in the server");
+        assert_eq!(
+            launcher_pid.is_some(),
+            launcher,
+            "launcher: {launcher_pid:?}"
+        );
+        assert!(
+            found.is_empty(),
+            "secrets left (launcher {launcher}): {found:?}"
+        );
+        if !launcher {
+            assert!(
+                in_init_memory,
+                "cloned from the server, an init should carry its memory (and its key)"
+            );
+        }
+    }
+}

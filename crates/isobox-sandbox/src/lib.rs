@@ -14,6 +14,7 @@ pub mod docker;
 pub mod native;
 pub mod seccomp;
 mod spec;
+pub mod uids;
 
 pub use docker::{DockerBackend, DockerConfig};
 pub use native::{NativeBackend, NativeConfig, RootFs};

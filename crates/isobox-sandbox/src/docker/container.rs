@@ -74,7 +74,12 @@ pub(super) struct Engine {
     commands: HashSet<String>,
     /// Containers running a job.
     live: Mutex<HashSet<String>>,
+    /// Where the next uid claim starts (a rotation, so that uids spread).
     next_uid: AtomicU32,
+    /// The uid lock of each container of ours (see [`crate::uids`]): held from before its
+    /// creation until the engine has removed it, so no other backend on this host (docker or
+    /// native, this server or another) gives its uid to a live sandbox meanwhile.
+    uid_locks: Mutex<HashMap<String, std::fs::File>>,
     /// Containers being removed in the background.
     removing: AtomicUsize,
 }
@@ -85,6 +90,17 @@ impl Engine {
     pub(super) async fn open(cfg: DockerConfig) -> Result<Engine, SandboxError> {
         let docker = connect(cfg.host.as_deref()).await?;
         image::check(&docker, &cfg.image).await?;
+        std::fs::create_dir_all(crate::uids::DEFAULT_DIR).map_err(|e| {
+            SandboxError::Setup(format!(
+                "cannot create {} (the uid lock files): {e}",
+                crate::uids::DEFAULT_DIR
+            ))
+        })?;
+        // As the native backend leaves it.
+        let _ = std::fs::set_permissions(
+            crate::uids::DEFAULT_DIR,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        );
         let apparmor = hardening::resolve_apparmor(cfg.apparmor.as_deref())?;
         let seccomp = crate::seccomp::docker_profile().to_string();
         let engine = Engine {
@@ -93,7 +109,8 @@ impl Engine {
             apparmor,
             commands: HashSet::new(),
             live: Mutex::new(HashSet::new()),
-            next_uid: AtomicU32::new(UID_RANGE.start + std::process::id() % 1000),
+            next_uid: AtomicU32::new(std::process::id()),
+            uid_locks: Mutex::new(HashMap::new()),
             removing: AtomicUsize::new(0),
             cfg,
         };
@@ -222,9 +239,22 @@ impl Engine {
         Ok(cmds)
     }
 
-    fn next_uid(&self) -> u32 {
-        let n = self.next_uid.fetch_add(1, Ordering::Relaxed);
-        UID_RANGE.start + (n - UID_RANGE.start) % (UID_RANGE.end - UID_RANGE.start)
+    /// Claims a uid of [`UID_RANGE`] no live sandbox of this host has (its lock file held until
+    /// the container is removed).
+    fn claim_uid(&self) -> Result<(u32, std::fs::File), SandboxError> {
+        let count = UID_RANGE.end - UID_RANGE.start;
+        let start = self.next_uid.fetch_add(1, Ordering::Relaxed);
+        let dir = std::path::Path::new(crate::uids::DEFAULT_DIR);
+        match crate::uids::claim(dir, UID_RANGE.start, count, start) {
+            Some((k, lock)) => {
+                // The next claim starts after this one.
+                self.next_uid.store(k.wrapping_add(1), Ordering::Relaxed);
+                Ok((UID_RANGE.start + k, lock))
+            }
+            None => Err(SandboxError::Setup(format!(
+                "all {count} container uids are in use"
+            ))),
+        }
     }
 
     async fn create(
@@ -233,7 +263,7 @@ impl Engine {
         limits: CgLimits,
         cmd: Vec<String>,
     ) -> Result<String, SandboxError> {
-        let uid = self.next_uid();
+        let (uid, lock) = self.claim_uid()?;
         let body = bollard::models::ContainerCreateBody {
             labels: Some(HashMap::from([
                 (LABEL.to_string(), "1".to_string()),
@@ -254,6 +284,10 @@ impl Engine {
             .create_container(Some(CreateContainerOptionsBuilder::default().build()), body)
             .await
             .map_err(|e| docker_err("create", e))?;
+        self.uid_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(r.id.clone(), lock);
         Ok(r.id)
     }
 
@@ -349,9 +383,10 @@ impl Engine {
         }
     }
 
-    /// Kills and removes a container; errors are ignored (it may be gone already).
+    /// Kills and removes a container; errors are ignored (it may be gone already). Its uid is
+    /// released once the engine says it is gone.
     pub(super) async fn remove(&self, id: &str) {
-        let _ = self
+        let r = self
             .docker
             .remove_container(
                 id,
@@ -363,6 +398,21 @@ impl Engine {
                 ),
             )
             .await;
+        let gone = match r {
+            Ok(()) => true,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code, .. }) => {
+                status_code == 404
+            }
+            // Not known to be gone: the uid stays claimed (the reaper's next sweep removes the
+            // container and releases it).
+            Err(_) => false,
+        };
+        if gone {
+            self.uid_locks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
+        }
     }
 
     /// [`Engine::remove`] in a task of its own, counted until it is done (see

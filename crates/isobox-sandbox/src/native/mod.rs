@@ -296,30 +296,18 @@ impl Shared {
         })
     }
 
-    /// Claims a free uid/gid slot: the lock is held as long as the returned file is open.
+    /// Claims a free uid/gid slot: the lock is held as long as the returned file is open (the
+    /// lock files are shared with the docker backend, see [`crate::uids`]).
     fn claim_uid(&self) -> Result<(u32, u32, fs::File), SandboxError> {
         let dir = self.cfg.state_dir.join("uids");
         let count = self.cfg.uid_count.max(1);
         let start = (RUN_COUNTER.load(Ordering::Relaxed) as u32).wrapping_add(std::process::id());
-        for i in 0..count {
-            let k = start.wrapping_add(i) % count;
-            let path = dir.join((self.cfg.uid + k).to_string());
-            let Ok(f) = fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-            else {
-                continue;
-            };
-            // SAFETY: flock on an fd we own; no memory is passed.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok((self.cfg.uid + k, self.cfg.gid + k, f));
-            }
+        match crate::uids::claim(&dir, self.cfg.uid, count, start) {
+            Some((k, f)) => Ok((self.cfg.uid + k, self.cfg.gid + k, f)),
+            None => Err(SandboxError::Setup(format!(
+                "all {count} sandbox uids are in use"
+            ))),
         }
-        Err(SandboxError::Setup(format!(
-            "all {count} sandbox uids are in use"
-        )))
     }
 
     /// Builds a sandbox up to READY: cgroup, namespaces, base root. The job is sent to it
