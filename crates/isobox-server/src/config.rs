@@ -128,6 +128,8 @@ pub struct Config {
     pub queue: usize,
     pub queue_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Connection limits of both listeners (REST and gRPC).
+    pub http: crate::transport::ConnLimits,
     /// Proxies whose `X-Forwarded-For` names the client (`ISOBOX_TRUSTED_PROXIES`); empty:
     /// the header is ignored and the client is the connection's peer.
     pub trusted_proxies: Vec<crate::webhook::Cidr>,
@@ -523,6 +525,21 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         1024usize,
         1 << 30,
     )?;
+    let http = crate::transport::ConnLimits {
+        header_timeout: Duration::from_millis(r.num(
+            "ISOBOX_HEADER_TIMEOUT_MS",
+            "30000",
+            100u64,
+            3_600_000,
+        )?),
+        body_timeout: Duration::from_millis(r.num(
+            "ISOBOX_BODY_TIMEOUT_MS",
+            "30000",
+            100u64,
+            3_600_000,
+        )?),
+        max_connections: r.num("ISOBOX_MAX_CONNECTIONS", "4096", 1usize, 1_000_000)?,
+    };
     let trusted_proxies = crate::webhook::parse_allow(&r.string("ISOBOX_TRUSTED_PROXIES", ""))
         .map_err(|e| err("ISOBOX_TRUSTED_PROXIES", e))?;
     let cors_origins: Vec<String> = r
@@ -607,6 +624,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         max_body_bytes,
         cors_origins,
         trusted_proxies,
+        http,
         dedup_enabled,
         dedup_ttl,
         dedup_max_entries,
@@ -752,6 +770,9 @@ const KNOWN: &[&str] = &[
     "ISOBOX_QUEUE_TIMEOUT_MS",
     "ISOBOX_MAX_BODY_BYTES",
     "ISOBOX_CORS_ORIGINS",
+    "ISOBOX_HEADER_TIMEOUT_MS",
+    "ISOBOX_BODY_TIMEOUT_MS",
+    "ISOBOX_MAX_CONNECTIONS",
     "DEDUP_ENABLED",
     "DEDUP_CACHE_TTL",
     "ISOBOX_DEDUP_MAX_ENTRIES",

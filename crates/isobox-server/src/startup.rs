@@ -148,13 +148,15 @@ pub async fn run_worker(
     start_job_workers(&app, stop_rx.clone());
     let router = http::worker_router(app.clone());
     let mut stopped = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let limits = app.config.http;
+    let server = tokio::spawn(transport::plain::serve(
+        listener,
+        router,
+        limits,
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+    ));
     shutdown.await;
     tracing::info!(
         "shutting down: no new jobs, {:?} for running ones",
@@ -196,12 +198,12 @@ pub async fn run_with_grpc(
     };
     let rest = match app.tls.clone() {
         Some(tls) => tokio::spawn(transport::https::serve(listener, router, tls, stopped)),
-        None => tokio::spawn(async move {
-            let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            axum::serve(listener, service)
-                .with_graceful_shutdown(stopped)
-                .await
-        }),
+        None => tokio::spawn(transport::plain::serve(
+            listener,
+            router,
+            app.config.http,
+            stopped,
+        )),
     };
     let grpc = grpc.map(|l| tokio::spawn(grpc::serve(l, app.clone(), stop_rx)));
     let aborts: Vec<_> = std::iter::once(rest.abort_handle())

@@ -31,6 +31,7 @@ pub enum ErrorKind {
     Forbidden,
     NotFound,
     MethodNotAllowed,
+    RequestTimeout,
     TooLarge,
     UnsupportedMediaType,
     RejectedByPolicy,
@@ -65,6 +66,7 @@ const fn row(kind: ErrorKind) -> (&'static str, u16, tonic::Code) {
         K::Forbidden => ("forbidden", 403, G::PermissionDenied),
         K::NotFound => ("not_found", 404, G::NotFound),
         K::MethodNotAllowed => ("method_not_allowed", 405, G::Unimplemented),
+        K::RequestTimeout => ("request_timeout", 408, G::Cancelled),
         K::TooLarge => ("too_large", 413, G::InvalidArgument),
         K::UnsupportedMediaType => ("unsupported_media_type", 415, G::InvalidArgument),
         K::RejectedByPolicy => ("rejected_by_policy", 422, G::FailedPrecondition),
@@ -79,7 +81,7 @@ const fn row(kind: ErrorKind) -> (&'static str, u16, tonic::Code) {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 23] = [
+    pub const ALL: [ErrorKind; 24] = [
         ErrorKind::InvalidJson,
         ErrorKind::InvalidRequest,
         ErrorKind::InvalidCallback,
@@ -93,6 +95,7 @@ impl ErrorKind {
         ErrorKind::Forbidden,
         ErrorKind::NotFound,
         ErrorKind::MethodNotAllowed,
+        ErrorKind::RequestTimeout,
         ErrorKind::TooLarge,
         ErrorKind::UnsupportedMediaType,
         ErrorKind::RejectedByPolicy,
@@ -133,6 +136,7 @@ impl ErrorKind {
             ErrorKind::Forbidden,
             ErrorKind::NotFound,
             ErrorKind::MethodNotAllowed,
+            ErrorKind::RequestTimeout,
             ErrorKind::TooLarge,
             ErrorKind::UnsupportedMediaType,
             ErrorKind::RateLimited,

@@ -1,5 +1,6 @@
 //! JSON request bodies: `Content-Type: application/json` (415 otherwise), within the body limit
-//! (413), well-formed with no unknown fields (400, naming the field or position).
+//! (413) and the body timeout (408), well-formed with no unknown fields (400, naming the field
+//! or position).
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap};
@@ -12,6 +13,7 @@ pub async fn json<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<T, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -29,8 +31,14 @@ pub async fn json<T: DeserializeOwned>(
             "the body must be JSON (Content-Type: application/json)",
         ));
     }
-    let bytes: Bytes = axum::body::to_bytes(body, limit)
+    let bytes: Bytes = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
         .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorKind::RequestTimeout,
+                "the request body did not arrive in time",
+            )
+        })?
         .map_err(|_| ApiError::too_large("the request body is over the limit"))?;
     serde_json::from_slice(&bytes).map_err(|e| invalid("the body is not a valid request", &e))
 }

@@ -24,7 +24,13 @@ async fn authorized(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Authorized, ApiError> {
-    let req: ExecuteRequest = super::body::json(headers, body, app.config.max_body_bytes).await?;
+    let req: ExecuteRequest = super::body::json(
+        headers,
+        body,
+        app.config.max_body_bytes,
+        app.config.http.body_timeout,
+    )
+    .await?;
     authorize(app, caller, action, req).await
 }
 

@@ -45,7 +45,13 @@ pub async fn submit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let v: Value = super::body::json(&headers, body, app.config.max_body_bytes).await?;
+    let v: Value = super::body::json(
+        &headers,
+        body,
+        app.config.max_body_bytes,
+        app.config.http.body_timeout,
+    )
+    .await?;
     let id = jobs::submit(&app, &caller, job_request(v)?).await?;
     if wants_wait(&q) {
         if let Some((record, done)) = jobs::wait(&app, &id).await? {
@@ -74,7 +80,13 @@ pub async fn submit_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let v: Value = super::body::json(&headers, body, app.config.max_body_bytes).await?;
+    let v: Value = super::body::json(
+        &headers,
+        body,
+        app.config.max_body_bytes,
+        app.config.http.body_timeout,
+    )
+    .await?;
     let shape = || {
         ApiError::new(
             ErrorKind::InvalidJson,

@@ -11,7 +11,31 @@
 
 pub mod accept;
 pub mod https;
+pub mod plain;
 pub mod tls;
+
+use std::time::Duration;
+
+/// What one client may hold of a listener: every listener (REST and gRPC, plain and TLS)
+/// serves at most `max_connections` at once (more wait in the kernel's backlog), drops a
+/// connection whose request head (or, once idle, whose next request) takes longer than
+/// `header_timeout`, and a request body that trickles longer than `body_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> ConnLimits {
+        ConnLimits {
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+        }
+    }
+}
 
 pub use accept::{accept, TlsConn};
 pub use tls::{server_config, PeerCerts, TlsSettings};
