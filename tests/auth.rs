@@ -463,3 +463,200 @@ async fn mtls_principals_through_the_server() {
     assert_eq!(r.status(), 200);
     s.stop().await;
 }
+
+/// A test PKI for the TLS tests: a CA, a server certificate for `localhost`, client
+/// certificates of that CA and of another one, written to a temp dir.
+struct Pki {
+    dir: TempDir,
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    ca_pem: String,
+    other: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+/// A certificate and its key, as PEM.
+struct Leaf {
+    cert: String,
+    key: String,
+}
+
+impl Leaf {
+    fn identity(&self) -> reqwest::Identity {
+        reqwest::Identity::from_pem(format!("{}{}", self.cert, self.key).as_bytes()).unwrap()
+    }
+}
+
+fn test_ca(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        let ca = test_ca("IsoBox test CA");
+        let ca_pem = ca.pem();
+        Pki {
+            dir: TempDir::new(tag),
+            ca,
+            ca_pem,
+            other: test_ca("Some other CA"),
+        }
+    }
+
+    /// A leaf of `issuer`: a server certificate when `sans` is not empty, else a client's.
+    fn leaf_of(
+        issuer: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+        cn: &str,
+        sans: &[&str],
+        serial: Option<u64>,
+    ) -> Leaf {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+        let mut p =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.extended_key_usages = vec![if sans.is_empty() {
+            ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        p.use_authority_key_identifier_extension = true;
+        p.serial_number = serial.map(rcgen::SerialNumber::from);
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, issuer).unwrap();
+        Leaf {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    fn server(&self, cn: &str) -> Leaf {
+        Pki::leaf_of(&self.ca, cn, &["localhost", "127.0.0.1"], None)
+    }
+
+    fn client(&self, cn: &str, serial: u64) -> Leaf {
+        Pki::leaf_of(&self.ca, cn, &[], Some(serial))
+    }
+
+    fn other_client(&self, cn: &str) -> Leaf {
+        Pki::leaf_of(&self.other, cn, &[], None)
+    }
+
+    /// Writes `text` to `name` in the temp dir (replacing it atomically) and returns the path.
+    fn write(&self, name: &str, text: &str) -> String {
+        let tmp = self.dir.file(&format!(".{name}.tmp"), text);
+        let path = self.dir.0.join(name);
+        std::fs::rename(tmp, &path).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+}
+
+/// An HTTPS client of `port` on loopback that trusts `ca` (only), presents `identity` if any,
+/// keeps no idle connection (each request is a new TLS connection) and names the server
+/// `localhost`.
+fn https_client(port: u16, ca: &str, identity: Option<&Leaf>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .pool_max_idle_per_host(0)
+        .timeout(std::time::Duration::from_secs(20));
+    if let Some(leaf) = identity {
+        b = b.identity(leaf.identity());
+    }
+    b.build().unwrap()
+}
+
+/// `AUTH_TYPE=mtls,apikey`: the client certificate is optional at the handshake (another
+/// method may admit), checked when present; with `mtls` alone it stays required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mtls_with_other_methods_makes_the_client_certificate_optional() {
+    let pki = Pki::new("mtls-optional");
+    let server = pki.server("localhost");
+    let alice = pki.client("alice", 0x1001);
+    let mallory = pki.other_client("mallory");
+    let cert = pki.write("server.pem", &server.cert);
+    let key = pki.write("server.key", &server.key);
+    let ca = pki.write("ca.pem", &pki.ca_pem);
+    let tls = [
+        ("TLS_CERT", cert.as_str()),
+        ("TLS_KEY", key.as_str()),
+        ("MTLS_CA_CERT", ca.as_str()),
+        ("ISOBOX_AUTH_FAIL_LIMIT", "1000/min"),
+    ];
+    let mut vars = tls.to_vec();
+    vars.extend([("AUTH_TYPE", "mtls,apikey"), ("API_KEYS", "the-key")]);
+    let s = TestServer::start(&vars).await;
+    let url = format!("https://localhost:{}", s.addr.port());
+    let execute = |client: reqwest::Client, key: Option<&'static str>| {
+        let url = url.clone();
+        async move {
+            let mut rb = client
+                .post(format!("{url}/api/v1/execute"))
+                .json(&hello("python"));
+            if let Some(k) = key {
+                rb = rb.header("X-API-Key", k);
+            }
+            rb.send().await.map(|r| r.status().as_u16())
+        }
+    };
+    let port = s.addr.port();
+    let anonymous = || https_client(port, &pki.ca_pem, None);
+    // No certificate: a valid key admits, no key is 401, /health is public.
+    assert_eq!(execute(anonymous(), Some("the-key")).await.unwrap(), 200);
+    assert_eq!(execute(anonymous(), None).await.unwrap(), 401);
+    assert_eq!(execute(anonymous(), Some("wrong")).await.unwrap(), 401);
+    let health = anonymous()
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // A certificate of the CA admits as mtls, without a key.
+    assert_eq!(
+        execute(https_client(port, &pki.ca_pem, Some(&alice)), None)
+            .await
+            .unwrap(),
+        200
+    );
+    // A certificate of another CA is refused at the handshake, even with a good key.
+    assert!(
+        execute(
+            https_client(port, &pki.ca_pem, Some(&mallory)),
+            Some("the-key")
+        )
+        .await
+        .is_err(),
+        "an untrusted client certificate was accepted"
+    );
+    s.stop().await;
+
+    // `mtls` alone: the certificate stays required at the handshake.
+    let mut vars = tls.to_vec();
+    vars.push(("AUTH_TYPE", "mtls"));
+    let s = TestServer::start(&vars).await;
+    let port = s.addr.port();
+    let url = format!("https://localhost:{port}");
+    assert!(https_client(port, &pki.ca_pem, None)
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .is_err());
+    let r = https_client(port, &pki.ca_pem, Some(&alice))
+        .post(format!("{url}/api/v1/execute"))
+        .json(&hello("python"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+}

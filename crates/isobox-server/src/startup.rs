@@ -41,6 +41,7 @@ impl App {
                 key: key.clone(),
                 client_ca: config.auth.mtls_ca.clone(),
                 crl: config.auth.mtls_crl.clone(),
+                client_cert_optional: client_cert_optional(&config.auth_type),
             })?),
             _ => None,
         };
@@ -112,6 +113,15 @@ impl App {
             shutting_down: AtomicBool::new(false),
         })
     }
+}
+
+/// Whether a client may connect without a certificate although `MTLS_CA_CERT` is set: when
+/// `AUTH_TYPE` lists `mtls` with other methods (an API key or a token may admit instead).
+/// With `mtls` alone, or `MTLS_CA_CERT` set without `mtls` in `AUTH_TYPE`, every client must
+/// present one at the handshake.
+fn client_cert_optional(methods: &[auth::AuthMethod]) -> bool {
+    methods.contains(&auth::AuthMethod::Mtls)
+        && methods.iter().any(|m| *m != auth::AuthMethod::Mtls)
 }
 
 /// Starts this node's job workers (`ISOBOX_JOB_WORKERS`), running jobs through the API layer.
