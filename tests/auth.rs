@@ -550,6 +550,34 @@ impl Pki {
         Pki::leaf_of(&self.other, cn, &[], None)
     }
 
+    /// A CRL of the CA revoking `serials`.
+    fn crl(&self, number: u64, serials: &[u64]) -> String {
+        use rcgen::{
+            CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams,
+            SerialNumber,
+        };
+        CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2020, 1, 1),
+            next_update: rcgen::date_time_ymd(4000, 1, 1),
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: rcgen::date_time_ymd(2021, 1, 1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.ca)
+        .unwrap()
+        .pem()
+        .unwrap()
+    }
+
     /// Writes `text` to `name` in the temp dir (replacing it atomically) and returns the path.
     fn write(&self, name: &str, text: &str) -> String {
         let tmp = self.dir.file(&format!(".{name}.tmp"), text);
@@ -659,4 +687,163 @@ async fn mtls_with_other_methods_makes_the_client_certificate_optional() {
         .unwrap();
     assert_eq!(r.status(), 200);
     s.stop().await;
+}
+
+/// Polls `check` every 50 ms until it returns true; false after `limit`.
+async fn eventually<F, Fut>(limit: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The TLS files are reloaded without a restart (polled, here every 100 ms): a client revoked
+/// by a new CRL is refused on its next connection, a new certificate and key are served, and a
+/// broken replacement keeps the configuration in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_files_are_reloaded_without_a_restart() {
+    let pki = Pki::new("tls-reload");
+    let server_a = pki.server("server-a");
+    let alice = pki.client("alice", 0x2001);
+    let bob = pki.client("bob", 0x2002);
+    let cert = pki.write("server.pem", &server_a.cert);
+    let key = pki.write("server.key", &server_a.key);
+    let ca = pki.write("ca.pem", &pki.ca_pem);
+    let crl = pki.write("crl.pem", &pki.crl(1, &[0x2999]));
+    let s = TestServer::start(&[
+        ("AUTH_TYPE", "mtls"),
+        ("TLS_CERT", &cert),
+        ("TLS_KEY", &key),
+        ("MTLS_CA_CERT", &ca),
+        ("ISOBOX_MTLS_CRL", &crl),
+        ("ISOBOX_TLS_RELOAD_MS", "100"),
+        ("ISOBOX_AUTH_FAIL_LIMIT", "1000/min"),
+    ])
+    .await;
+    let port = s.addr.port();
+    let url = format!("https://localhost:{port}/health");
+    // GET /health on a new connection trusting `ca` with `who`'s certificate: admitted?
+    let admitted = |ca: &str, who: &Leaf| {
+        let client = https_client(port, ca, Some(who));
+        let url = url.clone();
+        async move {
+            match client.get(url).send().await {
+                Ok(r) => r.status() == 200,
+                Err(_) => false,
+            }
+        }
+    };
+    let other_ca = pki.other.pem();
+    let wait = std::time::Duration::from_secs(10);
+    assert!(admitted(&pki.ca_pem, &alice).await);
+    assert!(admitted(&pki.ca_pem, &bob).await);
+    // One client kept across the reload: its TLS session cache would offer resumption.
+    let alice_kept = https_client(port, &pki.ca_pem, Some(&alice));
+    let kept_admitted = || async {
+        match alice_kept.get(url.clone()).send().await {
+            Ok(r) => r.status() == 200,
+            Err(_) => false,
+        }
+    };
+    assert!(kept_admitted().await);
+
+    // (a) A new CRL revokes alice: her next connection is refused, bob's still admitted.
+    pki.write("crl.pem", &pki.crl(2, &[0x2001]));
+    assert!(
+        eventually(wait, || async { !admitted(&pki.ca_pem, &alice).await }).await,
+        "a client revoked by the new CRL is still admitted"
+    );
+    assert!(admitted(&pki.ca_pem, &bob).await);
+    // No session from before the reload is resumed past the new CRL.
+    assert!(!kept_admitted().await);
+
+    // (c) Broken replacements (a CRL that is not PEM, then a key of another certificate) are
+    // not taken: the configuration in use stays, alice still refused, bob admitted.
+    pki.write("crl.pem", "this is not a CRL\n");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(admitted(&pki.ca_pem, &bob).await);
+    assert!(!admitted(&pki.ca_pem, &alice).await);
+    pki.write("crl.pem", &pki.crl(3, &[0x2001]));
+    let server_b = Pki::leaf_of(&pki.other, "server-b", &["localhost", "127.0.0.1"], None);
+    pki.write("server.pem", &server_b.cert);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        admitted(&pki.ca_pem, &bob).await,
+        "a mismatched key pair was taken"
+    );
+    assert!(!admitted(&pki.ca_pem, &alice).await);
+
+    // (b) With the new key in place too, the new certificate (of another CA) is served.
+    pki.write("server.key", &server_b.key);
+    assert!(
+        eventually(wait, || async { admitted(&other_ca, &bob).await }).await,
+        "the new server certificate is not served"
+    );
+    assert!(!admitted(&pki.ca_pem, &bob).await);
+    assert!(!admitted(&other_ca, &alice).await);
+    s.stop().await;
+}
+
+/// SIGHUP reloads the TLS files of a running `isobox serve` at once (the poll is set to an
+/// hour here, so the reload can only come from the signal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_reloads_the_crl_of_a_running_server() {
+    let pki = Pki::new("tls-sighup");
+    let server = pki.server("server");
+    let alice = pki.client("alice", 0x3001);
+    let bob = pki.client("bob", 0x3002);
+    let cert = pki.write("server.pem", &server.cert);
+    let key = pki.write("server.key", &server.key);
+    let ca = pki.write("ca.pem", &pki.ca_pem);
+    let crl = pki.write("crl.pem", &pki.crl(1, &[]));
+    let node = crate::common::IsoboxProcess::start(
+        "serve",
+        &[
+            ("AUTH_TYPE", "mtls"),
+            ("ISOBOX_WARM_POOL", "0"),
+            ("TLS_CERT", &cert),
+            ("TLS_KEY", &key),
+            ("MTLS_CA_CERT", &ca),
+            ("ISOBOX_MTLS_CRL", &crl),
+            ("ISOBOX_TLS_RELOAD_MS", "3600000"),
+        ],
+    );
+    let port: u16 = node.url.rsplit(':').next().unwrap().parse().unwrap();
+    let url = format!("https://localhost:{port}/health");
+    let admitted = |who: &Leaf| {
+        let client = https_client(port, &pki.ca_pem, Some(who));
+        let url = url.clone();
+        async move {
+            match client.get(url).send().await {
+                Ok(r) => r.status() == 200,
+                Err(_) => false,
+            }
+        }
+    };
+    assert!(admitted(&alice).await);
+    pki.write("crl.pem", &pki.crl(2, &[0x3001]));
+    // Not polled for an hour: still admitted until the signal.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(admitted(&alice).await);
+    node.signal(libc::SIGHUP);
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || async {
+            !admitted(&alice).await
+        })
+        .await,
+        "SIGHUP did not reload the CRL"
+    );
+    assert!(admitted(&bob).await);
+    let (status, _) = node.stop();
+    assert!(status.success(), "{status:?}");
 }

@@ -142,6 +142,8 @@ pub struct Config {
     pub rust_log: String,
     pub shutdown_grace: Duration,
     pub auth: AuthSettings,
+    /// How often the TLS files are checked for changes (`ISOBOX_TLS_RELOAD_MS`).
+    pub tls_reload: Duration,
     /// Every value with its origin, in a stable order (for check-config).
     pub shown: Vec<Shown>,
 }
@@ -529,6 +531,9 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
     }
     let shutdown_grace =
         Duration::from_millis(r.num("ISOBOX_SHUTDOWN_GRACE_MS", "10000", 0u64, 3_600_000)?);
+    // TLS reload (certificate, key, client CA, CRL): how often the files are checked.
+    let tls_reload =
+        Duration::from_millis(r.num("ISOBOX_TLS_RELOAD_MS", "5000", 100u64, 3_600_000)?);
     Ok(Config {
         bind,
         rest_port,
@@ -562,6 +567,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         rust_log,
         shutdown_grace,
         auth,
+        tls_reload,
         shown: r.shown,
     })
 }
@@ -652,6 +658,8 @@ const AUTH_VARS: &[&str] = &[
     "MTLS_CA_CERT",
     "TLS_CERT",
     "TLS_KEY",
+    // TLS reload.
+    "ISOBOX_TLS_RELOAD_MS",
 ];
 
 /// Whether `var` is a setting this server reads (also the keys its TOML file may hold, in lower

@@ -36,7 +36,7 @@ impl App {
             gate = gate.with_shared(r.clone());
         }
         let tls = match (&config.auth.tls_cert, &config.auth.tls_key) {
-            (Some(cert), Some(key)) => Some(transport::server_config(&transport::TlsSettings {
+            (Some(cert), Some(key)) => Some(transport::TlsReloader::new(transport::TlsSettings {
                 cert: cert.clone(),
                 key: key.clone(),
                 client_ca: config.auth.mtls_ca.clone(),
@@ -204,8 +204,13 @@ pub async fn run_with_grpc(
             let _ = stop_rx.wait_for(|s| *s).await;
         }
     };
-    let rest = match app.tls.clone() {
-        Some(tls) => tokio::spawn(transport::https::serve(listener, router, tls, stopped)),
+    let rest = match &app.tls {
+        Some(tls) => tokio::spawn(transport::https::serve(
+            listener,
+            router,
+            tls.source(transport::Alpn::Http1),
+            stopped,
+        )),
         None => tokio::spawn(async move {
             let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
             axum::serve(listener, service)
@@ -242,8 +247,29 @@ pub async fn run_with_grpc(
             }
         })
     };
+    // Changed TLS files (certificate, key, client CA, CRL) apply to new connections without a
+    // restart; SIGHUP reloads them at once (src/main.rs).
+    let tls_watch = app.tls.clone().map(|tls| {
+        let every = app.config.tls_reload;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let tls = tls.clone();
+                // Reading and parsing files blocks.
+                let _ = tokio::task::spawn_blocking(move || tls.reload_if_changed()).await;
+            }
+        })
+    });
+    let stop_tls_watch = move || {
+        if let Some(t) = &tls_watch {
+            t.abort();
+        }
+    };
     tokio::select! {
         r = &mut server => {
+            stop_tls_watch();
             purger.abort();
             aborts.iter().for_each(|a| a.abort());
             return r.map_err(std::io::Error::other)?;
@@ -274,6 +300,7 @@ pub async fn run_with_grpc(
         }
     };
     purger.abort();
+    stop_tls_watch();
     // What the backend holds ahead of runs (pooled containers) goes with the server.
     let backend = app.engine.executor().backend().clone();
     let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -15,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::PeerCerts;
+use super::{PeerCerts, TlsSource};
 use crate::logging::SECURITY;
 
 /// A client that has not finished the TLS handshake within this time is dropped.
@@ -57,10 +56,11 @@ impl Drop for Accepting {
 }
 
 /// Accepts TCP connections on `listener` and hands on the ones that complete a TLS handshake
-/// with `config` (each handshake in its own task, bounded by a timeout).
-pub fn accept(listener: TcpListener, config: Arc<ServerConfig>) -> Accepting {
+/// (each handshake in its own task, bounded by a timeout) with the configuration `tls` gives
+/// at that connection's accept: a reloaded configuration applies from the next connection.
+pub fn accept(listener: TcpListener, tls: impl Into<TlsSource>) -> Accepting {
+    let tls: TlsSource = tls.into();
     let (tx, rx) = mpsc::channel(BACKLOG);
-    let acceptor = TlsAcceptor::from(config);
     let task = tokio::spawn(async move {
         loop {
             let (tcp, peer) = match listener.accept().await {
@@ -73,7 +73,7 @@ pub fn accept(listener: TcpListener, config: Arc<ServerConfig>) -> Accepting {
                     continue;
                 }
             };
-            let acceptor = acceptor.clone();
+            let acceptor = TlsAcceptor::from(tls.current());
             let tx = tx.clone();
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
