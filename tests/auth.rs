@@ -13,8 +13,18 @@ async fn post(
     headers: &[(&str, &str)],
     body: Value,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
+    post_to(url, "execute", headers, body).await
+}
+
+/// POST `body` to `/api/v1/<route>` with `headers`: status, headers, JSON body.
+async fn post_to(
+    url: &str,
+    route: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (u16, reqwest::header::HeaderMap, Value) {
     let mut rb = reqwest::Client::new()
-        .post(format!("{url}/api/v1/execute"))
+        .post(format!("{url}/api/v1/{route}"))
         .json(&body);
     for (k, v) in headers {
         rb = rb.header(*k, *v);
@@ -846,4 +856,159 @@ async fn sighup_reloads_the_crl_of_a_running_server() {
     assert!(admitted(&bob).await);
     let (status, _) = node.stop();
     assert!(status.success(), "{status:?}");
+}
+
+/// An identity provider and webhook receiver over HTTPS on 127.0.0.1, with a certificate of
+/// `pki`'s CA (a private CA no public or system root store holds): a JWKS with `jwk`, userinfo
+/// admitting `Bearer opaque-good`, and `/hook` reporting each callback on the channel.
+async fn https_provider(
+    pki: &Pki,
+    jwk: Value,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
+    use axum::routing::{get, post};
+    let (hooks, received) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new()
+        .route(
+            "/jwks",
+            get(move || async move { axum::Json(json!({ "keys": [jwk] })) }),
+        )
+        .route(
+            "/userinfo",
+            get(|headers: axum::http::HeaderMap| async move {
+                let good = headers.get("authorization").and_then(|v| v.to_str().ok())
+                    == Some("Bearer opaque-good");
+                if good {
+                    (
+                        axum::http::StatusCode::OK,
+                        axum::Json(json!({"sub": "bob", "roles": ["user"]})),
+                    )
+                } else {
+                    (axum::http::StatusCode::UNAUTHORIZED, axum::Json(json!({})))
+                }
+            }),
+        )
+        .route(
+            "/hook",
+            post(move |body: axum::body::Bytes| async move {
+                let _ = hooks.send(body.to_vec());
+                "ok"
+            }),
+        );
+    let server = pki.server("idp");
+    let tls = isobox_server::transport::server_config(&isobox_server::transport::TlsSettings {
+        cert: pki.write("idp.pem", &server.cert).into(),
+        key: pki.write("idp.key", &server.key).into(),
+        client_ca: None,
+        crl: None,
+        client_cert_optional: false,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    tokio::spawn(isobox_server::transport::https::serve(
+        listener,
+        app,
+        tls,
+        std::future::pending(),
+    ));
+    (url, received)
+}
+
+/// Outbound HTTPS (JWKS, OAuth2 userinfo, webhooks) trusts the system's roots and
+/// `ISOBOX_CA_BUNDLE`: a provider with a certificate of a private CA is unreachable without
+/// the bundle (503, never admitted; no callback) and reached with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outbound_https_trusts_the_ca_bundle() {
+    use base64::Engine as _;
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let raw = kp.public_key_raw();
+    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "x": b64(&raw[1..33]), "y": b64(&raw[33..65])});
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("k1".into());
+    let jwt = encode(
+        &header,
+        &json!({"sub": "alice", "exp": now + 300, "roles": ["user"]}),
+        &EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+
+    let pki = Pki::new("ca-bundle");
+    let (idp, mut hooks) = https_provider(&pki, jwk).await;
+    let bundle = pki.write("bundle.pem", &pki.ca_pem);
+    let jwks_url = format!("{idp}/jwks");
+    let userinfo_url = format!("{idp}/userinfo");
+    let auth = [
+        ("AUTH_TYPE", "jwt,oauth2,apikey"),
+        ("API_KEYS", "the-key"),
+        ("JWT_PUBLIC_KEY_URL", jwks_url.as_str()),
+        ("OAUTH2_USERINFO_URL", userinfo_url.as_str()),
+        ("ISOBOX_AUTH_FAIL_LIMIT", "1000/min"),
+        ("ISOBOX_WEBHOOK_SECRET", "hook-secret"),
+        ("ISOBOX_WEBHOOK_ALLOW", "127.0.0.1/32"),
+        ("ISOBOX_WEBHOOK_ATTEMPTS", "1"),
+    ];
+    let hooked = || {
+        let mut body = hello("python");
+        body["callback_url"] = json!(format!("{idp}/hook"));
+        body
+    };
+    let run = |s: &TestServer, token: &str| {
+        let url = s.url.clone();
+        let token = token.to_string();
+        async move {
+            post(
+                &url,
+                &[("Authorization", &format!("Bearer {token}"))],
+                hello("python"),
+            )
+            .await
+        }
+    };
+
+    // Without the bundle: the provider's certificate is not trusted, the provider is
+    // unreachable, the tokens are not admitted (503, fail closed).
+    let s = TestServer::start(&auth).await;
+    for token in [jwt.as_str(), "opaque-good"] {
+        let (status, _, body) = run(&s, token).await;
+        assert_eq!(status, 503, "{token}: {body}");
+        assert_eq!(body["error"], "auth_unavailable");
+    }
+    // A callback to the receiver (submitted with an API key) is not delivered.
+    let (status, _, v) = post_to(&s.url, "executions", &[("X-API-Key", "the-key")], hooked()).await;
+    assert_eq!(status, 202, "{v}");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(3), hooks.recv())
+            .await
+            .is_err(),
+        "a callback reached a receiver whose CA is not trusted"
+    );
+    s.stop().await;
+
+    // With ISOBOX_CA_BUNDLE naming the CA: both admitted.
+    let mut vars = auth.to_vec();
+    vars.push(("ISOBOX_CA_BUNDLE", bundle.as_str()));
+    let s = TestServer::start(&vars).await;
+    for token in [jwt.as_str(), "opaque-good"] {
+        let (status, _, body) = run(&s, token).await;
+        assert_eq!(status, 200, "{token}: {body}");
+    }
+    // A callback to the same HTTPS receiver is delivered.
+    let (status, _, v) = post_to(&s.url, "executions", &[("X-API-Key", "the-key")], hooked()).await;
+    assert_eq!(status, 202, "{v}");
+    let payload = tokio::time::timeout(std::time::Duration::from_secs(30), hooks.recv())
+        .await
+        .expect("the callback over HTTPS was not delivered")
+        .unwrap();
+    let v: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(v["stdout"], "hi\n");
+    s.stop().await;
 }
