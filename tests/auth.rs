@@ -779,14 +779,22 @@ async fn tls_files_are_reloaded_without_a_restart() {
 
     // (c) Broken replacements (a CRL that is not PEM, then a key of another certificate) are
     // not taken: the configuration in use stays, alice still refused, bob admitted.
+    // (The reload the poll makes is also asked for here, to see each file refused.)
+    let reloader = s.app.tls.clone().expect("TLS is configured");
     pki.write("crl.pem", "this is not a CRL\n");
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let err = reloader.reload().expect_err("a broken CRL was taken");
+    assert!(err.contains("CRL"), "{err}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(admitted(&pki.ca_pem, &bob).await);
     assert!(!admitted(&pki.ca_pem, &alice).await);
     pki.write("crl.pem", &pki.crl(3, &[0x2001]));
     let server_b = Pki::leaf_of(&pki.other, "server-b", &["localhost", "127.0.0.1"], None);
     pki.write("server.pem", &server_b.cert);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let err = reloader
+        .reload()
+        .expect_err("a mismatched key pair was taken");
+    assert!(err.contains("TLS_KEY"), "{err}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(
         admitted(&pki.ca_pem, &bob).await,
         "a mismatched key pair was taken"
