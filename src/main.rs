@@ -471,6 +471,11 @@ fn serve(
                 logs.reopen();
                 on_hup.gate.reload();
                 tracing::info!("log files reopened, API keys reloaded");
+                // TLS files: rebuilt at once (a file that cannot be used is logged, the
+                // configuration in use kept).
+                if let Some(tls) = on_hup.tls.clone() {
+                    let _ = tokio::task::spawn_blocking(move || tls.reload()).await;
+                }
             }
         });
         let shutdown = async {

@@ -147,6 +147,8 @@ pub struct Config {
     pub rust_log: String,
     pub shutdown_grace: Duration,
     pub auth: AuthSettings,
+    /// How often the TLS files are checked for changes (`ISOBOX_TLS_RELOAD_MS`).
+    pub tls_reload: Duration,
     /// Every value with its origin, in a stable order (for check-config).
     pub shown: Vec<Shown>,
 }
@@ -462,6 +464,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         policy_file,
         rate_limit,
         auth_fail_limit,
+        outbound: Default::default(), // ISOBOX_CA_BUNDLE: set below
     };
     let backend_s = r.string("ISOBOX_BACKEND", "native");
     let backend = match backend_s.as_str() {
@@ -601,6 +604,21 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
     }
     let shutdown_grace =
         Duration::from_millis(r.num("ISOBOX_SHUTDOWN_GRACE_MS", "10000", 0u64, 3_600_000)?);
+    // TLS reload (certificate, key, client CA, CRL): how often the files are checked.
+    let tls_reload =
+        Duration::from_millis(r.num("ISOBOX_TLS_RELOAD_MS", "5000", 100u64, 3_600_000)?);
+    // Outbound HTTPS (JWKS, OAuth2, webhooks): the system's roots plus ISOBOX_CA_BUNDLE.
+    let ca_bundle = r.opt_path("ISOBOX_CA_BUNDLE");
+    let outbound = crate::outbound::OutboundTls::load(ca_bundle.as_deref())
+        .map_err(|e| err("ISOBOX_CA_BUNDLE", e))?;
+    let auth = AuthSettings {
+        outbound: outbound.clone(),
+        ..auth
+    };
+    let webhook = crate::webhook::WebhookConfig {
+        outbound,
+        ..webhook
+    };
     Ok(Config {
         bind,
         rest_port,
@@ -636,6 +654,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         rust_log,
         shutdown_grace,
         auth,
+        tls_reload,
         shown: r.shown,
     })
 }
@@ -728,6 +747,10 @@ const AUTH_VARS: &[&str] = &[
     "MTLS_CA_CERT",
     "TLS_CERT",
     "TLS_KEY",
+    // TLS reload.
+    "ISOBOX_TLS_RELOAD_MS",
+    // Outbound HTTPS trust.
+    "ISOBOX_CA_BUNDLE",
 ];
 
 /// Whether `var` is a setting this server reads (also the keys its TOML file may hold, in lower

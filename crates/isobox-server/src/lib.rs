@@ -10,7 +10,8 @@
 //! - [`api`]: admission, authorization of a request validated once by the core, runs, jobs,
 //!   and the one table of refusals ([`api::error`]) that both adapters render.
 //! - [`auth`] (methods, the gate, the permission policy), [`ratelimit`], [`jobs`] (the job store
-//!   and queue), [`webhook`] (callbacks), [`cluster`] (Redis), [`metrics`], [`logging`].
+//!   and queue), [`webhook`] (callbacks), [`cluster`] (Redis), [`metrics`], [`logging`],
+//!   [`outbound`] (what outbound HTTPS clients trust).
 //!
 //! Dependencies point one way: adapters → api → (auth, jobs, webhook, state) → leaves; no module
 //! imports one that imports it back (`tests/architecture.rs` checks).
@@ -26,6 +27,7 @@ pub mod http;
 pub mod jobs;
 pub mod logging;
 pub mod metrics;
+pub mod outbound;
 pub mod ratelimit;
 pub mod startup;
 pub mod state;

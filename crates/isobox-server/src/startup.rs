@@ -36,11 +36,12 @@ impl App {
             gate = gate.with_shared(r.clone());
         }
         let tls = match (&config.auth.tls_cert, &config.auth.tls_key) {
-            (Some(cert), Some(key)) => Some(transport::server_config(&transport::TlsSettings {
+            (Some(cert), Some(key)) => Some(transport::TlsReloader::new(transport::TlsSettings {
                 cert: cert.clone(),
                 key: key.clone(),
                 client_ca: config.auth.mtls_ca.clone(),
                 crl: config.auth.mtls_crl.clone(),
+                client_cert_optional: client_cert_optional(&config.auth_type),
             })?),
             _ => None,
         };
@@ -112,6 +113,15 @@ impl App {
             shutting_down: AtomicBool::new(false),
         })
     }
+}
+
+/// Whether a client may connect without a certificate although `MTLS_CA_CERT` is set: when
+/// `AUTH_TYPE` lists `mtls` with other methods (an API key or a token may admit instead).
+/// With `mtls` alone, or `MTLS_CA_CERT` set without `mtls` in `AUTH_TYPE`, every client must
+/// present one at the handshake.
+fn client_cert_optional(methods: &[auth::AuthMethod]) -> bool {
+    methods.contains(&auth::AuthMethod::Mtls)
+        && methods.iter().any(|m| *m != auth::AuthMethod::Mtls)
 }
 
 /// Starts this node's job workers (`ISOBOX_JOB_WORKERS`), running jobs through the API layer.
@@ -196,8 +206,14 @@ pub async fn run_with_grpc(
             let _ = stop_rx.wait_for(|s| *s).await;
         }
     };
-    let rest = match app.tls.clone() {
-        Some(tls) => tokio::spawn(transport::https::serve(listener, router, tls, stopped)),
+    let rest = match &app.tls {
+        Some(tls) => tokio::spawn(transport::https::serve(
+            listener,
+            router,
+            tls.source(transport::Alpn::Http1),
+            app.config.http,
+            stopped,
+        )),
         None => tokio::spawn(transport::plain::serve(
             listener,
             router,
@@ -234,8 +250,29 @@ pub async fn run_with_grpc(
             }
         })
     };
+    // Changed TLS files (certificate, key, client CA, CRL) apply to new connections without a
+    // restart; SIGHUP reloads them at once (src/main.rs).
+    let tls_watch = app.tls.clone().map(|tls| {
+        let every = app.config.tls_reload;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let tls = tls.clone();
+                // Reading and parsing files blocks.
+                let _ = tokio::task::spawn_blocking(move || tls.reload_if_changed()).await;
+            }
+        })
+    });
+    let stop_tls_watch = move || {
+        if let Some(t) = &tls_watch {
+            t.abort();
+        }
+    };
     tokio::select! {
         r = &mut server => {
+            stop_tls_watch();
             purger.abort();
             aborts.iter().for_each(|a| a.abort());
             return r.map_err(std::io::Error::other)?;
@@ -266,6 +303,7 @@ pub async fn run_with_grpc(
         }
     };
     purger.abort();
+    stop_tls_watch();
     // What the backend holds ahead of runs (pooled containers) goes with the server.
     let backend = app.engine.executor().backend().clone();
     let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;

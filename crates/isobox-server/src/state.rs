@@ -9,7 +9,7 @@ use isobox_core::engine::Engine;
 use isobox_core::LanguageInfo;
 
 use crate::config::Config;
-use crate::{auth, cluster, jobs, metrics};
+use crate::{auth, cluster, jobs, metrics, transport};
 
 /// Everything the handlers share.
 pub struct App {
@@ -22,8 +22,9 @@ pub struct App {
     pub metrics: metrics::Metrics,
     /// Authentication, rate limits and authorization.
     pub gate: auth::gate::Gate,
-    /// The TLS configuration when `TLS_CERT`/`TLS_KEY` are set (HTTPS, and mTLS with `MTLS_CA_CERT`).
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS configuration when `TLS_CERT`/`TLS_KEY` are set (HTTPS, and mTLS with
+    /// `MTLS_CA_CERT`), reloaded from its files on SIGHUP and when they change.
+    pub tls: Option<Arc<transport::TlsReloader>>,
     /// The languages this host can run, probed once at start.
     pub languages: Vec<LanguageInfo>,
     /// Set when shutdown begins: `/health` answers 503.

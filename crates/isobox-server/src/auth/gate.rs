@@ -90,6 +90,7 @@ impl Gate {
                 cache_ttl: Duration::from_secs(300),
                 refetch_cooldown: Duration::from_secs(30),
                 fetch_timeout: Duration::from_secs(5),
+                outbound: s.outbound.clone(),
             })
         });
         let oauth2 = has(AuthMethod::OAuth2).then(|| {
@@ -103,6 +104,7 @@ impl Gate {
                 negative_ttl: Duration::from_secs(10),
                 timeout: Duration::from_secs(3),
                 max_entries: 10_000,
+                outbound: s.outbound.clone(),
             })
         });
         let policy = s.policy_file.as_deref().map(Policy::load).transpose()?;

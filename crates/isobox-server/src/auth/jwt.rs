@@ -63,6 +63,8 @@ pub struct JwtConfig {
     pub refetch_cooldown: Duration,
     /// Timeout of one JWKS fetch.
     pub fetch_timeout: Duration,
+    /// What the JWKS client trusts (system roots, `ISOBOX_CA_BUNDLE`).
+    pub outbound: crate::outbound::OutboundTls,
 }
 
 /// One verification key from the JWKS, with the only algorithm it accepts.
@@ -114,7 +116,9 @@ fn invalid(reason: &str) -> AuthError {
 
 impl JwtAuth {
     pub fn new(cfg: JwtConfig) -> JwtAuth {
-        let client = reqwest::Client::builder()
+        let client = cfg
+            .outbound
+            .client_builder()
             .timeout(cfg.fetch_timeout)
             .connect_timeout(cfg.fetch_timeout)
             .redirect(reqwest::redirect::Policy::limited(3))
@@ -743,6 +747,7 @@ uQIDAQAB\n\
             cache_ttl: Duration::from_secs(300),
             refetch_cooldown: Duration::from_secs(30),
             fetch_timeout: Duration::from_millis(500),
+            outbound: Default::default(),
         }
     }
 

@@ -97,6 +97,8 @@ pub struct AuthSettings {
     pub rate_limit: String,
     /// Failed authentications per client IP.
     pub auth_fail_limit: String,
+    /// What the JWKS and OAuth2 clients trust (system roots, `ISOBOX_CA_BUNDLE`).
+    pub outbound: crate::outbound::OutboundTls,
 }
 
 /// Who is calling: used by authorization, rate limits, the dedup scope and the logs.

@@ -61,6 +61,8 @@ pub struct OAuth2Config {
     pub timeout: Duration,
     /// Cache bound; the oldest entry is evicted first. 0 disables the cache.
     pub max_entries: usize,
+    /// What the provider client trusts (system roots, `ISOBOX_CA_BUNDLE`).
+    pub outbound: crate::outbound::OutboundTls,
 }
 
 impl fmt::Debug for OAuth2Config {
@@ -78,6 +80,7 @@ impl fmt::Debug for OAuth2Config {
             .field("negative_ttl", &self.negative_ttl)
             .field("timeout", &self.timeout)
             .field("max_entries", &self.max_entries)
+            .field("outbound", &self.outbound)
             .finish()
     }
 }
@@ -112,7 +115,9 @@ enum Verdict {
 
 impl OAuth2Auth {
     pub fn new(cfg: OAuth2Config) -> OAuth2Auth {
-        let client = reqwest::Client::builder()
+        let client = cfg
+            .outbound
+            .client_builder()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)
             // A redirect would be a misconfigured URL; following it could carry the token or
@@ -559,6 +564,7 @@ mod tests {
                 negative_ttl: Duration::from_secs(10),
                 timeout: Duration::from_millis(500),
                 max_entries: 100,
+                outbound: Default::default(),
             }
         }
 
@@ -941,6 +947,7 @@ mod tests {
                 negative_ttl: Duration::from_secs(10),
                 timeout: Duration::from_secs(2),
                 max_entries: 10,
+                outbound: Default::default(),
             });
             assert_unavailable(auth.check("tok-roles").await, "tok-roles");
         }
@@ -1021,6 +1028,7 @@ mod tests {
             negative_ttl: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             max_entries: 1,
+            outbound: Default::default(),
         };
         let text = format!("{cfg:?} {:?}", OAuth2Auth::new(cfg.clone()));
         assert!(
@@ -1043,6 +1051,7 @@ mod tests {
             negative_ttl: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             max_entries: 1,
+            outbound: Default::default(),
         });
         send_sync(&auth);
         send(auth.check("tok"));

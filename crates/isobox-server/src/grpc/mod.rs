@@ -82,9 +82,9 @@ pub async fn serve(
                 .await
         }
         Some(tls) => {
-            let mut tls = (*tls).clone();
-            tls.alpn_protocols = vec![b"h2".to_vec()];
-            let mut accepting = crate::transport::accept(listener, Arc::new(tls));
+            let tls = tls.source(crate::transport::Alpn::H2);
+            let mut accepting =
+                crate::transport::accept(listener, tls, app.config.http.max_connections);
             let (tx, rx) = tokio::sync::mpsc::channel(1);
             let forward = tokio::spawn(async move {
                 while let Some(conn) = accepting.connections.recv().await {

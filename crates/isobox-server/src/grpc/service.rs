@@ -481,4 +481,136 @@ mod tests {
             .unwrap()
             .unwrap();
     }
+
+    /// A CRL replaced while the server runs applies to the gRPC port too: after the reload
+    /// (polled every 100 ms here) the revoked client's next connection is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn grpc_refuses_a_client_revoked_by_a_reloaded_crl() {
+        use rcgen::{
+            CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams,
+            SerialNumber,
+        };
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "IsoBox gRPC reload CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let server = leaf(
+            &ca,
+            "isobox server",
+            &["localhost"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let client = leaf(&ca, "alice", &[], ExtendedKeyUsagePurpose::ClientAuth);
+        let serial = x509_parser::parse_x509_certificate(
+            CertificateDer::from_pem_slice(client.cert.as_bytes())
+                .unwrap()
+                .as_ref(),
+        )
+        .unwrap()
+        .1
+        .raw_serial()
+        .to_vec();
+        let crl = |number: u8, revoked: &[Vec<u8>]| {
+            CertificateRevocationListParams {
+                this_update: rcgen::date_time_ymd(2020, 1, 1),
+                next_update: rcgen::date_time_ymd(4000, 1, 1),
+                crl_number: SerialNumber::from_slice(&[number]),
+                issuing_distribution_point: None,
+                revoked_certs: revoked
+                    .iter()
+                    .map(|s| RevokedCertParams {
+                        serial_number: SerialNumber::from_slice(s),
+                        revocation_time: rcgen::date_time_ymd(2021, 1, 1),
+                        reason_code: Some(RevocationReason::KeyCompromise),
+                        invalidity_date: None,
+                    })
+                    .collect(),
+                key_identifier_method: KeyIdMethod::Sha256,
+            }
+            .signed_by(&ca)
+            .unwrap()
+            .pem()
+            .unwrap()
+        };
+        let dir = std::env::temp_dir().join(format!("isobox-grpc-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let tmp = dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, text).unwrap();
+            let p = dir.join(name);
+            std::fs::rename(&tmp, &p).unwrap();
+            p.to_string_lossy().to_string()
+        };
+        let env: HashMap<String, String> = [
+            ("REST_PORT", "0".to_string()),
+            ("GRPC_PORT", "0".to_string()),
+            ("ISOBOX_WARM_POOL", "0".to_string()),
+            ("AUTH_TYPE", "mtls".to_string()),
+            ("TLS_CERT", write("server.pem", &server.cert)),
+            ("TLS_KEY", write("server.key", &server.key)),
+            ("MTLS_CA_CERT", write("ca.pem", &ca.pem())),
+            ("ISOBOX_MTLS_CRL", write("crl.pem", &crl(1, &[]))),
+            ("ISOBOX_TLS_RELOAD_MS", "100".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let cfg = crate::config::load(&env).expect("config");
+        let app = tokio::task::spawn_blocking(move || App::build(cfg))
+            .await
+            .unwrap()
+            .expect("app");
+        let rest = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = grpc.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crate::run_with_grpc(
+            rest,
+            Some(grpc),
+            Arc::new(app),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let ca_pem = ca.pem();
+        let admitted = || async {
+            match tls_channel(addr, &ca_pem, Some(&client)).await {
+                Err(_) => false,
+                Ok(ch) => pb::executor_client::ExecutorClient::new(ch)
+                    .list_languages(pb::ListLanguagesRequest {})
+                    .await
+                    .is_ok(),
+            }
+        };
+        assert!(
+            admitted().await,
+            "alice is not admitted before the revocation"
+        );
+
+        write("crl.pem", &crl(2, std::slice::from_ref(&serial)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while admitted().await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a client revoked by the new CRL is still admitted over gRPC"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("shutdown")
+            .unwrap()
+            .unwrap();
+    }
 }

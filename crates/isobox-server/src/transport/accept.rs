@@ -7,15 +7,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::PeerCerts;
+use super::{PeerCerts, TlsSource};
 use crate::logging::SECURITY;
 
 /// A client that has not finished the TLS handshake within this time is dropped.
@@ -29,6 +28,8 @@ pub struct TlsConn {
     stream: TlsStream<TcpStream>,
     pub peer: SocketAddr,
     pub certs: PeerCerts,
+    /// Its place among the listener's `max_connections`, held for its life.
+    _slot: OwnedSemaphorePermit,
 }
 
 /// The accept loop of one listener; dropping it stops accepting and closes the listener
@@ -57,12 +58,21 @@ impl Drop for Accepting {
 }
 
 /// Accepts TCP connections on `listener` and hands on the ones that complete a TLS handshake
-/// with `config` (each handshake in its own task, bounded by a timeout).
-pub fn accept(listener: TcpListener, config: Arc<ServerConfig>) -> Accepting {
+/// (each handshake in its own task, bounded by a timeout) with the configuration `tls` gives
+/// at that connection's accept: a reloaded configuration applies from the next connection. At
+/// most `max_connections` are open at once, handshakes included: the next waits in the kernel's
+/// backlog until one closes.
+pub fn accept(
+    listener: TcpListener,
+    tls: impl Into<TlsSource>,
+    max_connections: usize,
+) -> Accepting {
+    let tls: TlsSource = tls.into();
     let (tx, rx) = mpsc::channel(BACKLOG);
-    let acceptor = TlsAcceptor::from(config);
+    let slots = Arc::new(Semaphore::new(max_connections));
     let task = tokio::spawn(async move {
         loop {
+            let slot = slots.clone().acquire_owned().await.expect("never closed");
             let (tcp, peer) = match listener.accept().await {
                 Ok(c) => c,
                 Err(e) if is_connection_error(&e) => continue,
@@ -73,7 +83,7 @@ pub fn accept(listener: TcpListener, config: Arc<ServerConfig>) -> Accepting {
                     continue;
                 }
             };
-            let acceptor = acceptor.clone();
+            let acceptor = TlsAcceptor::from(tls.current());
             let tx = tx.clone();
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
@@ -89,6 +99,7 @@ pub fn accept(listener: TcpListener, config: Arc<ServerConfig>) -> Accepting {
                             stream,
                             peer,
                             certs: PeerCerts(Arc::new(certs)),
+                            _slot: slot,
                         };
                         let _ = tx.send(conn).await;
                     }

@@ -2,36 +2,28 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tower::ServiceExt;
 
-use super::accept::{accept, TlsConn};
+use super::accept::accept;
+use super::{ConnLimits, TlsSource};
 
-/// A client that has not sent a complete request head within this time is dropped.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Serves `router` over TLS on `listener` until `shutdown` resolves: HTTP/1.1 with
-/// [`super::PeerCerts`] and `ConnectInfo<SocketAddr>` in every request's extensions. On
-/// shutdown: stop accepting (the listener closes, handshakes in progress are abandoned), let
-/// open connections finish their requests (idle keep-alive connections close at once) and
-/// return when all are closed.
+/// Serves `router` over TLS on `listener` until `shutdown` resolves: each connection as a plain
+/// one ([`super::plain::connection`]: HTTP/1.1, the header timeout, WebSocket upgrades) with
+/// [`super::PeerCerts`] and `ConnectInfo<SocketAddr>` in every request's extensions; at most
+/// `limits.max_connections` at once, handshakes included. On shutdown: stop accepting (the
+/// listener closes, handshakes in progress are abandoned), let open connections finish their
+/// requests (idle keep-alive connections close at once) and return when all are closed.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
-    tls: Arc<ServerConfig>,
+    tls: impl Into<TlsSource>,
+    limits: ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let mut accepting = accept(listener, tls);
+    let mut accepting = accept(listener, tls, limits.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -41,7 +33,15 @@ pub async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             conn = accepting.connections.recv() => match conn {
                 Some(conn) => {
-                    connections.spawn(connection(conn, router.clone(), stop_rx.clone()));
+                    let (peer, certs) = (conn.peer, conn.certs.clone());
+                    connections.spawn(super::plain::connection(
+                        conn,
+                        peer,
+                        Some(certs),
+                        router.clone(),
+                        limits,
+                        stop_rx.clone(),
+                    ));
                 }
                 None => break,
             },
@@ -51,33 +51,4 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     while connections.join_next().await.is_some() {}
     Ok(())
-}
-
-async fn connection(conn: TlsConn, router: axum::Router, mut stop: watch::Receiver<bool>) {
-    let (peer, certs) = (conn.peer, conn.certs.clone());
-    let service = router.map_request(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(certs.clone());
-        req.extensions_mut().insert(ConnectInfo(peer));
-        req
-    });
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let conn = http.serve_connection(TokioIo::new(conn), TowerToHyperService::new(service));
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stopping(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, "connection ended with an error: {e}");
-    }
-}
-
-/// Resolves once shutdown has begun (or the server loop is gone).
-async fn stopping(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
 }

@@ -6,12 +6,15 @@
 //!   timeout (a failed or slow one closes only that connection; a refused client certificate is
 //!   a failed authentication in the security log), connections handed on with their peer
 //!   address and certificates.
+//! - [`reload`]: the configuration in use ([`TlsReloader`]), rebuilt from the files on SIGHUP
+//!   and when they change; the accept path takes each new connection's from a [`TlsSource`].
 //! - [`https`]: serves an axum router (REST) on those connections with graceful shutdown. The
 //!   gRPC server takes the same connections as tonic's incoming stream.
 
 pub mod accept;
 pub mod https;
 pub mod plain;
+pub mod reload;
 pub mod tls;
 
 use std::time::Duration;
@@ -38,4 +41,5 @@ impl Default for ConnLimits {
 }
 
 pub use accept::{accept, TlsConn};
+pub use reload::{Alpn, TlsReloader, TlsSource};
 pub use tls::{server_config, PeerCerts, TlsSettings};

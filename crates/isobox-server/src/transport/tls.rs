@@ -28,6 +28,10 @@ pub struct TlsSettings {
     /// An optional CRL file (PEM, one or more CRLs) revoking client certificates. A client
     /// certificate whose issuer has no CRL in the file is not refused for that.
     pub crl: Option<PathBuf>,
+    /// With `client_ca`: a client may also connect without a certificate (another method of
+    /// `AUTH_TYPE` may admit it); one it presents is still verified at the handshake (an
+    /// untrusted, expired or revoked one is refused). False: a certificate is required.
+    pub client_cert_optional: bool,
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -85,8 +89,8 @@ fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, 
 }
 
 /// Builds the rustls server configuration: TLS 1.3 and 1.2 only, ALPN `http/1.1`, the ring
-/// provider; with `client_ca`, a client certificate chaining to it is required (and checked
-/// against the CRLs, if any). Each error is one sentence that names the file and its variable.
+/// provider; with `client_ca`, a client certificate chaining to it is required (unless
+/// `client_cert_optional`) and checked against the CRLs, if any. Each error is one sentence that names the file and its variable.
 pub fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
     let provider = provider();
     let chain = read_certs(&s.cert, "TLS_CERT")?;
@@ -121,6 +125,9 @@ pub fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
             }
             let mut verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if s.client_cert_optional {
+                verifier = verifier.allow_unauthenticated();
+            }
             if let Some(crl) = &s.crl {
                 verifier = verifier
                     .with_crls(read_crls(crl)?)
@@ -356,6 +363,7 @@ mod tests {
                 key: self.dir.write("server.key", &self.server.key),
                 client_ca: mtls.then(|| self.dir.write("ca.pem", &self.ca.cert)),
                 crl: crl.then(|| self.dir.write("crl.pem", &self.crl)),
+                client_cert_optional: false,
             }
         }
     }
@@ -387,9 +395,15 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let task = tokio::spawn(serve(listener, who_router(), config, async move {
-                let _ = stopped.await;
-            }));
+            let task = tokio::spawn(serve(
+                listener,
+                who_router(),
+                config,
+                Default::default(),
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
             Server {
                 addr,
                 stop: Some(stop),
@@ -632,9 +646,15 @@ mod tests {
             }),
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, router, config, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(serve(
+            listener,
+            router,
+            config,
+            Default::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         let http = client(&pki, None);
         let request = tokio::spawn(async move {
             let url = format!("https://127.0.0.1:{}/slow", addr.port());

@@ -29,10 +29,12 @@ impl reqwest::dns::Resolve for DenyResolver {
 /// resolution limited to `pin` (host -> vetted addresses); any other name
 /// lookup fails (see [`DenyResolver`]).
 pub(crate) fn pinned_client(
+    outbound: &crate::outbound::OutboundTls,
     timeout: Duration,
     pin: Option<(&str, &[SocketAddr])>,
 ) -> reqwest::ClientBuilder {
-    let builder = reqwest::Client::builder()
+    let builder = outbound
+        .client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .referer(false)
@@ -172,7 +174,7 @@ pub(crate) async fn attempt_once(
         .ip
         .is_none()
         .then_some((target.host.as_str(), addrs.as_slice()));
-    let builder = pinned_client(remaining, pin);
+    let builder = pinned_client(&cfg.outbound, remaining, pin);
     let client = builder.build().map_err(|e| AttemptError::Permanent {
         status: None,
         msg: format!("could not build HTTP client: {}", describe(e)),

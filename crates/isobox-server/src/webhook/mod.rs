@@ -99,6 +99,8 @@ pub struct WebhookConfig {
     /// First retry delay, default 500 ms, doubling per attempt, capped at
     /// [`MAX_BACKOFF`].
     pub backoff: Duration,
+    /// What the delivery client trusts (system roots, `ISOBOX_CA_BUNDLE`).
+    pub outbound: crate::outbound::OutboundTls,
 }
 
 impl Default for WebhookConfig {
@@ -109,6 +111,7 @@ impl Default for WebhookConfig {
             max_attempts: 5,
             timeout: Duration::from_millis(5000),
             backoff: Duration::from_millis(500),
+            outbound: Default::default(),
         }
     }
 }
@@ -122,6 +125,7 @@ impl fmt::Debug for WebhookConfig {
             .field("max_attempts", &self.max_attempts)
             .field("timeout", &self.timeout)
             .field("backoff", &self.backoff)
+            .field("outbound", &self.outbound)
             .finish()
     }
 }
@@ -264,6 +268,7 @@ mod tests {
             max_attempts: 3,
             timeout: Duration::from_millis(300),
             backoff: Duration::from_millis(5),
+            outbound: Default::default(),
         }
     }
 
@@ -577,7 +582,7 @@ mod tests {
 
         // The delivery client never resolves names itself: without a pin the
         // same request fails before connecting.
-        let client = pinned_client(Duration::from_millis(300), None)
+        let client = pinned_client(&Default::default(), Duration::from_millis(300), None)
             .build()
             .unwrap();
         let err = client.post(url.as_str()).send().await.unwrap_err();
@@ -585,6 +590,7 @@ mod tests {
         // A pin for another name does not help either.
         let other = [rx.addr];
         let client = pinned_client(
+            &Default::default(),
             Duration::from_millis(300),
             Some(("example.invalid", &other)),
         )
