@@ -1013,7 +1013,7 @@ async fn outbound_https_trusts_the_ca_bundle() {
     header.kid = Some("k1".into());
     let jwt = encode(
         &header,
-        &json!({"sub": "alice", "exp": now + 300, "roles": ["user"]}),
+        &json!({"sub": "alice", "exp": now + 300, "roles": ["user"], "iss": "https://idp.test", "aud": "isobox"}),
         &EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).unwrap(),
     )
     .unwrap();
@@ -1027,6 +1027,8 @@ async fn outbound_https_trusts_the_ca_bundle() {
         ("AUTH_TYPE", "jwt,oauth2,apikey"),
         ("API_KEYS", "the-key"),
         ("JWT_PUBLIC_KEY_URL", jwks_url.as_str()),
+        ("JWT_ISSUER_URL", "https://idp.test"),
+        ("JWT_AUDIENCE", "isobox"),
         ("OAUTH2_USERINFO_URL", userinfo_url.as_str()),
         ("ISOBOX_AUTH_FAIL_LIMIT", "1000/min"),
         ("ISOBOX_WEBHOOK_SECRET", "hook-secret"),

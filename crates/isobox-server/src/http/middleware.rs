@@ -113,10 +113,18 @@ async fn common(State(app): State<Arc<App>>, req: Request, next: Next) -> Respon
         .and_then(|v| v.parse::<usize>().ok())
         .is_some_and(|n| n > app.config.max_body_bytes);
     let mut resp = if too_big {
-        // Read (and drop) what the client is sending before answering, up to a bound: a
-        // client that is still writing when the connection closes sees a broken pipe, not the
-        // 413.
-        drain(req.into_body()).await;
+        // Answer at once, and meanwhile read (and drop) what the client is still sending, up
+        // to a bound: a client that is still writing when the connection closes sees a broken
+        // pipe, not the 413.
+        let announced = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(usize::MAX);
+        if announced <= DRAIN_BYTES {
+            tokio::spawn(drain(req.into_body()));
+        }
         ApiError::too_large("the request body is over the limit").into_response()
     } else {
         next.run(req).await
@@ -157,9 +165,11 @@ async fn common(State(app): State<Arc<App>>, req: Request, next: Next) -> Respon
     resp
 }
 
-/// The most of an over-limit body read (and dropped) before the 413, and for how long.
+/// What of an over-limit body is read (and dropped) after the 413: at most this much, for at
+/// most this long, and only while the client keeps sending (a pause this long ends it).
 const DRAIN_BYTES: usize = 64 << 20;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+const DRAIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 async fn drain(body: axum::body::Body) {
     use http_body_util::BodyExt;
@@ -167,7 +177,8 @@ async fn drain(body: axum::body::Body) {
     let mut seen = 0usize;
     let deadline = tokio::time::Instant::now() + DRAIN_TIME;
     while seen <= DRAIN_BYTES {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
+        let pause = tokio::time::Instant::now() + DRAIN_PAUSE;
+        match tokio::time::timeout_at(deadline.min(pause), body.frame()).await {
             Ok(Some(Ok(frame))) => {
                 seen += frame.data_ref().map_or(0, |d| d.len());
             }
