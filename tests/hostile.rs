@@ -1260,3 +1260,320 @@ attempt('abstract', socket.AF_UNIX, '\0' + name)
         "the host unix listener got a connection"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// File names: never options, response files or shell words, in any compiled language.
+// ---------------------------------------------------------------------------------------------
+
+/// The compiled languages of the built-in table (all of them must be installed: the languages
+/// suite runs them too).
+fn compiled_languages() -> Vec<std::sync::Arc<isobox_core::Language>> {
+    let all: Vec<_> = executor()
+        .languages()
+        .all()
+        .iter()
+        .filter(|l| l.compiled())
+        .cloned()
+        .collect();
+    assert!(
+        all.len() >= 5,
+        "{:?}",
+        all.iter().map(|l| &l.name).collect::<Vec<_>>()
+    );
+    for l in &all {
+        assert!(executor().available(l), "{} is not installed here", l.name);
+    }
+    all
+}
+
+/// Names a compiler could take for an option or a response file, a shell could split, expand
+/// or run, or a reader could confuse with another name; `EXT` becomes a source extension of the
+/// language at hand.
+fn hostile_file_names(ext: &str) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "a b.EXT",
+        "a.EXT @r a.EXT",
+        "@r",
+        "@r.EXT",
+        "x@r.EXT",
+        "-wrapper",
+        "-wrapper.EXT",
+        "-o",
+        "-",
+        "dir/-x.EXT",
+        "dir/@r.EXT",
+        "$(touch pwned).EXT",
+        "${IFS}x.EXT",
+        "$x.EXT",
+        "`touch pwned`.EXT",
+        "a;touch pwned.EXT",
+        "a|b.EXT",
+        "a&b.EXT",
+        "a>b.EXT",
+        "a<b.EXT",
+        "a*.EXT",
+        "a?.EXT",
+        "[a].EXT",
+        "{a,b}.EXT",
+        "~x.EXT",
+        "#x.EXT",
+        "a=b.EXT",
+        "a,b.EXT",
+        "a:b.EXT",
+        "a%b.EXT",
+        "a!b.EXT",
+        "'q'.EXT",
+        "\"q\".EXT",
+        "a\\b.EXT",
+        "a\nb.EXT",
+        "a\tb.EXT",
+        "a\rb.EXT",
+        "a\u{0}b.EXT",
+        "\u{ff41}.EXT",  // fullwidth a
+        "\u{0430}.EXT",  // Cyrillic a
+        "a\u{200b}.EXT", // zero-width space
+        "a\u{2024}EXT",  // one dot leader
+        "a\u{a0}b.EXT",  // no-break space
+        "+x.EXT",
+        ".hidden.EXT",
+        ".",
+        "..",
+        "../x.EXT",
+        "a/../b.EXT",
+        "a/./b.EXT",
+        "./a.EXT",
+        "a//b.EXT",
+        "/abs.EXT",
+        "dir/",
+        "",
+    ]
+    .iter()
+    .map(|n| n.replace("EXT", ext))
+    .collect();
+    v.push(format!("{}.{ext}", "x".repeat(300)));
+    v.push(format!("{}/a.{ext}", vec!["d"; 200].join("/")));
+    v
+}
+
+/// A minimal valid entry file of `lang` (its default file, compiling as a program).
+fn entry_of(lang: &isobox_core::Language) -> (String, String) {
+    let code = match lang.name.as_str() {
+        "c" | "cpp" => "int main(void) { return 0; }\n",
+        "java" => "public class Main { public static void main(String[] a) {} }\n",
+        "go" => "package main\n\nfunc main() {}\n",
+        "rust" => "fn main() {}\n",
+        other => panic!("no entry program for {other}"),
+    };
+    (lang.file.clone(), code.to_string())
+}
+
+#[test]
+fn hostile_file_names_are_refused_in_every_compiled_language() {
+    for lang in compiled_languages() {
+        let ext = lang.extensions[0].clone();
+        let (entry, code) = entry_of(&lang);
+        for name in hostile_file_names(&ext) {
+            // The name as a second source, and as the entry itself.
+            for list in [
+                vec![(entry.clone(), code.clone()), (name.clone(), code.clone())],
+                vec![(name.clone(), code.clone())],
+            ] {
+                let req = isobox_core::ExecuteRequest {
+                    language: lang.name.clone(),
+                    files: Some(
+                        list.iter()
+                            .map(|(n, c)| isobox_core::RequestFile {
+                                name: n.clone(),
+                                content: c.clone(),
+                                encoding: None,
+                            })
+                            .collect(),
+                    ),
+                    ..Default::default()
+                };
+                // Compile and run (`execute`), and the syntax check (`validate` starts with the
+                // same validation): refused before anything reaches the backend.
+                match executor().execute(&req) {
+                    Err(isobox_core::CoreError::InvalidRequest(_)) => {}
+                    other => panic!("{}: {name:?} was not refused: {other:?}", lang.name),
+                }
+                match executor().submission(&req) {
+                    Err(isobox_core::CoreError::InvalidRequest(_)) => {}
+                    other => panic!("{}: {name:?} was not refused: {other:?}", lang.name),
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_file_names_are_400_invalid_request_on_execute_and_validate() {
+    let instance = format!("test-{}-names", std::process::id());
+    let backend = test_backend();
+    let srv = TestServer::start(&[
+        ("ISOBOX_BACKEND", backend.as_str()),
+        ("ISOBOX_DOCKER_INSTANCE", instance.as_str()),
+        ("ISOBOX_DOCKER_POOL", "0"),
+        ("ISOBOX_RATE_LIMIT", "100000/min"),
+    ])
+    .await;
+    let langs = tokio::task::spawn_blocking(compiled_languages)
+        .await
+        .unwrap();
+    for lang in langs {
+        let ext = lang.extensions[0].clone();
+        let (entry, code) = entry_of(&lang);
+        for name in hostile_file_names(&ext) {
+            let body = serde_json::json!({
+                "language": lang.name,
+                "files": [
+                    {"name": entry, "content": code},
+                    {"name": name, "content": code},
+                ],
+            });
+            for path in ["/api/v1/execute", "/api/v1/validate"] {
+                let resp = srv.post_json(path, &body).await;
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap();
+                assert_eq!(status, 400, "{} {path} {name:?}: {text}", lang.name);
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(
+                    v["error"], "invalid_request",
+                    "{} {path} {name:?}: {text}",
+                    lang.name
+                );
+            }
+        }
+    }
+}
+
+/// What the injected compiler wrapper of the exploit prints (and then fails the step).
+const INJECTED: &str = "INJECTED-7f3a";
+
+/// The exploit's files: the entry, `a.<ext>`, a name that a shell splits into `a.<ext> @r
+/// a.<ext>`, and the response file `r` that turns on gcc's `-wrapper` (a shell command).
+fn response_file_exploit(entry: &str, ext: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            entry.to_string(),
+            "int main(void) { return 0; }\n".to_string(),
+        ),
+        (
+            format!("a.{ext}"),
+            "int a_unused(void) { return 1; }\n".to_string(),
+        ),
+        (
+            format!("a.{ext} @r a.{ext}"),
+            "int b_unused(void) { return 2; }\n".to_string(),
+        ),
+        (
+            "r".to_string(),
+            format!("-wrapper '/bin/sh,-c,echo {INJECTED} >&2; exit 1'\n"),
+        ),
+    ]
+}
+
+#[test]
+fn the_response_file_exploit_through_file_names_runs_nothing() {
+    for lang in ["cpp", "c"] {
+        let l = executor().languages().get(lang).unwrap().clone();
+        let ext = &l.extensions[0];
+        let exploit = response_file_exploit(&l.file, ext);
+        let as_files = |list: &[(String, String)]| {
+            list.iter()
+                .map(|(n, c)| isobox_core::RequestFile {
+                    name: n.clone(),
+                    content: c.clone(),
+                    encoding: None,
+                })
+                .collect::<Vec<_>>()
+        };
+        // 1. The request is refused: compile and run, and the syntax check.
+        let req = isobox_core::ExecuteRequest {
+            language: lang.into(),
+            files: Some(as_files(&exploit)),
+            ..Default::default()
+        };
+        match executor().execute(&req) {
+            Err(isobox_core::CoreError::InvalidRequest(m)) => assert!(m.contains("@r"), "{m}"),
+            other => panic!("{lang}: the exploit was not refused: {other:?}"),
+        }
+        assert!(matches!(
+            executor().submission(&req),
+            Err(isobox_core::CoreError::InvalidRequest(_))
+        ));
+        // 2. And even past validation (the name put back into a validated submission), the
+        // commands give the name to the compiler as one argument: the wrapper never runs.
+        let benign: Vec<(String, String)> = exploit
+            .iter()
+            .filter(|(n, _)| !n.contains(' '))
+            .cloned()
+            .collect();
+        let mut sub = executor()
+            .submission(&isobox_core::ExecuteRequest {
+                language: lang.into(),
+                files: Some(as_files(&benign)),
+                ..Default::default()
+            })
+            .expect("the benign files are valid");
+        let (name, content) = &exploit[2];
+        sub.files.push(isobox_sandbox::SandboxFile {
+            path: name.clone(),
+            content: content.as_bytes().to_vec(),
+            executable: false,
+        });
+        let spec = executor().run_spec(&sub);
+        let r = executor()
+            .run(&sub, &spec, &mut isobox_sandbox::NoIo)
+            .expect("the run");
+        let c = r.compile.as_ref().expect("a compile step");
+        let all = format!("{}{}{}{}", c.stdout, c.stderr, r.stdout, r.stderr);
+        assert!(
+            !all.contains(INJECTED),
+            "{lang}: the injected command ran: {r:?}"
+        );
+        let check = executor().check_spec(&sub).expect("a check command");
+        let v = executor().syntax_check(&check).expect("the check");
+        assert!(
+            !v.errors.contains(INJECTED),
+            "{lang}: the injected command ran in the check: {v:?}"
+        );
+    }
+}
+
+#[test]
+fn allowed_unusual_file_names_compile_as_plain_sources() {
+    // Names at the edge of the rule (`+`, `-`, `_`, several dots, digits first) are sources
+    // like any other, in every compiled language that takes several files.
+    let c_main = "int helper(void);\nint main(void) { return helper() == 42 ? 0 : 1; }\n";
+    let c_helper = "int helper(void) { return 42; }\n";
+    let go_main =
+        "package main\n\nimport \"os\"\n\nfunc main() { if helper() != 42 { os.Exit(1) } }\n";
+    let go_helper = "package main\n\nfunc helper() int { return 42 }\n";
+    let java_main =
+        "public class Main { public static void main(String[] a) { System.exit(Helper.answer() == 42 ? 0 : 1); } }\n";
+    let java_helper = "class Helper { static int answer() { return 42; } }\n";
+    let cases: [(&str, &str, &str, &str, &str); 4] = [
+        ("c", "main.c", c_main, "2nd_lib-v1.0+x.c", c_helper),
+        ("cpp", "main.cpp", c_main, "2nd_lib-v1.0+x.cpp", c_helper),
+        ("go", "main.go", go_main, "2nd_lib-v1.0+x.go", go_helper),
+        (
+            "java",
+            "Main.java",
+            java_main,
+            "Helper-v1.0+x.java",
+            java_helper,
+        ),
+    ];
+    for (lang, entry, main, name, helper) in cases {
+        let r = run_with(lang, "", |req| {
+            req.code = None;
+            req.files = Some(files(&[(entry, main), (name, helper)]));
+            req.limits = Some(limits(20000, 512));
+        });
+        let c = r.compile.as_ref().expect("a compile step");
+        assert_eq!(c.status, "ok", "{lang}: {}\n{r:?}", c.stderr);
+        assert_eq!(r.status, "ok", "{lang}: {r:?}");
+        assert_eq!(r.exit_code, Some(0), "{lang}: {r:?}");
+    }
+}
