@@ -1577,3 +1577,98 @@ fn allowed_unusual_file_names_compile_as_plain_sources() {
         assert_eq!(r.exit_code, Some(0), "{lang}: {r:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Host-wide kernel tables and cross-run observation through system calls.
+// ---------------------------------------------------------------------------------------------
+
+fn aio_nr() -> u64 {
+    std::fs::read_to_string("/proc/sys/fs/aio-nr")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn aio_contexts_cannot_take_the_host_wide_table() {
+    let code = c_src(
+        r#"
+#include <linux/aio_abi.h>
+#include <sys/syscall.h>
+int main(void) {
+    int ok = 0, first_err = 0;
+    for (int i = 0; i < 16; i++) {
+        aio_context_t ctx = 0;
+        errno = 0;
+        if (syscall(SYS_io_setup, 4096, &ctx) == 0) ok++;
+        else if (!first_err) first_err = errno;
+    }
+    printf("io_setup_ok=%d\n", ok);
+    printf("io_setup=%s\n", first_err ? strerrorname_np(first_err) : "OK");
+    unsigned char params[120] = {0};
+    CHECK("io_uring_setup", syscall(425, 8, params));
+    fflush(stdout);
+    usleep(400000); /* hold what was taken while the host looks */
+    return 0;
+}
+"#,
+    );
+    let before = aio_nr();
+    let (r, most) = std::thread::scope(|s| {
+        let h = s.spawn(|| run_c(&code, limits(5000, 128), &[]));
+        let mut most = before;
+        while !h.is_finished() {
+            most = most.max(aio_nr());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (h.join().unwrap(), most)
+    });
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    assert_eq!(get(&m, "io_setup_ok", &r), "0", "{r:?}");
+    assert_eq!(get(&m, "io_setup", &r), "EPERM", "{r:?}");
+    assert_eq!(get(&m, "io_uring_setup", &r), "EPERM", "{r:?}");
+    // Nothing of the host's table was taken (others on the host may use a little of it).
+    assert!(
+        most < before + 4096,
+        "aio-nr went from {before} to {most} during the run: {r:?}"
+    );
+}
+
+#[test]
+fn file_system_notifications_are_refused() {
+    let code = c_src(
+        r#"
+#include <sys/inotify.h>
+#include <sys/fanotify.h>
+#include <sys/syscall.h>
+int main(void) {
+    CHECK("inotify_init", syscall(SYS_inotify_init));
+    CHECK("inotify_init1", inotify_init1(IN_NONBLOCK));
+    /* On a bad fd: EBADF if the call reached the kernel, EPERM if the filter refused it. */
+    CHECK("inotify_add_watch", inotify_add_watch(-1, "/usr", IN_OPEN));
+    CHECK("inotify_rm_watch", inotify_rm_watch(-1, 1));
+    CHECK("fanotify_init", fanotify_init(FAN_CLASS_NOTIF | FAN_REPORT_FID, O_RDONLY));
+    CHECK("fanotify_mark", fanotify_mark(-1, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, "/usr"));
+    int d = open("/usr", O_RDONLY | O_DIRECTORY);
+    CHECK("fcntl_notify", fcntl(d, F_NOTIFY, DN_ACCESS));
+    return 0;
+}
+"#,
+    );
+    let r = run_c(&code, limits(5000, 128), &[]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    for k in [
+        "inotify_init",
+        "inotify_init1",
+        "inotify_add_watch",
+        "inotify_rm_watch",
+        "fanotify_init",
+        "fanotify_mark",
+        "fcntl_notify",
+    ] {
+        assert_eq!(get(&m, k, &r), "EPERM", "{k}: {r:?}");
+    }
+}
