@@ -1672,3 +1672,101 @@ int main(void) {
         assert_eq!(get(&m, k, &r), "EPERM", "{k}: {r:?}");
     }
 }
+
+/// `/proc/self/limits` as name -> (soft, hard), `unlimited` as u64::MAX.
+fn parse_limits(text: &str) -> BTreeMap<String, (u64, u64)> {
+    let num = |s: &str| {
+        if s == "unlimited" {
+            u64::MAX
+        } else {
+            s.parse().unwrap()
+        }
+    };
+    text.lines()
+        .skip(1)
+        .filter(|l| l.len() > 26)
+        .map(|l| {
+            let (name, rest) = l.split_at(26);
+            let mut w = rest.split_whitespace();
+            let soft = num(w.next().unwrap());
+            let hard = num(w.next().unwrap());
+            (name.trim().to_string(), (soft, hard))
+        })
+        .collect()
+}
+
+#[test]
+fn every_rlimit_of_the_program_is_pinned() {
+    // Change what this process (and so a native sandbox's parents) would pass on, to values
+    // we never set: none of it may reach the program. Docker containers start from the
+    // engine's limits instead. (The tests may lack CAP_SYS_RESOURCE, so these only lower; the
+    // host's RTPRIO and NICE are 0 already, which we cannot lower to show more.)
+    for (res, v) in [
+        (libc::RLIMIT_NPROC, 7_777),
+        (libc::RLIMIT_SIGPENDING, 6_666),
+        (libc::RLIMIT_MSGQUEUE, 555_555),
+        (libc::RLIMIT_LOCKS, 4_444),
+        (libc::RLIMIT_RTTIME, 33_333_333),
+        (libc::RLIMIT_MEMLOCK, 2 << 20),
+    ] {
+        let rl = libc::rlimit {
+            rlim_cur: v,
+            rlim_max: v,
+        };
+        // SAFETY: setrlimit on a local struct.
+        assert_eq!(unsafe { libc::setrlimit(res, &rl) }, 0, "setrlimit {res}");
+    }
+    let mut l = limits(4000, 128);
+    l.max_processes = Some(24);
+    // Both phases: the compile step (with the language's compile limits) and the run.
+    let code = c_src(
+        r#"
+int main(void) {
+    FILE *f = fopen("/proc/self/limits", "r");
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fputs(buf, stdout);
+    return 0;
+}
+"#,
+    );
+    let r = run_c(&code, l.clone(), &[]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    let have = parse_limits(&r.stdout);
+    assert_eq!(have.len(), 16, "{}", r.stdout);
+    let req = isobox_core::ExecuteRequest {
+        language: "c".into(),
+        code: Some(code.clone()),
+        limits: Some(l),
+        ..Default::default()
+    };
+    let sub = executor().submission(&req).unwrap();
+    let spec = executor().run_spec(&sub);
+    let run = &spec.phases[1].limits;
+    let inf = u64::MAX;
+    let want: BTreeMap<&str, u64> = BTreeMap::from([
+        ("Max cpu time", run.cpu.as_secs() + 2),
+        ("Max file size", run.max_file_bytes),
+        ("Max data size", inf),
+        ("Max stack size", run.stack_bytes),
+        ("Max core file size", 0),
+        ("Max resident set", inf),
+        ("Max processes", u64::from(run.max_processes) + 4),
+        ("Max open files", run.max_open_files),
+        ("Max locked memory", 64 << 10),
+        ("Max address space", inf),
+        ("Max file locks", 1024),
+        ("Max pending signals", 1024),
+        ("Max msgqueue size", 256 << 10),
+        ("Max nice priority", 0),
+        ("Max realtime priority", 0),
+        ("Max realtime timeout", (run.cpu.as_secs() + 2) * 1_000_000),
+    ]);
+    for (name, v) in want {
+        let got = have
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name}: {}", r.stdout));
+        assert_eq!(*got, (v, v), "{name}: {}", r.stdout);
+    }
+}
