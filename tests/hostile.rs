@@ -1770,3 +1770,66 @@ int main(void) {
         assert_eq!(*got, (v, v), "{name}: {}", r.stdout);
     }
 }
+
+/// A run that holds record locks on shared files while another run looks: SECURITY.md's
+/// "Record locks" paragraph states what this shows (a channel between runs on native, none on
+/// docker), and this test keeps the statement true.
+#[test]
+fn record_locks_on_shared_files_are_the_documented_channel() {
+    let off = 1_000_000 + u64::from(std::process::id());
+    let holder = format!(
+        r#"
+import fcntl, struct, time
+f = open('/usr/bin/env', 'rb')
+fcntl.fcntl(f, fcntl.F_SETLK, struct.pack('hhqqi', fcntl.F_RDLCK, 0, {off}, 7, 0))
+d = open('/dev/null', 'r+b')
+fcntl.fcntl(d, fcntl.F_SETLK, struct.pack('hhqqi', fcntl.F_RDLCK, 0, {off}, 3, 0))
+print('held', flush=True)
+time.sleep(2)
+"#
+    );
+    let looker = format!(
+        r#"
+import errno, fcntl, struct, time
+time.sleep(0.8)
+f = open('/usr/bin/env', 'rb')
+r = fcntl.fcntl(f, fcntl.F_GETLK, struct.pack('hhqqi', fcntl.F_WRLCK, 0, {off} + 3, 1, 0))
+t, _, start, length, pid = struct.unpack('hhqqi', r)
+print('usr', 'F_RDLCK' if t == fcntl.F_RDLCK else 'none', start, length, pid)
+d = open('/dev/null', 'r+b')
+try:
+    fcntl.fcntl(d, fcntl.F_SETLK, struct.pack('hhqqi', fcntl.F_WRLCK, 0, {off}, 1, 0))
+    print('devnull free')
+except OSError as e:
+    print('devnull', errno.errorcode[e.errno])
+"#
+    );
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run_script("python", &holder, limits(6000, 128), &[]));
+        let b = s.spawn(|| run_script("python", &looker, limits(6000, 128), &[]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(a.status, "ok", "{a:?}");
+    assert_eq!(a.stdout, "held\n", "{a:?}");
+    assert_eq!(b.status, "ok", "{b:?}");
+    if on_docker() {
+        // Each container's root is an overlay mount of its own, and /dev a tmpfs of its own:
+        // other containers' locks are on other inodes.
+        // (F_GETLK leaves the range asked about as it was when nothing conflicts.)
+        assert_eq!(
+            b.stdout,
+            format!("usr none {} 1 0\ndevnull free\n", off + 3),
+            "{b:?}"
+        );
+    } else {
+        // The read-only binds and the device nodes are the host's inodes: the lock and its
+        // exact range are visible to the other run (the holder's pid reads 0: it is in another
+        // pid namespace), and /dev/null (writable) takes write
+        // locks, which the other's lock makes fail.
+        assert_eq!(
+            b.stdout,
+            format!("usr F_RDLCK {off} 7 0\ndevnull EAGAIN\n"),
+            "{b:?}"
+        );
+    }
+}
