@@ -14,13 +14,14 @@ fn err_of(req: ExecuteRequest) -> CoreError {
 
 #[test]
 fn concurrent_runs_do_not_share_per_user_kernel_limits() {
-    // Run A takes every inotify instance its user may have (default 128) and holds them; run B,
-    // at the same time, must still get one: they are different users.
+    // Run A takes all the POSIX message-queue memory its user may have (RLIMIT_MSGQUEUE, counted
+    // per user across the host) and holds it; run B, at the same time, must still get a queue:
+    // they are different users. (inotify, the example of old, is refused now.)
     let hog = r#"
 import os, ctypes, time
 libc = ctypes.CDLL(None, use_errno=True)
 n = 0
-while libc.inotify_init1(0) >= 0:
+while n < 1000 and libc.mq_open(("/hog%d" % n).encode(), os.O_CREAT | os.O_RDWR, 0o600, None) >= 0:
     n += 1
 print("held", n, os.getuid(), flush=True)
 time.sleep(2)
@@ -29,7 +30,7 @@ time.sleep(2)
 import os, ctypes, time
 time.sleep(0.7)
 libc = ctypes.CDLL(None, use_errno=True)
-print("fd", libc.inotify_init1(0) >= 0, os.getuid())
+print("fd", libc.mq_open(b"/probe", os.O_CREAT | os.O_RDWR, 0o600, None) >= 0, os.getuid())
 "#;
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| run_with("python", hog, |r| r.limits = Some(limits(5000, 128))));
@@ -41,6 +42,11 @@ print("fd", libc.inotify_init1(0) >= 0, os.getuid())
     let uid_a = a.stdout.split_whitespace().last().unwrap().to_string();
     let uid_b = b.stdout.split_whitespace().last().unwrap().to_string();
     assert_ne!(uid_a, uid_b, "two live runs share a uid");
+    let held: u32 = a.stdout.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        (1..1000).contains(&held),
+        "the hog did not reach its limit: {a:?}"
+    );
     assert!(
         b.stdout.starts_with("fd True"),
         "run B was starved by run A: {b:?}"

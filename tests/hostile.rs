@@ -1260,3 +1260,576 @@ attempt('abstract', socket.AF_UNIX, '\0' + name)
         "the host unix listener got a connection"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// File names: never options, response files or shell words, in any compiled language.
+// ---------------------------------------------------------------------------------------------
+
+/// The compiled languages of the built-in table (all of them must be installed: the languages
+/// suite runs them too).
+fn compiled_languages() -> Vec<std::sync::Arc<isobox_core::Language>> {
+    let all: Vec<_> = executor()
+        .languages()
+        .all()
+        .iter()
+        .filter(|l| l.compiled())
+        .cloned()
+        .collect();
+    assert!(
+        all.len() >= 5,
+        "{:?}",
+        all.iter().map(|l| &l.name).collect::<Vec<_>>()
+    );
+    for l in &all {
+        assert!(executor().available(l), "{} is not installed here", l.name);
+    }
+    all
+}
+
+/// Names a compiler could take for an option or a response file, a shell could split, expand
+/// or run, or a reader could confuse with another name; `EXT` becomes a source extension of the
+/// language at hand.
+fn hostile_file_names(ext: &str) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "a b.EXT",
+        "a.EXT @r a.EXT",
+        "@r",
+        "@r.EXT",
+        "x@r.EXT",
+        "-wrapper",
+        "-wrapper.EXT",
+        "-o",
+        "-",
+        "dir/-x.EXT",
+        "dir/@r.EXT",
+        "$(touch pwned).EXT",
+        "${IFS}x.EXT",
+        "$x.EXT",
+        "`touch pwned`.EXT",
+        "a;touch pwned.EXT",
+        "a|b.EXT",
+        "a&b.EXT",
+        "a>b.EXT",
+        "a<b.EXT",
+        "a*.EXT",
+        "a?.EXT",
+        "[a].EXT",
+        "{a,b}.EXT",
+        "~x.EXT",
+        "#x.EXT",
+        "a=b.EXT",
+        "a,b.EXT",
+        "a:b.EXT",
+        "a%b.EXT",
+        "a!b.EXT",
+        "'q'.EXT",
+        "\"q\".EXT",
+        "a\\b.EXT",
+        "a\nb.EXT",
+        "a\tb.EXT",
+        "a\rb.EXT",
+        "a\u{0}b.EXT",
+        "\u{ff41}.EXT",  // fullwidth a
+        "\u{0430}.EXT",  // Cyrillic a
+        "a\u{200b}.EXT", // zero-width space
+        "a\u{2024}EXT",  // one dot leader
+        "a\u{a0}b.EXT",  // no-break space
+        "+x.EXT",
+        ".hidden.EXT",
+        ".",
+        "..",
+        "../x.EXT",
+        "a/../b.EXT",
+        "a/./b.EXT",
+        "./a.EXT",
+        "a//b.EXT",
+        "/abs.EXT",
+        "dir/",
+        "",
+    ]
+    .iter()
+    .map(|n| n.replace("EXT", ext))
+    .collect();
+    v.push(format!("{}.{ext}", "x".repeat(300)));
+    v.push(format!("{}/a.{ext}", vec!["d"; 200].join("/")));
+    v
+}
+
+/// A minimal valid entry file of `lang` (its default file, compiling as a program).
+fn entry_of(lang: &isobox_core::Language) -> (String, String) {
+    let code = match lang.name.as_str() {
+        "c" | "cpp" => "int main(void) { return 0; }\n",
+        "java" => "public class Main { public static void main(String[] a) {} }\n",
+        "go" => "package main\n\nfunc main() {}\n",
+        "rust" => "fn main() {}\n",
+        other => panic!("no entry program for {other}"),
+    };
+    (lang.file.clone(), code.to_string())
+}
+
+#[test]
+fn hostile_file_names_are_refused_in_every_compiled_language() {
+    for lang in compiled_languages() {
+        let ext = lang.extensions[0].clone();
+        let (entry, code) = entry_of(&lang);
+        for name in hostile_file_names(&ext) {
+            // The name as a second source, and as the entry itself.
+            for list in [
+                vec![(entry.clone(), code.clone()), (name.clone(), code.clone())],
+                vec![(name.clone(), code.clone())],
+            ] {
+                let req = isobox_core::ExecuteRequest {
+                    language: lang.name.clone(),
+                    files: Some(
+                        list.iter()
+                            .map(|(n, c)| isobox_core::RequestFile {
+                                name: n.clone(),
+                                content: c.clone(),
+                                encoding: None,
+                            })
+                            .collect(),
+                    ),
+                    ..Default::default()
+                };
+                // Compile and run (`execute`), and the syntax check (`validate` starts with the
+                // same validation): refused before anything reaches the backend.
+                match executor().execute(&req) {
+                    Err(isobox_core::CoreError::InvalidRequest(_)) => {}
+                    other => panic!("{}: {name:?} was not refused: {other:?}", lang.name),
+                }
+                match executor().submission(&req) {
+                    Err(isobox_core::CoreError::InvalidRequest(_)) => {}
+                    other => panic!("{}: {name:?} was not refused: {other:?}", lang.name),
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_file_names_are_400_invalid_request_on_execute_and_validate() {
+    let instance = format!("test-{}-names", std::process::id());
+    let backend = test_backend();
+    let srv = TestServer::start(&[
+        ("ISOBOX_BACKEND", backend.as_str()),
+        ("ISOBOX_DOCKER_INSTANCE", instance.as_str()),
+        ("ISOBOX_DOCKER_POOL", "0"),
+        ("ISOBOX_RATE_LIMIT", "100000/min"),
+    ])
+    .await;
+    let langs = tokio::task::spawn_blocking(compiled_languages)
+        .await
+        .unwrap();
+    for lang in langs {
+        let ext = lang.extensions[0].clone();
+        let (entry, code) = entry_of(&lang);
+        for name in hostile_file_names(&ext) {
+            let body = serde_json::json!({
+                "language": lang.name,
+                "files": [
+                    {"name": entry, "content": code},
+                    {"name": name, "content": code},
+                ],
+            });
+            for path in ["/api/v1/execute", "/api/v1/validate"] {
+                let resp = srv.post_json(path, &body).await;
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap();
+                assert_eq!(status, 400, "{} {path} {name:?}: {text}", lang.name);
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(
+                    v["error"], "invalid_request",
+                    "{} {path} {name:?}: {text}",
+                    lang.name
+                );
+            }
+        }
+    }
+}
+
+/// What the injected compiler wrapper of the exploit prints (and then fails the step).
+const INJECTED: &str = "INJECTED-7f3a";
+
+/// The exploit's files: the entry, `a.<ext>`, a name that a shell splits into `a.<ext> @r
+/// a.<ext>`, and the response file `r` that turns on gcc's `-wrapper` (a shell command).
+fn response_file_exploit(entry: &str, ext: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            entry.to_string(),
+            "int main(void) { return 0; }\n".to_string(),
+        ),
+        (
+            format!("a.{ext}"),
+            "int a_unused(void) { return 1; }\n".to_string(),
+        ),
+        (
+            format!("a.{ext} @r a.{ext}"),
+            "int b_unused(void) { return 2; }\n".to_string(),
+        ),
+        (
+            "r".to_string(),
+            format!("-wrapper '/bin/sh,-c,echo {INJECTED} >&2; exit 1'\n"),
+        ),
+    ]
+}
+
+#[test]
+fn the_response_file_exploit_through_file_names_runs_nothing() {
+    for lang in ["cpp", "c"] {
+        let l = executor().languages().get(lang).unwrap().clone();
+        let ext = &l.extensions[0];
+        let exploit = response_file_exploit(&l.file, ext);
+        let as_files = |list: &[(String, String)]| {
+            list.iter()
+                .map(|(n, c)| isobox_core::RequestFile {
+                    name: n.clone(),
+                    content: c.clone(),
+                    encoding: None,
+                })
+                .collect::<Vec<_>>()
+        };
+        // 1. The request is refused: compile and run, and the syntax check.
+        let req = isobox_core::ExecuteRequest {
+            language: lang.into(),
+            files: Some(as_files(&exploit)),
+            ..Default::default()
+        };
+        match executor().execute(&req) {
+            Err(isobox_core::CoreError::InvalidRequest(m)) => assert!(m.contains("@r"), "{m}"),
+            other => panic!("{lang}: the exploit was not refused: {other:?}"),
+        }
+        assert!(matches!(
+            executor().submission(&req),
+            Err(isobox_core::CoreError::InvalidRequest(_))
+        ));
+        // 2. And even past validation (the name put back into a validated submission), the
+        // commands give the name to the compiler as one argument: the wrapper never runs.
+        let benign: Vec<(String, String)> = exploit
+            .iter()
+            .filter(|(n, _)| !n.contains(' '))
+            .cloned()
+            .collect();
+        let mut sub = executor()
+            .submission(&isobox_core::ExecuteRequest {
+                language: lang.into(),
+                files: Some(as_files(&benign)),
+                ..Default::default()
+            })
+            .expect("the benign files are valid");
+        let (name, content) = &exploit[2];
+        sub.files.push(isobox_sandbox::SandboxFile {
+            path: name.clone(),
+            content: content.as_bytes().to_vec(),
+            executable: false,
+        });
+        let spec = executor().run_spec(&sub);
+        let r = executor()
+            .run(&sub, &spec, &mut isobox_sandbox::NoIo)
+            .expect("the run");
+        let c = r.compile.as_ref().expect("a compile step");
+        let all = format!("{}{}{}{}", c.stdout, c.stderr, r.stdout, r.stderr);
+        assert!(
+            !all.contains(INJECTED),
+            "{lang}: the injected command ran: {r:?}"
+        );
+        let check = executor().check_spec(&sub).expect("a check command");
+        let v = executor().syntax_check(&check).expect("the check");
+        assert!(
+            !v.errors.contains(INJECTED),
+            "{lang}: the injected command ran in the check: {v:?}"
+        );
+    }
+}
+
+#[test]
+fn allowed_unusual_file_names_compile_as_plain_sources() {
+    // Names at the edge of the rule (`+`, `-`, `_`, several dots, digits first) are sources
+    // like any other, in every compiled language that takes several files.
+    let c_main = "int helper(void);\nint main(void) { return helper() == 42 ? 0 : 1; }\n";
+    let c_helper = "int helper(void) { return 42; }\n";
+    let go_main =
+        "package main\n\nimport \"os\"\n\nfunc main() { if helper() != 42 { os.Exit(1) } }\n";
+    let go_helper = "package main\n\nfunc helper() int { return 42 }\n";
+    let java_main =
+        "public class Main { public static void main(String[] a) { System.exit(Helper.answer() == 42 ? 0 : 1); } }\n";
+    let java_helper = "class Helper { static int answer() { return 42; } }\n";
+    let cases: [(&str, &str, &str, &str, &str); 4] = [
+        ("c", "main.c", c_main, "2nd_lib-v1.0+x.c", c_helper),
+        ("cpp", "main.cpp", c_main, "2nd_lib-v1.0+x.cpp", c_helper),
+        ("go", "main.go", go_main, "2nd_lib-v1.0+x.go", go_helper),
+        (
+            "java",
+            "Main.java",
+            java_main,
+            "Helper-v1.0+x.java",
+            java_helper,
+        ),
+    ];
+    for (lang, entry, main, name, helper) in cases {
+        let r = run_with(lang, "", |req| {
+            req.code = None;
+            req.files = Some(files(&[(entry, main), (name, helper)]));
+            req.limits = Some(limits(20000, 512));
+        });
+        let c = r.compile.as_ref().expect("a compile step");
+        assert_eq!(c.status, "ok", "{lang}: {}\n{r:?}", c.stderr);
+        assert_eq!(r.status, "ok", "{lang}: {r:?}");
+        assert_eq!(r.exit_code, Some(0), "{lang}: {r:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host-wide kernel tables and cross-run observation through system calls.
+// ---------------------------------------------------------------------------------------------
+
+fn aio_nr() -> u64 {
+    std::fs::read_to_string("/proc/sys/fs/aio-nr")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn aio_contexts_cannot_take_the_host_wide_table() {
+    let code = c_src(
+        r#"
+#include <linux/aio_abi.h>
+#include <sys/syscall.h>
+int main(void) {
+    int ok = 0, first_err = 0;
+    for (int i = 0; i < 16; i++) {
+        aio_context_t ctx = 0;
+        errno = 0;
+        if (syscall(SYS_io_setup, 4096, &ctx) == 0) ok++;
+        else if (!first_err) first_err = errno;
+    }
+    printf("io_setup_ok=%d\n", ok);
+    printf("io_setup=%s\n", first_err ? strerrorname_np(first_err) : "OK");
+    unsigned char params[120] = {0};
+    CHECK("io_uring_setup", syscall(425, 8, params));
+    fflush(stdout);
+    usleep(400000); /* hold what was taken while the host looks */
+    return 0;
+}
+"#,
+    );
+    let before = aio_nr();
+    let (r, most) = std::thread::scope(|s| {
+        let h = s.spawn(|| run_c(&code, limits(5000, 128), &[]));
+        let mut most = before;
+        while !h.is_finished() {
+            most = most.max(aio_nr());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (h.join().unwrap(), most)
+    });
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    assert_eq!(get(&m, "io_setup_ok", &r), "0", "{r:?}");
+    assert_eq!(get(&m, "io_setup", &r), "EPERM", "{r:?}");
+    assert_eq!(get(&m, "io_uring_setup", &r), "EPERM", "{r:?}");
+    // Nothing of the host's table was taken (others on the host may use a little of it).
+    assert!(
+        most < before + 4096,
+        "aio-nr went from {before} to {most} during the run: {r:?}"
+    );
+}
+
+#[test]
+fn file_system_notifications_are_refused() {
+    let code = c_src(
+        r#"
+#include <sys/inotify.h>
+#include <sys/fanotify.h>
+#include <sys/syscall.h>
+int main(void) {
+    CHECK("inotify_init", syscall(SYS_inotify_init));
+    CHECK("inotify_init1", inotify_init1(IN_NONBLOCK));
+    /* On a bad fd: EBADF if the call reached the kernel, EPERM if the filter refused it. */
+    CHECK("inotify_add_watch", inotify_add_watch(-1, "/usr", IN_OPEN));
+    CHECK("inotify_rm_watch", inotify_rm_watch(-1, 1));
+    CHECK("fanotify_init", fanotify_init(FAN_CLASS_NOTIF | FAN_REPORT_FID, O_RDONLY));
+    CHECK("fanotify_mark", fanotify_mark(-1, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, "/usr"));
+    int d = open("/usr", O_RDONLY | O_DIRECTORY);
+    CHECK("fcntl_notify", fcntl(d, F_NOTIFY, DN_ACCESS));
+    return 0;
+}
+"#,
+    );
+    let r = run_c(&code, limits(5000, 128), &[]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    let m = kv(&r.stdout);
+    for k in [
+        "inotify_init",
+        "inotify_init1",
+        "inotify_add_watch",
+        "inotify_rm_watch",
+        "fanotify_init",
+        "fanotify_mark",
+        "fcntl_notify",
+    ] {
+        assert_eq!(get(&m, k, &r), "EPERM", "{k}: {r:?}");
+    }
+}
+
+/// `/proc/self/limits` as name -> (soft, hard), `unlimited` as u64::MAX.
+fn parse_limits(text: &str) -> BTreeMap<String, (u64, u64)> {
+    let num = |s: &str| {
+        if s == "unlimited" {
+            u64::MAX
+        } else {
+            s.parse().unwrap()
+        }
+    };
+    text.lines()
+        .skip(1)
+        .filter(|l| l.len() > 26)
+        .map(|l| {
+            let (name, rest) = l.split_at(26);
+            let mut w = rest.split_whitespace();
+            let soft = num(w.next().unwrap());
+            let hard = num(w.next().unwrap());
+            (name.trim().to_string(), (soft, hard))
+        })
+        .collect()
+}
+
+#[test]
+fn every_rlimit_of_the_program_is_pinned() {
+    // Change what this process (and so a native sandbox's parents) would pass on, to values
+    // we never set: none of it may reach the program. Docker containers start from the
+    // engine's limits instead. (The tests may lack CAP_SYS_RESOURCE, so these only lower; the
+    // host's RTPRIO and NICE are 0 already, which we cannot lower to show more.)
+    for (res, v) in [
+        (libc::RLIMIT_NPROC, 7_777),
+        (libc::RLIMIT_SIGPENDING, 6_666),
+        (libc::RLIMIT_MSGQUEUE, 555_555),
+        (libc::RLIMIT_LOCKS, 4_444),
+        (libc::RLIMIT_RTTIME, 33_333_333),
+        (libc::RLIMIT_MEMLOCK, 2 << 20),
+    ] {
+        let rl = libc::rlimit {
+            rlim_cur: v,
+            rlim_max: v,
+        };
+        // SAFETY: setrlimit on a local struct.
+        assert_eq!(unsafe { libc::setrlimit(res, &rl) }, 0, "setrlimit {res}");
+    }
+    let mut l = limits(4000, 128);
+    l.max_processes = Some(24);
+    // Both phases: the compile step (with the language's compile limits) and the run.
+    let code = c_src(
+        r#"
+int main(void) {
+    FILE *f = fopen("/proc/self/limits", "r");
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fputs(buf, stdout);
+    return 0;
+}
+"#,
+    );
+    let r = run_c(&code, l.clone(), &[]);
+    assert_eq!(r.status, "ok", "{r:?}");
+    let have = parse_limits(&r.stdout);
+    assert_eq!(have.len(), 16, "{}", r.stdout);
+    let req = isobox_core::ExecuteRequest {
+        language: "c".into(),
+        code: Some(code.clone()),
+        limits: Some(l),
+        ..Default::default()
+    };
+    let sub = executor().submission(&req).unwrap();
+    let spec = executor().run_spec(&sub);
+    let run = &spec.phases[1].limits;
+    let inf = u64::MAX;
+    let want: BTreeMap<&str, u64> = BTreeMap::from([
+        ("Max cpu time", run.cpu.as_secs() + 2),
+        ("Max file size", run.max_file_bytes),
+        ("Max data size", inf),
+        ("Max stack size", run.stack_bytes),
+        ("Max core file size", 0),
+        ("Max resident set", inf),
+        ("Max processes", u64::from(run.max_processes) + 4),
+        ("Max open files", run.max_open_files),
+        ("Max locked memory", 64 << 10),
+        ("Max address space", inf),
+        ("Max file locks", 1024),
+        ("Max pending signals", 1024),
+        ("Max msgqueue size", 256 << 10),
+        ("Max nice priority", 0),
+        ("Max realtime priority", 0),
+        ("Max realtime timeout", (run.cpu.as_secs() + 2) * 1_000_000),
+    ]);
+    for (name, v) in want {
+        let got = have
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name}: {}", r.stdout));
+        assert_eq!(*got, (v, v), "{name}: {}", r.stdout);
+    }
+}
+
+/// A run that holds record locks on shared files while another run looks: SECURITY.md's
+/// "Record locks" paragraph states what this shows (a channel between runs on native, none on
+/// docker), and this test keeps the statement true.
+#[test]
+fn record_locks_on_shared_files_are_the_documented_channel() {
+    let off = 1_000_000 + u64::from(std::process::id());
+    let holder = format!(
+        r#"
+import fcntl, struct, time
+f = open('/usr/bin/env', 'rb')
+fcntl.fcntl(f, fcntl.F_SETLK, struct.pack('hhqqi', fcntl.F_RDLCK, 0, {off}, 7, 0))
+d = open('/dev/null', 'r+b')
+fcntl.fcntl(d, fcntl.F_SETLK, struct.pack('hhqqi', fcntl.F_RDLCK, 0, {off}, 3, 0))
+print('held', flush=True)
+time.sleep(2)
+"#
+    );
+    let looker = format!(
+        r#"
+import errno, fcntl, struct, time
+time.sleep(0.8)
+f = open('/usr/bin/env', 'rb')
+r = fcntl.fcntl(f, fcntl.F_GETLK, struct.pack('hhqqi', fcntl.F_WRLCK, 0, {off} + 3, 1, 0))
+t, _, start, length, pid = struct.unpack('hhqqi', r)
+print('usr', 'F_RDLCK' if t == fcntl.F_RDLCK else 'none', start, length, pid)
+d = open('/dev/null', 'r+b')
+try:
+    fcntl.fcntl(d, fcntl.F_SETLK, struct.pack('hhqqi', fcntl.F_WRLCK, 0, {off}, 1, 0))
+    print('devnull free')
+except OSError as e:
+    print('devnull', errno.errorcode[e.errno])
+"#
+    );
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run_script("python", &holder, limits(6000, 128), &[]));
+        let b = s.spawn(|| run_script("python", &looker, limits(6000, 128), &[]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(a.status, "ok", "{a:?}");
+    assert_eq!(a.stdout, "held\n", "{a:?}");
+    assert_eq!(b.status, "ok", "{b:?}");
+    if on_docker() {
+        // Each container's root is an overlay mount of its own, and /dev a tmpfs of its own:
+        // other containers' locks are on other inodes.
+        // (F_GETLK leaves the range asked about as it was when nothing conflicts.)
+        assert_eq!(
+            b.stdout,
+            format!("usr none {} 1 0\ndevnull free\n", off + 3),
+            "{b:?}"
+        );
+    } else {
+        // The read-only binds and the device nodes are the host's inodes: the lock and its
+        // exact range are visible to the other run (the holder's pid reads 0: it is in another
+        // pid namespace), and /dev/null (writable) takes write
+        // locks, which the other's lock makes fail.
+        assert_eq!(
+            b.stdout,
+            format!("usr F_RDLCK {off} 7 0\ndevnull EAGAIN\n"),
+            "{b:?}"
+        );
+    }
+}

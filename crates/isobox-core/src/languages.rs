@@ -10,6 +10,9 @@ use serde::Deserialize;
 
 use crate::CoreError;
 
+/// The placeholder for the language's source files, one argument each (see `plan::command`).
+pub const SOURCES: &str = "{sources}";
+
 /// The table shipped with the binary.
 pub const BUILTIN_TABLE: &str = include_str!("../languages.toml");
 
@@ -32,6 +35,9 @@ pub struct Language {
     pub aliases: Vec<String>,
     #[serde(default)]
     pub extensions: Vec<String>,
+    /// The extensions of the files `{sources}` stands for (default: `extensions`).
+    #[serde(default)]
+    pub sources: Option<Vec<String>>,
     pub file: String,
     #[serde(default)]
     pub compile: Option<Vec<String>>,
@@ -60,6 +66,11 @@ pub struct Language {
 impl Language {
     pub fn compiled(&self) -> bool {
         self.compile.is_some()
+    }
+
+    /// The extensions `{sources}` takes: `sources`, or else `extensions`.
+    pub fn source_extensions(&self) -> &[String] {
+        self.sources.as_deref().unwrap_or(&self.extensions)
     }
 
     /// The syntax-check command, if the language has one.
@@ -134,6 +145,20 @@ impl LanguageTable {
             if l.file.is_empty() || l.file.contains('/') {
                 return Err(CoreError::Config(format!(
                     "language `{}` has an invalid file name",
+                    l.name
+                )));
+            }
+            // `{sources}` becomes one argument per file: it must be a whole argument, never
+            // spliced into a longer one (a shell script, an option's value).
+            let commands = [Some(&l.run), l.compile.as_ref(), l.check.as_ref()];
+            if commands
+                .iter()
+                .flatten()
+                .flat_map(|c| c.iter())
+                .any(|a| a.contains(SOURCES) && a != SOURCES)
+            {
+                return Err(CoreError::Config(format!(
+                    "language `{}`: {SOURCES} must be an argument of its own",
                     l.name
                 )));
             }
@@ -231,5 +256,9 @@ mod tests {
         assert!(LanguageTable::parse(empty).is_err());
         let unknown = "[[language]]\nname='a'\nfile='a'\nrun=['x']\nbogus=1\n";
         assert!(LanguageTable::parse(unknown).is_err());
+        let spliced = "[[language]]\nname='a'\nfile='a'\nrun=['sh', '-c', 'cc {sources}']\n";
+        assert!(LanguageTable::parse(spliced).is_err());
+        let whole = "[[language]]\nname='a'\nfile='a'\nrun=['cc', '{sources}']\n";
+        assert!(LanguageTable::parse(whole).is_ok());
     }
 }

@@ -116,15 +116,42 @@ impl Executor {
     }
 }
 
-/// A command of the table with `{file}`, `{main}` and `{memory_mb}` filled in.
-fn command(argv: &[String], sub: &Submission) -> Vec<String> {
-    argv.iter()
-        .map(|a| {
+/// A command of the table with its placeholders filled in: `{file}` (the entry file),
+/// `{main}`, `{memory_mb}`, and `{sources}`, an argument of its own that becomes one argument
+/// per submitted file in the work dir's top level with one of the language's source extensions
+/// (what a shell glob `*.c` matched), sorted, each as `./<name>`. No shell ever sees a file name:
+/// a language that needs one passes them as `"$@"`.
+pub(crate) fn command(argv: &[String], sub: &Submission) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len() + sub.files.len());
+    for a in argv {
+        if a == crate::languages::SOURCES {
+            out.extend(sources(sub));
+            continue;
+        }
+        out.push(
             a.replace("{file}", &sub.entry)
                 .replace("{main}", &sub.main)
-                .replace("{memory_mb}", &sub.limits.memory_mb.to_string())
+                .replace("{memory_mb}", &sub.limits.memory_mb.to_string()),
+        );
+    }
+    out
+}
+
+/// The `{sources}` of `sub`: its top-level files with a source extension, sorted, as `./name`.
+fn sources(sub: &Submission) -> Vec<String> {
+    let exts = sub.language.source_extensions();
+    let mut names: Vec<&str> = sub
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .filter(|p| !p.contains('/'))
+        .filter(|p| {
+            p.rsplit_once('.')
+                .is_some_and(|(stem, ext)| !stem.is_empty() && exts.iter().any(|e| e == ext))
         })
-        .collect()
+        .collect();
+    names.sort_unstable();
+    names.into_iter().map(|n| format!("./{n}")).collect()
 }
 
 /// Turns a backend report into the public result.

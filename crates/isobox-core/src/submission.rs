@@ -318,30 +318,28 @@ fn version_matches(want: &str, have: &str) -> bool {
     w.len() <= h.len() && w.iter().zip(&h).all(|(a, b)| a == b)
 }
 
-/// Plain relative names: no absolute path, no `..`, no empty or odd components.
+/// The longest file name (the whole path), in bytes.
+pub const MAX_FILE_NAME: usize = 255;
+
+/// The file-name rule, for every file of a request: a relative path of at most 255 bytes whose
+/// `/`-separated parts are each one or more of `A-Z a-z 0-9 . _ + -`, starting with a letter,
+/// a digit or `_`. So no part is empty, `.` or `..`, hidden, or read as an option (`-o`,
+/// `-wrapper`) or a response file (`@file`) by a compiler in any position, and no name holds a
+/// space, a quote, `@`, `=`, `,`, `$`, a glob or another shell character, a control character
+/// or anything outside ASCII (no look-alikes).
 pub fn validate_file_name(name: &str) -> Result<(), CoreError> {
-    let bad = name.is_empty()
-        || name.len() > 255
-        || name.starts_with('/')
-        || name.contains('\\')
-        || name.chars().any(|c| c.is_control())
-        || name
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..");
-    if bad {
+    let part_ok = |p: &str| {
+        let mut chars = p.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))
+    };
+    if name.is_empty() || name.len() > MAX_FILE_NAME || !name.split('/').all(part_ok) {
         return Err(CoreError::InvalidRequest(format!(
-            "file name `{}` must be a relative path without `..`",
-            name.escape_debug()
-        )));
-    }
-    // Compile commands pass file names to compilers (`gcc *.c`): a name that looks like an
-    // option (`-wrapper`) or a response file (`@args`) would become one.
-    if name
-        .split('/')
-        .any(|c| c.starts_with('-') || c.starts_with('@'))
-    {
-        return Err(CoreError::InvalidRequest(format!(
-            "file name `{}` may not start with `-` or `@`",
+            "file name `{}` is not allowed: use a relative path of at most {MAX_FILE_NAME} bytes \
+             whose `/`-separated parts are made of A-Z a-z 0-9 . _ + - and start with a letter, \
+             a digit or `_` (so they may not start with `-`, `@` or `.`)",
             name.escape_debug()
         )));
     }
@@ -364,7 +362,14 @@ mod tests {
 
     #[test]
     fn file_names() {
-        for ok in ["main.py", "lib/util.py", "a-b_c.txt"] {
+        for ok in [
+            "main.py",
+            "lib/util.py",
+            "a-b_c.txt",
+            "_x.go",
+            "2nd+lib-v1.0.cpp",
+            "Main.java",
+        ] {
             assert!(validate_file_name(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -379,6 +384,18 @@ mod tests {
             "./a",
             "a\nb",
             "a\\b",
+            "a b.cpp",
+            "a.cpp @r a.cpp",
+            "x@r.c",
+            "a=b.c",
+            "a,b.c",
+            ".hidden",
+            "+x.c",
+            "$(x).c",
+            "`x`.c",
+            "a;b.c",
+            "\u{430}.c",
+            "dir/",
         ] {
             assert!(validate_file_name(bad).is_err(), "{bad}");
         }

@@ -9,7 +9,11 @@
 //!   and `fcntl(F_NOTIFY)` are refused; `flock` answers `ENOSYS` (no locks on shared files);
 //! - mount, umount2, pivot_root, chroot, setns, unshare, ptrace, process_vm_*, keyctl, add_key,
 //!   request_key, bpf, perf_event_open, userfaultfd, io_uring_*, kexec, modules, ... are simply
-//!   not on the allowlist and get `EPERM`.
+//!   not on the allowlist and get `EPERM`;
+//! - so are the native AIO calls (`io_setup` and the rest: every context takes slots of the
+//!   host-wide `fs.aio-max-nr` table, which one run could fill) and inotify and fanotify (a watch
+//!   on the read-only binds every sandbox shares, such as /usr, sees other runs open and read
+//!   files there; `fcntl(F_NOTIFY)` is refused for the same reason).
 
 use libc::sock_filter;
 
@@ -223,11 +227,6 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_sched_setaffinity,
     SYS_sched_getaffinity,
     SYS_set_thread_area,
-    SYS_io_setup,
-    SYS_io_destroy,
-    SYS_io_getevents,
-    SYS_io_submit,
-    SYS_io_cancel,
     SYS_get_thread_area,
     SYS_epoll_create,
     SYS_remap_file_pages,
@@ -261,9 +260,6 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_waitid,
     SYS_ioprio_set,
     SYS_ioprio_get,
-    SYS_inotify_init,
-    SYS_inotify_add_watch,
-    SYS_inotify_rm_watch,
     SYS_openat,
     SYS_mkdirat,
     SYS_mknodat,
@@ -299,7 +295,6 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_epoll_create1,
     SYS_dup3,
     SYS_pipe2,
-    SYS_inotify_init1,
     SYS_preadv,
     SYS_pwritev,
     SYS_rt_tgsigqueueinfo,
@@ -663,6 +658,17 @@ mod tests {
             libc::SYS_io_uring_setup,
             libc::SYS_io_uring_enter,
             libc::SYS_io_uring_register,
+            libc::SYS_io_setup,
+            libc::SYS_io_submit,
+            libc::SYS_io_getevents,
+            libc::SYS_io_destroy,
+            libc::SYS_io_cancel,
+            libc::SYS_inotify_init,
+            libc::SYS_inotify_init1,
+            libc::SYS_inotify_add_watch,
+            libc::SYS_inotify_rm_watch,
+            libc::SYS_fanotify_init,
+            libc::SYS_fanotify_mark,
             libc::SYS_kexec_load,
             libc::SYS_init_module,
             libc::SYS_open_tree,
@@ -906,6 +912,14 @@ mod tests {
             "perf_event_open",
             "userfaultfd",
             "io_uring_setup",
+            "io_setup",
+            "io_submit",
+            "inotify_init",
+            "inotify_init1",
+            "inotify_add_watch",
+            "inotify_rm_watch",
+            "fanotify_init",
+            "fanotify_mark",
             "kexec_load",
             "init_module",
             "open_tree",

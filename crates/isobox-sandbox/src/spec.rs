@@ -266,16 +266,49 @@ pub fn program_env(extra: &[(String, String)]) -> Vec<(String, String)> {
     env
 }
 
-/// The rlimits (resource, soft = hard) a program starts with.
+/// `RLIMIT_NPROC` above the phase's process limit: the docker runner shares the program's uid,
+/// and a previous phase's processes may still be being reaped. The pids cgroup is the limit;
+/// this is a backstop that keeps the server's own value away.
+pub const NPROC_SLACK: u64 = 4;
+/// `RLIMIT_SIGPENDING`: signals queued to the run's uid at once.
+pub const SIGPENDING: u64 = 1024;
+/// `RLIMIT_MSGQUEUE`: bytes of POSIX message queues of the run's uid (three queues of the
+/// default size; the kernel's default is 800 KiB).
+pub const MSGQUEUE_BYTES: u64 = 256 << 10;
+/// `RLIMIT_LOCKS` (not enforced by current kernels; pinned all the same).
+pub const LOCKS: u64 = 1024;
+/// `RLIMIT_MEMLOCK`: locked memory.
+pub const MEMLOCK_BYTES: u64 = 64 << 10;
+
+/// Every rlimit (resource, soft = hard) a program starts with: all sixteen of Linux, so none
+/// is inherited from the server (or, on docker, the engine). Memory is the cgroup's job, so
+/// data, address space and resident set are unlimited; CPU time is a backstop above the limit
+/// the supervisor enforces; no core files, no real-time priority, no raised nice value.
+/// Both backends set these between fork and exec, lowered to the hard limit the sandbox has
+/// when it cannot raise one (a server without CAP_SYS_RESOURCE): never above these values.
 pub fn rlimits(l: &Limits) -> Vec<[u64; 2]> {
     let cpu_secs = l.cpu.as_secs() + 2; // backstop only; the supervisor enforces the real limit
+    let inf = libc::RLIM_INFINITY;
     vec![
-        [libc::RLIMIT_NOFILE as u64, l.max_open_files],
-        [libc::RLIMIT_FSIZE as u64, l.max_file_bytes],
-        [libc::RLIMIT_CORE as u64, 0],
-        [libc::RLIMIT_STACK as u64, l.stack_bytes],
-        [libc::RLIMIT_MEMLOCK as u64, 64 << 10],
         [libc::RLIMIT_CPU as u64, cpu_secs],
+        [libc::RLIMIT_FSIZE as u64, l.max_file_bytes],
+        [libc::RLIMIT_DATA as u64, inf],
+        [libc::RLIMIT_STACK as u64, l.stack_bytes],
+        [libc::RLIMIT_CORE as u64, 0],
+        [libc::RLIMIT_RSS as u64, inf],
+        [
+            libc::RLIMIT_NPROC as u64,
+            u64::from(l.max_processes) + NPROC_SLACK,
+        ],
+        [libc::RLIMIT_NOFILE as u64, l.max_open_files],
+        [libc::RLIMIT_MEMLOCK as u64, MEMLOCK_BYTES],
+        [libc::RLIMIT_AS as u64, inf],
+        [libc::RLIMIT_LOCKS as u64, LOCKS],
+        [libc::RLIMIT_SIGPENDING as u64, SIGPENDING],
+        [libc::RLIMIT_MSGQUEUE as u64, MSGQUEUE_BYTES],
+        [libc::RLIMIT_NICE as u64, 0],
+        [libc::RLIMIT_RTPRIO as u64, 0],
+        [libc::RLIMIT_RTTIME as u64, cpu_secs * 1_000_000],
     ]
 }
 
@@ -391,5 +424,31 @@ mod tests {
         ] {
             assert!(check_files(&files(bad)).is_err(), "{bad:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod rlimit_tests {
+    use super::*;
+
+    #[test]
+    fn every_rlimit_is_pinned() {
+        let l = Limits::default();
+        let r = rlimits(&l);
+        let mut res: Vec<u64> = r.iter().map(|[res, _]| *res).collect();
+        res.sort_unstable();
+        res.dedup();
+        // Linux has 16 (RLIMIT_CPU = 0 .. RLIMIT_RTTIME = 15).
+        assert_eq!(res, (0..16u64).collect::<Vec<_>>());
+        assert_eq!(libc::RLIMIT_RTTIME, 15);
+        let get =
+            |res: libc::__rlimit_resource_t| r.iter().find(|[x, _]| *x == res as u64).unwrap()[1];
+        assert_eq!(get(libc::RLIMIT_CORE), 0);
+        assert_eq!(get(libc::RLIMIT_RTPRIO), 0);
+        assert_eq!(get(libc::RLIMIT_NICE), 0);
+        assert_eq!(
+            get(libc::RLIMIT_NPROC),
+            u64::from(l.max_processes) + NPROC_SLACK
+        );
     }
 }

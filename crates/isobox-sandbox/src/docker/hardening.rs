@@ -2,7 +2,7 @@
 //! create body (a non-root uid from [`UID_RANGE`], a clean environment, no network, stdin
 //! attached, no tty) with its `HostConfig` (every capability dropped, no_new_privs, our seccomp
 //! profile and, where the host has AppArmor, our AppArmor profile, a read-only root, a size- and
-//! inode-capped `/tmp` tmpfs, memory = memory+swap, pids and CPU limits, nofile/core ulimits,
+//! inode-capped `/tmp` tmpfs, memory = memory+swap, pids and CPU limits, every ulimit pinned,
 //! small socket buffers, private IPC, no engine logs, no host path mounted); the cgroup limits
 //! changed between phases ([`CgLimits`]); the cgroup v1 socket-buffer cap; and the choice of
 //! the AppArmor profile. Nothing here comes from the client.
@@ -140,18 +140,7 @@ pub(super) fn host_config(
         memory_swap: Some(l.memory),
         nano_cpus: Some(l.nano_cpus),
         pids_limit: Some(l.pids),
-        ulimits: Some(vec![
-            ResourcesUlimits {
-                name: Some("nofile".into()),
-                soft: Some(4096),
-                hard: Some(4096),
-            },
-            ResourcesUlimits {
-                name: Some("core".into()),
-                soft: Some(0),
-                hard: Some(0),
-            },
-        ]),
+        ulimits: Some(ulimits()),
         sysctls: Some(sysctls),
         ipc_mode: Some("private".into()),
         init: Some(false),
@@ -163,6 +152,33 @@ pub(super) fn host_config(
         }),
         ..Default::default()
     }
+}
+
+/// The container's fixed rlimits: those every phase gets with the same value
+/// ([`crate::spec::rlimits`]), so the runner itself starts with them too. The others (CPU, file
+/// size, data, stack, resident set, processes, address space, real-time timeout) depend on the
+/// phase: the runner sets them between fork and exec, lowered to the container's hard limit
+/// where the engine gave less (runc, like the runner, may lack CAP_SYS_RESOURCE and cannot
+/// raise the engine's own limits).
+pub(super) fn ulimits() -> Vec<ResourcesUlimits> {
+    use crate::spec::{LOCKS, MEMLOCK_BYTES, MSGQUEUE_BYTES, SIGPENDING};
+    [
+        ("core", 0),
+        ("nofile", 4096),
+        ("memlock", MEMLOCK_BYTES as i64),
+        ("locks", LOCKS as i64),
+        ("sigpending", SIGPENDING as i64),
+        ("msgqueue", MSGQUEUE_BYTES as i64),
+        ("nice", 0),
+        ("rtprio", 0),
+    ]
+    .into_iter()
+    .map(|(name, v)| ResourcesUlimits {
+        name: Some(name.into()),
+        soft: Some(v),
+        hard: Some(v),
+    })
+    .collect()
 }
 
 /// The update that gives a container a phase's cgroup limits (memory = memory+swap, as at
@@ -268,5 +284,20 @@ mod tests {
         assert!(tmp.contains("uid=61001") && tmp.contains("nosuid") && tmp.contains("nodev"));
         assert!(hc.binds.is_none() && hc.mounts.is_none() && hc.volumes_from.is_none());
         assert_eq!(hc.privileged, Some(false));
+        let ulimits = hc.ulimits.unwrap();
+        assert_eq!(ulimits.len(), 8, "every fixed rlimit: {ulimits:?}");
+        for u in &ulimits {
+            assert_eq!(u.soft, u.hard, "{u:?}");
+        }
+        let get = |n: &str| {
+            ulimits
+                .iter()
+                .find(|u| u.name.as_deref() == Some(n))
+                .unwrap()
+                .hard
+        };
+        assert_eq!(get("core"), Some(0));
+        assert_eq!(get("rtprio"), Some(0));
+        assert_eq!(get("nice"), Some(0));
     }
 }

@@ -612,22 +612,19 @@ impl Program {
             .map(|c| c.as_ptr())
             .chain(std::iter::once(std::ptr::null()))
             .collect();
-        let mut hard = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit into a local struct.
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) };
+        // The container's own hard limits (HostConfig ulimits) cannot be raised without
+        // privileges: a value above one is lowered to it, never left at the inherited soft one.
         let limits: Vec<(u32, libc::rlimit)> = self
             .rlimits
             .iter()
             .map(|&[res, v]| {
-                // The container's own nofile ceiling cannot be raised without privileges.
-                let v = if res == libc::RLIMIT_NOFILE as u64 {
-                    v.min(hard.rlim_max)
-                } else {
-                    v
+                let mut hard = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: libc::RLIM_INFINITY,
                 };
+                // SAFETY: getrlimit into a local struct.
+                unsafe { libc::getrlimit(res as _, &mut hard) };
+                let v = v.min(hard.rlim_max);
                 (
                     res as u32,
                     libc::rlimit {

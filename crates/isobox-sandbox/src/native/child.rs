@@ -1061,12 +1061,25 @@ unsafe fn payload(ctx: &ChildCtx, index: usize, p: &RawPhase, stdio: [c_int; 3])
         // setrlimit reads the live local `rl`.
         unsafe {
             let [res, val] = *p.rlimits.add(i);
-            let rl = libc::rlimit {
+            let mut rl = libc::rlimit {
                 rlim_cur: val,
                 rlim_max: val,
             };
+            // Without CAP_SYS_RESOURCE a hard limit cannot be raised: then the sandbox's own
+            // hard limit, which is lower (never above the value asked for).
             if libc::setrlimit(res as _, &rl) != 0 {
-                die(Stage::Setrlimit);
+                let mut have = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if errno() != libc::EPERM || libc::getrlimit(res as _, &mut have) != 0 {
+                    die(Stage::Setrlimit);
+                }
+                rl.rlim_cur = val.min(have.rlim_max);
+                rl.rlim_max = rl.rlim_cur;
+                if libc::setrlimit(res as _, &rl) != 0 {
+                    die(Stage::Setrlimit);
+                }
             }
         }
     }
