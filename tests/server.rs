@@ -1682,3 +1682,124 @@ async fn framework_errors_are_json_and_oversized_bodies_get_their_413() {
     assert_eq!(resp.status().as_u16(), 200);
     srv.stop().await;
 }
+
+/// Reads until the server closes the connection (EOF or an error) or `within` passes: how long
+/// it took, and what came.
+async fn closed_within(
+    s: &mut tokio::net::TcpStream,
+    within: Duration,
+) -> Option<(Duration, String)> {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = within.checked_sub(started.elapsed())?;
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return Some((
+                    started.elapsed(),
+                    String::from_utf8_lossy(&got).into_owned(),
+                ))
+            }
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Slow clients cannot hold the plain listener: a request head trickled a line at a time, an
+/// idle kept-alive connection, a half-sent body and a WebSocket that never sends its request
+/// are each dropped after their timeout; and at most `ISOBOX_MAX_CONNECTIONS` are served at
+/// once (the next waits in the backlog, and is served when one closes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_clients_are_dropped_and_connections_are_capped() {
+    let srv = TestServer::start(&[
+        ("ISOBOX_HEADER_TIMEOUT_MS", "600"),
+        ("ISOBOX_BODY_TIMEOUT_MS", "600"),
+    ])
+    .await;
+    let limit = Duration::from_secs(5);
+    // A head trickled one header line every 200 ms.
+    let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let trickle = async {
+        for i in 0..50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if s.write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    let started = Instant::now();
+    trickle.await;
+    assert!(
+        started.elapsed() < limit,
+        "a trickled request head was kept open {:?}",
+        started.elapsed()
+    );
+    // An idle connection after a request.
+    let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (took, got) = closed_within(&mut s, limit)
+        .await
+        .expect("an idle kept-alive connection stayed open");
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(
+        took >= Duration::from_millis(500),
+        "closed too early: {took:?}"
+    );
+    // A body that stops half-way.
+    let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    s.write_all(
+        b"POST /api/v1/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"language\":",
+    )
+    .await
+    .unwrap();
+    let (_, got) = closed_within(&mut s, limit)
+        .await
+        .expect("a half-sent body kept its connection open");
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    assert!(got.contains("request_timeout"), "{got}");
+    // A WebSocket that never sends its request.
+    let ws_url = srv.url.replace("http://", "ws://") + "/api/v1/execute/ws";
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(limit, ws.next())
+        .await
+        .expect("a silent WebSocket was kept open");
+    let text = match first {
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => t.to_string(),
+        other => format!("{other:?}"),
+    };
+    assert!(text.contains("request_timeout"), "{text}");
+    srv.stop().await;
+
+    // The cap: two connections held, the third waits, and is served once one closes.
+    let srv = TestServer::start(&[("ISOBOX_MAX_CONNECTIONS", "2")]).await;
+    let held1 = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    let _held2 = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let third = tokio::spawn(raw_http(
+        srv.addr,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served past the cap of 2"
+    );
+    drop(held1);
+    let r = tokio::time::timeout(limit, third)
+        .await
+        .expect("the waiting connection was never served")
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    srv.stop().await;
+}

@@ -124,9 +124,19 @@ async fn send_json(socket: &mut WebSocket, v: Value) -> bool {
 }
 
 async fn session(app: Arc<App>, mut socket: WebSocket, caller: Caller) {
-    // The request.
+    // The request: within the header timeout, as a request head would be.
+    let until = tokio::time::Instant::now() + app.config.http.header_timeout;
     let req: ExecuteRequest = loop {
-        match socket.recv().await {
+        let Ok(msg) = tokio::time::timeout_at(until, socket.recv()).await else {
+            let e = ApiError::new(
+                crate::api::ErrorKind::RequestTimeout,
+                "the request did not arrive in time",
+            );
+            send_json(&mut socket, error_json(&app, &e)).await;
+            let _ = socket.send(Message::Close(None)).await;
+            return;
+        };
+        match msg {
             Some(Ok(Message::Text(t))) => match serde_json::from_str(&t) {
                 Ok(r) => break r,
                 Err(e) => {
