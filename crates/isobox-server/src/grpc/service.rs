@@ -540,8 +540,20 @@ mod tests {
             .pem()
             .unwrap()
         };
-        let dir = std::env::temp_dir().join(format!("isobox-grpc-reload-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        /// Removed however the test ends (the leak check looks for leftovers).
+        struct Dir(std::path::PathBuf);
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let dir =
+            Dir(std::env::temp_dir().join(format!("isobox-grpc-reload-{}", std::process::id())));
+        let dir = {
+            std::fs::create_dir_all(&dir.0).unwrap();
+            (dir.0.clone(), dir)
+        };
+        let (dir, _dir_guard) = dir;
         let write = |name: &str, text: &str| {
             let tmp = dir.join(format!(".{name}.tmp"));
             std::fs::write(&tmp, text).unwrap();
