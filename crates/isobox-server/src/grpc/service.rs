@@ -547,13 +547,10 @@ mod tests {
                 let _ = std::fs::remove_dir_all(&self.0);
             }
         }
-        let dir =
+        let guard =
             Dir(std::env::temp_dir().join(format!("isobox-grpc-reload-{}", std::process::id())));
-        let dir = {
-            std::fs::create_dir_all(&dir.0).unwrap();
-            (dir.0.clone(), dir)
-        };
-        let (dir, _dir_guard) = dir;
+        std::fs::create_dir_all(&guard.0).unwrap();
+        let dir = guard.0.clone();
         let write = |name: &str, text: &str| {
             let tmp = dir.join(format!(".{name}.tmp"));
             std::fs::write(&tmp, text).unwrap();
