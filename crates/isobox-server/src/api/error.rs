@@ -125,27 +125,19 @@ impl ErrorKind {
     /// extraction failure of a framework): the kind of that status in the table, else the
     /// generic kind of its class.
     pub fn for_status(status: u16) -> ErrorKind {
-        let generic = if status >= 500 {
-            ErrorKind::Internal
-        } else {
-            ErrorKind::InvalidRequest
-        };
-        [
-            ErrorKind::InvalidRequest,
-            ErrorKind::Unauthorized,
-            ErrorKind::Forbidden,
-            ErrorKind::NotFound,
-            ErrorKind::MethodNotAllowed,
-            ErrorKind::RequestTimeout,
-            ErrorKind::TooLarge,
-            ErrorKind::UnsupportedMediaType,
-            ErrorKind::RateLimited,
-            ErrorKind::Internal,
-            ErrorKind::Busy,
-        ]
-        .into_iter()
-        .find(|k| row(*k).1 == status)
-        .unwrap_or(generic)
+        match status {
+            401 => ErrorKind::Unauthorized,
+            403 => ErrorKind::Forbidden,
+            404 => ErrorKind::NotFound,
+            405 => ErrorKind::MethodNotAllowed,
+            408 => ErrorKind::RequestTimeout,
+            413 => ErrorKind::TooLarge,
+            415 => ErrorKind::UnsupportedMediaType,
+            429 => ErrorKind::RateLimited,
+            503 => ErrorKind::Busy,
+            500.. => ErrorKind::Internal,
+            _ => ErrorKind::InvalidRequest,
+        }
     }
 }
 
@@ -268,6 +260,12 @@ mod tests {
         assert_eq!(K::TooLarge.http_status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(K::TooLarge.grpc_code(), tonic::Code::InvalidArgument);
         assert_eq!(K::RateLimited.grpc_code(), tonic::Code::ResourceExhausted);
+        // A framework's error status keeps its code through its kind, where the table has one.
+        for status in [400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503] {
+            assert_eq!(ErrorKind::for_status(status).http_status().as_u16(), status);
+        }
+        assert_eq!(ErrorKind::for_status(418), K::InvalidRequest);
+        assert_eq!(ErrorKind::for_status(502), K::Internal);
     }
 
     /// The README's table of refusals is this one.

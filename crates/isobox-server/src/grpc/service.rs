@@ -385,19 +385,61 @@ mod tests {
             .await
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn grpc_over_mtls_authenticates_with_the_client_certificate() {
+    /// A CA for the tests' certificates.
+    fn test_ca(cn: &str) -> CertifiedIssuer<'static, KeyPair> {
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "IsoBox gRPC test CA");
+        params.distinguished_name.push(DnType::CommonName, cn);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+    }
+
+    /// A server with `vars` (ports chosen by the system, no warm pool): its gRPC address, the
+    /// sender that stops it, and its task.
+    async fn start(
+        vars: Vec<(&str, String)>,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let env: HashMap<String, String> = [
+            ("REST_PORT", "0".to_string()),
+            ("GRPC_PORT", "0".to_string()),
+            ("ISOBOX_WARM_POOL", "0".to_string()),
+        ]
+        .into_iter()
+        .chain(vars)
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let cfg = crate::config::load(&env).expect("config");
+        let app = tokio::task::spawn_blocking(move || App::build(cfg))
+            .await
+            .unwrap()
+            .expect("app");
+        let rest = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = grpc.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crate::run_with_grpc(
+            rest,
+            Some(grpc),
+            Arc::new(app),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        (addr, stop, task)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn grpc_over_mtls_authenticates_with_the_client_certificate() {
+        let ca = test_ca("IsoBox gRPC test CA");
         let server = leaf(
             &ca,
             "isobox server",
@@ -412,36 +454,14 @@ mod tests {
             std::fs::write(&p, text).unwrap();
             p.to_string_lossy().to_string()
         };
-        let env: HashMap<String, String> = [
-            ("REST_PORT", "0".to_string()),
-            ("GRPC_PORT", "0".to_string()),
-            ("ISOBOX_WARM_POOL", "0".to_string()),
+        let (addr, stop, task) = start(vec![
             ("AUTH_TYPE", "mtls".to_string()),
             ("TLS_CERT", write("server.pem", &server.cert)),
             ("TLS_KEY", write("server.key", &server.key)),
             ("MTLS_CA_CERT", write("ca.pem", &ca.pem())),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let cfg = crate::config::load(&env).expect("config");
-        let app = tokio::task::spawn_blocking(move || App::build(cfg))
-            .await
-            .unwrap()
-            .expect("app");
+        ])
+        .await;
         let _ = std::fs::remove_dir_all(&dir);
-        let rest = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = grpc.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(crate::run_with_grpc(
-            rest,
-            Some(grpc),
-            Arc::new(app),
-            async {
-                let _ = stopped.await;
-            },
-        ));
 
         // With the client certificate: admitted, on each kind of call.
         let channel = tls_channel(addr, &ca.pem(), Some(&client))
@@ -490,18 +510,7 @@ mod tests {
             CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams,
             SerialNumber,
         };
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "IsoBox gRPC reload CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let ca = test_ca("IsoBox gRPC reload CA");
         let server = leaf(
             &ca,
             "isobox server",
@@ -558,37 +567,15 @@ mod tests {
             std::fs::rename(&tmp, &p).unwrap();
             p.to_string_lossy().to_string()
         };
-        let env: HashMap<String, String> = [
-            ("REST_PORT", "0".to_string()),
-            ("GRPC_PORT", "0".to_string()),
-            ("ISOBOX_WARM_POOL", "0".to_string()),
+        let (addr, stop, task) = start(vec![
             ("AUTH_TYPE", "mtls".to_string()),
             ("TLS_CERT", write("server.pem", &server.cert)),
             ("TLS_KEY", write("server.key", &server.key)),
             ("MTLS_CA_CERT", write("ca.pem", &ca.pem())),
             ("ISOBOX_MTLS_CRL", write("crl.pem", &crl(1, &[]))),
             ("ISOBOX_TLS_RELOAD_MS", "100".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let cfg = crate::config::load(&env).expect("config");
-        let app = tokio::task::spawn_blocking(move || App::build(cfg))
-            .await
-            .unwrap()
-            .expect("app");
-        let rest = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = grpc.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(crate::run_with_grpc(
-            rest,
-            Some(grpc),
-            Arc::new(app),
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        ])
+        .await;
         let ca_pem = ca.pem();
         let admitted = || async {
             match tls_channel(addr, &ca_pem, Some(&client)).await {

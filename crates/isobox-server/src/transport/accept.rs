@@ -75,7 +75,7 @@ pub fn accept(
             let slot = slots.clone().acquire_owned().await.expect("never closed");
             let (tcp, peer) = match listener.accept().await {
                 Ok(c) => c,
-                Err(e) if is_connection_error(&e) => continue,
+                Err(e) if super::is_connection_error(&e) => continue,
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
                     tracing::error!("accept failed: {e}");
@@ -113,15 +113,6 @@ pub fn accept(
         connections: rx,
         task: Some(task),
     }
-}
-
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
 }
 
 /// A refused client certificate is a failed authentication (security log); anything else

@@ -17,7 +17,18 @@ pub mod plain;
 pub mod reload;
 pub mod tls;
 
+use std::io;
 use std::time::Duration;
+
+/// An `accept` error that concerns only that connection (the client gave up in the backlog).
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
 
 /// What one client may hold of a listener: every listener (REST and gRPC, plain and TLS)
 /// serves at most `max_connections` at once (more wait in the kernel's backlog), drops a

@@ -53,7 +53,7 @@ pub async fn serve(
                     connection(tcp, peer, None, router, limits, stop).await;
                 });
             }
-            Err(e) if is_connection_error(&e) => {}
+            Err(e) if super::is_connection_error(&e) => {}
             Err(e) => {
                 // Out of file descriptors and the like: wait instead of spinning.
                 tracing::error!("accept failed: {e}");
@@ -65,15 +65,6 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     while connections.join_next().await.is_some() {}
     Ok(())
-}
-
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
 }
 
 /// One HTTP/1.1 connection (plain or TLS): the router with the peer's address and client
