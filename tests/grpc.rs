@@ -937,3 +937,38 @@ async fn interactive_stdin_is_bounded() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert_eq!(status.metadata().get("isobox-error").unwrap(), "too_large");
 }
+
+/// The gRPC port drops a client that connects and never speaks (within
+/// `ISOBOX_HEADER_TIMEOUT_MS`), so silent connections cannot hold its connection slots; calls
+/// keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_connection_to_the_grpc_port_is_dropped() {
+    use tokio::io::AsyncReadExt;
+    let s = Server::start(&[
+        ("ISOBOX_HEADER_TIMEOUT_MS", "500"),
+        ("ISOBOX_MAX_CONNECTIONS", "2"),
+    ])
+    .await;
+    let addr = s.url().trim_start_matches("http://").to_string();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _silent2 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
+        .await
+        .expect("a silent connection was kept open")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the server answered a client that said nothing");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    // Both slots are free again: a real call gets through.
+    let mut c = s.client().await;
+    let langs = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.list_languages(pb::ListLanguagesRequest {}),
+    )
+    .await
+    .expect("a call waited behind dropped connections")
+    .expect("languages");
+    assert!(!langs.into_inner().languages.is_empty());
+    s.stop().await;
+}

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 
 pub use service::ExecutorService;
 /// Re-exported for clients and tests (one version of each, the server's).
@@ -61,7 +61,10 @@ pub async fn serve(
         .map_err(std::io::Error::other)?;
     let executor = pb::executor_server::ExecutorServer::new(ExecutorService::new(app.clone()))
         .max_decoding_message_size(app.config.max_body_bytes);
+    // An HTTP/2 connection that goes quiet is pinged; one whose peer does not answer is closed.
     let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -77,29 +80,45 @@ pub async fn serve(
     };
     let served = match app.tls.clone() {
         None => {
-            router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-                .await
+            let accepting = crate::transport::accept::accept_plain(listener, app.config.http);
+            let (incoming, forward) = incoming(accepting);
+            let r = router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await;
+            forward.abort();
+            r
         }
         Some(tls) => {
             let tls = tls.source(crate::transport::Alpn::H2);
-            let mut accepting =
+            let accepting =
                 crate::transport::accept(listener, tls, app.config.http.max_connections);
-            let (tx, rx) = tokio::sync::mpsc::channel(1);
-            let forward = tokio::spawn(async move {
-                while let Some(conn) = accepting.connections.recv().await {
-                    if tx.send(Ok::<_, std::io::Error>(conn)).await.is_err() {
-                        break;
-                    }
-                }
-                accepting.stop().await;
-            });
+            let (incoming, forward) = incoming(accepting);
             let r = router
-                .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
+                .serve_with_incoming_shutdown(incoming, shutdown)
                 .await;
             forward.abort();
             r
         }
     };
     served.map_err(std::io::Error::other)
+}
+
+/// The connections of an accept loop as tonic's incoming stream, and the task that feeds it
+/// (aborting it stops the accept loop and closes the listener).
+fn incoming<C: Send + 'static>(
+    mut accepting: crate::transport::accept::Accepting<C>,
+) -> (
+    ReceiverStream<std::io::Result<C>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let forward = tokio::spawn(async move {
+        while let Some(conn) = accepting.connections.recv().await {
+            if tx.send(Ok(conn)).await.is_err() {
+                break;
+            }
+        }
+        accepting.stop().await;
+    });
+    (ReceiverStream::new(rx), forward)
 }

@@ -1,4 +1,6 @@
-//! The TLS accept path shared by the REST and gRPC servers.
+//! The accept paths of the servers: TLS (REST and gRPC) and plain TCP for gRPC (REST over plain
+//! TCP is served by [`super::plain`]). Both cap the connections a listener holds and drop a
+//! client that does not start talking in time.
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,12 +36,12 @@ pub struct TlsConn {
 
 /// The accept loop of one listener; dropping it stops accepting and closes the listener
 /// (handshakes in progress are abandoned).
-pub struct Accepting {
-    pub connections: mpsc::Receiver<TlsConn>,
+pub struct Accepting<C = TlsConn> {
+    pub connections: mpsc::Receiver<C>,
     task: Option<JoinHandle<()>>,
 }
 
-impl Accepting {
+impl<C> Accepting<C> {
     /// Stops accepting and waits until the listener is closed.
     pub async fn stop(mut self) {
         if let Some(task) = self.task.take() {
@@ -49,7 +51,7 @@ impl Accepting {
     }
 }
 
-impl Drop for Accepting {
+impl<C> Drop for Accepting<C> {
     fn drop(&mut self) {
         if let Some(task) = &self.task {
             task.abort();
@@ -169,6 +171,103 @@ impl AsyncRead for TlsConn {
 }
 
 impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// A plain TCP connection (gRPC without TLS) that has started talking, holding its place among
+/// the listener's connections.
+pub struct PlainConn {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// Accepts TCP connections on `listener` and hands on those whose client sends its first bytes
+/// (the HTTP/2 preface) within `limits.header_timeout`; at most `limits.max_connections` at
+/// once, the silent ones included until they are dropped.
+pub fn accept_plain(listener: TcpListener, limits: super::ConnLimits) -> Accepting<PlainConn> {
+    let (tx, rx) = mpsc::channel(BACKLOG);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let task = tokio::spawn(async move {
+        loop {
+            let slot = slots.clone().acquire_owned().await.expect("never closed");
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) if super::is_connection_error(&e) => continue,
+                Err(e) => {
+                    tracing::error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(limits.header_timeout, tcp.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        let _ = tx
+                            .send(PlainConn {
+                                stream: tcp,
+                                _slot: slot,
+                            })
+                            .await;
+                    }
+                    _ => tracing::debug!(%peer, "a client that never spoke was dropped"),
+                }
+            });
+        }
+    });
+    Accepting {
+        connections: rx,
+        task: Some(task),
+    }
+}
+
+impl tonic::transport::server::Connected for PlainConn {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for PlainConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PlainConn {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
