@@ -317,9 +317,15 @@ fn server_sandboxes_carry_none_of_the_servers_memory() {
             .iter()
             .map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default())
             .collect();
+        // Item 7: cloned by the launcher or by the server, no init is host root.
+        let checked =
+            std::panic::catch_unwind(|| inits.iter().for_each(|&p| assert_holds_no_host_root(p)));
         // SAFETY: signals our own child process; no memory is involved.
         unsafe { libc::kill(node.id() as i32, libc::SIGTERM) };
         let _ = node.wait();
+        if let Err(e) = checked {
+            std::panic::resume_unwind(e);
+        }
         assert!(
             in_server,
             "the scan does not find the key in the server itself"
@@ -500,4 +506,87 @@ fn server_environment_secrets_reach_neither_launcher_nor_inits() {
             );
         }
     }
+}
+
+/// The id mapping of `/proc/<pid>/<file>` (`uid_map` or `gid_map`): `(inside, outside, count)`.
+fn id_map(pid: u32, file: &str) -> Vec<(u32, u32, u32)> {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Vec<u32> = l.split_whitespace().map(|n| n.parse().unwrap()).collect();
+            (v[0], v[1], v[2])
+        })
+        .collect()
+}
+
+/// Item 7 of the attack review: no process of the native sandbox keeps host root. A live sandbox
+/// init `pid`, seen from the host, runs in a user namespace of its own (so whatever capabilities
+/// it has are its namespace's, none in the host's), as its run's unprivileged uid and gid (not
+/// 0), without supplementary groups, and that namespace maps only that uid and gid to the host.
+fn assert_holds_no_host_root(pid: u32) {
+    let host_ns = std::fs::read_link("/proc/self/ns/user").unwrap();
+    let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/user")) else {
+        // Ended meanwhile (the pool replaces old sandboxes): nothing left to check.
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+        return;
+    };
+    assert_ne!(
+        ns, host_ns,
+        "sandbox init {pid} runs in the host's user namespace"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ids = |key: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap()
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect()
+    };
+    let (uid, gid) = (ids("Uid:"), ids("Gid:"));
+    assert!(
+        sandbox_uids().contains(&uid[0]) && uid.iter().all(|u| *u == uid[0]),
+        "sandbox init {pid} has host uids {uid:?}, not its run's uid"
+    );
+    assert!(
+        gid[0] != 0 && gid.iter().all(|g| *g == gid[0]),
+        "sandbox init {pid} has host gids {gid:?}"
+    );
+    assert!(
+        ids("Groups:").is_empty(),
+        "sandbox init {pid} keeps supplementary groups"
+    );
+    assert_eq!(
+        id_map(pid, "uid_map"),
+        vec![(uid[0], uid[0], 1)],
+        "sandbox init {pid}'s user namespace maps other host uids"
+    );
+    assert_eq!(
+        id_map(pid, "gid_map"),
+        vec![(gid[0], gid[0], 1)],
+        "sandbox init {pid}'s user namespace maps other host gids"
+    );
+}
+
+/// Item 7 (see [`assert_holds_no_host_root`]) for sandboxes cloned by this process (a library
+/// user: no launcher); `server_sandboxes_carry_none_of_the_servers_memory` checks a server's,
+/// cloned by its launcher and, with `ISOBOX_NO_LAUNCHER=1`, by the server itself.
+#[test]
+fn sandbox_inits_hold_no_host_root() {
+    let b = warm_backend(2, 1 << 20);
+    wait_warm(&b, 2);
+    let inits = sandbox_inits_of(std::process::id());
+    assert!(inits.len() >= 2, "no live sandbox init found: {inits:?}");
+    for pid in inits {
+        assert_holds_no_host_root(pid);
+    }
+    // And the warm sandboxes still run programs as the run's uid.
+    let (out, _) = stdout(&b, &sh("id -u; id -g; id -G"));
+    let v: Vec<u32> = out.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    assert!(
+        sandbox_uids().contains(&v[0]) && v[1] != 0 && v[2] == v[1],
+        "{out}"
+    );
 }

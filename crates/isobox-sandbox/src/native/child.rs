@@ -430,6 +430,11 @@ impl ChildCtx {
         &self.keep_fds[..self.n_keep]
     }
 
+    /// The run's uid and gid (the init's user namespace maps them, and only them).
+    pub(super) fn ids(&self) -> (u32, u32) {
+        (self.uid, self.gid)
+    }
+
     fn cgroup(&self) -> &[RawFd] {
         &self.cgroup_fds[..self.n_cgroup]
     }
@@ -513,6 +518,8 @@ const STEP_HOSTNAME: i32 = -5;
 const STEP_LOOPBACK: i32 = -6;
 const STEP_FORK: i32 = -7;
 const STEP_RECV_JOB: i32 = -8;
+const STEP_USERNS: i32 = -9;
+const STEP_IDS: i32 = -10;
 pub(super) const STEP_JOB: i32 = 100_000;
 
 /// Describes a setup step for an error message.
@@ -526,6 +533,8 @@ pub(super) fn step_name(step: i32, base: &[&Op], job: &[Op]) -> String {
         STEP_LOOPBACK => "bring up loopback".into(),
         STEP_FORK => "fork payload".into(),
         STEP_RECV_JOB => "receive job".into(),
+        STEP_USERNS => "map the user namespace".into(),
+        STEP_IDS => "switch to the sandbox user".into(),
         n if n >= STEP_JOB => job
             .get((n - STEP_JOB) as usize)
             .map(Op::describe)
@@ -822,19 +831,49 @@ unsafe fn recv_job(ctrl: RawFd, fds: &mut [c_int; 3 * MAX_PHASES]) -> isize {
     }
 }
 
-/// Entry point of the sandbox init (pid 1 of the new pid namespace).
+/// Entry point of the sandbox init (pid 1 of the new pid namespace, in a user namespace of its
+/// own whose maps the parent writes: see `launcher::clone_init`).
 ///
 /// # Safety
 /// Only right after the clone, in the child, with `ctx` (and the arena it lives in) prepared
-/// before it and mapped here, and every signal blocked. Never returns.
-pub(super) unsafe fn child_init(ctx: &ChildCtx) -> ! {
+/// before it and mapped here, and every signal blocked; `sync_r`/`sync_w` are the two ends of
+/// the pipe on which the parent sends 0 once the maps are written. Never returns.
+pub(super) unsafe fn child_init(ctx: &ChildCtx, sync_r: RawFd, sync_w: RawFd) -> ! {
     // SAFETY: we are the freshly cloned init with every signal blocked (this function's
-    // contract), as `reset_signals` and `close_all_except` require; `ctx.keep()` is the sorted
-    // list of fds the context names. prctl and fcntl take plain numbers, and open gets a C
-    // string literal. All are raw, async-signal-safe syscalls.
+    // contract), as `reset_signals` requires. prctl, close and read take plain numbers and a
+    // live local; all are raw, async-signal-safe syscalls. `fail` may be called: we are the init.
     unsafe {
         reset_signals();
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0);
+        // Wait for the maps: until then this process is still host uid 0 (with capabilities in
+        // its new user namespace only) and must touch nothing.
+        libc::close(sync_w);
+        let mut code: i32 = -1;
+        let n = libc::read(sync_r, (&mut code as *mut i32).cast(), 4);
+        libc::close(sync_r);
+        if n != 4 || code != 0 {
+            *libc::__errno_location() = if n == 4 { code } else { libc::ESRCH };
+            fail(ctx, STEP_USERNS);
+        }
+        // Become the run's user and group (the only ones mapped). The capabilities are those of
+        // the new user namespace, and stay: its root uid is unmapped, so the change of uid is
+        // not the "root gives up root" that would clear them. Raw syscalls (see `payload`).
+        if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0
+            || libc::syscall(libc::SYS_setresgid, ctx.gid, ctx.gid, ctx.gid) != 0
+            || libc::syscall(libc::SYS_setresuid, ctx.uid, ctx.uid, ctx.uid) != 0
+        {
+            fail(ctx, STEP_IDS);
+        }
+        // A change of credentials clears the parent-death signal: set it again.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0);
+        // The payloads share this uid: not dumpable, the init stays invisible to them under
+        // `hidepid=2` and out of reach of ptrace-mode checks (`/proc/1/mem`, `environ`, `fd`),
+        // whatever `fs.suid_dumpable` says (each payload's execve makes it dumpable again).
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    // SAFETY: as above; `close_all_except` runs in the init, with `ctx.keep()` the sorted list
+    // of fds the context names; fcntl takes plain numbers and open gets a C string literal.
+    unsafe {
         close_all_except(ctx.keep());
         // Occupy 0, 1 and 2 so that the fds received with the job are never 0-2 (a payload's
         // dup2(fd, fd) would keep the received fd's close-on-exec flag, or clobber a sibling).

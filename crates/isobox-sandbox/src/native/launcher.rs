@@ -459,8 +459,15 @@ struct CloneArgs {
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Clones the sandbox init described by `ctx`: `clone3(CLONE_INTO_CGROUP)` into `v2_dir` when
-/// given (born in its v2 group, no migration), else `clone`; new pid, mount, network, IPC and
-/// UTS namespaces; with `CLONE_PARENT` when `as_sibling` (the launcher's case).
+/// given (born in its v2 group, no migration), else `clone`; new user, pid, mount, network, IPC
+/// and UTS namespaces, in that one clone (so the user namespace owns the others); with
+/// `CLONE_PARENT` when `as_sibling` (the launcher's case).
+///
+/// The init's user namespace maps exactly one uid and one gid, the run's, each to itself: the
+/// init holds capabilities in that namespace only, none in the host's, and switches to the
+/// run's uid and gid as soon as the maps exist (see `child_init`). The maps can only be written
+/// from outside, so this (privileged) caller writes them right after the clone while the init
+/// waits on a pipe, then tells it 0, or the errno of the write that failed.
 ///
 /// # Safety
 /// `ctx` must be a context written by `Arena::write_ctx` whose arena is mapped here (and
@@ -471,7 +478,8 @@ pub(super) unsafe fn clone_init(
     v2_dir: Option<RawFd>,
     as_sibling: bool,
 ) -> io::Result<libc::pid_t> {
-    let mut flags = (libc::CLONE_NEWPID
+    let mut flags = (libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
@@ -479,6 +487,17 @@ pub(super) unsafe fn clone_init(
     if as_sibling {
         flags |= libc::CLONE_PARENT as u64;
     }
+    // The init waits on this pipe until its user namespace's maps are written.
+    let mut sync = [-1; 2];
+    // SAFETY: pipe2 writes two fds into `sync`.
+    if unsafe { libc::pipe2(sync.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds are fresh and ours; the child's copies are its own to close.
+    let (sync_r, sync_w) =
+        unsafe { (OwnedFd::from_raw_fd(sync[0]), OwnedFd::from_raw_fd(sync[1])) };
+    // SAFETY: `ctx` points at a live context in the mapped arena (this function's contract).
+    let (uid, gid) = unsafe { (*ctx).ids() };
     // Signals blocked around the clone, so that no handler of this process runs in the child
     // before it resets them.
     // SAFETY: `sigset_t` is plain data (all-zero is valid; sigfillset then fills it); both
@@ -526,14 +545,38 @@ pub(super) unsafe fn clone_init(
         // SAFETY: we are the child, right after the clone, with every signal blocked; `ctx`
         // and its arena are mapped here (the caller's contract), and no lock it could need was
         // held by another thread at the clone (ditto).
-        unsafe { child::child_init(&*ctx) };
+        unsafe { child::child_init(&*ctx, sync_r.as_raw_fd(), sync_w.as_raw_fd()) };
     }
     let err = io::Error::last_os_error();
     // SAFETY: restores the mask saved above, from a live local.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    drop(sync_r);
     if pid < 0 {
-        Err(err)
-    } else {
-        Ok(pid as libc::pid_t)
+        return Err(err);
     }
+    // Whatever happens here, the init learns it (a code, or EOF if this process dies) and
+    // reports a failure on its status pipe: the caller reaps it as usual.
+    let code: i32 = match map_ids(pid as libc::pid_t, uid, gid) {
+        Ok(()) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(libc::EPERM),
+    };
+    // SAFETY: writes the 4 bytes of a live local to our end of the pipe.
+    unsafe {
+        libc::write(
+            sync_w.as_raw_fd(),
+            (&code as *const i32).cast(),
+            std::mem::size_of::<i32>(),
+        )
+    };
+    Ok(pid as libc::pid_t)
+}
+
+/// Writes the user namespace maps of the just-cloned init `pid`: its run's uid and gid, each to
+/// itself, nothing else. `setgroups` stays allowed in it (only a privileged writer like this one
+/// may map ids without denying it) so that the init can drop the supplementary groups it was
+/// cloned with (the supervisor's, root's) before anything else.
+fn map_ids(pid: libc::pid_t, uid: u32, gid: u32) -> io::Result<()> {
+    // One write each, as the kernel requires.
+    std::fs::write(format!("/proc/{pid}/uid_map"), format!("{uid} {uid} 1\n"))?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), format!("{gid} {gid} 1\n"))
 }

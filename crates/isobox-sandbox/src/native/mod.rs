@@ -8,10 +8,17 @@
 //!    and the job arena (see `child.rs`), so that the child never allocates (safe to clone from a
 //!    multithreaded server);
 //! 2. `clone3(CLONE_INTO_CGROUP)` on v2 (born in its group, no migration) or `clone`, with
-//!    NEWPID|NEWNS|NEWNET|NEWIPC|NEWUTS, every signal blocked around it.
+//!    NEWUSER|NEWPID|NEWNS|NEWNET|NEWIPC|NEWUTS (one clone: the new user namespace owns the
+//!    others), every signal blocked around it; then writes the user namespace's maps, the run's
+//!    uid and gid each to itself and nothing else (`setgroups` left allowed), and tells the init
+//!    on a pipe.
 //!
-//! Sandbox init (pid 1 of the new pid namespace, still root):
-//! 3. resets signal handlers, sets PDEATHSIG, closes every inherited fd it does not need;
+//! Sandbox init (pid 1 of the new pid namespace, in its own user namespace: its capabilities
+//! are that namespace's, none in the host's):
+//! 3. resets signal handlers, sets PDEATHSIG, waits for the maps; drops the supplementary
+//!    groups and switches to the run's gid and uid (so the host sees it as that unprivileged
+//!    uid, never 0), sets PDEATHSIG again, makes itself non-dumpable (the payloads share its uid;
+//!    it stays hidden from them); closes every inherited fd it does not need;
 //! 4. joins the run's v1 cgroups (`0` into pre-opened `cgroup.procs` files), then
 //!    `unshare(CLONE_NEWCGROUP)` so that the cgroup it sees is its own;
 //! 5. makes `/` private, builds the base root on a small tmpfs: read-only nosuid nodev binds of
@@ -27,8 +34,8 @@
 //!
 //! Payload (forked by init for each phase):
 //! 8. stdio onto the phase's pipes, `setsid` (no controlling tty), rlimits, drop the capability
-//!    bounding and ambient sets, `setgroups([])`, `setresgid`/`setresuid` to the sandbox user,
-//!    clear every capability set, `PR_SET_NO_NEW_PRIVS`, mark every fd above 2 close-on-exec,
+//!    bounding and ambient sets, `setgroups([])`, `setresgid`/`setresuid` to the sandbox user
+//!    (already the init's), clear every capability set (the user namespace's), `PR_SET_NO_NEW_PRIVS`, mark every fd above 2 close-on-exec,
 //!    install the seccomp filter (last), `execve` with a clean environment.
 //!
 //! Supervisor, while a phase runs (`supervise.rs`): feeds stdin, reads stdout/stderr up to the
@@ -177,11 +184,16 @@ impl NativeBackend {
         check_privileges()?;
         layout.prepare()?;
         layout.sweep_stale();
-        for dir in [cfg.mount_point(), cfg.state_dir.join("uids")] {
+        // The mount point is reached by the sandbox init, which runs as the run's uid (an
+        // empty directory: nothing is ever mounted there on the host); the uid locks are ours.
+        for (dir, mode) in [
+            (cfg.mount_point(), 0o755),
+            (cfg.state_dir.join("uids"), 0o700),
+        ] {
             fs::create_dir_all(&dir).map_err(|e| {
                 SandboxError::Setup(format!("cannot create {}: {e}", dir.display()))
             })?;
-            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
+            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(mode));
         }
         let cap_last = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()

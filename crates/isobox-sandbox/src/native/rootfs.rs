@@ -122,6 +122,33 @@ pub(super) fn cpath(p: &Path) -> CString {
 const RO_BIND: c_ulong =
     libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
 
+/// The `nosuid`, `nodev` and `noexec` flags of the host mount that holds `src`, as mount flags.
+/// The sandbox init binds host paths from a user namespace of its own, where those flags of the
+/// original mount are locked: a remount of the bind must keep them or it fails (`EPERM`).
+fn locked_flags(src: &Path) -> c_ulong {
+    let path = cpath(src);
+    // SAFETY: `statvfs` is plain data (all-zero is valid); the call reads a C string and writes
+    // only into the live local.
+    let st = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(path.as_ptr(), &mut st) != 0 {
+            return 0;
+        }
+        st
+    };
+    let mut flags = 0;
+    for (st_flag, ms_flag) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+    ] {
+        if st.f_flag & st_flag != 0 {
+            flags |= ms_flag;
+        }
+    }
+    flags
+}
+
 /// Ops that bind `src` read-only at `dst` (directory or file).
 fn ro_bind(ops: &mut Vec<Op>, src: &Path, dst: &Path, is_dir: bool) {
     if is_dir {
@@ -144,7 +171,7 @@ fn ro_bind(ops: &mut Vec<Op>, src: &Path, dst: &Path, is_dir: bool) {
         src: None,
         dst: cpath(dst),
         fstype: None,
-        flags: RO_BIND,
+        flags: RO_BIND | locked_flags(src),
         data: None,
     });
 }
@@ -251,7 +278,11 @@ pub(super) fn build_base_ops(cfg: &NativeConfig) -> Result<Vec<Op>, SandboxError
             src: None,
             dst: cpath(&dev.join(d)),
             fstype: None,
-            flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_NOSUID | libc::MS_NOEXEC,
+            flags: libc::MS_REMOUNT
+                | libc::MS_BIND
+                | libc::MS_NOSUID
+                | libc::MS_NOEXEC
+                | locked_flags(&Path::new("/dev").join(d)),
             data: None,
         });
     }
