@@ -70,14 +70,12 @@ const MARKERS: &[&str] = &[
 fn mask_after(text: &str, markers: &[&str]) -> String {
     const MASK: &str = "[REDACTED]";
     let mut out = text.to_string();
+    // The text lower-cased once, kept in step with `out` (ASCII lower-casing keeps byte
+    // offsets, and each mask is written to both).
+    let mut lower = out.to_ascii_lowercase();
     for m in markers {
         let mut from = 0;
-        loop {
-            // ASCII lower-casing keeps byte offsets.
-            let lower = out.to_ascii_lowercase();
-            let Some(pos) = lower[from..].find(m) else {
-                break;
-            };
+        while let Some(pos) = lower[from..].find(m) {
             let start = from + pos + m.len();
             let end = out[start..]
                 .find(|c: char| {
@@ -89,6 +87,7 @@ fn mask_after(text: &str, markers: &[&str]) -> String {
             // An already masked value, or a scheme name followed by its own masked token.
             if end > start && value != MASK && !value.eq_ignore_ascii_case("bearer") {
                 out.replace_range(start..end, MASK);
+                lower.replace_range(start..end, "[redacted]");
                 from = start + MASK.len();
             } else {
                 from = end.max(start);

@@ -171,13 +171,14 @@ async fn session(app: Arc<App>, mut socket: WebSocket, caller: Caller) {
                 let data = match msg {
                     Some(Ok(Message::Text(t))) => {
                         let v: Value = serde_json::from_str(&t).unwrap_or_default();
-                        if let Some(s) = v.get("stdin").and_then(|s| s.as_str()) {
-                            pending.push_back(StdinMsg::Data(s.as_bytes().to_vec()));
+                        let data = v.get("stdin").and_then(|s| s.as_str()).unwrap_or("");
+                        if !data.is_empty() {
+                            pending.push_back(StdinMsg::Data(data.as_bytes().to_vec()));
                         }
                         if v.get("close_stdin").and_then(|b| b.as_bool()) == Some(true) {
                             pending.push_back(StdinMsg::Close);
                         }
-                        v.get("stdin").and_then(|s| s.as_str()).map_or(0, str::len)
+                        data.len()
                     }
                     Some(Ok(Message::Binary(b))) => {
                         let n = b.len();

@@ -2,6 +2,7 @@
 //! TCP is served by [`super::plain`]). Both cap the connections a listener holds and drop a
 //! client that does not start talking in time.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -25,14 +26,22 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections that finished their handshake and wait for the server to take them.
 const BACKLOG: usize = 64;
 
-/// A TLS connection that completed its handshake, with who is on the other end.
-pub struct TlsConn {
-    stream: TlsStream<TcpStream>,
+/// A connection that got past its listener's admission (a TLS handshake, or a plain client's
+/// first bytes), with who is on the other end.
+pub struct Conn<S> {
+    stream: S,
     pub peer: SocketAddr,
+    /// The client certificates of a TLS connection (empty otherwise).
     pub certs: PeerCerts,
     /// Its place among the listener's `max_connections`, held for its life.
     _slot: OwnedSemaphorePermit,
 }
+
+/// A TLS connection that completed its handshake.
+pub type TlsConn = Conn<TlsStream<TcpStream>>;
+
+/// A plain TCP connection (gRPC without TLS) whose client has started talking.
+pub type PlainConn = Conn<TcpStream>;
 
 /// The accept loop of one listener; dropping it stops accepting and closes the listener
 /// (handshakes in progress are abandoned).
@@ -59,17 +68,20 @@ impl<C> Drop for Accepting<C> {
     }
 }
 
-/// Accepts TCP connections on `listener` and hands on the ones that complete a TLS handshake
-/// (each handshake in its own task, bounded by a timeout) with the configuration `tls` gives
-/// at that connection's accept: a reloaded configuration applies from the next connection. At
-/// most `max_connections` are open at once, handshakes included: the next waits in the kernel's
-/// backlog until one closes.
-pub fn accept(
+/// The one accept loop: at most `max_connections` open at once, admissions included (the next
+/// waits in the kernel's backlog until one closes); each accepted connection is handed to
+/// `admit` (called at accept, its future run in a task of its own), which says what it becomes
+/// or drops it.
+fn accept_with<S, F, Fut>(
     listener: TcpListener,
-    tls: impl Into<TlsSource>,
     max_connections: usize,
-) -> Accepting {
-    let tls: TlsSource = tls.into();
+    admit: F,
+) -> Accepting<Conn<S>>
+where
+    S: Send + 'static,
+    F: Fn(TcpStream, SocketAddr) -> Fut + Send + 'static,
+    Fut: Future<Output = Option<(S, PeerCerts)>> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(BACKLOG);
     let slots = Arc::new(Semaphore::new(max_connections));
     let task = tokio::spawn(async move {
@@ -85,28 +97,18 @@ pub fn accept(
                     continue;
                 }
             };
-            let acceptor = TlsAcceptor::from(tls.current());
+            let _ = tcp.set_nodelay(true);
+            let admitted = admit(tcp, peer);
             let tx = tx.clone();
             tokio::spawn(async move {
-                let _ = tcp.set_nodelay(true);
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let certs = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-                            .unwrap_or_default();
-                        let conn = TlsConn {
-                            stream,
-                            peer,
-                            certs: PeerCerts(Arc::new(certs)),
-                            _slot: slot,
-                        };
-                        let _ = tx.send(conn).await;
-                    }
-                    Ok(Err(e)) => handshake_failed(peer, &e),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                if let Some((stream, certs)) = admitted.await {
+                    let conn = Conn {
+                        stream,
+                        peer,
+                        certs,
+                        _slot: slot,
+                    };
+                    let _ = tx.send(conn).await;
                 }
             });
         }
@@ -115,6 +117,62 @@ pub fn accept(
         connections: rx,
         task: Some(task),
     }
+}
+
+/// Accepts TCP connections on `listener` and hands on the ones that complete a TLS handshake
+/// (bounded by a timeout) with the configuration `tls` gives at that connection's accept: a
+/// reloaded configuration applies from the next connection. At most `max_connections` are
+/// open at once, handshakes included.
+pub fn accept(
+    listener: TcpListener,
+    tls: impl Into<TlsSource>,
+    max_connections: usize,
+) -> Accepting {
+    let tls: TlsSource = tls.into();
+    accept_with(listener, max_connections, move |tcp, peer| {
+        let acceptor = TlsAcceptor::from(tls.current());
+        async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let certs = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                        .unwrap_or_default();
+                    Some((stream, PeerCerts(Arc::new(certs))))
+                }
+                Ok(Err(e)) => {
+                    handshake_failed(peer, &e);
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    None
+                }
+            }
+        }
+    })
+}
+
+/// Accepts TCP connections on `listener` and hands on those whose client sends its first bytes
+/// (the HTTP/2 preface) within `limits.header_timeout`; at most `limits.max_connections` at
+/// once, the silent ones included until they are dropped.
+pub fn accept_plain(listener: TcpListener, limits: super::ConnLimits) -> Accepting<PlainConn> {
+    accept_with(
+        listener,
+        limits.max_connections,
+        move |tcp, peer| async move {
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(limits.header_timeout, tcp.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => Some((tcp, PeerCerts::default())),
+                _ => {
+                    tracing::debug!(%peer, "a client that never spoke was dropped");
+                    None
+                }
+            }
+        },
+    )
 }
 
 /// A refused client certificate is a failed authentication (security log); anything else
@@ -160,95 +218,6 @@ impl tonic::transport::server::Connected for TlsConn {
     }
 }
 
-impl AsyncRead for TlsConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TlsConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-}
-
-/// A plain TCP connection (gRPC without TLS) that has started talking, holding its place among
-/// the listener's connections.
-pub struct PlainConn {
-    stream: TcpStream,
-    _slot: OwnedSemaphorePermit,
-}
-
-/// Accepts TCP connections on `listener` and hands on those whose client sends its first bytes
-/// (the HTTP/2 preface) within `limits.header_timeout`; at most `limits.max_connections` at
-/// once, the silent ones included until they are dropped.
-pub fn accept_plain(listener: TcpListener, limits: super::ConnLimits) -> Accepting<PlainConn> {
-    let (tx, rx) = mpsc::channel(BACKLOG);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let task = tokio::spawn(async move {
-        loop {
-            let slot = slots.clone().acquire_owned().await.expect("never closed");
-            let (tcp, peer) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) if super::is_connection_error(&e) => continue,
-                Err(e) => {
-                    tracing::error!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let _ = tcp.set_nodelay(true);
-                let mut first = [0u8; 1];
-                match tokio::time::timeout(limits.header_timeout, tcp.peek(&mut first)).await {
-                    Ok(Ok(n)) if n > 0 => {
-                        let _ = tx
-                            .send(PlainConn {
-                                stream: tcp,
-                                _slot: slot,
-                            })
-                            .await;
-                    }
-                    _ => tracing::debug!(%peer, "a client that never spoke was dropped"),
-                }
-            });
-        }
-    });
-    Accepting {
-        connections: rx,
-        task: Some(task),
-    }
-}
-
 impl tonic::transport::server::Connected for PlainConn {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
 
@@ -257,7 +226,7 @@ impl tonic::transport::server::Connected for PlainConn {
     }
 }
 
-impl AsyncRead for PlainConn {
+impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -267,7 +236,7 @@ impl AsyncRead for PlainConn {
     }
 }
 
-impl AsyncWrite for PlainConn {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
