@@ -307,6 +307,7 @@ impl Ctx {
                 path: "hello".into(),
                 content: self.hello.clone(),
                 executable: true,
+                readonly: false,
             }];
         }
         spec

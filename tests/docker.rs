@@ -61,6 +61,7 @@ fn spec(phases: Vec<Phase>) -> ExecSpec {
         phases,
         tmpfs_bytes: 64 << 20,
         tmpfs_inodes: 16 * 1024,
+        collect: None,
     }
 }
 
@@ -72,6 +73,7 @@ fn phase(argv: &[&str], limits: Limits) -> Phase {
         stdin: vec![],
         limits,
         continue_on_failure: false,
+        stderr_to_stdout: false,
     }
 }
 
@@ -512,6 +514,7 @@ fn abi_outcome(b: &dyn Backend, binary: &[u8], abi: &str) -> String {
         path: "abi".into(),
         content: binary.to_vec(),
         executable: true,
+        readonly: false,
     });
     let r = b.execute(&s).unwrap();
     let p = &r.phases[0];

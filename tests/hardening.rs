@@ -155,6 +155,7 @@ fn files_bigger_than_the_memory_limit_are_memory_limit() {
         path: "big.bin".into(),
         content: vec![1u8; 8 << 20],
         executable: false,
+        readonly: false,
     });
     let r = backend.execute(&spec).expect("not a sandbox failure");
     assert_eq!(r.phases[0].status, Status::MemoryLimit, "{:?}", r.phases[0]);

@@ -1521,6 +1521,7 @@ fn the_response_file_exploit_through_file_names_runs_nothing() {
             path: name.clone(),
             content: content.as_bytes().to_vec(),
             executable: false,
+            readonly: false,
         });
         let spec = executor().run_spec(&sub);
         let r = executor()

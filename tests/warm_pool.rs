@@ -98,6 +98,7 @@ fn warm_sandboxes_run_jobs_and_are_never_reused() {
         path: "data.txt".into(),
         content: b"file\n".to_vec(),
         executable: false,
+        readonly: false,
     });
     spec.phases[0].stdin = b"stdin\n".to_vec();
     assert_eq!(stdout(&b, &spec).0, "file\nstdin\n");
@@ -129,6 +130,7 @@ fn big_jobs_get_a_fresh_sandbox() {
         path: "big.bin".into(),
         content: vec![7u8; 300 << 10],
         executable: false,
+        readonly: false,
     });
     let r = b.execute(&spec).unwrap();
     assert_eq!(r.phases[0].status, Status::Ok);
@@ -171,6 +173,7 @@ fn a_sandbox_inherits_no_other_runs_job() {
         path: "big.bin".into(),
         content: vec![1u8; 2 << 20],
         executable: false,
+        readonly: false,
     });
     std::thread::scope(|s| {
         let cold = s.spawn(|| b.execute(&big).unwrap());

@@ -421,6 +421,7 @@ mod tests {
                 path: "main.py".into(),
                 content: code.as_bytes().to_vec(),
                 executable: false,
+                readonly: false,
             }],
             phases: vec![Phase {
                 name: "run".into(),
@@ -429,9 +430,11 @@ mod tests {
                 stdin: stdin.as_bytes().to_vec(),
                 limits: Limits::default(),
                 continue_on_failure: false,
+                stderr_to_stdout: false,
             }],
             tmpfs_bytes: 1 << 20,
             tmpfs_inodes: 100,
+            collect: None,
         }
     }
 

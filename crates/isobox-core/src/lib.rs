@@ -21,8 +21,11 @@ pub mod slots;
 pub mod submission;
 
 pub use languages::{Language, LanguageTable};
-pub use request::{ExecuteRequest, RequestFile, RequestLimits};
-pub use result::{new_id, ExecutionResult, Outcome, RunStatus, Validation};
+pub use request::{Compare, CompareMode, ExecuteRequest, RequestFile, RequestLimits, TestCase};
+pub use result::{
+    new_id, ExecutionResult, Outcome, OutputFile, RunStatus, SkippedFile, Summary, TestResult,
+    Validation, Verdict,
+};
 pub use service::{Executor, LanguageInfo, Policy, RequestLimitsResolved};
 pub use submission::Submission;
 /// Errors of the core layer. Each maps to one HTTP and one gRPC status (in the server crate).

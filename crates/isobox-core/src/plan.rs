@@ -42,6 +42,7 @@ impl Executor {
                     stack_bytes: 8 << 20,
                 },
                 continue_on_failure: false,
+                stderr_to_stdout: false,
             });
         }
         let mut argv = command(&lang.run, sub);
@@ -63,12 +64,14 @@ impl Executor {
                 stack_bytes: 8 << 20,
             },
             continue_on_failure: false,
+            stderr_to_stdout: false,
         });
         ExecSpec {
             files: sub.files.clone(),
             phases,
             tmpfs_bytes: p.tmpfs_bytes,
             tmpfs_inodes: p.tmpfs_inodes,
+            collect: None,
         }
     }
 
@@ -168,6 +171,7 @@ pub fn to_result(sub: &Submission, report: &ExecReport) -> ExecutionResult {
         compile: None,
         cached: false,
         internal_message: None,
+        ..ExecutionResult::default()
     };
     let mut phases = report.phases.iter();
     if lang.compiled() {

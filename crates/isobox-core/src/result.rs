@@ -103,7 +103,7 @@ impl From<&PhaseReport> for Outcome {
 
 /// The public result object (README, REST API): the run's outcome at the top level, the compile
 /// step's (if any) under `compile`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ExecutionResult {
     pub id: String,
     pub language: String,
@@ -112,9 +112,123 @@ pub struct ExecutionResult {
     pub run: Outcome,
     pub compile: Option<Outcome>,
     pub cached: bool,
+    /// The compile step's artifacts came from the compile cache (the compiler did not run
+    /// again; `compile` is the outcome of the run that made them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compile_cached: bool,
+    /// `base64` when `stdout` and `stderr` (everywhere in this result) are base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// One entry per test case, in order (requests with `tests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<Vec<TestResult>>,
+    /// The tests' totals (requests with `tests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
+    /// The files `outputs` asked for that the program left (requests with `outputs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<OutputFile>>,
+    /// Entries `outputs` matched that were not returned, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files_skipped: Vec<SkippedFile>,
     /// Why the sandbox failed (status `internal_error`); logged, never sent to clients.
     #[serde(skip)]
     pub internal_message: Option<String>,
+}
+
+/// A test's verdict: `accepted`, `wrong_answer`, the run's status when it did not end `ok`
+/// (`runtime_error`, `timeout`, ...), `compile_error` for every case of a program that did not
+/// compile, `skipped` after a failure with `stop_on_failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Accepted,
+    WrongAnswer,
+    CompileError,
+    RuntimeError,
+    Signal,
+    Timeout,
+    MemoryLimit,
+    OutputLimit,
+    InternalError,
+    Skipped,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accepted => "accepted",
+            Verdict::WrongAnswer => "wrong_answer",
+            Verdict::CompileError => "compile_error",
+            Verdict::RuntimeError => "runtime_error",
+            Verdict::Signal => "signal",
+            Verdict::Timeout => "timeout",
+            Verdict::MemoryLimit => "memory_limit",
+            Verdict::OutputLimit => "output_limit",
+            Verdict::InternalError => "internal_error",
+            Verdict::Skipped => "skipped",
+        }
+    }
+
+    /// The verdict of a run that did not end `ok`.
+    pub fn of_status(s: RunStatus) -> Verdict {
+        match s {
+            RunStatus::Ok => Verdict::Accepted,
+            RunStatus::CompileError => Verdict::CompileError,
+            RunStatus::RuntimeError => Verdict::RuntimeError,
+            RunStatus::Signal => Verdict::Signal,
+            RunStatus::Timeout => Verdict::Timeout,
+            RunStatus::MemoryLimit => Verdict::MemoryLimit,
+            RunStatus::OutputLimit => Verdict::OutputLimit,
+            RunStatus::InternalError => Verdict::InternalError,
+        }
+    }
+}
+
+/// The result of one test case: its run's outcome and its verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TestResult {
+    /// The case's `name`, or its 1-based position.
+    pub name: String,
+    pub verdict: Verdict,
+    #[serde(flatten)]
+    pub run: Outcome,
+}
+
+/// The totals of a request's tests.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    /// `accepted` when every case was, else the first case's verdict that was not.
+    pub verdict: Verdict,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub total: usize,
+    /// Wall time of the runs, summed (the compile step not included).
+    pub wall_time_ms: u64,
+    /// CPU time of the runs, summed.
+    pub cpu_time_ms: u64,
+    /// The largest memory peak of any run.
+    pub memory_peak_bytes: u64,
+}
+
+/// A file the program left in its work dir, asked for with `outputs`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutputFile {
+    /// Relative to the work dir.
+    pub name: String,
+    pub size: u64,
+    /// Always base64.
+    pub content: String,
+}
+
+/// An entry `outputs` matched that was not returned.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SkippedFile {
+    pub name: String,
+    /// `symlink`, `not_regular` (fifo, socket, device, directory), `too_many_files` or
+    /// `too_large`.
+    pub reason: String,
 }
 
 /// `result.status`, `result.stdout`, ... read the run's outcome, as the JSON has them.

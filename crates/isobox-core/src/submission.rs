@@ -126,6 +126,7 @@ impl Executor {
                 path: lang.file.clone(),
                 content: code.as_bytes().to_vec(),
                 executable: false,
+                readonly: false,
             }],
             (None, Some(list)) => {
                 if list.is_empty() {
@@ -162,6 +163,7 @@ impl Executor {
                         path: f.name.clone(),
                         content,
                         executable: false,
+                        readonly: false,
                     });
                 }
                 out

@@ -7,6 +7,7 @@ fn main() {
             path: "a/hello.txt".into(),
             content: b"hi\n".to_vec(),
             executable: false,
+            readonly: false,
         }],
         phases: vec![Phase {
             name: "run".into(),
@@ -15,9 +16,11 @@ fn main() {
             stdin: b"input data\n".to_vec(),
             limits: Limits::default(),
             continue_on_failure: false,
+            stderr_to_stdout: false,
         }],
         tmpfs_bytes: 64 << 20,
         tmpfs_inodes: 4096,
+        collect: None,
     };
     let r = b.execute(&spec);
     match r {

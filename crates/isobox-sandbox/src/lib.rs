@@ -19,8 +19,9 @@ pub mod uids;
 pub use docker::{DockerBackend, DockerConfig};
 pub use native::{NativeBackend, NativeConfig, RootFs};
 pub use spec::{
-    check_files, classify, not_started, program_env, rlimits, signal_name, ExecReport, ExecSpec,
-    LimitHit, Limits, NoIo, Phase, PhaseReport, RunIo, SandboxFile, Status, StdinPoll, Stream,
+    check_files, classify, not_started, program_env, rlimits, signal_name, Collect, Collected,
+    CollectedFile, ExecReport, ExecSpec, LimitHit, Limits, NoIo, Phase, PhaseReport, RunIo,
+    SandboxFile, SkipReason, Skipped, Status, StdinPoll, Stream,
 };
 
 /// Errors of the sandbox layer.

@@ -52,6 +52,10 @@ pub struct SandboxFile {
     pub path: String,
     pub content: Vec<u8>,
     pub executable: bool,
+    /// Written without write permission (0444, or 0555 when executable): a compiled artifact
+    /// from the compile cache, which the program should not change by accident. Every sandbox
+    /// gets its own copy, so a program that makes it writable again changes only its own run.
+    pub readonly: bool,
 }
 
 /// One program started inside the sandbox. Phases run one after the other in the same sandbox
@@ -68,6 +72,9 @@ pub struct Phase {
     pub limits: Limits,
     /// When false (the default for compile steps), a phase that does not end `ok` stops the run.
     pub continue_on_failure: bool,
+    /// The program's stderr is its stdout (one pipe, so the two interleave as written); the
+    /// phase's `stderr` stays empty.
+    pub stderr_to_stdout: bool,
 }
 
 /// Everything a backend needs for one execution.
@@ -79,6 +86,65 @@ pub struct ExecSpec {
     pub tmpfs_bytes: u64,
     /// Inode cap of the work tmpfs.
     pub tmpfs_inodes: u64,
+    /// Files to take out of the work dir after the last phase (compiled artifacts, result
+    /// files), reported in [`ExecReport::collected`].
+    pub collect: Option<Collect>,
+}
+
+/// Which files of the work dir to take out after the last phase, and how much at most.
+///
+/// Patterns are relative to the work dir: `*` and `?` match within one path component, `**` as a
+/// whole component matches any number of components (`**` alone: every file). A component that
+/// starts with `.` is matched only by a pattern component that starts with `.` too, so `**`
+/// skips hidden files and directories (a compiler's cache under `.cache`, say).
+///
+/// Taken only as regular files, opened relative to directory descriptors without following
+/// any symlink (a symlink, fifo, socket or device that matches is skipped and reported, never
+/// opened; a directory that matches is reported, not descended into unless a pattern goes
+/// deeper); at most `max_files` files and `max_bytes` bytes in all, the rest reported as
+/// skipped. A sandboxed program cannot make the collector read anything outside its work dir.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collect {
+    pub patterns: Vec<String>,
+    pub max_files: usize,
+    pub max_bytes: u64,
+}
+
+/// A regular file taken out of the work dir.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectedFile {
+    /// Relative to the work dir.
+    pub path: String,
+    pub content: Vec<u8>,
+    /// Any execute bit was set.
+    pub executable: bool,
+}
+
+/// A matching entry that was not taken, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: SkipReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    Symlink,
+    /// A fifo, socket, device or directory.
+    NotRegular,
+    /// Taking it would pass `max_files`.
+    TooManyFiles,
+    /// Taking it would pass `max_bytes`.
+    TooLarge,
+}
+
+/// What [`ExecSpec::collect`] took.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Collected {
+    /// Sorted by path.
+    pub files: Vec<CollectedFile>,
+    pub skipped: Vec<Skipped>,
 }
 
 /// Checks the work-dir files of a spec: each a relative path of plain components (no `..`, no
@@ -128,9 +194,11 @@ impl ExecSpec {
                 stdin: vec![],
                 limits,
                 continue_on_failure: false,
+                stderr_to_stdout: false,
             }],
             tmpfs_bytes: 16 << 20,
             tmpfs_inodes: 1024,
+            collect: None,
         }
     }
 }
@@ -244,6 +312,10 @@ pub struct ExecReport {
     pub total_time: Duration,
     /// The sandbox was pre-built (warm pool) rather than built for this run.
     pub warm: bool,
+    /// The files [`ExecSpec::collect`] asked for (`None` when it asked for none, or the run
+    /// never got that far).
+    #[serde(skip)]
+    pub collected: Option<Collected>,
 }
 
 /// The `PATH` of every program in a sandbox.
@@ -404,6 +476,7 @@ mod tests {
                 path: n.to_string(),
                 content: vec![],
                 executable: false,
+                readonly: false,
             })
             .collect()
     }

@@ -150,6 +150,7 @@ async fn drive(
         setup_time: started.elapsed(),
         total_time: started.elapsed(),
         warm,
+        collected: None,
     };
     match engine
         .set_limits(c, CgLimits::of(&spec.phases[0].limits))
@@ -343,6 +344,7 @@ async fn drive(
         setup_time,
         total_time: started.elapsed(),
         warm,
+        collected: None,
     })
 }
 

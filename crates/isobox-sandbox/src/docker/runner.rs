@@ -202,6 +202,7 @@ impl Runner {
                 path: f.path.clone(),
                 content: Vec::new(),
                 executable: f.executable,
+                readonly: false,
             })
             .collect();
         crate::spec::check_files(&files).map_err(|e| e.to_string())?;

@@ -768,6 +768,7 @@ impl Backend for NativeBackend {
                 setup_time: started.elapsed(),
                 total_time: started.elapsed(),
                 warm: sb.warm,
+                collected: None,
             })
         };
         let l = &first.limits;
@@ -849,6 +850,7 @@ impl Backend for NativeBackend {
             setup_time,
             total_time: started.elapsed(),
             warm,
+            collected: None,
         })
     }
 }

@@ -82,6 +82,7 @@ pub fn to_core(r: pb::ExecuteRequest) -> ExecuteRequest {
             max_processes: l.max_processes,
             max_output_bytes: l.max_output_bytes,
         }),
+        ..ExecuteRequest::default()
     }
 }
 
