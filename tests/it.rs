@@ -26,6 +26,7 @@ mod hardening;
 mod hostile;
 mod languages;
 mod leak_check;
+mod piston;
 mod playground;
 mod rootfs_dir;
 mod security_doc;
