@@ -740,3 +740,48 @@ async fn websocket_bad_init_and_protocol_errors() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     s.stop().await;
 }
+
+/// `/openapi.json` documents the Piston routes, and the real answers have its shapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_documents_the_piston_routes() {
+    let s = TestServer::start(&[]).await;
+    let doc: Value = s.get("/openapi.json").await.json().await.unwrap();
+    for (path, method) in [("runtimes", "get"), ("execute", "post"), ("connect", "get")] {
+        assert!(
+            doc["paths"][format!("{BASE}/{path}")][method].is_object(),
+            "{method} {path} is not documented"
+        );
+    }
+    let schemas = &doc["components"]["schemas"];
+    let check = |v: &Value, schema: &Value, what: &str| {
+        let props = schema["properties"].as_object().unwrap();
+        for req in schema["required"].as_array().unwrap() {
+            assert!(
+                v.get(req.as_str().unwrap()).is_some(),
+                "{what}: {req} missing: {v}"
+            );
+        }
+        for k in v.as_object().unwrap().keys() {
+            assert!(props.contains_key(k), "{what}: {k} not in the schema");
+        }
+    };
+    let c = "int main(void){return 0;}";
+    let v = run_ok(
+        &s,
+        json!({"language": "c", "version": "*", "files": [{"content": c}]}),
+    )
+    .await;
+    check(&v, &schemas["PistonResult"], "PistonResult");
+    check(&v["run"], &schemas["PistonStage"], "PistonStage");
+    check(&v["compile"], &schemas["PistonStage"], "PistonStage");
+    let rts: Value = s
+        .get(&format!("{BASE}/runtimes"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    check(&rts[0], &schemas["PistonRuntime"], "PistonRuntime");
+    let (_, e) = execute(&s, &json!({})).await;
+    check(&e, &schemas["PistonError"], "PistonError");
+    s.stop().await;
+}

@@ -5,8 +5,10 @@
 //! - [`semver`]: Piston's version selectors (node-semver ranges) against our versions.
 //! - [`map`]: a Piston job ↔ our request, our result ↔ Piston's; no transport.
 //! - `web`: the axum handlers, admission and the WebSocket protocol.
+//! - [`openapi`]: their part of `/openapi.json`.
 
 pub mod map;
+pub mod openapi;
 pub mod semver;
 mod web;
 
