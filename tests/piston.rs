@@ -325,12 +325,31 @@ async fn limits_map_and_report_pistons_statuses() {
     assert_eq!(run["code"], Value::Null);
     assert_ne!(run["stdout"], "419430400\n");
 
-    // -1: the server's maximum (the program fits in it).
+    // -1: the server's maximum (the program fits in it). Compile limits, which Piston's
+    // clients send with every job, are accepted for a language without a compile step.
     let mut body = py("b = bytearray(100 << 20)\nprint(len(b))\n");
     body["run_memory_limit"] = json!(-1);
     body["run_timeout"] = json!(-1);
+    body["compile_timeout"] = json!(10000);
+    body["compile_cpu_time"] = json!(10000);
+    body["compile_memory_limit"] = json!(-1);
     let v = run_ok(&s, body).await;
     assert_eq!(v["run"]["stdout"], "104857600\n", "{v}");
+
+    // Compile limits reach the compile step: a compile stage over its time is `TO`.
+    let slow = "#include <stdio.h>\n".to_string()
+        + &(0..400)
+            .map(|i| format!("static int f{i}(int x){{return x*{i}+1;}}\n"))
+            .collect::<String>()
+        + "int main(void){return 0;}\n";
+    let v = run_ok(
+        &s,
+        json!({"language": "cpp", "version": "*", "files": [{"content": slow}],
+               "compile_timeout": 1, "compile_cpu_time": 1}),
+    )
+    .await;
+    assert_eq!(v["compile"]["status"], "TO", "{v}");
+    assert_eq!(v["run"], v["compile"]);
 
     let mut body = py("print(1)");
     body["run_timeout"] = json!(3_600_000);

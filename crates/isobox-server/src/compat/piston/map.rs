@@ -149,6 +149,9 @@ pub fn job(body: &Value, host: &Host<'_>, interactive: bool) -> Result<Job, Refu
     }
 
     let (limits, compile_limits) = limits_of(b, host.max, lang)?;
+    // Piston clients send compile limits with every job; a language without a compile step
+    // has none to apply them to (checked above all the same, as Piston does).
+    let compile_limits = compile_limits.filter(|_| lang.compiled());
     let files = files_of(files, lang)?;
     let args = match b.get("args") {
         None | Some(Value::Null) => None,
