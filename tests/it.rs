@@ -27,6 +27,7 @@ mod hostile;
 mod judging;
 mod languages;
 mod leak_check;
+mod piston;
 mod playground;
 mod rootfs_dir;
 mod security_doc;

@@ -136,6 +136,9 @@ pub struct Config {
     /// Origins browser front ends may call the API from (`ISOBOX_CORS_ORIGINS`, `*` for any);
     /// empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// Where the Piston v2 compatible API is mounted (`ISOBOX_PISTON_PREFIX`, default
+    /// `/piston`); None: not mounted.
+    pub piston_prefix: Option<String>,
     pub dedup_enabled: bool,
     pub dedup_ttl: Duration,
     pub dedup_max_entries: usize,
@@ -568,6 +571,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
             ));
         }
     }
+    let piston_prefix = compat_prefix(&mut r, "ISOBOX_PISTON_PREFIX", "/piston")?;
     let dedup_enabled = r.flag("DEDUP_ENABLED", "true")?;
     let dedup_ttl = Duration::from_secs(r.num("DEDUP_CACHE_TTL", "3600", 1u64, 30 * 86_400)?);
     let dedup_max_entries = r.num("ISOBOX_DEDUP_MAX_ENTRIES", "10000", 1usize, 10_000_000)?;
@@ -677,8 +681,40 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         shutdown_grace,
         auth,
         tls_reload,
+        piston_prefix,
         shown: r.shown,
     })
+}
+
+/// The path prefix of a compatibility API: empty or `off` disables it; else `/` and path
+/// segments of `A-Z a-z 0-9 . _ ~ -` (no trailing `/`, nothing a route pattern reads).
+fn compat_prefix(
+    r: &mut Reader<'_>,
+    var: &'static str,
+    default: &str,
+) -> Result<Option<String>, ConfigError> {
+    let v = r.string(var, default);
+    if v.is_empty() || v.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let ok = v.starts_with('/')
+        && v[1..].split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-'))
+        });
+    if !ok || v.starts_with("/api/v1") {
+        return Err(err(
+            var,
+            format!(
+                "`{v}` is not a path prefix (`/name`, no trailing `/`; empty or `off` disables)"
+            ),
+        ));
+    }
+    Ok(Some(v))
 }
 
 /// The docker backend's settings from the environment alone (`isobox run --backend docker`).
@@ -815,6 +851,7 @@ const KNOWN: &[&str] = &[
     "ISOBOX_QUEUE_TIMEOUT_MS",
     "ISOBOX_MAX_BODY_BYTES",
     "ISOBOX_CORS_ORIGINS",
+    "ISOBOX_PISTON_PREFIX",
     "ISOBOX_HEADER_TIMEOUT_MS",
     "ISOBOX_BODY_TIMEOUT_MS",
     "ISOBOX_MAX_CONNECTIONS",
@@ -868,6 +905,26 @@ mod tests {
         ] {
             let e = load(&env(&[(k, v)])).unwrap_err();
             assert_eq!(e.var, k, "{e}");
+        }
+    }
+
+    #[test]
+    fn the_piston_prefix_is_a_path_or_off() {
+        assert_eq!(
+            load(&env(&[])).unwrap().piston_prefix.as_deref(),
+            Some("/piston")
+        );
+        for off in ["", "off", "OFF"] {
+            let c = load(&env(&[("ISOBOX_PISTON_PREFIX", off)])).unwrap();
+            assert_eq!(c.piston_prefix, None, "{off:?}");
+        }
+        let c = load(&env(&[("ISOBOX_PISTON_PREFIX", "/compat/piston")])).unwrap();
+        assert_eq!(c.piston_prefix.as_deref(), Some("/compat/piston"));
+        for bad in [
+            "piston", "/piston/", "/{x}", "/a//b", "/../x", "/p*", "/api/v1",
+        ] {
+            let e = load(&env(&[("ISOBOX_PISTON_PREFIX", bad)])).unwrap_err();
+            assert_eq!(e.var, "ISOBOX_PISTON_PREFIX", "{bad}");
         }
     }
 

@@ -140,7 +140,7 @@ pub fn document() -> Value {
     let mut get_job_responses =
         job_errors(&[("404", "no such job (unknown, expired, or another caller's)")]);
     get_job_responses["200"] = job("the job");
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": { "title": "IsoBox", "version": env!("CARGO_PKG_VERSION"), "description": "Run untrusted code in an isolated sandbox." },
         "paths": {
@@ -242,5 +242,7 @@ pub fn document() -> Value {
             "ExecutionResult": { "type": "object", "required": ["id", "language", "version", "status", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "compile", "cpu_time_ms", "wall_time_ms", "memory_peak_bytes", "cached"], "properties": Value::Object(result_props) },
             "Validation": { "type": "object", "required": ["valid", "errors"], "properties": { "valid": { "type": "boolean" }, "errors": { "type": "string" } } }
         } }
-    })
+    });
+    crate::compat::piston::openapi::add(&mut doc);
+    doc
 }
