@@ -121,6 +121,9 @@ pub struct Config {
     pub job_workers: usize,
     /// Most submissions in one batch.
     pub batch_max: usize,
+    /// Where the Judge0 CE compatible API is mounted (`ISOBOX_JUDGE0_PREFIX`, default
+    /// `/judge0`); None: not mounted.
+    pub judge0_prefix: Option<String>,
     pub webhook: crate::webhook::WebhookConfig,
     pub languages_file: Option<PathBuf>,
     pub warm_pool: usize,
@@ -505,6 +508,8 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         Duration::from_millis(r.num("ISOBOX_JOB_CLAIM_MS", "30000", 500u64, 3_600_000)?);
     let job_workers = r.num("ISOBOX_JOB_WORKERS", &slots.to_string(), 0usize, 1024)?;
     let batch_max = r.num("ISOBOX_BATCH_MAX", "20", 1usize, 1000)?;
+    let judge0_prefix = compat_prefix(&r.string("ISOBOX_JUDGE0_PREFIX", "/judge0"))
+        .map_err(|e| err("ISOBOX_JUDGE0_PREFIX", e))?;
     let webhook = crate::webhook::WebhookConfig {
         secret: Some(r.string("ISOBOX_WEBHOOK_SECRET", "")).filter(|s| !s.is_empty()),
         allow: crate::webhook::parse_allow(&r.string("ISOBOX_WEBHOOK_ALLOW", ""))
@@ -633,6 +638,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         job_claim,
         job_workers,
         batch_max,
+        judge0_prefix,
         webhook,
         languages_file,
         warm_pool,
@@ -722,6 +728,26 @@ fn docker_config(
     })
 }
 
+/// A compatibility API's mount point: empty or `off` for none, else a path of `/`-separated
+/// segments of letters, digits, `-`, `_` and `.` (no trailing `/`, not `/` alone).
+fn compat_prefix(v: &str) -> Result<Option<String>, String> {
+    if v.is_empty() || v.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let segs: Vec<&str> = v.strip_prefix('/').unwrap_or("").split('/').collect();
+    let ok = segs.iter().all(|s| {
+        !s.is_empty()
+            && *s != "."
+            && *s != ".."
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    });
+    if !ok || segs == ["api"] {
+        return Err(format!("`{v}` is not a path prefix like /judge0 (or off)"));
+    }
+    Ok(Some(v.to_string()))
+}
+
 /// The authentication, authorization, rate-limit and TLS settings.
 const AUTH_VARS: &[&str] = &[
     "ISOBOX_API_KEYS_FILE",
@@ -782,6 +808,7 @@ const KNOWN: &[&str] = &[
     "ISOBOX_JOB_CLAIM_MS",
     "ISOBOX_JOB_WORKERS",
     "ISOBOX_BATCH_MAX",
+    "ISOBOX_JUDGE0_PREFIX",
     "ISOBOX_WEBHOOK_SECRET",
     "ISOBOX_WEBHOOK_ALLOW",
     "ISOBOX_WEBHOOK_ATTEMPTS",

@@ -21,6 +21,7 @@
 pub mod api;
 pub mod auth;
 pub mod cluster;
+pub mod compat;
 pub mod config;
 pub mod grpc;
 pub mod http;
