@@ -839,3 +839,64 @@ async fn callback_is_put_to_the_url() {
     assert_eq!(v["callback_url"][0], "setting callback is not allowed");
     s.stop().await;
 }
+
+/// Every Judge0 route in `/openapi.json` answers on the real server with a documented status
+/// (a real token, a real language id), and every route served is documented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_documents_the_routes() {
+    let s = TestServer::start(&[]).await;
+    let doc: Value = s.get("/openapi.json").await.json().await.unwrap();
+    let token = run(&s, py("print(1)"), "").await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/judge0/") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            documented.push(format!("{method} {path}"));
+            let concrete = path
+                .replace("{token}", &token)
+                .replace("{id}", &PYTHON.to_string());
+            let query = if concrete.ends_with("/batch") && method == "get" {
+                format!("?tokens={token}")
+            } else {
+                String::new()
+            };
+            let body = match (method.as_str(), concrete.ends_with("/batch")) {
+                ("post", true) => Some(json!({"submissions": [py("print(1)")]})),
+                ("post", false) => Some(py("print(1)")),
+                _ => None,
+            };
+            let m: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let url = format!("{}{query}", concrete.trim_start_matches("/judge0"));
+            let (status, v) = send(&s, m, &url, &[], body).await;
+            assert!(
+                op["responses"].get(status.to_string()).is_some(),
+                "{method} {path} answers {status}, which is not documented: {v}"
+            );
+        }
+    }
+    for route in [
+        "post /judge0/submissions",
+        "post /judge0/submissions/batch",
+        "get /judge0/submissions/batch",
+        "get /judge0/submissions/{token}",
+        "delete /judge0/submissions/{token}",
+        "get /judge0/languages",
+        "get /judge0/languages/all",
+        "get /judge0/languages/{id}",
+        "get /judge0/statuses",
+        "get /judge0/about",
+        "get /judge0/version",
+        "get /judge0/config_info",
+    ] {
+        assert!(
+            documented.iter().any(|d| d == route),
+            "{route} is not documented"
+        );
+    }
+    s.stop().await;
+}

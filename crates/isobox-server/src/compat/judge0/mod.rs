@@ -15,3 +15,4 @@
 pub mod files;
 pub mod handlers;
 pub mod model;
+pub mod openapi;
