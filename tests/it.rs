@@ -25,6 +25,7 @@ mod grpc;
 mod hardening;
 mod hostile;
 mod judge0;
+mod judging;
 mod languages;
 mod leak_check;
 mod playground;
