@@ -24,6 +24,7 @@ mod examples;
 mod grpc;
 mod hardening;
 mod hostile;
+mod judge0;
 mod judging;
 mod languages;
 mod leak_check;

@@ -121,6 +121,9 @@ pub struct Config {
     pub job_workers: usize,
     /// Most submissions in one batch.
     pub batch_max: usize,
+    /// Where the Judge0 CE compatible API is mounted (`ISOBOX_JUDGE0_PREFIX`, default
+    /// `/judge0`); None: not mounted.
+    pub judge0_prefix: Option<String>,
     pub webhook: crate::webhook::WebhookConfig,
     pub languages_file: Option<PathBuf>,
     pub warm_pool: usize,
@@ -514,6 +517,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         Duration::from_millis(r.num("ISOBOX_JOB_CLAIM_MS", "30000", 500u64, 3_600_000)?);
     let job_workers = r.num("ISOBOX_JOB_WORKERS", &slots.to_string(), 0usize, 1024)?;
     let batch_max = r.num("ISOBOX_BATCH_MAX", "20", 1usize, 1000)?;
+    let judge0_prefix = compat_prefix(&mut r, "ISOBOX_JUDGE0_PREFIX", "/judge0")?;
     let webhook = crate::webhook::WebhookConfig {
         secret: Some(r.string("ISOBOX_WEBHOOK_SECRET", "")).filter(|s| !s.is_empty()),
         allow: crate::webhook::parse_allow(&r.string("ISOBOX_WEBHOOK_ALLOW", ""))
@@ -656,6 +660,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         job_claim,
         job_workers,
         batch_max,
+        judge0_prefix,
         webhook,
         languages_file,
         warm_pool,
@@ -840,6 +845,7 @@ const KNOWN: &[&str] = &[
     "ISOBOX_JOB_CLAIM_MS",
     "ISOBOX_JOB_WORKERS",
     "ISOBOX_BATCH_MAX",
+    "ISOBOX_JUDGE0_PREFIX",
     "ISOBOX_WEBHOOK_SECRET",
     "ISOBOX_WEBHOOK_ALLOW",
     "ISOBOX_WEBHOOK_ATTEMPTS",

@@ -42,6 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route_layer(mw::from_fn_with_state(app.clone(), middleware::gate));
     let routes = Router::new()
         .merge(api)
+        .merge(crate::compat::routes(&app))
         .merge(crate::compat::piston::routes(&app))
         .route("/health", get(meta::health))
         .route("/metrics", get(meta::metrics))

@@ -12,6 +12,15 @@ fn json_body(schema: &str) -> Value {
 }
 
 pub fn document() -> Value {
+    let mut doc = native();
+    // The Judge0 compatible API, under its default prefix.
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        paths.extend(crate::compat::judge0::openapi::paths());
+    }
+    doc
+}
+
+fn native() -> Value {
     let limits = json!({
         "type": "object",
         "additionalProperties": false,
