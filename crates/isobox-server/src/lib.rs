@@ -37,7 +37,7 @@ pub mod transport;
 pub mod webhook;
 
 pub use config::Config;
-pub use http::openapi::document as openapi_document;
 pub use http::router;
+pub use startup::openapi_document;
 pub use startup::{run, run_with_grpc, run_worker};
 pub use state::App;

@@ -232,7 +232,7 @@ async fn run(app: &Arc<App>, spec: JobSpec) -> bool {
     if let Some(url) = spec.callback_url.clone() {
         let app = app.clone();
         // A compatibility API's job is called back in that API's shape and method.
-        let (body, method) = match crate::compat::callback(&done) {
+        let (body, method) = match (app.callback_shape)(&done) {
             Some((body, method)) => (body, method),
             None => (public_view(done), reqwest::Method::POST),
         };

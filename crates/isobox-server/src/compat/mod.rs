@@ -24,7 +24,15 @@ pub fn routes(app: &Arc<App>) -> Router<Arc<App>> {
     if let Some(prefix) = &app.config.judge0_prefix {
         r = r.nest(prefix, judge0::handlers::router(app.clone()));
     }
-    r
+    r.merge(piston::routes(app))
+}
+
+/// Adds the compatibility APIs' paths (at their default prefixes) to the OpenAPI document.
+pub fn openapi(doc: &mut Value) {
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        paths.extend(judge0::openapi::paths());
+    }
+    piston::openapi::add(doc);
 }
 
 /// The callback of a finished job that a compatibility API submitted: its body and method in

@@ -11,16 +11,8 @@ fn json_body(schema: &str) -> Value {
     json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
 }
 
+/// The native API's document; [`crate::openapi_document`] adds the compatibility APIs.
 pub fn document() -> Value {
-    let mut doc = native();
-    // The Judge0 compatible API, under its default prefix.
-    if let Some(paths) = doc["paths"].as_object_mut() {
-        paths.extend(crate::compat::judge0::openapi::paths());
-    }
-    doc
-}
-
-fn native() -> Value {
     let limits = json!({
         "type": "object",
         "additionalProperties": false,
@@ -149,7 +141,7 @@ fn native() -> Value {
     let mut get_job_responses =
         job_errors(&[("404", "no such job (unknown, expired, or another caller's)")]);
     get_job_responses["200"] = job("the job");
-    let mut doc = json!({
+    json!({
         "openapi": "3.1.0",
         "info": { "title": "IsoBox", "version": env!("CARGO_PKG_VERSION"), "description": "Run untrusted code in an isolated sandbox." },
         "paths": {
@@ -251,7 +243,5 @@ fn native() -> Value {
             "ExecutionResult": { "type": "object", "required": ["id", "language", "version", "status", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "compile", "cpu_time_ms", "wall_time_ms", "memory_peak_bytes", "cached"], "properties": Value::Object(result_props) },
             "Validation": { "type": "object", "required": ["valid", "errors"], "properties": { "valid": { "type": "boolean" }, "errors": { "type": "string" } } }
         } }
-    });
-    crate::compat::piston::openapi::add(&mut doc);
-    doc
+    })
 }
