@@ -618,8 +618,13 @@ async fn limits_bounds_and_refused_options() {
         ),
         (
             "stack_limit",
-            json!(64000),
-            "must be less than or equal to 8192",
+            json!(256000),
+            "must be less than or equal to 128000",
+        ),
+        (
+            "cpu_extra_time",
+            json!(6),
+            "must be less than or equal to 5",
         ),
         ("cpu_time_limit", json!("soon"), "is not a number"),
     ];
@@ -641,6 +646,10 @@ async fn limits_bounds_and_refused_options() {
     body["enable_per_process_and_thread_memory_limit"] = json!(false);
     body["cpu_time_limit"] = json!("2.5");
     body["language_id"] = json!("71");
+    // Judge0's stock defaults for the limits we cannot set per run are accepted as sent.
+    body["stack_limit"] = json!(64000);
+    body["max_file_size"] = json!(1024);
+    body["cpu_extra_time"] = json!(0.5);
     let v = run(&s, body, "&fields=status,cpu_time_limit").await;
     assert_eq!(status_id(&v), 3, "{v}");
     assert_eq!(v["cpu_time_limit"], "2.5");

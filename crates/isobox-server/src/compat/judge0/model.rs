@@ -433,7 +433,9 @@ pub fn parse(v: &Value, ctx: &Context<'_>) -> Result<Parsed, FieldErrors> {
         Bound::AtLeast(0.0),
         b.max_cpu_time_limit,
     );
-    let extra = num("cpu_extra_time", 0.0, Bound::AtLeast(0.0), 0.0);
+    // Judge0's grace beyond the CPU limit before the kill: added to our CPU limit (within
+    // its maximum).
+    let extra = num("cpu_extra_time", 0.0, Bound::AtLeast(0.0), 5.0);
     let wall = num(
         "wall_time_limit",
         b.wall_time_limit,
@@ -446,11 +448,13 @@ pub fn parse(v: &Value, ctx: &Context<'_>) -> Result<Parsed, FieldErrors> {
         Bound::AtLeast(2048.0),
         b.max_memory_limit as f64,
     );
+    // Accepted within Judge0's own bounds so that clients sending its defaults (64000 KB)
+    // work unchanged; the sandbox's stack and file-size limits are its own (README).
     let stack = num(
         "stack_limit",
         b.stack_limit as f64,
-        Bound::AtLeast(b.stack_limit as f64),
-        b.stack_limit as f64,
+        Bound::Above(0.0),
+        128_000.0,
     );
     let procs = num(
         "max_processes_and_or_threads",
@@ -461,8 +465,8 @@ pub fn parse(v: &Value, ctx: &Context<'_>) -> Result<Parsed, FieldErrors> {
     let file_size = num(
         "max_file_size",
         b.max_file_size as f64,
-        Bound::AtLeast(b.max_file_size as f64),
-        b.max_file_size as f64,
+        Bound::Above(0.0),
+        4096.0,
     );
     let runs_whole = runs.fract() == 0.0;
     if !runs_whole {
@@ -583,7 +587,10 @@ pub fn parse(v: &Value, ctx: &Context<'_>) -> Result<Parsed, FieldErrors> {
         args,
         limits: Some(RequestLimits {
             timeout_ms: Some(ms(wall, b.max_wall_time_limit)),
-            cpu_time_ms: Some(ms(cpu, b.max_cpu_time_limit)),
+            cpu_time_ms: Some(ms(
+                (cpu + extra).min(b.max_cpu_time_limit),
+                b.max_cpu_time_limit,
+            )),
             memory_mb: Some((memory as u64).div_ceil(1024)),
             max_processes: Some(procs as u32),
             max_output_bytes: None,
