@@ -46,11 +46,28 @@ pub fn document() -> Value {
         json!({ "oneOf": [ { "type": "null" }, { "$ref": "#/components/schemas/Outcome" } ] }),
     );
     result_props.insert("compile_cached".into(), json!({ "type": "boolean" }));
-    result_props.insert("encoding".into(), json!({ "type": "string", "enum": ["base64"] }));
-    let verdicts = json!(["accepted", "wrong_answer", "compile_error", "runtime_error", "signal", "timeout", "memory_limit", "output_limit", "internal_error", "skipped"]);
+    result_props.insert(
+        "encoding".into(),
+        json!({ "type": "string", "enum": ["base64"] }),
+    );
+    let verdicts = json!([
+        "accepted",
+        "wrong_answer",
+        "compile_error",
+        "runtime_error",
+        "signal",
+        "timeout",
+        "memory_limit",
+        "output_limit",
+        "internal_error",
+        "skipped"
+    ]);
     let mut test_props = outcome_props.as_object().cloned().unwrap_or_default();
     test_props.insert("name".into(), json!({ "type": "string" }));
-    test_props.insert("verdict".into(), json!({ "type": "string", "enum": verdicts }));
+    test_props.insert(
+        "verdict".into(),
+        json!({ "type": "string", "enum": verdicts }),
+    );
     result_props.insert(
         "tests".into(),
         json!({ "type": "array", "items": { "type": "object", "required": ["name", "verdict", "status"], "properties": Value::Object(test_props) } }),
