@@ -442,8 +442,14 @@ mod tests {
         assert!(m(&["a/**/z"], "a/b/c/z"));
         assert!(!m(&["a/**/z"], "b/c/z"));
         assert!(m(&["out/**"], "out/deep/f"));
-        assert!(m(&["**/**/**/**/**/**/**/**/q"], "a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/q"));
-        assert!(!m(&["**/**/**/**/**/**/**/**/q"], "a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p"));
+        assert!(m(
+            &["**/**/**/**/**/**/**/**/q"],
+            "a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/q"
+        ));
+        assert!(!m(
+            &["**/**/**/**/**/**/**/**/q"],
+            "a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p"
+        ));
     }
 
     #[test]
@@ -474,7 +480,10 @@ mod tests {
 
     #[test]
     fn odd_patterns_are_harmless() {
-        assert!(m(&["/plot.png"], "plot.png"), "a leading slash is the work dir");
+        assert!(
+            m(&["/plot.png"], "plot.png"),
+            "a leading slash is the work dir"
+        );
         assert!(m(&["./a//b"], "a/b"));
         assert!(!m(&["../x"], "x"));
         assert!(!m(&[""], "x"));
@@ -544,7 +553,11 @@ mod tests {
         assert_eq!(reason(&c, "out.txt"), Some(SkipReason::Symlink));
         assert_eq!(reason(&c, "etcdir"), Some(SkipReason::Symlink));
         assert_eq!(reason(&c, "pipe"), Some(SkipReason::NotRegular));
-        assert_eq!(reason(&c, ".hidden"), None, "hidden entries are not even reported");
+        assert_eq!(
+            reason(&c, ".hidden"),
+            None,
+            "hidden entries are not even reported"
+        );
         assert!(c.skipped.iter().all(|s| !s.path.starts_with("etcdir/")));
         let passwd = fs::read("/etc/passwd").unwrap();
         assert!(c.files.iter().all(|f| f.content != passwd));
