@@ -43,7 +43,11 @@
 //! (the kernel then kills every process of the namespace, stopped ones included) and, on v2,
 //! writes `cgroup.kill`. Afterwards it reaps init, reads the cgroup's figures and removes the
 //! cgroup. Nothing the program wrote is ever read from the host file system: files live on a
-//! tmpfs that exists only in the sandbox's mount namespace and vanishes with it.
+//! tmpfs that exists only in the sandbox's mount namespace and vanishes with it. The one
+//! exception is a run that asks for files back (`ExecSpec::collect`): then the supervisor opens
+//! that tmpfs as a directory fd before the first program starts and, once every process of the
+//! sandbox is gone, walks it with the fd-relative, `O_NOFOLLOW` collector (`open_work_dir`,
+//! `crate::collect`).
 
 mod child;
 pub mod launcher;
