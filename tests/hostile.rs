@@ -1523,9 +1523,8 @@ fn the_response_file_exploit_through_file_names_runs_nothing() {
             executable: false,
             readonly: false,
         });
-        let spec = executor().run_spec(&sub);
         let r = executor()
-            .run(&sub, &spec, &mut isobox_sandbox::NoIo)
+            .run(&sub, None, &mut isobox_sandbox::NoIo)
             .expect("the run");
         let c = r.compile.as_ref().expect("a compile step");
         let all = format!("{}{}{}{}", c.stdout, c.stderr, r.stdout, r.stderr);

@@ -25,6 +25,7 @@ mod examples;
 mod grpc;
 mod hardening;
 mod hostile;
+mod judging;
 mod languages;
 mod leak_check;
 mod playground;

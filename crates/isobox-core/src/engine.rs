@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use isobox_sandbox::{ExecSpec, NoIo, RunIo, StdinPoll, Stream};
 use tokio::sync::mpsc;
 
-use crate::dedup::{key_of, DedupCache, DedupConfig, DedupStats};
+use crate::dedup::{DedupCache, DedupConfig, DedupStats};
 use crate::shared::{Lock, SharedCache};
 use crate::slots::{Slots, SlotsConfig};
 use crate::{CoreError, ExecutionResult, Executor, RunStatus, Submission, Validation};
@@ -61,50 +61,33 @@ fn size_of(r: &ExecutionResult) -> usize {
         .as_ref()
         .map(|c| c.stdout.len() + c.stderr.len())
         .unwrap_or(0);
-    r.stdout.len() + r.stderr.len() + c + 512
+    let tests: usize = r
+        .tests
+        .iter()
+        .flatten()
+        .map(|t| t.name.len() + t.run.stdout.len() + t.run.stderr.len() + 256)
+        .sum();
+    let files: usize = r
+        .files
+        .iter()
+        .flatten()
+        .map(|f| f.name.len() + f.content.len() + 64)
+        .sum();
+    r.stdout.len() + r.stderr.len() + c + tests + files + 512
 }
 
 /// Everything that determines the result: backend, language and version, the spec (files, argv,
-/// environment, stdin, limits), and the caller unless the scope is global.
-fn cache_key(
-    backend: &str,
-    lang: &str,
-    version: &str,
-    spec: &ExecSpec,
-    caller: Option<&str>,
-) -> [u8; 32] {
-    let mut parts: Vec<Vec<u8>> = vec![
-        b"isobox-dedup-v1".to_vec(),
-        backend.as_bytes().to_vec(),
-        lang.as_bytes().to_vec(),
-        version.as_bytes().to_vec(),
-        caller
-            .map(|c| format!("caller:{c}"))
-            .unwrap_or_else(|| "global".into())
-            .into_bytes(),
-        format!("{} {}", spec.tmpfs_bytes, spec.tmpfs_inodes).into_bytes(),
-    ];
-    for f in &spec.files {
-        parts.push(f.path.as_bytes().to_vec());
-        parts.push(f.content.clone());
-        parts.push(vec![u8::from(f.executable)]);
-    }
-    for p in &spec.phases {
-        parts.push(p.name.as_bytes().to_vec());
-        parts.push(p.argv.join("\0").into_bytes());
-        parts.push(
-            p.env
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("\0")
-                .into_bytes(),
-        );
-        parts.push(p.stdin.clone());
-        parts.push(format!("{:?} {}", p.limits, p.continue_on_failure).into_bytes());
-    }
-    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
-    key_of(&refs)
+/// environment, stdin, limits), the tests and what else the request asks of the result, and
+/// the caller unless the scope is global.
+fn cache_key(backend: &str, sub: &Submission, spec: &ExecSpec, caller: Option<&str>) -> [u8; 32] {
+    crate::plan::spec_key(
+        b"isobox-dedup-v2",
+        backend,
+        sub,
+        spec,
+        caller,
+        &sub.judge_key(),
+    )
 }
 
 impl Engine {
@@ -160,16 +143,11 @@ impl Engine {
     pub async fn execute(&self, sub: Submission, caller: &str) -> Result<Execution, CoreError> {
         let spec = self.executor.run_spec(&sub);
         let scope = (self.scope == CacheScope::PerCaller).then_some(caller);
-        let key = cache_key(
-            self.executor.backend().name(),
-            &sub.language.name,
-            &sub.version,
-            &spec,
-            scope,
-        );
+        let key = cache_key(self.executor.backend().name(), &sub, &spec, scope);
         let (code_hash, code_bytes) = (sub.code_hash.clone(), sub.code_bytes);
         let planned: Planned = Arc::new((sub, spec));
-        let run = || self.run_shared(&key, planned.clone());
+        let scope = scope.map(str::to_string);
+        let run = || self.run_shared(&key, planned.clone(), scope.clone());
         let (out, cached) = self
             .cache
             .get_or_run(
@@ -196,10 +174,15 @@ impl Engine {
 
     /// The shared cache's answer, or a run (by this node, or awaited from the node that holds
     /// the submission's lock). Without a shared cache, or when it is unreachable: a local run.
-    async fn run_shared(&self, key: &[u8; 32], planned: Planned) -> Result<RunOutput, CoreError> {
+    async fn run_shared(
+        &self,
+        key: &[u8; 32],
+        planned: Planned,
+        scope: Option<String>,
+    ) -> Result<RunOutput, CoreError> {
         let enabled = self.cache.config().enabled;
         let Some(shared) = self.shared.as_ref().filter(|_| enabled) else {
-            return self.run_in_slot(planned).await;
+            return self.run_in_slot(planned, scope).await;
         };
         let ttl = self.cache.config().ttl;
         let entry = format!("isobox:dd:{}", hex::encode(key));
@@ -212,13 +195,7 @@ impl Engine {
         // delays the others by one lease at most. Waiting for another node's run ends after
         // the longest that run can take (every phase's wall time and a queue wait).
         let lease = Duration::from_secs(3);
-        let max_wait = planned
-            .1
-            .phases
-            .iter()
-            .map(|p| p.limits.wall)
-            .sum::<Duration>()
-            + Duration::from_secs(30);
+        let max_wait = planned.0.max_wall() + Duration::from_secs(30);
         let waited = Instant::now();
         loop {
             if let Some(r) = shared.get(&entry).await.and_then(hit) {
@@ -233,7 +210,7 @@ impl Engine {
                         }
                     };
                     let out = tokio::select! {
-                        out = self.run_in_slot(planned) => out,
+                        out = self.run_in_slot(planned, scope) => out,
                         never = renew => never,
                     };
                     if let Ok(o) = &out {
@@ -250,13 +227,17 @@ impl Engine {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Lock::Held | Lock::Unavailable => {
-                    return self.run_in_slot(planned).await;
+                    return self.run_in_slot(planned, scope).await;
                 }
             }
         }
     }
 
-    async fn run_in_slot(&self, planned: Planned) -> Result<RunOutput, CoreError> {
+    async fn run_in_slot(
+        &self,
+        planned: Planned,
+        scope: Option<String>,
+    ) -> Result<RunOutput, CoreError> {
         let waited = Instant::now();
         let slot = self.slots.acquire().await.map_err(|b| CoreError::Busy {
             retry_after_secs: b.retry_after().as_secs().max(1),
@@ -266,8 +247,7 @@ impl Engine {
         let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            let (sub, spec) = &*planned;
-            executor.run(sub, spec, &mut NoIo)
+            executor.run(&planned.0, scope.as_deref(), &mut NoIo)
         })
         .await
         .map_err(|e| CoreError::Config(format!("execution task failed: {e}")))??;
@@ -320,13 +300,13 @@ pub struct StreamHandle {
 struct ChannelIo {
     events: mpsc::UnboundedSender<StreamEvent>,
     stdin: mpsc::Receiver<StdinMsg>,
-    run_phase: usize,
     interactive: bool,
 }
 
 impl RunIo for ChannelIo {
     fn output(&mut self, phase: usize, stream: Stream, chunk: &[u8]) {
-        if phase == self.run_phase {
+        // The executor passes the program's output only, as phase 0.
+        if phase == 0 {
             let _ = self.events.send(StreamEvent::Output {
                 stream,
                 data: chunk.to_vec(),
@@ -335,7 +315,7 @@ impl RunIo for ChannelIo {
     }
 
     fn stdin(&mut self, phase: usize) -> StdinPoll {
-        if !self.interactive || phase != self.run_phase {
+        if !self.interactive || phase != 0 {
             return StdinPoll::Closed;
         }
         match self.stdin.try_recv() {
@@ -353,13 +333,20 @@ impl RunIo for ChannelIo {
 impl Engine {
     /// Starts a run whose output is streamed (never cached); with `interactive`, its stdin
     /// stays open until `StdinMsg::Close`.
-    pub fn execute_stream(self: &Arc<Self>, sub: Submission, interactive: bool) -> StreamHandle {
+    /// Test cases are refused (their outputs are compared, not streamed).
+    pub fn execute_stream(
+        self: &Arc<Self>,
+        sub: Submission,
+        caller: &str,
+        interactive: bool,
+    ) -> StreamHandle {
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::channel(STDIN_QUEUE);
         let engine = self.clone();
+        let scope = (self.scope == CacheScope::PerCaller).then(|| caller.to_string());
         tokio::spawn(async move {
             let result = engine
-                .run_streaming(sub, interactive, ev_tx.clone(), in_rx)
+                .run_streaming(sub, scope, interactive, ev_tx.clone(), in_rx)
                 .await;
             let _ = ev_tx.send(StreamEvent::Done(Box::new(result)));
         });
@@ -372,11 +359,16 @@ impl Engine {
     async fn run_streaming(
         &self,
         sub: Submission,
+        scope: Option<String>,
         interactive: bool,
         events: mpsc::UnboundedSender<StreamEvent>,
         stdin: mpsc::Receiver<StdinMsg>,
     ) -> Result<Execution, CoreError> {
-        let spec = self.executor.run_spec(&sub);
+        if sub.tests.is_some() {
+            return Err(CoreError::InvalidRequest(
+                "a streamed run takes no `tests`: send them to the execute endpoint".into(),
+            ));
+        }
         let (code_hash, code_bytes) = (sub.code_hash.clone(), sub.code_bytes);
         let waited = Instant::now();
         // A client that leaves while queued frees its place.
@@ -387,16 +379,14 @@ impl Engine {
         let queued = waited.elapsed();
         let executor = self.executor.clone();
         let started = Instant::now();
-        let run_phase = spec.phases.len() - 1;
         let result = tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let mut io = ChannelIo {
                 events,
                 stdin,
-                run_phase,
                 interactive,
             };
-            executor.run(&sub, &spec, &mut io)
+            executor.run(&sub, scope.as_deref(), &mut io)
         })
         .await
         .map_err(|e| CoreError::Config(format!("execution task failed: {e}")))??;
@@ -440,7 +430,8 @@ mod tests {
 
     #[test]
     fn the_key_covers_everything_that_matters() {
-        let k = |s: &ExecSpec, caller| cache_key("native", "python", "3.11", s, caller);
+        let py = crate::submission::sample("python", "3.11");
+        let k = |s: &ExecSpec, caller| cache_key("native", &py, s, caller);
         let base = k(&spec("print(1)", ""), Some("alice"));
         assert_eq!(base, k(&spec("print(1)", ""), Some("alice")));
         assert_ne!(base, k(&spec("print(2)", ""), Some("alice")));
@@ -450,15 +441,38 @@ mod tests {
         let mut other = spec("print(1)", "");
         other.phases[0].limits.memory_bytes += 1;
         assert_ne!(base, k(&other, Some("alice")));
+        let mut merged = spec("print(1)", "");
+        merged.phases[0].stderr_to_stdout = true;
+        assert_ne!(base, k(&merged, Some("alice")));
+        let newer = crate::submission::sample("python", "3.12");
         assert_ne!(
             base,
-            cache_key(
-                "native",
-                "python",
-                "3.12",
-                &spec("print(1)", ""),
-                Some("alice")
-            )
+            cache_key("native", &newer, &spec("print(1)", ""), Some("alice"))
         );
+        // What the request asks of the result: tests, their comparison, encoding, outputs.
+        let with = |f: &dyn Fn(&mut Submission)| {
+            let mut s = crate::submission::sample("python", "3.11");
+            f(&mut s);
+            cache_key("native", &s, &spec("print(1)", ""), Some("alice"))
+        };
+        let case = |expected: &str| crate::submission::Case {
+            name: "1".into(),
+            stdin: vec![],
+            args: vec![],
+            expected: Some(expected.as_bytes().to_vec()),
+        };
+        assert_eq!(base, with(&|_| {}));
+        let one = with(&|s| s.tests = Some(vec![case("1")]));
+        assert_ne!(base, one);
+        assert_ne!(one, with(&|s| s.tests = Some(vec![case("2")])));
+        assert_ne!(
+            one,
+            with(&|s| {
+                s.tests = Some(vec![case("1")]);
+                s.compare.mode = crate::CompareMode::Trim;
+            })
+        );
+        assert_ne!(base, with(&|s| s.base64 = true));
+        assert_ne!(base, with(&|s| s.outputs = vec!["*.png".into()]));
     }
 }

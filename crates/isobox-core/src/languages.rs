@@ -13,6 +13,11 @@ use crate::CoreError;
 /// The placeholder for the language's source files, one argument each (see `plan::command`).
 pub const SOURCES: &str = "{sources}";
 
+/// The placeholder for the request's `compile_args` in a compile command: as many arguments
+/// as the request gives, none when it gives none. Only languages whose compile command has it
+/// take `compile_args`.
+pub const COMPILE_ARGS: &str = "{compile_args}";
+
 /// The table shipped with the binary.
 pub const BUILTIN_TABLE: &str = include_str!("../languages.toml");
 
@@ -151,14 +156,24 @@ impl LanguageTable {
             // `{sources}` becomes one argument per file: it must be a whole argument, never
             // spliced into a longer one (a shell script, an option's value).
             let commands = [Some(&l.run), l.compile.as_ref(), l.check.as_ref()];
-            if commands
+            if commands.iter().flatten().flat_map(|c| c.iter()).any(|a| {
+                (a.contains(SOURCES) && a != SOURCES)
+                    || (a.contains(COMPILE_ARGS) && a != COMPILE_ARGS)
+            }) {
+                return Err(CoreError::Config(format!(
+                    "language `{}`: {SOURCES} and {COMPILE_ARGS} must be arguments of their own",
+                    l.name
+                )));
+            }
+            let outside_compile = [Some(&l.run), l.check.as_ref()];
+            if outside_compile
                 .iter()
                 .flatten()
                 .flat_map(|c| c.iter())
-                .any(|a| a.contains(SOURCES) && a != SOURCES)
+                .any(|a| a == COMPILE_ARGS)
             {
                 return Err(CoreError::Config(format!(
-                    "language `{}`: {SOURCES} must be an argument of its own",
+                    "language `{}`: {COMPILE_ARGS} belongs in the compile command",
                     l.name
                 )));
             }

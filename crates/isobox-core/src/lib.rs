@@ -8,6 +8,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod compare;
+pub mod compile_cache;
 pub mod dedup;
 pub mod engine;
 pub mod languages;
@@ -20,6 +22,7 @@ pub mod shared;
 pub mod slots;
 pub mod submission;
 
+pub use compile_cache::{CompileCacheConfig, CompileCacheStats};
 pub use languages::{Language, LanguageTable};
 pub use request::{Compare, CompareMode, ExecuteRequest, RequestFile, RequestLimits, TestCase};
 pub use result::{
@@ -27,7 +30,7 @@ pub use result::{
     Validation, Verdict,
 };
 pub use service::{Executor, LanguageInfo, Policy, RequestLimitsResolved};
-pub use submission::Submission;
+pub use submission::{Case, Submission};
 /// Errors of the core layer. Each maps to one HTTP and one gRPC status (in the server crate).
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {

@@ -1,78 +1,134 @@
-//! The plan of a validated [`Submission`]: the backend's spec (the compile step with the
-//! language's compile limits, then the program with the submission's limits, stdin and args;
-//! or the language's syntax check), its run on the backend, and the report turned into the
-//! public result.
+//! The plan of a validated [`Submission`] and its run.
+//!
+//! A compiled language runs in two steps: the compile step in a sandbox of its own, whose
+//! artifacts (every regular file it left in the work dir) are taken out and kept in the
+//! [`CompileCache`]; then each case (the test cases, or the one run of `stdin` and `args`) in a
+//! fresh sandbox holding those artifacts read-only, with the run limits. The same program
+//! compiled again, by a resubmission or by twenty separate submissions of one judge, skips the
+//! compiler. When the backend cannot take the artifacts out (a compile that left a symlink or
+//! passed the caps) each case compiles and runs in one sandbox, as before the cache.
+//!
+//! A case's output is compared with its `expected_output` as it is produced
+//! ([`crate::compare`]); its verdict is `accepted`, `wrong_answer`, or the run's status.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use isobox_sandbox::{ExecReport, ExecSpec, Limits, Phase, Status};
+use base64::Engine as _;
+use isobox_sandbox::{
+    Collect, Collected, ExecSpec, Limits, Phase, PhaseReport, RunIo, SandboxFile, SkipReason,
+    Status, StdinPoll, Stream,
+};
 
+use crate::compare::Comparator;
+use crate::compile_cache::{Compiled, Lookup};
+use crate::dedup::{key_of, Key};
 use crate::request::ExecuteRequest;
-use crate::result::{new_id, ExecutionResult, Outcome, RunStatus, Validation};
-use crate::service::{env_of, Executor};
+use crate::result::{
+    new_id, ExecutionResult, Outcome, OutputFile, RunStatus, SkippedFile, Summary, TestResult,
+    Validation, Verdict,
+};
+use crate::service::{env_of, Executor, RequestLimitsResolved};
 use crate::submission::Submission;
 use crate::CoreError;
 
+/// The limits of a phase from resolved request limits.
+fn limits_of(l: &RequestLimitsResolved, cpu_millis: u32, max_file_bytes: u64, open: u64) -> Limits {
+    Limits {
+        wall: Duration::from_millis(l.timeout_ms),
+        cpu: Duration::from_millis(l.cpu_time_ms),
+        memory_bytes: l.memory_mb << 20,
+        max_processes: l.max_processes,
+        cpu_millis,
+        max_output_bytes: l.max_output_bytes,
+        max_file_bytes,
+        max_open_files: open,
+        stack_bytes: 8 << 20,
+    }
+}
+
+/// How the compile step of a submission went.
+enum Compile {
+    /// Its artifacts, and whether they came from the cache.
+    Done(Arc<Compiled>, bool),
+    /// The compiler failed (or the sandbox did): no case runs.
+    Failed(PhaseReport),
+    /// It compiled but its artifacts could not be taken out: each case compiles again.
+    InPlace,
+}
+
 impl Executor {
-    /// The spec of a run of `sub`: its files, the compile step (if the language has one) with
-    /// the compile limits, then the program with the submission's limits, stdin and args.
-    pub fn run_spec(&self, sub: &Submission) -> ExecSpec {
-        let lang = &sub.language;
+    /// The compile step of `sub`, with its compile limits (none for interpreted languages).
+    fn compile_phase(&self, sub: &Submission) -> Option<Phase> {
+        let compile = sub.language.compile.as_ref()?;
         let p = self.policy();
-        let limits = &sub.limits;
-        let env = env_of(lang);
-        let mut phases = Vec::with_capacity(2);
-        if let Some(compile) = &lang.compile {
-            let c = &lang.compile_limits;
-            let wall = c.timeout_ms.unwrap_or(20_000);
-            phases.push(Phase {
-                name: "compile".into(),
-                argv: command(compile, sub),
-                env: env.clone(),
-                stdin: vec![],
-                limits: Limits {
-                    wall: Duration::from_millis(wall),
-                    cpu: Duration::from_millis(c.cpu_time_ms.unwrap_or(wall)),
-                    memory_bytes: c.memory_mb.unwrap_or(512) << 20,
-                    max_processes: c.max_processes.unwrap_or(64),
-                    cpu_millis: 2000,
-                    max_output_bytes: 64 * 1024,
-                    max_file_bytes: p.max_file_bytes.max(64 << 20),
-                    max_open_files: 1024,
-                    stack_bytes: 8 << 20,
-                },
-                continue_on_failure: false,
-                stderr_to_stdout: false,
-            });
-        }
-        let mut argv = command(&lang.run, sub);
-        argv.extend(sub.args.iter().cloned());
-        phases.push(Phase {
-            name: "run".into(),
-            argv,
-            env,
-            stdin: sub.stdin.clone(),
-            limits: Limits {
-                wall: Duration::from_millis(limits.timeout_ms),
-                cpu: Duration::from_millis(limits.cpu_time_ms),
-                memory_bytes: limits.memory_mb << 20,
-                max_processes: limits.max_processes,
-                cpu_millis: 1000,
-                max_output_bytes: limits.max_output_bytes,
-                max_file_bytes: p.max_file_bytes,
-                max_open_files: 256,
-                stack_bytes: 8 << 20,
-            },
+        Some(Phase {
+            name: "compile".into(),
+            argv: command(compile, sub),
+            env: env_of(&sub.language),
+            stdin: vec![],
+            limits: limits_of(
+                &sub.compile_limits,
+                2000,
+                p.max_file_bytes.max(64 << 20),
+                1024,
+            ),
             continue_on_failure: false,
             stderr_to_stdout: false,
-        });
+        })
+    }
+
+    /// The program of `sub` with a case's stdin and args, with the run limits.
+    fn run_phase(&self, sub: &Submission, stdin: &[u8], args: &[String]) -> Phase {
+        let mut argv = command(&sub.language.run, sub);
+        argv.extend(args.iter().cloned());
+        Phase {
+            name: "run".into(),
+            argv,
+            env: env_of(&sub.language),
+            stdin: stdin.to_vec(),
+            limits: limits_of(&sub.limits, 1000, self.policy().max_file_bytes, 256),
+            continue_on_failure: false,
+            stderr_to_stdout: sub.stderr_to_stdout,
+        }
+    }
+
+    fn spec(&self, files: Vec<SandboxFile>, phases: Vec<Phase>) -> ExecSpec {
+        let p = self.policy();
         ExecSpec {
-            files: sub.files.clone(),
+            files,
             phases,
             tmpfs_bytes: p.tmpfs_bytes,
             tmpfs_inodes: p.tmpfs_inodes,
             collect: None,
         }
+    }
+
+    /// `sub` in one sandbox: its files, the compile step (if the language has one), then the
+    /// program with the request's stdin and args. What the dedup key covers, and how a case
+    /// runs when the compile step's artifacts cannot be taken out.
+    pub fn run_spec(&self, sub: &Submission) -> ExecSpec {
+        self.in_place_spec(sub, &sub.stdin, &sub.args)
+    }
+
+    fn in_place_spec(&self, sub: &Submission, stdin: &[u8], args: &[String]) -> ExecSpec {
+        let mut phases: Vec<Phase> = self.compile_phase(sub).into_iter().collect();
+        phases.push(self.run_phase(sub, stdin, args));
+        self.spec(sub.files.clone(), phases)
+    }
+
+    /// The compile step of `sub` alone, taking every regular file it leaves (hidden ones
+    /// aside) within the compile cache's per-entry bounds.
+    pub fn compile_spec(&self, sub: &Submission) -> Option<ExecSpec> {
+        let phase = self.compile_phase(sub)?;
+        let cfg = self.compile_cache().config();
+        let mut spec = self.spec(sub.files.clone(), vec![phase]);
+        spec.collect = Some(Collect {
+            patterns: vec!["**".into()],
+            max_files: cfg.max_entry_files,
+            max_bytes: cfg.max_entry_bytes,
+        });
+        Some(spec)
     }
 
     /// The spec of a syntax check of `sub`: its files and the language's check command with
@@ -90,19 +146,212 @@ impl Executor {
         Ok(spec)
     }
 
-    /// Runs `sub` (blocking) with live output, stdin while running and cancellation through
-    /// `io`.
+    /// The compile-cache key of a compile spec: everything that decides its artifacts, and
+    /// the scope (a caller, or `None` for entries shared by everyone).
+    fn compile_key(&self, sub: &Submission, spec: &ExecSpec, scope: Option<&str>) -> Key {
+        spec_key(
+            b"isobox-compile-v1",
+            self.backend().name(),
+            sub,
+            spec,
+            scope,
+            &[],
+        )
+    }
+
+    /// The compile step of `sub`: from the cache, or run (blocking) and kept.
+    fn compile(
+        &self,
+        sub: &Submission,
+        scope: Option<&str>,
+        io: &mut dyn RunIo,
+    ) -> Result<Compile, CoreError> {
+        let spec = self
+            .compile_spec(sub)
+            .ok_or_else(|| CoreError::Config("a compile step without a compiler".into()))?;
+        let key = self.compile_key(sub, &spec, scope);
+        let wait = Duration::from_millis(sub.compile_limits.timeout_ms) + Duration::from_secs(5);
+        let guard = match self.compile_cache().lookup(key, wait) {
+            Lookup::Hit(c) => return Ok(Compile::Done(c, true)),
+            Lookup::Miss(guard) => guard,
+        };
+        let mut cio = CancelOnly(io);
+        let report = self
+            .backend()
+            .execute_io(&spec, &mut cio)
+            .map_err(CoreError::Sandbox)?;
+        let collected = report.collected;
+        let Some(phase) = report.phases.into_iter().next() else {
+            return Err(CoreError::Config("the compile step did not run".into()));
+        };
+        if phase.status != Status::Ok {
+            return Ok(Compile::Failed(phase));
+        }
+        match collected {
+            Some(c) if c.skipped.is_empty() => {
+                let bytes = c.files.iter().map(|f| f.content.len() as u64).sum();
+                let files = c
+                    .files
+                    .into_iter()
+                    .map(|f| SandboxFile {
+                        path: f.path,
+                        content: f.content,
+                        executable: f.executable,
+                        readonly: true,
+                    })
+                    .collect();
+                let compiled = Compiled {
+                    files,
+                    report: phase,
+                    bytes,
+                };
+                Ok(Compile::Done(
+                    self.compile_cache().insert(&guard, compiled),
+                    false,
+                ))
+            }
+            _ => Ok(Compile::InPlace),
+        }
+    }
+
+    /// Runs `sub` (blocking): the compile step once (or from the compile cache, entries scoped
+    /// to `scope`), then each case in a fresh sandbox; live output, stdin while running and
+    /// cancellation through `io` (the program's output only, of a run without tests).
     pub fn run(
         &self,
         sub: &Submission,
-        spec: &ExecSpec,
-        io: &mut dyn isobox_sandbox::RunIo,
+        scope: Option<&str>,
+        io: &mut dyn RunIo,
     ) -> Result<ExecutionResult, CoreError> {
-        let report = self
-            .backend()
-            .execute_io(spec, io)
-            .map_err(CoreError::Sandbox)?;
-        Ok(to_result(sub, &report))
+        let b64 = sub.base64;
+        let mut result = ExecutionResult {
+            id: new_id(),
+            language: sub.language.name.clone(),
+            version: sub.version.clone(),
+            encoding: b64.then(|| "base64".to_string()),
+            ..ExecutionResult::default()
+        };
+        let mut artifacts = None;
+        let mut in_place = false;
+        if sub.language.compiled() {
+            match self.compile(sub, scope, io)? {
+                Compile::Done(c, cached) => {
+                    result.compile = Some(Outcome::of(&c.report, b64));
+                    result.compile_cached = cached;
+                    artifacts = Some(c);
+                }
+                Compile::Failed(report) => {
+                    compile_failed(sub, &mut result, &report);
+                    return Ok(result);
+                }
+                Compile::InPlace => in_place = true,
+            }
+        }
+        let cases = sub.cases();
+        let mut tests = Vec::with_capacity(cases.len());
+        let mut failed = false;
+        for case in &cases {
+            if failed && sub.stop_on_failure {
+                tests.push(TestResult {
+                    name: case.name.clone(),
+                    verdict: Verdict::Skipped,
+                    run: Outcome {
+                        status: RunStatus::Ok,
+                        ..Outcome::default()
+                    },
+                });
+                continue;
+            }
+            let (mut spec, run_index) = match &artifacts {
+                Some(c) => {
+                    let phase = self.run_phase(sub, &case.stdin, &case.args);
+                    (self.spec(c.files.clone(), vec![phase]), 0)
+                }
+                None if in_place => (self.in_place_spec(sub, &case.stdin, &case.args), 1),
+                None => {
+                    let phase = self.run_phase(sub, &case.stdin, &case.args);
+                    (self.spec(sub.files.clone(), vec![phase]), 0)
+                }
+            };
+            if !sub.outputs.is_empty() {
+                let p = self.policy();
+                spec.collect = Some(Collect {
+                    patterns: sub.outputs.clone(),
+                    max_files: p.max_output_files,
+                    max_bytes: p.max_output_files_bytes,
+                });
+            }
+            let mut cio = CaseIo {
+                inner: &mut *io,
+                run_index,
+                forward: sub.tests.is_none(),
+                compare: case
+                    .expected
+                    .as_deref()
+                    .map(|e| Comparator::new(e, sub.compare)),
+            };
+            let report = self
+                .backend()
+                .execute_io(&spec, &mut cio)
+                .map_err(CoreError::Sandbox)?;
+            let equal = cio.compare.take().map(Comparator::finish);
+            let mut phases = report.phases.iter();
+            if in_place {
+                let Some(c) = phases.next() else {
+                    return Err(CoreError::Config("the compile step did not run".into()));
+                };
+                if c.status != Status::Ok {
+                    compile_failed(sub, &mut result, c);
+                    return Ok(result);
+                }
+                if result.compile.is_none() {
+                    result.compile = Some(Outcome::of(c, b64));
+                }
+            }
+            let Some(r) = phases.next() else {
+                return Err(CoreError::Config("the program did not run".into()));
+            };
+            if r.internal_error.is_some() {
+                result.internal_message = r.internal_error.clone();
+            }
+            let run = Outcome::of(r, b64);
+            let verdict = match (run.status, equal) {
+                (RunStatus::Ok, Some(false)) => Verdict::WrongAnswer,
+                (status, _) => Verdict::of_status(status),
+            };
+            failed |= verdict != Verdict::Accepted;
+            if sub.tests.is_none() {
+                result.run = run;
+                if let Some(c) = report.collected {
+                    let (files, skipped) = output_files(c);
+                    result.files = Some(files);
+                    result.files_skipped = skipped;
+                } else if !sub.outputs.is_empty() {
+                    result.files = Some(Vec::new());
+                }
+                return Ok(result);
+            }
+            tests.push(TestResult {
+                name: case.name.clone(),
+                verdict,
+                run,
+            });
+        }
+        let summary = summarize(&tests);
+        result.run = Outcome {
+            status: tests
+                .iter()
+                .map(|t| t.run.status)
+                .find(|s| *s != RunStatus::Ok)
+                .unwrap_or(RunStatus::Ok),
+            cpu_time_ms: summary.cpu_time_ms,
+            wall_time_ms: summary.wall_time_ms,
+            memory_peak_bytes: summary.memory_peak_bytes,
+            ..Outcome::default()
+        };
+        result.summary = Some(summary);
+        result.tests = Some(tests);
+        Ok(result)
     }
 
     /// Runs the syntax check of `spec` (made by [`Executor::check_spec`]; blocking).
@@ -114,9 +363,189 @@ impl Executor {
     /// Validates, runs and reports (blocking): `isobox run`.
     pub fn execute(&self, req: &ExecuteRequest) -> Result<ExecutionResult, CoreError> {
         let sub = self.submission(req)?;
-        let spec = self.run_spec(&sub);
-        self.run(&sub, &spec, &mut isobox_sandbox::NoIo)
+        self.run(&sub, None, &mut isobox_sandbox::NoIo)
     }
+}
+
+/// The result of a submission whose compile step failed: `compile_error` (or the sandbox's
+/// `internal_error`), every test case `compile_error`.
+fn compile_failed(sub: &Submission, result: &mut ExecutionResult, report: &PhaseReport) {
+    result.compile = Some(Outcome::of(report, sub.base64));
+    result.compile_cached = false;
+    result.run = Outcome::default();
+    if report.status == Status::InternalError {
+        result.internal_message = report.internal_error.clone();
+        return;
+    }
+    result.run.status = RunStatus::CompileError;
+    if let Some(cases) = &sub.tests {
+        let tests: Vec<TestResult> = cases
+            .iter()
+            .map(|c| TestResult {
+                name: c.name.clone(),
+                verdict: Verdict::CompileError,
+                run: Outcome {
+                    status: RunStatus::CompileError,
+                    ..Outcome::default()
+                },
+            })
+            .collect();
+        let mut summary = summarize(&tests);
+        summary.verdict = Verdict::CompileError;
+        result.summary = Some(summary);
+        result.tests = Some(tests);
+    }
+}
+
+/// The totals of `tests`.
+fn summarize(tests: &[TestResult]) -> Summary {
+    let count = |v: Verdict| tests.iter().filter(|t| t.verdict == v).count();
+    let skipped = count(Verdict::Skipped);
+    let passed = count(Verdict::Accepted);
+    Summary {
+        verdict: tests
+            .iter()
+            .map(|t| t.verdict)
+            .find(|v| *v != Verdict::Accepted)
+            .unwrap_or(Verdict::Accepted),
+        passed,
+        failed: tests.len() - passed - skipped,
+        skipped,
+        total: tests.len(),
+        wall_time_ms: tests.iter().map(|t| t.run.wall_time_ms).sum(),
+        cpu_time_ms: tests.iter().map(|t| t.run.cpu_time_ms).sum(),
+        memory_peak_bytes: tests
+            .iter()
+            .map(|t| t.run.memory_peak_bytes)
+            .max()
+            .unwrap_or(0),
+    }
+}
+
+/// The result files of a run, base64, and what was not taken.
+fn output_files(c: Collected) -> (Vec<OutputFile>, Vec<SkippedFile>) {
+    let files = c
+        .files
+        .into_iter()
+        .map(|f| OutputFile {
+            size: f.content.len() as u64,
+            content: base64::engine::general_purpose::STANDARD.encode(&f.content),
+            name: f.path,
+        })
+        .collect();
+    let skipped = c
+        .skipped
+        .into_iter()
+        .map(|s| SkippedFile {
+            name: s.path,
+            reason: match s.reason {
+                SkipReason::Symlink => "symlink",
+                SkipReason::NotRegular => "not_regular",
+                SkipReason::TooManyFiles => "too_many_files",
+                SkipReason::TooLarge => "too_large",
+            }
+            .to_string(),
+        })
+        .collect();
+    (files, skipped)
+}
+
+/// The live I/O of one case: the run phase's stdout into the case's comparator, and (for a
+/// run without tests) its output and stdin to and from the caller's I/O, as phase 0.
+struct CaseIo<'a, 'e> {
+    inner: &'a mut dyn RunIo,
+    run_index: usize,
+    forward: bool,
+    compare: Option<Comparator<'e>>,
+}
+
+impl RunIo for CaseIo<'_, '_> {
+    fn output(&mut self, phase: usize, stream: Stream, chunk: &[u8]) {
+        if phase != self.run_index {
+            return;
+        }
+        if stream == Stream::Stdout {
+            if let Some(c) = &mut self.compare {
+                c.feed(chunk);
+            }
+        }
+        if self.forward {
+            self.inner.output(0, stream, chunk);
+        }
+    }
+
+    fn stdin(&mut self, phase: usize) -> StdinPoll {
+        if self.forward && phase == self.run_index {
+            self.inner.stdin(0)
+        } else {
+            StdinPoll::Closed
+        }
+    }
+
+    fn cancelled(&mut self) -> bool {
+        self.inner.cancelled()
+    }
+}
+
+/// The caller's cancellation, nothing else: the I/O of a compile step.
+struct CancelOnly<'a>(&'a mut dyn RunIo);
+
+impl RunIo for CancelOnly<'_> {
+    fn cancelled(&mut self) -> bool {
+        self.0.cancelled()
+    }
+}
+
+/// A key over everything that decides what `spec` does for `sub`: a tag (which cache), the
+/// backend, the language and its version, the scope (`caller:<id>`, or `global`), the work
+/// dir's size, every file, every phase (argv, environment, stdin, limits) and `extra`.
+pub(crate) fn spec_key(
+    tag: &[u8],
+    backend: &str,
+    sub: &Submission,
+    spec: &ExecSpec,
+    scope: Option<&str>,
+    extra: &[u8],
+) -> Key {
+    let mut parts: Vec<Vec<u8>> = vec![
+        tag.to_vec(),
+        backend.as_bytes().to_vec(),
+        sub.language.name.as_bytes().to_vec(),
+        sub.version.as_bytes().to_vec(),
+        scope
+            .map(|c| format!("caller:{c}"))
+            .unwrap_or_else(|| "global".into())
+            .into_bytes(),
+        format!("{} {}", spec.tmpfs_bytes, spec.tmpfs_inodes).into_bytes(),
+    ];
+    for f in &spec.files {
+        parts.push(f.path.as_bytes().to_vec());
+        parts.push(f.content.clone());
+        parts.push(vec![u8::from(f.executable), u8::from(f.readonly)]);
+    }
+    for p in &spec.phases {
+        parts.push(p.name.as_bytes().to_vec());
+        parts.push(p.argv.join("\0").into_bytes());
+        parts.push(
+            p.env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("\0")
+                .into_bytes(),
+        );
+        parts.push(p.stdin.clone());
+        parts.push(
+            format!(
+                "{:?} {} {}",
+                p.limits, p.continue_on_failure, p.stderr_to_stdout
+            )
+            .into_bytes(),
+        );
+    }
+    parts.push(extra.to_vec());
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    key_of(&refs)
 }
 
 /// A command of the table with its placeholders filled in: `{file}` (the entry file),
@@ -129,6 +558,10 @@ pub(crate) fn command(argv: &[String], sub: &Submission) -> Vec<String> {
     for a in argv {
         if a == crate::languages::SOURCES {
             out.extend(sources(sub));
+            continue;
+        }
+        if a == crate::languages::COMPILE_ARGS {
+            out.extend(sub.compile_args.iter().cloned());
             continue;
         }
         out.push(
@@ -155,45 +588,4 @@ fn sources(sub: &Submission) -> Vec<String> {
         .collect();
     names.sort_unstable();
     names.into_iter().map(|n| format!("./{n}")).collect()
-}
-
-/// Turns a backend report into the public result.
-pub fn to_result(sub: &Submission, report: &ExecReport) -> ExecutionResult {
-    let lang = &sub.language;
-    let mut result = ExecutionResult {
-        id: new_id(),
-        language: lang.name.clone(),
-        version: sub.version.clone(),
-        run: Outcome {
-            status: RunStatus::InternalError,
-            ..Outcome::default()
-        },
-        compile: None,
-        cached: false,
-        internal_message: None,
-        ..ExecutionResult::default()
-    };
-    let mut phases = report.phases.iter();
-    if lang.compiled() {
-        let Some(c) = phases.next() else {
-            result.internal_message = Some("the compile step did not run".into());
-            return result;
-        };
-        result.compile = Some(Outcome::from(c));
-        if c.status == Status::InternalError {
-            result.internal_message = c.internal_error.clone();
-            return result;
-        }
-        if c.status != Status::Ok {
-            result.run.status = RunStatus::CompileError;
-            return result;
-        }
-    }
-    let Some(r) = phases.next() else {
-        result.internal_message = Some("the program did not run".into());
-        return result;
-    };
-    result.run = Outcome::from(r);
-    result.internal_message = r.internal_error.clone();
-    result
 }

@@ -86,12 +86,28 @@ pub struct Outcome {
 
 impl From<&PhaseReport> for Outcome {
     fn from(p: &PhaseReport) -> Outcome {
+        Outcome::of(p, false)
+    }
+}
+
+impl Outcome {
+    /// The outcome of a phase, its output as text (invalid UTF-8 replaced by U+FFFD) or, with
+    /// `base64`, as the exact bytes in base64.
+    pub fn of(p: &PhaseReport, base64: bool) -> Outcome {
+        let out = |b: &[u8]| {
+            if base64 {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(b)
+            } else {
+                text(b)
+            }
+        };
         Outcome {
             status: p.status.into(),
             exit_code: p.exit_code,
             signal: signal_of(p),
-            stdout: text(&p.stdout),
-            stderr: text(&p.stderr),
+            stdout: out(&p.stdout),
+            stderr: out(&p.stderr),
             stdout_truncated: p.stdout_truncated,
             stderr_truncated: p.stderr_truncated,
             cpu_time_ms: ms(p.cpu_time),

@@ -27,6 +27,17 @@ pub struct Policy {
     pub tmpfs_bytes: u64,
     pub tmpfs_inodes: u64,
     pub max_file_bytes: u64,
+    /// Test cases in one request.
+    pub max_tests: usize,
+    /// The tests' stdin and expected outputs, in all.
+    pub max_tests_bytes: usize,
+    /// `outputs` patterns in one request.
+    pub max_output_patterns: usize,
+    /// Result files returned by one run, and their bytes in all.
+    pub max_output_files: usize,
+    pub max_output_files_bytes: u64,
+    /// Compiler options in one request.
+    pub max_compile_args: usize,
 }
 
 /// A complete set of run limits.
@@ -64,6 +75,12 @@ impl Default for Policy {
             tmpfs_bytes: 64 << 20,
             tmpfs_inodes: 16 * 1024,
             max_file_bytes: 16 << 20,
+            max_tests: 100,
+            max_tests_bytes: 16 << 20,
+            max_output_patterns: 16,
+            max_output_files: 16,
+            max_output_files_bytes: 8 << 20,
+            max_compile_args: 32,
         }
     }
 }
@@ -74,6 +91,7 @@ pub struct Executor {
     languages: LanguageTable,
     policy: Policy,
     patterns: crate::patterns::PatternPolicy,
+    compile_cache: Arc<crate::compile_cache::CompileCache>,
 }
 
 /// Language info for `isobox languages` and `GET /api/v1/languages`.
@@ -94,7 +112,18 @@ impl Executor {
             languages,
             policy,
             patterns: Default::default(),
+            compile_cache: crate::compile_cache::CompileCache::new(Default::default()),
         }
+    }
+
+    /// Bounds the compile cache (`max_bytes` 0 disables it).
+    pub fn with_compile_cache(mut self, cfg: crate::compile_cache::CompileCacheConfig) -> Executor {
+        self.compile_cache = crate::compile_cache::CompileCache::new(cfg);
+        self
+    }
+
+    pub fn compile_cache(&self) -> &Arc<crate::compile_cache::CompileCache> {
+        &self.compile_cache
     }
 
     /// Refuses submissions matching `patterns` (422).

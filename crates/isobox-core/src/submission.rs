@@ -19,7 +19,7 @@ use isobox_sandbox::SandboxFile;
 
 use crate::dedup::key_of;
 use crate::languages::{Language, LimitDefaults};
-use crate::request::{ExecuteRequest, RequestLimits};
+use crate::request::{Compare, ExecuteRequest, RequestLimits};
 use crate::service::{Executor, RequestLimitsResolved};
 use crate::CoreError;
 
@@ -44,15 +44,94 @@ pub struct Submission {
     pub code_hash: String,
     /// Total bytes of the files (decoded).
     pub code_bytes: usize,
+    /// `encoding: base64`: outputs are returned as base64.
+    pub base64: bool,
+    /// The test cases (`None`: one run with `stdin` and `args`, no verdicts).
+    pub tests: Option<Vec<Case>>,
+    pub compare: Compare,
+    pub stop_on_failure: bool,
+    /// Patterns of the files to return after the run (empty: none).
+    pub outputs: Vec<String>,
+    /// Compiler options, in the place of the compile command's `{compile_args}`.
+    pub compile_args: Vec<String>,
+    /// The compile step's limits: requested (never above the language's), else the language's.
+    pub compile_limits: RequestLimitsResolved,
+    pub stderr_to_stdout: bool,
+}
+
+/// A validated test case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    /// The case's `name`, or its 1-based position.
+    pub name: String,
+    pub stdin: Vec<u8>,
+    pub args: Vec<String>,
+    pub expected: Option<Vec<u8>>,
+}
+
+impl Submission {
+    /// The cases to run: the tests, or the one run of `stdin` and `args`.
+    pub fn cases(&self) -> Vec<Case> {
+        match &self.tests {
+            Some(t) => t.clone(),
+            None => vec![Case {
+                name: "1".into(),
+                stdin: self.stdin.clone(),
+                args: self.args.clone(),
+                expected: None,
+            }],
+        }
+    }
+
+    /// The longest a run of this submission may take in a sandbox: the compile step and every
+    /// case at their wall limits.
+    pub fn max_wall(&self) -> std::time::Duration {
+        let cases = self.tests.as_ref().map_or(1, |t| t.len().max(1)) as u64;
+        let compile = if self.language.compiled() {
+            self.compile_limits.timeout_ms
+        } else {
+            0
+        };
+        std::time::Duration::from_millis(compile + cases * self.limits.timeout_ms)
+    }
+
+    /// What the request asks beyond the files, the commands and the limits (tests, their
+    /// comparison, result files, encoding): part of the dedup key.
+    pub fn judge_key(&self) -> Vec<u8> {
+        let mut out = format!(
+            "b64={} stop={} merge={} compare={:?} outputs={:?}\0",
+            self.base64, self.stop_on_failure, self.stderr_to_stdout, self.compare, self.outputs
+        )
+        .into_bytes();
+        for c in self.tests.iter().flatten() {
+            out.extend_from_slice(format!("case {} {}\0", c.name.len(), c.name).as_bytes());
+            out.extend_from_slice(format!("stdin {}\0", c.stdin.len()).as_bytes());
+            out.extend_from_slice(&c.stdin);
+            out.extend_from_slice(format!("args {:?}\0", c.args).as_bytes());
+            match &c.expected {
+                Some(e) => {
+                    out.extend_from_slice(format!("expected {}\0", e.len()).as_bytes());
+                    out.extend_from_slice(e);
+                }
+                None => out.extend_from_slice(b"no expected\0"),
+            }
+        }
+        out
+    }
 }
 
 impl Executor {
     /// Validates `req`: the one entry from a wire request to a [`Submission`].
     pub fn submission(&self, req: &ExecuteRequest) -> Result<Submission, CoreError> {
         let (language, version) = self.language_of(&req.language, req.version.as_deref())?;
-        let files = self.files_of(req, &language)?;
-        let (stdin, args) = self.io_of(req)?;
+        let base64 = base64_encoding(req.encoding.as_deref())?;
+        let files = self.files_of(req, &language, base64)?;
+        let (stdin, args) = self.io_of(req, base64)?;
         let limits = self.resolve_limits(req.limits.as_ref(), &language.limits)?;
+        let tests = self.tests_of(req, base64)?;
+        let outputs = self.outputs_of(req, tests.is_some())?;
+        let compile_args = self.compile_args_of(req, &language)?;
+        let compile_limits = self.resolve_compile_limits(req.compile_limits.as_ref(), &language)?;
         let (files, entry, main) = entry_point(&language, files)?;
         let code_bytes = files.iter().map(|f| f.content.len()).sum();
         let mut parts: Vec<&[u8]> = Vec::with_capacity(files.len() * 2);
@@ -72,6 +151,227 @@ impl Executor {
             limits,
             code_hash,
             code_bytes,
+            base64,
+            tests,
+            compare: req.compare.unwrap_or_default(),
+            stop_on_failure: req.stop_on_failure.unwrap_or(false),
+            outputs,
+            compile_args,
+            compile_limits,
+            stderr_to_stdout: req.stderr_to_stdout.unwrap_or(false),
+        })
+    }
+
+    /// The test cases of `req`, decoded, within the policy's count and bytes.
+    fn tests_of(&self, req: &ExecuteRequest, base64: bool) -> Result<Option<Vec<Case>>, CoreError> {
+        let p = self.policy();
+        let Some(list) = &req.tests else {
+            if req.compare.is_some() || req.stop_on_failure.is_some() {
+                return Err(CoreError::InvalidRequest(
+                    "`compare` and `stop_on_failure` go with `tests`".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        if list.is_empty() {
+            return Err(CoreError::InvalidRequest(
+                "`tests` must not be empty".into(),
+            ));
+        }
+        if list.len() > p.max_tests {
+            return Err(CoreError::TooLarge(format!(
+                "{} tests given, the most allowed is {}",
+                list.len(),
+                p.max_tests
+            )));
+        }
+        if req.stdin.is_some() {
+            return Err(CoreError::InvalidRequest(
+                "give `stdin` in each test, not beside `tests`".into(),
+            ));
+        }
+        let mut cases = Vec::with_capacity(list.len());
+        let mut bytes = 0usize;
+        for (i, t) in list.iter().enumerate() {
+            let at = |what: &str| format!("tests[{i}].{what}");
+            let stdin = match &t.stdin {
+                Some(s) => decode(&at("stdin"), s, base64)?,
+                None => Vec::new(),
+            };
+            if stdin.len() > p.max_stdin_bytes {
+                return Err(CoreError::TooLarge(format!(
+                    "{} is {} bytes, the most allowed is {}",
+                    at("stdin"),
+                    stdin.len(),
+                    p.max_stdin_bytes
+                )));
+            }
+            let expected = match &t.expected_output {
+                Some(e) => Some(decode(&at("expected_output"), e, base64)?),
+                None => None,
+            };
+            let args = match &t.args {
+                Some(a) => {
+                    self.check_args(a)?;
+                    a.clone()
+                }
+                None => req.args.clone().unwrap_or_default(),
+            };
+            let name = match &t.name {
+                Some(n) if n.len() > 256 || n.chars().any(char::is_control) => {
+                    return Err(CoreError::InvalidRequest(format!(
+                        "{} must be at most 256 bytes without control characters",
+                        at("name")
+                    )))
+                }
+                Some(n) => n.clone(),
+                None => (i + 1).to_string(),
+            };
+            bytes += stdin.len() + expected.as_ref().map_or(0, Vec::len);
+            cases.push(Case {
+                name,
+                stdin,
+                args,
+                expected,
+            });
+        }
+        if bytes > p.max_tests_bytes {
+            return Err(CoreError::TooLarge(format!(
+                "the tests' stdin and expected outputs are {bytes} bytes, the most allowed is {}",
+                p.max_tests_bytes
+            )));
+        }
+        Ok(Some(cases))
+    }
+
+    /// The result-file patterns of `req`: relative globs of plain components.
+    fn outputs_of(&self, req: &ExecuteRequest, with_tests: bool) -> Result<Vec<String>, CoreError> {
+        let Some(list) = &req.outputs else {
+            return Ok(Vec::new());
+        };
+        if with_tests && !list.is_empty() {
+            return Err(CoreError::InvalidRequest(
+                "`outputs` cannot be combined with `tests`".into(),
+            ));
+        }
+        let p = self.policy();
+        if list.len() > p.max_output_patterns {
+            return Err(CoreError::TooLarge(format!(
+                "at most {} `outputs` patterns are allowed",
+                p.max_output_patterns
+            )));
+        }
+        for pat in list {
+            let plain = !pat.is_empty()
+                && pat.len() <= MAX_FILE_NAME
+                && !pat.starts_with('/')
+                && pat
+                    .split('/')
+                    .all(|c| !c.is_empty() && c != "." && c != "..")
+                && !pat.chars().any(|c| c.is_control() || c == '\\' || c == '[');
+            if !plain {
+                return Err(CoreError::InvalidRequest(format!(
+                    "`outputs` pattern `{}` must be a relative path without `..`, made of names, \
+                     `*`, `?` and `**`",
+                    pat.escape_debug()
+                )));
+            }
+        }
+        Ok(list.clone())
+    }
+
+    /// The compiler options of `req`: only for a language whose compile command takes them.
+    fn compile_args_of(
+        &self,
+        req: &ExecuteRequest,
+        lang: &Language,
+    ) -> Result<Vec<String>, CoreError> {
+        let Some(args) = req.compile_args.as_ref().filter(|a| !a.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let takes = lang
+            .compile
+            .as_ref()
+            .is_some_and(|c| c.iter().any(|a| a == crate::languages::COMPILE_ARGS));
+        if !takes {
+            return Err(CoreError::InvalidRequest(format!(
+                "{} takes no `compile_args`",
+                lang.name
+            )));
+        }
+        let p = self.policy();
+        if args.len() > p.max_compile_args {
+            return Err(CoreError::TooLarge(format!(
+                "at most {} compile_args are allowed",
+                p.max_compile_args
+            )));
+        }
+        if args
+            .iter()
+            .any(|a| a.is_empty() || a.len() > 256 || a.contains('\0'))
+        {
+            return Err(CoreError::InvalidRequest(
+                "each of compile_args must be 1 to 256 bytes and contain no NUL".into(),
+            ));
+        }
+        Ok(args.clone())
+    }
+
+    /// The compile step's limits: each requested one positive and not above the language's
+    /// (its table entry, else the built-in compile defaults), else the language's.
+    pub fn resolve_compile_limits(
+        &self,
+        req: Option<&RequestLimits>,
+        lang: &Language,
+    ) -> Result<RequestLimitsResolved, CoreError> {
+        let c = &lang.compile_limits;
+        let timeout_ms = c.timeout_ms.unwrap_or(20_000);
+        let base = RequestLimitsResolved {
+            timeout_ms,
+            cpu_time_ms: c.cpu_time_ms.unwrap_or(timeout_ms),
+            memory_mb: c.memory_mb.unwrap_or(512),
+            max_processes: c.max_processes.unwrap_or(64),
+            max_output_bytes: 64 * 1024,
+        };
+        let Some(r) = req else { return Ok(base) };
+        if lang.compile.is_none() {
+            return Err(CoreError::InvalidRequest(format!(
+                "{} has no compile step for `compile_limits`",
+                lang.name
+            )));
+        }
+        let max_output = self
+            .policy()
+            .max
+            .max_output_bytes
+            .max(base.max_output_bytes);
+        // Absent values take the language's; the output cap defaults to the compile
+        // step's 64 KiB and may go up to the server's run maximum.
+        let pick = |name: &str, v: Option<u64>, max: u64, min: u64| match v {
+            None => Ok(max.min(if name == "max_output_bytes" {
+                base.max_output_bytes
+            } else {
+                max
+            })),
+            Some(v) if v < min => Err(CoreError::InvalidRequest(format!(
+                "compile_limits.{name} must be at least {min}"
+            ))),
+            Some(v) if v > max => Err(CoreError::LimitTooHigh(format!(
+                "compile_limits.{name} is {v}, the most allowed is {max}"
+            ))),
+            Some(v) => Ok(v),
+        };
+        Ok(RequestLimitsResolved {
+            timeout_ms: pick("timeout_ms", r.timeout_ms, base.timeout_ms, 1)?,
+            cpu_time_ms: pick("cpu_time_ms", r.cpu_time_ms, base.cpu_time_ms, 1)?,
+            memory_mb: pick("memory_mb", r.memory_mb, base.memory_mb, 8)?,
+            max_processes: pick(
+                "max_processes",
+                r.max_processes.map(u64::from),
+                u64::from(base.max_processes),
+                2,
+            )? as u32,
+            max_output_bytes: pick("max_output_bytes", r.max_output_bytes, max_output, 1)?,
         })
     }
 
@@ -109,6 +409,7 @@ impl Executor {
         &self,
         req: &ExecuteRequest,
         lang: &Language,
+        base64: bool,
     ) -> Result<Vec<SandboxFile>, CoreError> {
         let p = self.policy();
         let files = match (&req.code, &req.files) {
@@ -124,7 +425,7 @@ impl Executor {
             }
             (Some(code), None) => vec![SandboxFile {
                 path: lang.file.clone(),
-                content: code.as_bytes().to_vec(),
+                content: decode("code", code, base64)?,
                 executable: false,
                 readonly: false,
             }],
@@ -186,9 +487,16 @@ impl Executor {
     }
 
     /// Stdin and args of `req`, within their limits.
-    fn io_of(&self, req: &ExecuteRequest) -> Result<(Vec<u8>, Vec<String>), CoreError> {
+    fn io_of(
+        &self,
+        req: &ExecuteRequest,
+        base64: bool,
+    ) -> Result<(Vec<u8>, Vec<String>), CoreError> {
         let p = self.policy();
-        let stdin = req.stdin.clone().unwrap_or_default().into_bytes();
+        let stdin = match &req.stdin {
+            Some(s) => decode("stdin", s, base64)?,
+            None => Vec::new(),
+        };
         if stdin.len() > p.max_stdin_bytes {
             return Err(CoreError::TooLarge(format!(
                 "stdin is {} bytes, the most allowed is {}",
@@ -197,6 +505,13 @@ impl Executor {
             )));
         }
         let args = req.args.clone().unwrap_or_default();
+        self.check_args(&args)?;
+        Ok((stdin, args))
+    }
+
+    /// Program arguments within the policy: how many, how long, no NUL.
+    fn check_args(&self, args: &[String]) -> Result<(), CoreError> {
+        let p = self.policy();
         if args.len() > p.max_args {
             return Err(CoreError::TooLarge(format!(
                 "at most {} args are allowed",
@@ -212,7 +527,7 @@ impl Executor {
                 p.max_arg_bytes
             )));
         }
-        Ok((stdin, args))
+        Ok(())
     }
 
     /// The limits a request gets: each requested one checked (positive, not above the
@@ -275,6 +590,59 @@ impl Executor {
             max_output_bytes: r.max_output_bytes.unwrap_or(d.max_output_bytes),
         })
     }
+}
+
+/// A submission of `language` from the built-in table with default limits, no files and no
+/// tests: for unit tests of what reads submissions.
+#[cfg(test)]
+pub(crate) fn sample(language: &str, version: &str) -> Submission {
+    let language = crate::languages::LanguageTable::builtin()
+        .get(language)
+        .expect("a built-in language")
+        .clone();
+    let limits = crate::service::Policy::default().defaults;
+    Submission {
+        language,
+        version: version.into(),
+        files: vec![],
+        entry: String::new(),
+        main: String::new(),
+        stdin: vec![],
+        args: vec![],
+        limits,
+        code_hash: String::new(),
+        code_bytes: 0,
+        base64: false,
+        tests: None,
+        compare: Compare::default(),
+        stop_on_failure: false,
+        outputs: vec![],
+        compile_args: vec![],
+        compile_limits: limits,
+        stderr_to_stdout: false,
+    }
+}
+
+/// Whether a request's `encoding` is base64 (`utf-8`, `utf8` or absent: text).
+fn base64_encoding(encoding: Option<&str>) -> Result<bool, CoreError> {
+    match encoding {
+        None | Some("utf-8" | "utf8") => Ok(false),
+        Some("base64") => Ok(true),
+        Some(other) => Err(CoreError::InvalidRequest(format!(
+            "unknown encoding `{}` (use utf-8 or base64)",
+            other.escape_debug()
+        ))),
+    }
+}
+
+/// A text field of a request as bytes: itself, or its base64 decoded.
+fn decode(field: &str, value: &str, base64: bool) -> Result<Vec<u8>, CoreError> {
+    if !base64 {
+        return Ok(value.as_bytes().to_vec());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(value.as_bytes())
+        .map_err(|_| CoreError::InvalidRequest(format!("`{field}` is not valid base64")))
 }
 
 /// Names the entry point: Java-style languages name the entry file after its main class

@@ -141,6 +141,12 @@ pub struct Config {
     pub dedup_max_entries: usize,
     pub dedup_max_bytes: usize,
     pub dedup_scope: DedupScope,
+    /// The compile cache's bound in bytes (0: off) and the most one compile may leave to be
+    /// kept; entries are scoped like the dedup cache.
+    pub compile_cache_bytes: u64,
+    pub compile_cache_entry_bytes: u64,
+    /// Test cases in one request.
+    pub max_tests: usize,
     pub patterns_file: Option<PathBuf>,
     pub log_dir: Option<PathBuf>,
     pub log_format: LogFormat,
@@ -582,6 +588,19 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
             ))
         }
     };
+    let compile_cache_bytes = r.num(
+        "ISOBOX_COMPILE_CACHE_BYTES",
+        &(256u64 << 20).to_string(),
+        0u64,
+        1 << 40,
+    )?;
+    let compile_cache_entry_bytes = r.num(
+        "ISOBOX_COMPILE_CACHE_ENTRY_BYTES",
+        &(64u64 << 20).to_string(),
+        4096u64,
+        1 << 32,
+    )?;
+    let max_tests = r.num("ISOBOX_MAX_TESTS", "100", 1usize, 10_000)?;
     let patterns_file = r.opt_path("ISOBOX_PATTERNS");
     let log_dir = r.opt_path("ISOBOX_LOG_DIR");
     let fmt_s = r.string("ISOBOX_LOG_FORMAT", "human");
@@ -648,6 +667,9 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         dedup_max_entries,
         dedup_max_bytes,
         dedup_scope,
+        compile_cache_bytes,
+        compile_cache_entry_bytes,
+        max_tests,
         patterns_file,
         log_dir,
         log_format,
@@ -801,6 +823,9 @@ const KNOWN: &[&str] = &[
     "ISOBOX_DEDUP_MAX_ENTRIES",
     "ISOBOX_DEDUP_MAX_BYTES",
     "ISOBOX_DEDUP_SCOPE",
+    "ISOBOX_COMPILE_CACHE_BYTES",
+    "ISOBOX_COMPILE_CACHE_ENTRY_BYTES",
+    "ISOBOX_MAX_TESTS",
     "ISOBOX_PATTERNS",
     "ISOBOX_LOG_DIR",
     "ISOBOX_LOG_FORMAT",

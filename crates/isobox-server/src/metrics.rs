@@ -62,6 +62,8 @@ pub struct Gauges {
     pub cache_bytes: usize,
     pub cache_hits: u64,
     pub cache_misses: u64,
+    /// The compile cache: entries, bytes, hits, misses.
+    pub compile_cache: isobox_core::CompileCacheStats,
     /// With `REDIS_URL`: whether Redis answered last time, and the calls that fell back to
     /// local state.
     pub redis: Option<(bool, u64)>,
@@ -202,6 +204,35 @@ impl Metrics {
             "counter",
             g.cache_misses.to_string(),
         );
+        let cc = &g.compile_cache;
+        for (name, help, kind, value) in [
+            (
+                "isobox_compile_cache_entries",
+                "Compile cache entries.",
+                "gauge",
+                cc.entries as u64,
+            ),
+            (
+                "isobox_compile_cache_bytes",
+                "Compile cache size in bytes.",
+                "gauge",
+                cc.bytes,
+            ),
+            (
+                "isobox_compile_cache_hits_total",
+                "Compile steps answered by the compile cache.",
+                "counter",
+                cc.hits,
+            ),
+            (
+                "isobox_compile_cache_misses_total",
+                "Compile steps the compiler ran.",
+                "counter",
+                cc.misses,
+            ),
+        ] {
+            gauge(&mut out, name, help, kind, value.to_string());
+        }
         if let Some((up, fallbacks)) = g.redis {
             gauge(
                 &mut out,
@@ -241,11 +272,19 @@ mod tests {
             cache_bytes: 10,
             cache_hits: 4,
             cache_misses: 5,
+            compile_cache: isobox_core::CompileCacheStats {
+                hits: 6,
+                ..Default::default()
+            },
             redis: Some((false, 7)),
         };
         let text = m.render(&g);
         assert!(text.contains("isobox_redis_up 0\n"), "{text}");
         assert!(text.contains("isobox_redis_fallbacks_total 7\n"), "{text}");
+        assert!(
+            text.contains("isobox_compile_cache_hits_total 6\n"),
+            "{text}"
+        );
         assert!(text.contains("isobox_executions_total{language=\"python\",status=\"ok\"} 2"));
         assert!(text.contains("isobox_rejected_total{reason=\"queue_full\"} 1"));
         assert!(text.contains("isobox_run_seconds_bucket{le=\"0.05\"} 1"));

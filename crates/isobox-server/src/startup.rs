@@ -63,7 +63,17 @@ impl App {
             Some(p) => LanguageTable::load(p).map_err(|e| e.to_string())?,
             None => LanguageTable::builtin(),
         };
-        let mut executor = Executor::new(backend, table, Policy::default());
+        let policy = Policy {
+            max_tests: config.max_tests,
+            ..Policy::default()
+        };
+        let mut executor = Executor::new(backend, table, policy).with_compile_cache(
+            isobox_core::CompileCacheConfig {
+                max_bytes: config.compile_cache_bytes,
+                max_entry_bytes: config.compile_cache_entry_bytes,
+                ..Default::default()
+            },
+        );
         if let Some(p) = &config.patterns_file {
             executor = executor.with_patterns(
                 isobox_core::patterns::PatternPolicy::load(p).map_err(|e| e.to_string())?,

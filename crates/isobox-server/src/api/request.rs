@@ -81,6 +81,11 @@ fn permit(app: &App, caller: &Caller, action: Action, sub: &Submission) -> Resul
         files: sub.files.len() as u64,
         code_bytes: sub.code_bytes as u64,
         args: sub.args.len() as u64,
+        tests: sub.tests.as_ref().map_or(0, |t| t.len() as u64),
+        outputs: sub.outputs.len() as u64,
+        compile_args: sub.compile_args.len() as u64,
+        compile_timeout_ms: sub.compile_limits.timeout_ms,
+        compile_memory_mb: sub.compile_limits.memory_mb,
     };
     app.gate
         .authorize(&caller.roles, action.as_str(), &facts)

@@ -108,7 +108,7 @@ pub fn stream(
 ) -> RunStream {
     let handle = app
         .engine
-        .execute_stream(auth.into_submission(), interactive);
+        .execute_stream(auth.into_submission(), &caller.key(), interactive);
     RunStream {
         app: app.clone(),
         caller: caller.key(),

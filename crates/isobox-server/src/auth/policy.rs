@@ -22,8 +22,10 @@
 //! ```
 //!
 //! Fields: `language`, `max_execution_time` (seconds), `timeout_ms`, `cpu_time_ms`, `memory_mb`,
-//! `max_processes`, `max_output_bytes`, `files`, `code_bytes`, `args`. Operators: `in`,
-//! `not_in` (comma lists), `eq`, `lte`, `gte`.
+//! `max_processes`, `max_output_bytes`, `files`, `code_bytes`, `args`, `tests` (test cases),
+//! `outputs` (result-file patterns), `compile_args` (compiler options), `compile_timeout_ms`,
+//! `compile_memory_mb` (the compile step's limits). Operators: `in`, `not_in` (comma lists),
+//! `eq`, `lte`, `gte`.
 
 use std::collections::BTreeMap;
 
@@ -76,6 +78,11 @@ const FIELDS: &[&str] = &[
     "files",
     "code_bytes",
     "args",
+    "tests",
+    "outputs",
+    "compile_args",
+    "compile_timeout_ms",
+    "compile_memory_mb",
 ];
 const OPERATORS: &[&str] = &["in", "not_in", "eq", "lte", "gte"];
 
@@ -91,6 +98,11 @@ pub struct Facts {
     pub files: u64,
     pub code_bytes: u64,
     pub args: u64,
+    pub tests: u64,
+    pub outputs: u64,
+    pub compile_args: u64,
+    pub compile_timeout_ms: u64,
+    pub compile_memory_mb: u64,
 }
 
 impl Facts {
@@ -106,6 +118,11 @@ impl Facts {
             "files" => Value::Num(self.files),
             "code_bytes" => Value::Num(self.code_bytes),
             "args" => Value::Num(self.args),
+            "tests" => Value::Num(self.tests),
+            "outputs" => Value::Num(self.outputs),
+            "compile_args" => Value::Num(self.compile_args),
+            "compile_timeout_ms" => Value::Num(self.compile_timeout_ms),
+            "compile_memory_mb" => Value::Num(self.compile_memory_mb),
             _ => Value::Text(String::new()),
         }
     }

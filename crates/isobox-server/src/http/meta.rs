@@ -42,6 +42,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         cache_bytes: c.bytes,
         cache_hits: c.hits,
         cache_misses: c.misses,
+        compile_cache: app.engine.executor().compile_cache().stats(),
         redis: app.redis.as_ref().map(|r| (r.up(), r.fallbacks())),
     });
     (
