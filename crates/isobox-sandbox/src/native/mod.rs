@@ -866,11 +866,21 @@ impl Backend for NativeBackend {
         let warm = sb.warm;
         let collected = match (&spec.collect, &work_dir) {
             (Some(c), Some(dir)) => {
-                // Nothing of the sandbox may run during the walk: init is killed and reaped,
-                // which the kernel allows only once every process of its pid namespace is gone
-                // (and a limit may have struck while some were still running). The tmpfs
-                // outlives its mount namespace as long as `dir` is open.
-                sb.stop();
+                // Nothing of the sandbox may run during the walk. When the last phase ended
+                // normally (init reported its wait status) init has already SIGKILLed and reaped
+                // every other process of its pid namespace and waits on the control socket (our
+                // code, not touching /tmp). Otherwise (a limit struck, init failed or died) init
+                // is killed and reaped here, which the kernel allows only once every process of
+                // the namespace is gone. The tmpfs outlives its mount namespace as long as `dir`
+                // is open.
+                sb.status.pump();
+                let quiet = !sb.status.eof
+                    && reports
+                        .last()
+                        .is_some_and(|r| r.limit_hit.is_none() && r.internal_error.is_none());
+                if !quiet {
+                    sb.stop();
+                }
                 Some(crate::collect::collect_at(dir.as_fd(), c))
             }
             _ => None,
@@ -904,9 +914,9 @@ impl Backend for NativeBackend {
 /// init built, and the pid is our own unreaped child (never recycled). Root in the initial
 /// user namespace may open it although the init is not dumpable and lives in a user namespace
 /// of its own (CAP_SYS_PTRACE over the init's mm, which belongs to the initial namespace). The
-/// fd pins the tmpfs: after the last phase we kill and reap the init (so no sandboxed process
-/// exists any more, whatever limit struck) and walk the frozen tree with the fd-relative,
-/// `O_NOFOLLOW` collector. The other way, the init walking and sending the files over its
+/// fd pins the tmpfs: after the last phase no sandboxed process exists any more (init killed and
+/// reaped the rest before reporting the phase; after a limit or a failure we kill and reap init
+/// itself first) and we walk the frozen tree with the fd-relative, `O_NOFOLLOW` collector. The other way, the init walking and sending the files over its
 /// control socket, would put a directory walk and file reads in the init (raw syscalls only, no
 /// allocation: see `child.rs`) while the payload's siblings may still run, and the result could
 /// not be had after a limit killed the init.
