@@ -17,6 +17,7 @@ mod browser;
 mod cgroup_v2;
 mod cli;
 mod cluster;
+mod collect;
 mod deploy_files;
 mod deploy_yaml;
 mod docker;

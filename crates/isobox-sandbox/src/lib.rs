@@ -10,6 +10,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cgroup;
+pub mod collect;
 pub mod docker;
 pub mod native;
 pub mod seccomp;

@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use super::container::{Container, Engine};
 use super::hardening::{CgLimits, Shape};
 use super::pool::Pool;
-use super::protocol::{self as proto, Job, JobFile, JobPhase, PhaseResult};
+use super::protocol::{self as proto, Job, JobCollect, JobFile, JobPhase, PhaseResult};
 use crate::spec::{
     classify, program_env, rlimits, ExecReport, ExecSpec, LimitHit, Phase, PhaseReport, RunIo,
     Status, StdinPoll, Stream,
@@ -176,9 +176,15 @@ async fn drive(
             .map(|f| JobFile {
                 path: f.path.clone(),
                 executable: f.executable,
+                readonly: f.readonly,
             })
             .collect(),
         phases: spec.phases.iter().map(job_phase).collect(),
+        collect: spec.collect.as_ref().map(|c| JobCollect {
+            patterns: c.patterns.clone(),
+            max_files: c.max_files,
+            max_bytes: c.max_bytes,
+        }),
     };
     let mut wire = proto::frame(
         proto::JOB,
@@ -207,6 +213,9 @@ async fn drive(
     let mut failure: Option<String> = None;
     let mut stdin_open = false;
     let mut done = false;
+    // The files the runner sends back after the last phase (`C`, then `K` frames).
+    let mut collecting: Option<proto::CollectedReader> = None;
+    let mut collected = None;
     'outer: while !done {
         tokio::select! {
             chunk = att.output.next() => {
@@ -264,7 +273,36 @@ async fn drive(
                             reports.push(phase_report(&spec.phases[i], r, out, err));
                             stdin_open = false;
                         }
-                        (proto::DONE, _) => { done = true; break; }
+                        (proto::COLLECTED, p) => {
+                            let Some(asked) = &spec.collect else {
+                                failure = Some("the runner sent files nobody asked for".into());
+                                break 'outer;
+                            };
+                            match proto::CollectedReader::new(&p, asked) {
+                                Ok(r) => collecting = Some(r),
+                                Err(e) => { failure = Some(e); break 'outer; }
+                            }
+                        }
+                        (proto::CONTENT, p) => {
+                            let pushed = match collecting.as_mut() {
+                                Some(r) => r.push(&p),
+                                None => Err("file content without a header".into()),
+                            };
+                            if let Err(e) = pushed {
+                                failure = Some(e);
+                                break 'outer;
+                            }
+                        }
+                        (proto::DONE, _) => {
+                            if let Some(r) = collecting.take() {
+                                match r.finish() {
+                                    Ok(c) => collected = Some(c),
+                                    Err(e) => { failure = Some(e); break 'outer; }
+                                }
+                            }
+                            done = true;
+                            break;
+                        }
                         (proto::FAILED, p) => {
                             failure = Some(String::from_utf8_lossy(&p).into_owned());
                             break 'outer;
@@ -344,7 +382,7 @@ async fn drive(
         setup_time,
         total_time: started.elapsed(),
         warm,
-        collected: None,
+        collected,
     })
 }
 
@@ -358,6 +396,7 @@ fn job_phase(p: &Phase) -> JobPhase {
         max_output: p.limits.max_output_bytes,
         rlimits: rlimits(&p.limits),
         continue_on_failure: p.continue_on_failure,
+        stderr_to_stdout: p.stderr_to_stdout,
     }
 }
 

@@ -5,13 +5,17 @@
 //! backend sends the job (`J` header, then one `F` frame per file); for each phase the runner
 //! says it is ready (`R`), the backend sets the container's limits for that phase and answers
 //! `G`, then feeds stdin (`I` chunks, `E` at the end). The runner streams output (`O`), reports
-//! the phase (`P`) and ends with `D`, or `X` when it cannot go on.
+//! the phase (`P`) and ends with `D`, or `X` when it cannot go on. When the job asks for files
+//! back, the runner sends, before `D`, one `C` frame ([`CollectedHeader`]: names, sizes,
+//! skipped entries) and then the files' bytes, in that order, as `K` frames of at most
+//! [`CHUNK`] bytes each (a file may span many frames, several small files may share one): a
+//! file of any size up to the job's `max_bytes` travels in bounded frames.
 
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever the frames change; the image carries it as a label and the backend refuses
 /// an image built for another version.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 /// Largest payload of one frame (a 1 MiB source file fits with room).
 pub const MAX_FRAME: usize = 16 << 20;
@@ -26,17 +30,50 @@ pub const OUTPUT: u8 = b'O';
 pub const PHASE: u8 = b'P';
 pub const DONE: u8 = b'D';
 pub const FAILED: u8 = b'X';
+pub const COLLECTED: u8 = b'C';
+pub const CONTENT: u8 = b'K';
+
+/// Most bytes of file content in one `K` frame.
+pub const CHUNK: usize = 1 << 20;
 
 /// The job: files (contents follow in `F` frames, in this order) and phases.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Job {
     pub files: Vec<JobFile>,
     pub phases: Vec<JobPhase>,
+    /// Files to send back after the last phase ([`crate::Collect`]).
+    pub collect: Option<JobCollect>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobFile {
     pub path: String,
+    pub executable: bool,
+    /// Written 0444 (0555 when executable).
+    pub readonly: bool,
+}
+
+/// [`crate::Collect`] on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobCollect {
+    pub patterns: Vec<String>,
+    pub max_files: usize,
+    pub max_bytes: u64,
+}
+
+/// What the runner took: the files (their bytes follow in `K` frames, in this order) and the
+/// entries it skipped.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct CollectedHeader {
+    pub files: Vec<CollectedEntry>,
+    /// `(path, reason)`, the reason as [`crate::SkipReason`] serializes it.
+    pub skipped: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CollectedEntry {
+    pub path: String,
+    pub size: u64,
     pub executable: bool,
 }
 
@@ -53,6 +90,8 @@ pub struct JobPhase {
     /// `[resource, value]` pairs, soft = hard.
     pub rlimits: Vec<[u64; 2]>,
     pub continue_on_failure: bool,
+    /// The program's fd 2 is its stdout pipe.
+    pub stderr_to_stdout: bool,
 }
 
 /// What the runner measured of one phase.
@@ -71,6 +110,165 @@ pub struct PhaseResult {
     pub stderr_truncated: bool,
     /// The program could not be started, or the runner failed.
     pub error: Option<String>,
+}
+
+/// A skip reason's wire name.
+pub fn reason_name(r: crate::SkipReason) -> &'static str {
+    match r {
+        crate::SkipReason::Symlink => "symlink",
+        crate::SkipReason::NotRegular => "not_regular",
+        crate::SkipReason::TooManyFiles => "too_many_files",
+        crate::SkipReason::TooLarge => "too_large",
+    }
+}
+
+/// The reason a wire name stands for.
+pub fn reason_of(name: &str) -> Option<crate::SkipReason> {
+    [
+        crate::SkipReason::Symlink,
+        crate::SkipReason::NotRegular,
+        crate::SkipReason::TooManyFiles,
+        crate::SkipReason::TooLarge,
+    ]
+    .into_iter()
+    .find(|r| reason_name(*r) == name)
+}
+
+/// The frames that carry `c` back: one `C` header, then the contents in `K` frames of at
+/// most [`CHUNK`] bytes.
+pub fn collected_frames(c: &crate::Collected) -> Vec<(u8, Vec<u8>)> {
+    let header = CollectedHeader {
+        files: c
+            .files
+            .iter()
+            .map(|f| CollectedEntry {
+                path: f.path.clone(),
+                size: f.content.len() as u64,
+                executable: f.executable,
+            })
+            .collect(),
+        skipped: c
+            .skipped
+            .iter()
+            .map(|s| (s.path.clone(), reason_name(s.reason).to_string()))
+            .collect(),
+    };
+    let mut out = vec![(
+        COLLECTED,
+        serde_json::to_vec(&header).unwrap_or_else(|_| b"{}".to_vec()),
+    )];
+    let mut buf = Vec::new();
+    for f in &c.files {
+        let mut rest = &f.content[..];
+        while !rest.is_empty() {
+            let n = rest.len().min(CHUNK - buf.len());
+            buf.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            if buf.len() == CHUNK {
+                out.push((CONTENT, std::mem::take(&mut buf)));
+            }
+        }
+    }
+    if !buf.is_empty() {
+        out.push((CONTENT, buf));
+    }
+    out
+}
+
+/// Reassembles what [`collected_frames`] sent, checking it against what the job asked for (the
+/// runner shares the program's uid, so nothing it says is trusted further than that).
+pub struct CollectedReader {
+    header: CollectedHeader,
+    files: Vec<crate::CollectedFile>,
+    /// Bytes still expected for the file being filled (`files.last()`), and files left.
+    left_in_file: u64,
+    next: usize,
+}
+
+impl CollectedReader {
+    pub fn new(payload: &[u8], asked: &crate::Collect) -> Result<CollectedReader, String> {
+        let header: CollectedHeader =
+            serde_json::from_slice(payload).map_err(|e| format!("bad collected header: {e}"))?;
+        let total = header
+            .files
+            .iter()
+            .try_fold(0u64, |a, f| a.checked_add(f.size));
+        if header.files.len() > asked.max_files || total.is_none_or(|t| t > asked.max_bytes) {
+            return Err("the runner sent back more files than asked for".into());
+        }
+        let as_files: Vec<crate::SandboxFile> = header
+            .files
+            .iter()
+            .map(|f| crate::SandboxFile {
+                path: f.path.clone(),
+                content: vec![],
+                executable: false,
+                readonly: false,
+            })
+            .collect();
+        crate::spec::check_files(&as_files).map_err(|e| format!("collected files: {e}"))?;
+        if header.skipped.len() > crate::collect::MAX_SKIPPED
+            || header.skipped.iter().any(|(_, r)| reason_of(r).is_none())
+        {
+            return Err("bad list of skipped files".into());
+        }
+        let mut r = CollectedReader {
+            header,
+            files: Vec::new(),
+            left_in_file: 0,
+            next: 0,
+        };
+        r.advance();
+        Ok(r)
+    }
+
+    /// Starts the next file that still needs bytes (empty files are complete at once).
+    fn advance(&mut self) {
+        while self.left_in_file == 0 && self.next < self.header.files.len() {
+            let e = &self.header.files[self.next];
+            self.files.push(crate::CollectedFile {
+                path: e.path.clone(),
+                content: Vec::with_capacity(e.size.min(CHUNK as u64) as usize),
+                executable: e.executable,
+            });
+            self.left_in_file = e.size;
+            self.next += 1;
+        }
+    }
+
+    /// Adds one `K` frame's bytes.
+    pub fn push(&mut self, mut data: &[u8]) -> Result<(), String> {
+        while !data.is_empty() {
+            if self.left_in_file == 0 {
+                return Err("the runner sent more file content than announced".into());
+            }
+            let n = (data.len() as u64).min(self.left_in_file) as usize;
+            if let Some(f) = self.files.last_mut() {
+                f.content.extend_from_slice(&data[..n]);
+            }
+            self.left_in_file -= n as u64;
+            data = &data[n..];
+            self.advance();
+        }
+        Ok(())
+    }
+
+    /// The files and skipped entries, once every announced byte arrived.
+    pub fn finish(self) -> Result<crate::Collected, String> {
+        if self.left_in_file != 0 || self.next < self.header.files.len() {
+            return Err("the runner's collected files were cut short".into());
+        }
+        let mut skipped = Vec::with_capacity(self.header.skipped.len());
+        for (path, r) in self.header.skipped {
+            if let Some(reason) = reason_of(&r) {
+                skipped.push(crate::Skipped { path, reason });
+            }
+        }
+        Ok(crate::Collected {
+            files: self.files,
+            skipped,
+        })
+    }
 }
 
 /// Appends one frame to `out`.
@@ -151,6 +349,71 @@ mod tests {
             assert_eq!(got[1], (STDIN, vec![]));
             assert_eq!(got[2].1, b"\x01hello".to_vec());
         }
+    }
+
+    #[test]
+    fn collected_files_travel_in_bounded_frames() {
+        let big: Vec<u8> = (0..(CHUNK * 2 + 123)).map(|i| (i % 251) as u8).collect();
+        let c = crate::Collected {
+            files: vec![
+                crate::CollectedFile {
+                    path: "a".into(),
+                    content: b"small".to_vec(),
+                    executable: false,
+                },
+                crate::CollectedFile {
+                    path: "b/big".into(),
+                    content: big.clone(),
+                    executable: true,
+                },
+                crate::CollectedFile {
+                    path: "empty".into(),
+                    content: vec![],
+                    executable: false,
+                },
+            ],
+            skipped: vec![crate::Skipped {
+                path: "out.txt".into(),
+                reason: crate::SkipReason::Symlink,
+            }],
+        };
+        let frames = collected_frames(&c);
+        assert_eq!(frames[0].0, COLLECTED);
+        assert!(frames[1..]
+            .iter()
+            .all(|(k, p)| *k == CONTENT && p.len() <= CHUNK));
+        let asked = crate::Collect {
+            patterns: vec!["**".into()],
+            max_files: 3,
+            max_bytes: big.len() as u64 + 5,
+        };
+        let mut r = CollectedReader::new(&frames[0].1, &asked).unwrap();
+        for (_, p) in &frames[1..] {
+            r.push(p).unwrap();
+        }
+        assert_eq!(r.finish().unwrap(), c);
+
+        // More than asked for, or more bytes than announced, is refused.
+        let fewer = crate::Collect {
+            max_files: 2,
+            ..asked.clone()
+        };
+        assert!(CollectedReader::new(&frames[0].1, &fewer).is_err());
+        let less = crate::Collect {
+            max_bytes: big.len() as u64,
+            ..asked.clone()
+        };
+        assert!(CollectedReader::new(&frames[0].1, &less).is_err());
+        let mut r = CollectedReader::new(&frames[0].1, &asked).unwrap();
+        for (_, p) in &frames[1..] {
+            r.push(p).unwrap();
+        }
+        assert!(r.push(b"x").is_err());
+        let r = CollectedReader::new(&frames[0].1, &asked).unwrap();
+        assert!(r.finish().is_err());
+        // A path that climbs out is refused.
+        let bad = br#"{"files":[{"path":"../x","size":0,"executable":false}],"skipped":[]}"#;
+        assert!(CollectedReader::new(bad, &asked).is_err());
     }
 
     #[test]

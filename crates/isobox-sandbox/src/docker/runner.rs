@@ -202,7 +202,7 @@ impl Runner {
                 path: f.path.clone(),
                 content: Vec::new(),
                 executable: f.executable,
-                readonly: false,
+                readonly: f.readonly,
             })
             .collect();
         crate::spec::check_files(&files).map_err(|e| e.to_string())?;
@@ -211,7 +211,7 @@ impl Runner {
             if kind != proto::FILE {
                 return Err("expected a file".into());
             }
-            write_file(&f.path, &content, f.executable)
+            write_file(&f.path, &content, f.executable, f.readonly)
                 .map_err(|e| format!("cannot write `{}`: {e}", f.path))?;
         }
         for (i, phase) in job.phases.iter().enumerate() {
@@ -234,6 +234,20 @@ impl Runner {
             );
             if fatal || (!ok && !phase.continue_on_failure) {
                 break;
+            }
+        }
+        // Every program of the run is dead and reaped by now (`run_phase` kills and reaps
+        // everything but this process): nothing changes the tree during the walk, which is
+        // fd-relative and follows no symlink anyway.
+        if let Some(c) = &job.collect {
+            let asked = crate::Collect {
+                patterns: c.patterns.clone(),
+                max_files: c.max_files,
+                max_bytes: c.max_bytes,
+            };
+            let got = crate::collect::collect_path(Path::new(WORK), &asked).unwrap_or_default();
+            for (kind, payload) in proto::collected_frames(&got) {
+                send(kind, &payload);
             }
         }
         send(proto::DONE, b"");
@@ -301,7 +315,7 @@ impl Runner {
             stderr,
         } = running;
         let mut stdin = Some(stdin);
-        let mut outs = [Some(stdout), Some(stderr)];
+        let mut outs = [Some(stdout), stderr];
         let mut sizes = [0u64; 2];
         let mut exited: Option<i32> = None;
         let mut max_rss_kib: i64 = 0;
@@ -504,18 +518,27 @@ fn kill_all() {
 }
 
 /// Writes a job file below the work dir (a fresh tmpfs: nothing there can be a symlink yet).
-fn write_file(rel: &str, content: &[u8], executable: bool) -> io::Result<()> {
+/// Read-only files lose their write bits once written (the owner is the program's uid, as
+/// every file here: it could chmod one back, in its own container only).
+fn write_file(rel: &str, content: &[u8], executable: bool, readonly: bool) -> io::Result<()> {
     let path = Path::new(WORK).join(rel);
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
+    let mode = match (executable, readonly) {
+        (true, false) => 0o755,
+        (false, false) => 0o644,
+        (true, true) => 0o555,
+        (false, true) => 0o444,
+    };
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .custom_flags(libc::O_NOFOLLOW)
-        .mode(if executable { 0o755 } else { 0o644 })
+        .mode(mode)
         .open(&path)?;
-    f.write_all(content)
+    f.write_all(content)?;
+    f.set_permissions(fs::Permissions::from_mode(mode))
 }
 
 /// The exit code the child uses when exec failed (the error itself goes through a pipe).
@@ -529,13 +552,15 @@ struct Program {
     rlimits: Vec<[u64; 2]>,
     argv0: String,
     err_r: Option<OwnedFd>,
+    stderr_to_stdout: bool,
 }
 
 struct Spawned {
     pid: libc::pid_t,
     stdin: OwnedFd,
     stdout: OwnedFd,
-    stderr: OwnedFd,
+    /// None when the program's stderr is its stdout.
+    stderr: Option<OwnedFd>,
 }
 
 fn cstring(s: &str) -> Result<CString, String> {
@@ -592,6 +617,7 @@ impl Program {
             rlimits: phase.rlimits.clone(),
             argv0,
             err_r: None,
+            stderr_to_stdout: phase.stderr_to_stdout,
         })
     }
 
@@ -599,7 +625,13 @@ impl Program {
     fn spawn(&mut self) -> Result<Spawned, String> {
         let (in_r, in_w) = pipe()?;
         let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
+        // With stderr_to_stdout, fd 2 is a copy of the stdout pipe: one pipe, written in order.
+        let (err_r, err_w) = if self.stderr_to_stdout {
+            (None, None)
+        } else {
+            let (r, w) = pipe()?;
+            (Some(r), Some(w))
+        };
         let (x_r, x_w) = pipe()?;
         let argv: Vec<*const libc::c_char> = self
             .argv
@@ -638,7 +670,7 @@ impl Program {
         let (fd_in, fd_out, fd_err, fd_x) = (
             in_r.as_raw_fd(),
             out_w.as_raw_fd(),
-            err_w.as_raw_fd(),
+            err_w.as_ref().map_or(out_w.as_raw_fd(), |w| w.as_raw_fd()),
             x_w.as_raw_fd(),
         );
         let path = self.path.as_ptr();
@@ -670,7 +702,12 @@ impl Program {
             }
         }
         drop((in_r, out_w, err_w, x_w));
-        for fd in [in_w.as_raw_fd(), out_r.as_raw_fd(), err_r.as_raw_fd()] {
+        let parent_ends = [Some(in_w.as_raw_fd()), Some(out_r.as_raw_fd())];
+        for fd in parent_ends
+            .into_iter()
+            .chain([err_r.as_ref().map(|r| r.as_raw_fd())])
+            .flatten()
+        {
             // SAFETY: fcntl on fds we own.
             unsafe {
                 let fl = libc::fcntl(fd, libc::F_GETFL);

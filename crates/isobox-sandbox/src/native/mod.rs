@@ -43,7 +43,11 @@
 //! (the kernel then kills every process of the namespace, stopped ones included) and, on v2,
 //! writes `cgroup.kill`. Afterwards it reaps init, reads the cgroup's figures and removes the
 //! cgroup. Nothing the program wrote is ever read from the host file system: files live on a
-//! tmpfs that exists only in the sandbox's mount namespace and vanishes with it.
+//! tmpfs that exists only in the sandbox's mount namespace and vanishes with it. The one
+//! exception is a run that asks for files back (`ExecSpec::collect`): then the supervisor opens
+//! that tmpfs as a directory fd before the first program starts and, once every process of the
+//! sandbox is gone, walks it with the fd-relative, `O_NOFOLLOW` collector (`open_work_dir`,
+//! `crate::collect`).
 
 mod child;
 pub mod launcher;
@@ -52,7 +56,7 @@ mod supervise;
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -551,8 +555,9 @@ impl Sandbox {
         !self.status.eof
     }
 
-    /// Ends the sandbox: init exits (or is killed), the tree is gone, the cgroup removed.
-    fn finish(&mut self) -> Result<(), SandboxError> {
+    /// Ends every process of the sandbox: init exits (or is killed) and is reaped, which the
+    /// kernel allows only once every other process of its pid namespace is gone.
+    fn stop(&mut self) {
         self.ctrl.take();
         self.init.kill();
         self.init.reap();
@@ -560,6 +565,11 @@ impl Sandbox {
             live.remove(&self.init.pid);
         }
         self.cg.kill_all();
+    }
+
+    /// Ends the sandbox: its processes are gone, the cgroup removed.
+    fn finish(&mut self) -> Result<(), SandboxError> {
+        self.stop();
         self.cg.remove()
     }
 }
@@ -745,9 +755,21 @@ impl Backend for NativeBackend {
         let mut pipes = Vec::with_capacity(spec.phases.len());
         let mut child_fds = Vec::with_capacity(3 * spec.phases.len());
         let pipe_err = |e: io::Error| SandboxError::Setup(format!("cannot create pipe: {e}"));
-        for _ in &spec.phases {
+        for phase in &spec.phases {
             let (in_r, in_w) = pipe().map_err(pipe_err)?;
             let (out_r, out_w) = pipe().map_err(pipe_err)?;
+            if phase.stderr_to_stdout {
+                // The stdout pipe travels twice: the payload's fd 2 is a copy of its fd 1 (the
+                // same pipe, so writes interleave as made and share stdout's cap).
+                child_fds.extend([in_r.as_raw_fd(), out_w.as_raw_fd(), out_w.as_raw_fd()]);
+                pipes.push(PhasePipes {
+                    stdin_w: Some(in_w),
+                    stdout_r: Some(out_r),
+                    stderr_r: None,
+                    child_ends: vec![in_r, out_w],
+                });
+                continue;
+            }
             let (err_r, err_w) = pipe().map_err(pipe_err)?;
             child_fds.extend([in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]);
             pipes.push(PhasePipes {
@@ -800,6 +822,11 @@ impl Backend for NativeBackend {
             };
             return Err(SandboxError::Setup(e));
         }
+        // The work dir, opened before any program of the run exists (see `open_work_dir`).
+        let work_dir = match &spec.collect {
+            Some(_) => Some(open_work_dir(&sb)?),
+            None => None,
+        };
         let setup_time = if sb.warm {
             started.elapsed()
         } else {
@@ -837,6 +864,28 @@ impl Backend for NativeBackend {
             }
         }
         let warm = sb.warm;
+        let collected = match (&spec.collect, &work_dir) {
+            (Some(c), Some(dir)) => {
+                // Nothing of the sandbox may run during the walk. When the last phase ended
+                // normally (init reported its wait status) init has already SIGKILLed and reaped
+                // every other process of its pid namespace and waits on the control socket (our
+                // code, not touching /tmp). Otherwise (a limit struck, init failed or died) init
+                // is killed and reaped here, which the kernel allows only once every process of
+                // the namespace is gone. The tmpfs outlives its mount namespace as long as `dir`
+                // is open.
+                sb.status.pump();
+                let quiet = !sb.status.eof
+                    && reports
+                        .last()
+                        .is_some_and(|r| r.limit_hit.is_none() && r.internal_error.is_none());
+                if !quiet {
+                    sb.stop();
+                }
+                Some(crate::collect::collect_at(dir.as_fd(), c))
+            }
+            _ => None,
+        };
+        drop(work_dir);
         // Every process of the run is dead by now (init kills the tree before it reports, and a
         // limit kills init). What is left (reaping init, removing the cgroup) is the pool
         // thread's job when there is one, off this run's latency.
@@ -850,7 +899,58 @@ impl Backend for NativeBackend {
             setup_time,
             total_time: started.elapsed(),
             warm,
-            collected: None,
+            collected,
         })
     }
+}
+
+/// The sandbox's work dir (its `/tmp` tmpfs) as a directory fd of this process, for
+/// [`crate::collect`].
+///
+/// # Why from the host, through `/proc/<init>/root`
+/// The work tmpfs exists only in the sandbox's mount namespace. We open it from the supervisor
+/// right after the init reported the job ready: no program of the run has started, so the path
+/// (`/proc/<pid>/root` is the init's root, `tmp` the tmpfs mounted on it) is exactly what the
+/// init built, and the pid is our own unreaped child (never recycled). Root in the initial
+/// user namespace may open it although the init is not dumpable and lives in a user namespace
+/// of its own (CAP_SYS_PTRACE over the init's mm, which belongs to the initial namespace). The
+/// fd pins the tmpfs: after the last phase no sandboxed process exists any more (init killed and
+/// reaped the rest before reporting the phase; after a limit or a failure we kill and reap init
+/// itself first) and we walk the frozen tree with the fd-relative, `O_NOFOLLOW` collector. The other way, the init walking and sending the files over its
+/// control socket, would put a directory walk and file reads in the init (raw syscalls only, no
+/// allocation: see `child.rs`) while the payload's siblings may still run, and the result could
+/// not be had after a limit killed the init.
+fn open_work_dir(sb: &Sandbox) -> Result<OwnedFd, SandboxError> {
+    let path = cpath(std::path::Path::new(&format!(
+        "/proc/{}/root/tmp",
+        sb.init.pid
+    )));
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: a NUL-terminated path; the result is a new fd we own.
+    let fd = unsafe { libc::open(path.as_ptr(), flags) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(SandboxError::Setup(format!(
+            "cannot open the sandbox's work dir: {e}"
+        )));
+    }
+    // SAFETY: a fresh fd nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero statfs/stat is a valid value of these plain C structs; both calls
+    // fill a live local from an fd we hold.
+    let (fs, st) = unsafe {
+        let mut fs: libc::statfs = std::mem::zeroed();
+        let mut st: libc::stat = std::mem::zeroed();
+        let ok = libc::fstatfs(fd.as_raw_fd(), &mut fs) == 0
+            && libc::fstat(fd.as_raw_fd(), &mut st) == 0;
+        (ok.then_some(fs), st)
+    };
+    // It must be the run's own tmpfs (mounted with the run's uid), nothing else.
+    let ours = fs.is_some_and(|fs| fs.f_type == libc::TMPFS_MAGIC) && st.st_uid == sb.uid;
+    if !ours {
+        return Err(SandboxError::Setup(
+            "the sandbox's work dir is not its tmpfs".into(),
+        ));
+    }
+    Ok(fd)
 }

@@ -466,7 +466,14 @@ pub(super) fn run_ops(spec: &ExecSpec, uid: u32, gid: u32) -> Vec<Op> {
         ops.push(Op::Write {
             path: cpath(&tmp.join(rel)),
             data: f.content.clone(),
-            mode: if f.executable { 0o755 } else { 0o644 },
+            // Read-only files keep the run's uid as owner: the program could chmod one back,
+            // but the copy is this sandbox's own, so that changes only this run.
+            mode: match (f.executable, f.readonly) {
+                (true, false) => 0o755,
+                (false, false) => 0o644,
+                (true, true) => 0o555,
+                (false, true) => 0o444,
+            },
             owner,
         });
     }
