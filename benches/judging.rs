@@ -184,7 +184,12 @@ async fn bench() {
         let (t, c) = one_request(&client, &url, &format!("req-{pid}-{rep}")).await;
         request.push(ms(t));
         compile_in.push(c);
-        cached.push(ms(judge0_one_by_one(&client, &url, &format!("j0c-{pid}-{rep}")).await));
+        cached.push(ms(judge0_one_by_one(
+            &client,
+            &url,
+            &format!("j0c-{pid}-{rep}"),
+        )
+        .await));
         eprintln!(
             "[judging rep {}/{reps}] 20 tests in one request {:.0} ms (compile {:.0} ms); 20 Judge0 submissions, compile cache on: {:.0} ms",
             rep + 1,
@@ -217,7 +222,12 @@ async fn bench() {
     one_request(&client, &url, &format!("warm2-{pid}")).await;
     let mut uncached = Vec::new();
     for rep in 0..reps {
-        uncached.push(ms(judge0_one_by_one(&client, &url, &format!("j0u-{pid}-{rep}")).await));
+        uncached.push(ms(judge0_one_by_one(
+            &client,
+            &url,
+            &format!("j0u-{pid}-{rep}"),
+        )
+        .await));
         eprintln!(
             "[judging rep {}/{reps}] 20 Judge0 submissions, compile cache off: {:.0} ms",
             rep + 1,

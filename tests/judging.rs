@@ -638,8 +638,9 @@ conditions = [
     // The policy bounds tests, compiler options and compile limits.
     let (status, r) = post_as(&s, "k-limited", "/api/v1/execute", &body).await;
     assert_eq!(status, 403, "3 tests > 2: {r}");
-    let two =
-        json!({"language": "c", "code": code, "tests": [{"stdin": "1", "expected_output": "2"}]});
+    // (the language's compile limit is 20 s: this role must ask for 5 s at most)
+    let two = json!({"language": "c", "code": code, "tests": [{"stdin": "1", "expected_output": "2"}],
+                     "compile_limits": {"timeout_ms": 5000}});
     let (status, r) = post_as(&s, "k-limited", "/api/v1/execute", &two).await;
     assert_eq!(status, 200, "{r}");
     let mut with_args = two.clone();
@@ -674,7 +675,7 @@ conditions = [
     assert!(status == 200 || status == 202, "{status} {job}");
     let mut job = job;
     for _ in 0..100 {
-        if job["status"] == "completed" {
+        if job["state"] == "done" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -690,6 +691,8 @@ conditions = [
             .await
             .unwrap();
     }
-    assert_eq!(job["result"]["summary"]["passed"], 2, "{job}");
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["summary"]["passed"], 2, "{job}");
+    assert_eq!(job["tests"][2]["verdict"], "wrong_answer", "{job}");
     s.stop().await;
 }
