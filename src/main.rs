@@ -2,6 +2,7 @@
 //! same sandbox the server uses.
 
 mod envscrub;
+mod judge;
 mod selftest;
 
 use std::path::PathBuf;
@@ -28,6 +29,14 @@ struct Cli {
     rootfs: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompareArg {
+    Exact,
+    Trim,
+    Tokens,
+    Float,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -66,6 +75,27 @@ enum Command {
         /// Print the result object instead of the program's output.
         #[arg(long)]
         json: bool,
+        /// Test cases: a directory of `NAME.in` / `NAME.out` pairs (`.ans` too), or a JSON file
+        /// holding the `tests` array of the REST API. Prints one verdict per case; exits 0
+        /// when every case is accepted, 1 otherwise.
+        #[arg(long, value_name = "DIR|FILE", conflicts_with_all = ["stdin", "stdin_file"])]
+        tests: Option<PathBuf>,
+        /// How outputs are compared with the expected ones.
+        #[arg(long, value_enum, default_value = "exact", requires = "tests")]
+        compare: CompareArg,
+        /// Stop at the first case that is not accepted.
+        #[arg(long, requires = "tests")]
+        stop_on_failure: bool,
+        /// A compiler option (repeat for more), e.g. `--compile-arg=-DLOCAL`.
+        #[arg(long = "compile-arg", value_name = "A", allow_hyphen_values = true)]
+        compile_args: Vec<String>,
+        /// A file (name or glob) the program leaves in its work dir to copy into
+        /// --output-dir (repeat for more).
+        #[arg(long = "output", value_name = "PATTERN")]
+        outputs: Vec<String>,
+        /// Where --output files are written.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        output_dir: PathBuf,
     },
     /// List the languages available on this host.
     Languages {
@@ -222,6 +252,12 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
             memory_mb,
             backend: kind,
             json,
+            tests,
+            compare,
+            stop_on_failure,
+            compile_args,
+            outputs,
+            output_dir,
         } => {
             let table = languages(cli.languages_file.as_ref())?;
             let lang_name = match language {
@@ -272,18 +308,38 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
                 memory_mb,
                 ..Default::default()
             });
+            let tests = tests.as_deref().map(judge::load_tests).transpose()?;
             let req = ExecuteRequest {
                 language: lang_name,
                 files: Some(req_files),
                 stdin,
                 args: Some(args),
                 limits,
+                compare: tests.is_some().then(|| isobox_core::Compare {
+                    mode: match compare {
+                        CompareArg::Exact => isobox_core::CompareMode::Exact,
+                        CompareArg::Trim => isobox_core::CompareMode::Trim,
+                        CompareArg::Tokens => isobox_core::CompareMode::Tokens,
+                        CompareArg::Float => isobox_core::CompareMode::Float,
+                    },
+                    ..Default::default()
+                }),
+                stop_on_failure: tests.is_some().then_some(stop_on_failure),
+                tests,
+                compile_args: Some(compile_args),
+                outputs: (!outputs.is_empty()).then_some(outputs),
                 ..Default::default()
             };
             let executor = Executor::new(backend(kind, cli.rootfs)?, table, Policy::default());
             let result = executor.execute(&req)?;
             if let Some(msg) = &result.internal_message {
                 eprintln!("isobox: the sandbox failed: {msg}");
+            }
+            if let Some(files) = &result.files {
+                judge::write_outputs(&output_dir, files, &result.files_skipped)?;
+            }
+            if result.tests.is_some() && !json {
+                return judge::report(&result);
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&result)?);

@@ -437,6 +437,33 @@ async fn playground_runs_programs_in_a_real_browser() {
     let shot = b.screenshot("python").await;
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
 
+    // A program that draws a PNG: the page shows the image it left in its work dir.
+    b.clear("#editor").await;
+    b.type_into(
+        "#editor",
+        "import zlib, struct\n\
+         def chunk(t, d): return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))\n\
+         raw = b''.join(b'\\x00' + b'\\xff\\x00\\x00' * 8 for _ in range(8))\n\
+         png = b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 8, 8, 8, 2, 0, 0, 0)) + chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b'')\n\
+         open('red.png', 'wb').write(png)\n\
+         print('drawn')\n",
+    )
+    .await;
+    b.click("#run").await;
+    let width = b
+        .wait_for(
+            "the image",
+            "const i = document.querySelector('#images img'); \
+             return i && i.complete && i.naturalWidth",
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(width, 8, "the 8x8 PNG decoded in the page");
+    assert!(b.displayed("#images-box").await);
+    let caption = b.text("#images figcaption").await;
+    assert!(caption.starts_with("red.png"), "{caption}");
+    b.screenshot("image").await;
+
     // C with a compile error, started with Ctrl+Enter from the editor.
     b.click("#language option[value=c]").await;
     b.clear("#editor").await;

@@ -267,3 +267,82 @@ fn toolchain_versions_are_kept_until_the_toolchain_changes() {
     );
     let _ = std::fs::remove_file(&cache);
 }
+
+#[test]
+fn run_with_a_directory_of_tests_prints_verdicts_and_writes_outputs() {
+    let dir = TempDir::new("cli-tests");
+    let prog = dir.file(
+        "double.c",
+        "#include <stdio.h>\nint main(void){ long n; scanf(\"%ld\", &n); printf(\"%ld\\n\", n * FACTOR); \
+         FILE *f = fopen(\"last.txt\", \"w\"); fprintf(f, \"%ld\", n); fclose(f); return 0; }\n",
+    );
+    std::fs::create_dir(dir.0.join("cases")).unwrap();
+    for (name, input, output) in [("1", "2", "4"), ("2", "5", "10 \n\n"), ("10", "3", "7")] {
+        std::fs::write(dir.0.join(format!("cases/{name}.in")), input).unwrap();
+        std::fs::write(dir.0.join(format!("cases/{name}.out")), output).unwrap();
+    }
+    let cases = dir.0.join("cases");
+    let out = cli(&[
+        "run",
+        prog.to_str().unwrap(),
+        "--tests",
+        cases.to_str().unwrap(),
+        "--compare",
+        "trim",
+        "--compile-arg=-DFACTOR=2",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(
+        lines[0].starts_with("1 ") && lines[0].contains("accepted"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("2 ") && lines[1].contains("accepted"),
+        "trim: {stdout}"
+    );
+    assert!(
+        lines[2].starts_with("10 ") && lines[2].contains("wrong_answer"),
+        "2 before 10: {stdout}"
+    );
+    assert!(
+        lines[3].starts_with("wrong_answer: 2 passed, 1 failed"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    // All accepted: exit 0; --output writes the returned file.
+    let ok = dir.file("ok.json", r#"[{"stdin": "4", "expected_output": "8"}]"#);
+    let out_dir = dir.0.join("out");
+    let out = cli(&[
+        "run",
+        prog.to_str().unwrap(),
+        "--tests",
+        ok.to_str().unwrap(),
+        "--compare",
+        "tokens",
+        "--compile-arg=-DFACTOR=2",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = cli(&[
+        "run",
+        prog.to_str().unwrap(),
+        "--stdin",
+        "21",
+        "--compile-arg=-DFACTOR=2",
+        "--output",
+        "*.txt",
+        "--output-dir",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n");
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("last.txt")).unwrap(),
+        "21"
+    );
+}

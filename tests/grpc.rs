@@ -972,3 +972,45 @@ async fn a_silent_connection_to_the_grpc_port_is_dropped() {
     assert!(!langs.into_inner().languages.is_empty());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_cases_result_files_and_base64_over_grpc() {
+    let s = Server::start(&[]).await;
+    let mut c = s.client().await;
+    let case = |stdin: &str, expected: &str| pb::TestCase {
+        stdin: Some(stdin.into()),
+        expected_output: Some(expected.into()),
+        ..Default::default()
+    };
+    let mut req = py("print(int(input()) * 2)");
+    req.tests = vec![case("2", "4"), case("3", "7")];
+    req.compare = Some(pb::Compare {
+        mode: "trim".into(),
+        ..Default::default()
+    });
+    let r = c.execute(req.clone()).await.expect("execute").into_inner();
+    let verdicts: Vec<&str> = r.tests.iter().map(|t| t.verdict.as_str()).collect();
+    assert_eq!(verdicts, ["accepted", "wrong_answer"], "{r:?}");
+    assert_eq!(r.tests[1].run.as_ref().unwrap().stdout, "6\n");
+    let sum = r.summary.expect("summary");
+    assert_eq!((sum.passed, sum.failed, sum.total), (1, 1, 2));
+    // A bad comparison mode is the REST error, as a gRPC status.
+    req.compare = Some(pb::Compare {
+        mode: "fuzzy".into(),
+        ..Default::default()
+    });
+    let err = c.execute(req).await.expect_err("bad compare");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // Result files come back as bytes; base64 output is exact.
+    let mut req = py(
+        "open('a.bin','wb').write(bytes([0,255,1])); import sys; sys.stdout.buffer.write(b'\\xff')",
+    );
+    req.outputs = vec!["*.bin".into()];
+    req.encoding = Some("utf-8".into());
+    let r = c.execute(req).await.expect("execute").into_inner();
+    assert_eq!(r.files.len(), 1, "{r:?}");
+    assert_eq!(r.files[0].name, "a.bin");
+    assert_eq!(r.files[0].content, vec![0, 255, 1]);
+    assert_eq!(r.stdout, "\u{fffd}");
+    s.stop().await;
+}

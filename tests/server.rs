@@ -1538,6 +1538,10 @@ async fn openapi_matches_the_real_routes() {
     // Every documented operation exists on the real server.
     let mut documented = BTreeSet::new();
     for (path, item) in paths {
+        // The Judge0 compatible API has its own walk (judge0::openapi_documents_the_routes).
+        if path.starts_with("/judge0/") {
+            continue;
+        }
         let item = item.as_object().unwrap();
         for method in item.keys().filter(|m| METHODS.contains(&m.as_str())) {
             documented.insert((path.clone(), method.clone()));

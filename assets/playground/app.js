@@ -24,6 +24,7 @@ const ui = {
   stdin: $("stdin"), args: $("args"), run: $("run"), stop: $("stop"), share: $("share"),
   shareBox: $("share-box"), shareUrl: $("share-url"), status: $("status"), error: $("error"),
   output: $("output"), compileBox: $("compile-box"), compile: $("compile"), result: $("result"),
+  imagesBox: $("images-box"), images: $("images"),
   notes: $("notes"), theme: $("theme"), auth: $("auth"), authWhy: $("auth-why"),
   authForm: $("auth-form"), key: $("key"), keyScheme: $("key-scheme"),
   keyButton: $("key-button"), keyForget: $("key-forget"), kbdNote: $("kbd-note"),
@@ -362,9 +363,32 @@ function showResult(r) {
     ui.compile.textContent = c.stdout + c.stderr || `(the compiler said nothing; status ${c.status})`;
     ui.compileBox.hidden = false;
   }
+  showImages(r.files || []);
   const exit = m.exit_code === null ? "" : `, exit code ${m.exit_code}`;
   const compiled = m !== r ? "; see the compiler output" : "";
   setStatus(`Finished: ${r.status}${exit}, ${m.wall_time_ms} ms${compiled}.`);
+}
+
+// Image files the program left in its work dir (asked for with `outputs`), shown as data:
+// URLs (the page's Content-Security-Policy allows `img-src data:`), each with its name.
+const IMAGE_TYPES = { png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif", webp: "image/webp" };
+const IMAGE_OUTPUTS = Object.keys(IMAGE_TYPES).map((ext) => `**/*.${ext}`);
+
+function showImages(files) {
+  ui.images.textContent = "";
+  for (const f of files) {
+    const type = IMAGE_TYPES[(f.name.split(".").pop() || "").toLowerCase()];
+    if (!type) continue;
+    const figure = document.createElement("figure");
+    const img = document.createElement("img");
+    img.src = `data:${type};base64,${f.content}`;
+    img.alt = `${f.name}, written by the program`;
+    const caption = document.createElement("figcaption");
+    caption.textContent = `${f.name} (${formatBytes(f.size)})`;
+    figure.append(img, caption);
+    ui.images.append(figure);
+  }
+  ui.imagesBox.hidden = !ui.images.childElementCount;
 }
 
 // ---- Running: SSE over fetch ----
@@ -399,7 +423,7 @@ async function readEvents(body, onEvent) {
 async function run() {
   if (running) return;
   if (!ui.language.value) return setStatus("No language yet: the list has not loaded.");
-  const request = { language: ui.language.value, code: ui.editor.value };
+  const request = { language: ui.language.value, code: ui.editor.value, outputs: IMAGE_OUTPUTS };
   if (ui.stdin.value) request.stdin = ui.stdin.value;
   const args = parseArgs(ui.args.value);
   if (args.length) request.args = args;
@@ -409,6 +433,7 @@ async function run() {
   ui.compileBox.hidden = true;
   ui.result.hidden = true;
   ui.notes.hidden = true;
+  ui.imagesBox.hidden = true;
   setStatus(`Running ${request.language}…`);
   running = new AbortController();
   ui.run.disabled = true;

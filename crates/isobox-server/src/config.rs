@@ -121,6 +121,9 @@ pub struct Config {
     pub job_workers: usize,
     /// Most submissions in one batch.
     pub batch_max: usize,
+    /// Where the Judge0 CE compatible API is mounted (`ISOBOX_JUDGE0_PREFIX`, default
+    /// `/judge0`); None: not mounted.
+    pub judge0_prefix: Option<String>,
     pub webhook: crate::webhook::WebhookConfig,
     pub languages_file: Option<PathBuf>,
     pub warm_pool: usize,
@@ -136,6 +139,9 @@ pub struct Config {
     /// Origins browser front ends may call the API from (`ISOBOX_CORS_ORIGINS`, `*` for any);
     /// empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// Where the Piston v2 compatible API is mounted (`ISOBOX_PISTON_PREFIX`, default
+    /// `/piston`); None: not mounted.
+    pub piston_prefix: Option<String>,
     pub dedup_enabled: bool,
     pub dedup_ttl: Duration,
     pub dedup_max_entries: usize,
@@ -511,6 +517,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         Duration::from_millis(r.num("ISOBOX_JOB_CLAIM_MS", "30000", 500u64, 3_600_000)?);
     let job_workers = r.num("ISOBOX_JOB_WORKERS", &slots.to_string(), 0usize, 1024)?;
     let batch_max = r.num("ISOBOX_BATCH_MAX", "20", 1usize, 1000)?;
+    let judge0_prefix = compat_prefix(&mut r, "ISOBOX_JUDGE0_PREFIX", "/judge0")?;
     let webhook = crate::webhook::WebhookConfig {
         secret: Some(r.string("ISOBOX_WEBHOOK_SECRET", "")).filter(|s| !s.is_empty()),
         allow: crate::webhook::parse_allow(&r.string("ISOBOX_WEBHOOK_ALLOW", ""))
@@ -568,6 +575,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
             ));
         }
     }
+    let piston_prefix = compat_prefix(&mut r, "ISOBOX_PISTON_PREFIX", "/piston")?;
     let dedup_enabled = r.flag("DEDUP_ENABLED", "true")?;
     let dedup_ttl = Duration::from_secs(r.num("DEDUP_CACHE_TTL", "3600", 1u64, 30 * 86_400)?);
     let dedup_max_entries = r.num("ISOBOX_DEDUP_MAX_ENTRIES", "10000", 1usize, 10_000_000)?;
@@ -652,6 +660,7 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         job_claim,
         job_workers,
         batch_max,
+        judge0_prefix,
         webhook,
         languages_file,
         warm_pool,
@@ -677,8 +686,40 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         shutdown_grace,
         auth,
         tls_reload,
+        piston_prefix,
         shown: r.shown,
     })
+}
+
+/// The path prefix of a compatibility API: empty or `off` disables it; else `/` and path
+/// segments of `A-Z a-z 0-9 . _ ~ -` (no trailing `/`, nothing a route pattern reads).
+fn compat_prefix(
+    r: &mut Reader<'_>,
+    var: &'static str,
+    default: &str,
+) -> Result<Option<String>, ConfigError> {
+    let v = r.string(var, default);
+    if v.is_empty() || v.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let ok = v.starts_with('/')
+        && v[1..].split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-'))
+        });
+    if !ok || v.starts_with("/api/v1") {
+        return Err(err(
+            var,
+            format!(
+                "`{v}` is not a path prefix (`/name`, no trailing `/`; empty or `off` disables)"
+            ),
+        ));
+    }
+    Ok(Some(v))
 }
 
 /// The docker backend's settings from the environment alone (`isobox run --backend docker`).
@@ -804,6 +845,7 @@ const KNOWN: &[&str] = &[
     "ISOBOX_JOB_CLAIM_MS",
     "ISOBOX_JOB_WORKERS",
     "ISOBOX_BATCH_MAX",
+    "ISOBOX_JUDGE0_PREFIX",
     "ISOBOX_WEBHOOK_SECRET",
     "ISOBOX_WEBHOOK_ALLOW",
     "ISOBOX_WEBHOOK_ATTEMPTS",
@@ -815,6 +857,7 @@ const KNOWN: &[&str] = &[
     "ISOBOX_QUEUE_TIMEOUT_MS",
     "ISOBOX_MAX_BODY_BYTES",
     "ISOBOX_CORS_ORIGINS",
+    "ISOBOX_PISTON_PREFIX",
     "ISOBOX_HEADER_TIMEOUT_MS",
     "ISOBOX_BODY_TIMEOUT_MS",
     "ISOBOX_MAX_CONNECTIONS",
@@ -868,6 +911,26 @@ mod tests {
         ] {
             let e = load(&env(&[(k, v)])).unwrap_err();
             assert_eq!(e.var, k, "{e}");
+        }
+    }
+
+    #[test]
+    fn the_piston_prefix_is_a_path_or_off() {
+        assert_eq!(
+            load(&env(&[])).unwrap().piston_prefix.as_deref(),
+            Some("/piston")
+        );
+        for off in ["", "off", "OFF"] {
+            let c = load(&env(&[("ISOBOX_PISTON_PREFIX", off)])).unwrap();
+            assert_eq!(c.piston_prefix, None, "{off:?}");
+        }
+        let c = load(&env(&[("ISOBOX_PISTON_PREFIX", "/compat/piston")])).unwrap();
+        assert_eq!(c.piston_prefix.as_deref(), Some("/compat/piston"));
+        for bad in [
+            "piston", "/piston/", "/{x}", "/a//b", "/../x", "/p*", "/api/v1",
+        ] {
+            let e = load(&env(&[("ISOBOX_PISTON_PREFIX", bad)])).unwrap_err();
+            assert_eq!(e.var, "ISOBOX_PISTON_PREFIX", "{bad}");
         }
     }
 

@@ -6,7 +6,8 @@
 //!   (`run(listener, app, shutdown)`, as mini-redis does), with graceful shutdown.
 //! - [`transport`]: plain TCP or TLS/mTLS connections, one accept path for both servers.
 //! - [`http`] (REST, Server-Sent Events, WebSocket, the Playground) and [`grpc`]: adapters that
-//!   translate their wire format to the [`api`] layer and back.
+//!   translate their wire format to the [`api`] layer and back; [`compat`]: other services'
+//!   APIs (Piston) over the same layer, mounted by [`http`].
 //! - [`api`]: admission, authorization of a request validated once by the core, runs, jobs,
 //!   and the one table of refusals ([`api::error`]) that both adapters render.
 //! - [`auth`] (methods, the gate, the permission policy), [`ratelimit`], [`jobs`] (the job store
@@ -21,6 +22,7 @@
 pub mod api;
 pub mod auth;
 pub mod cluster;
+pub mod compat;
 pub mod config;
 pub mod grpc;
 pub mod http;
@@ -35,7 +37,7 @@ pub mod transport;
 pub mod webhook;
 
 pub use config::Config;
-pub use http::openapi::document as openapi_document;
 pub use http::router;
+pub use startup::openapi_document;
 pub use startup::{run, run_with_grpc, run_worker};
 pub use state::App;

@@ -19,6 +19,13 @@ use crate::config::{self, Config};
 use crate::state::App;
 use crate::{api, auth, cluster, grpc, http, jobs, transport};
 
+/// The whole OpenAPI document (`/openapi.json`): the native API and the compatibility APIs.
+pub fn openapi_document() -> serde_json::Value {
+    let mut doc = http::openapi::document();
+    crate::compat::openapi(&mut doc);
+    doc
+}
+
 impl App {
     /// Creates the backend and the services from the configuration (blocking: it probes the
     /// toolchains in the sandbox). With `REDIS_URL` it must run inside a tokio runtime context
@@ -121,6 +128,8 @@ impl App {
             tls,
             languages,
             shutting_down: AtomicBool::new(false),
+            callback_shape: crate::compat::callback,
+            openapi: openapi_document(),
         })
     }
 }
@@ -209,7 +218,7 @@ pub async fn run_with_grpc(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     start_job_workers(&app, stop_rx.clone());
-    let router = http::router(app.clone());
+    let router = http::router(app.clone(), crate::compat::routes(&app));
     let stopped = {
         let mut stop_rx = stop_rx.clone();
         async move {

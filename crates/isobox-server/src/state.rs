@@ -29,4 +29,13 @@ pub struct App {
     pub languages: Vec<LanguageInfo>,
     /// Set when shutdown begins: `/health` answers 503.
     pub shutting_down: AtomicBool,
+    /// The callback of a finished job in the shape of the API that submitted it (a
+    /// compatibility API's body and method), or None for a native job: set by
+    /// [`App::build`](crate::App::build), so the API layer needs no compatibility API.
+    pub callback_shape: CallbackShape,
+    /// The OpenAPI document `/openapi.json` serves ([`crate::openapi_document`]).
+    pub openapi: serde_json::Value,
 }
+
+/// See [`App::callback_shape`].
+pub type CallbackShape = fn(&serde_json::Value) -> Option<(serde_json::Value, reqwest::Method)>;

@@ -17,6 +17,8 @@ use crate::state::App;
 pub struct JobRequest {
     pub request: ExecuteRequest,
     pub callback_url: Option<String>,
+    /// A compatibility API's fields, kept in the job's record (`None` for the native API).
+    pub compat: Option<Value>,
 }
 
 /// How long a client may wait for a job (`?wait=true`) before getting its current state.
@@ -42,6 +44,7 @@ async fn spec(app: &App, caller: &Caller, job: JobRequest) -> Result<JobSpec, Ap
         caller: caller.key(),
         callback_url: job.callback_url,
         submitted_at: now_ms(),
+        compat: job.compat,
     })
 }
 
@@ -60,29 +63,7 @@ pub async fn submit_batch(
     caller: &Caller,
     batch: Vec<JobRequest>,
 ) -> Result<Vec<String>, ApiError> {
-    if batch.is_empty() {
-        return Err(ApiError::new(
-            ErrorKind::InvalidJson,
-            "`submissions` is empty",
-        ));
-    }
-    let max = app.config.batch_max;
-    if batch.len() > max {
-        return Err(ApiError::too_large(format!(
-            "{} submissions; at most {max} per batch",
-            batch.len()
-        )));
-    }
-    if batch.len() > 1 {
-        let extra = (batch.len() - 1) as u32;
-        let d = app.gate.rate(&caller.principal, &caller.roles, extra).await;
-        if !d.allowed {
-            return Err(super::refusal(
-                app,
-                crate::auth::gate::Refusal::RateLimited(d),
-            ));
-        }
-    }
+    count_batch(app, caller, batch.len()).await?;
     let mut specs = Vec::with_capacity(batch.len());
     for (i, job) in batch.into_iter().enumerate() {
         specs.push(
@@ -95,28 +76,118 @@ pub async fn submit_batch(
     Ok(specs.into_iter().map(|s| s.id).collect())
 }
 
+/// A batch's size checked (not empty, at most `ISOBOX_BATCH_MAX`) and counted against the
+/// caller's rate limit (admission counted the first).
+async fn count_batch(app: &App, caller: &Caller, len: usize) -> Result<(), ApiError> {
+    if len == 0 {
+        return Err(ApiError::new(
+            ErrorKind::InvalidJson,
+            "`submissions` is empty",
+        ));
+    }
+    let max = app.config.batch_max;
+    if len > max {
+        return Err(ApiError::too_large(format!(
+            "{len} submissions; at most {max} per batch"
+        )));
+    }
+    if len > 1 {
+        let extra = (len - 1) as u32;
+        let d = app.gate.rate(&caller.principal, &caller.roles, extra).await;
+        if !d.allowed {
+            return Err(super::refusal(
+                app,
+                crate::auth::gate::Refusal::RateLimited(d),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Queues each submission of a batch that passes its checks, on its own (the Judge0 way: a
+/// refused submission does not stop the others). The batch as a whole is checked and counted
+/// as [`submit_batch`] does; the answer has one entry per submission, in order.
+pub async fn submit_each(
+    app: &App,
+    caller: &Caller,
+    batch: Vec<Result<JobRequest, ApiError>>,
+) -> Result<Vec<Result<String, ApiError>>, ApiError> {
+    count_batch(app, caller, batch.len()).await?;
+    let mut out = Vec::with_capacity(batch.len());
+    let mut specs = Vec::new();
+    for job in batch {
+        match job {
+            Ok(job) => match spec(app, caller, job).await {
+                Ok(s) => {
+                    out.push(Ok(s.id.clone()));
+                    specs.push(s);
+                }
+                Err(e) => out.push(Err(e)),
+            },
+            Err(e) => out.push(Err(e)),
+        }
+    }
+    if !specs.is_empty() {
+        app.jobs.submit(&specs).await?;
+    }
+    Ok(out)
+}
+
 /// A job's record as its owner sees it (404 when unknown, expired or another caller's).
 pub async fn get(app: &App, caller: &Caller, id: &str) -> Result<Value, ApiError> {
+    Ok(public_view(record(app, caller, id).await?))
+}
+
+/// A job's whole record but its owner, compatibility fields included, for its owner only
+/// (404 when unknown, expired or another caller's).
+pub async fn record(app: &App, caller: &Caller, id: &str) -> Result<Value, ApiError> {
     let not_found =
         || ApiError::not_found("no such job (unknown, expired, or submitted by another caller)");
     if id.len() > 64 || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
         return Err(not_found());
     }
-    let rec = app
+    let mut rec = app
         .jobs
         .get(id)
         .await?
         .filter(|r| crate::jobs::owned_by(r, &caller.key()))
         .ok_or_else(not_found)?;
-    Ok(public_view(rec))
+    if let Some(m) = rec.as_object_mut() {
+        m.remove("owner");
+    }
+    Ok(rec)
+}
+
+/// Deletes a finished job of `caller`: its record as [`record`] read it. A job not finished
+/// yet is refused (its worker would write the record again).
+pub async fn delete(app: &App, caller: &Caller, id: &str) -> Result<Value, ApiError> {
+    let rec = record(app, caller, id).await?;
+    if JobState::of(&rec) != Some(JobState::Done) {
+        return Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            "the job is not finished; it cannot be deleted yet",
+        ));
+    }
+    app.jobs.delete(id).await?;
+    Ok(rec)
 }
 
 /// The job's record once done, or as it is after [`JOB_WAIT`]; whether it is done.
 pub async fn wait(app: &App, id: &str) -> Result<Option<(Value, bool)>, ApiError> {
+    Ok(wait_record(app, id)
+        .await?
+        .map(|(r, done)| (public_view(r), done)))
+}
+
+/// [`wait`] with the whole record but its owner (compatibility fields included).
+pub async fn wait_record(app: &App, id: &str) -> Result<Option<(Value, bool)>, ApiError> {
     let rec = app.jobs.wait_done(id, JOB_WAIT).await?;
-    Ok(rec.map(|r| {
+    Ok(rec.map(|mut r| {
         let done = JobState::of(&r) == Some(JobState::Done);
-        (public_view(r), done)
+        if let Some(m) = r.as_object_mut() {
+            m.remove("owner");
+        }
+        (r, done)
     }))
 }
 
@@ -160,10 +231,16 @@ async fn run(app: &Arc<App>, spec: JobSpec) -> bool {
     };
     if let Some(url) = spec.callback_url.clone() {
         let app = app.clone();
-        let body = public_view(done).to_string().into_bytes();
+        // A compatibility API's job is called back in that API's shape and method.
+        let (body, method) = match (app.callback_shape)(&done) {
+            Some((body, method)) => (body, method),
+            None => (public_view(done), reqwest::Method::POST),
+        };
+        let body = body.to_string().into_bytes();
         let id = spec.id.clone();
         tokio::spawn(async move {
-            match crate::webhook::deliver(&app.config.webhook, &url, &id, &body).await {
+            match crate::webhook::deliver_with(&app.config.webhook, &url, &id, &body, method).await
+            {
                 Ok(d) => {
                     tracing::info!(target: crate::logging::EXEC, id = %id, attempts = d.attempts, status = d.status, "callback delivered")
                 }

@@ -49,7 +49,7 @@ pub fn deadline_of(md: &tonic::metadata::MetadataMap) -> Option<Duration> {
 }
 
 /// The proto request as the core's (file contents that are not UTF-8 travel as base64).
-pub fn to_core(r: pb::ExecuteRequest) -> ExecuteRequest {
+pub fn to_core(r: pb::ExecuteRequest) -> Result<ExecuteRequest, ApiError> {
     use base64::Engine as _;
     let files = (!r.files.is_empty()).then(|| {
         r.files
@@ -68,7 +68,7 @@ pub fn to_core(r: pb::ExecuteRequest) -> ExecuteRequest {
             })
             .collect()
     });
-    ExecuteRequest {
+    Ok(ExecuteRequest {
         language: r.language,
         version: r.version,
         code: r.code,
@@ -82,8 +82,44 @@ pub fn to_core(r: pb::ExecuteRequest) -> ExecuteRequest {
             max_processes: l.max_processes,
             max_output_bytes: l.max_output_bytes,
         }),
-        ..ExecuteRequest::default()
+        tests: (!r.tests.is_empty()).then(|| {
+            r.tests
+                .into_iter()
+                .map(|t| isobox_core::TestCase {
+                    name: t.name,
+                    stdin: t.stdin,
+                    args: (!t.args.is_empty()).then_some(t.args),
+                    expected_output: t.expected_output,
+                })
+                .collect()
+        }),
+        compare: r.compare.map(compare).transpose()?,
+        stop_on_failure: r.stop_on_failure,
+        outputs: (!r.outputs.is_empty()).then_some(r.outputs),
+        compile_args: (!r.compile_args.is_empty()).then_some(r.compile_args),
+        compile_limits: r.compile_limits.map(|l| isobox_core::RequestLimits {
+            timeout_ms: l.timeout_ms,
+            cpu_time_ms: l.cpu_time_ms,
+            memory_mb: l.memory_mb,
+            max_processes: l.max_processes,
+            max_output_bytes: l.max_output_bytes,
+        }),
+        stderr_to_stdout: r.stderr_to_stdout,
+        encoding: r.encoding,
+    })
+}
+
+/// A comparison as REST takes it (the same checks, the same message).
+fn compare(c: pb::Compare) -> Result<isobox_core::Compare, ApiError> {
+    let mut v = serde_json::json!({ "mode": c.mode });
+    if let Some(a) = c.absolute {
+        v["absolute"] = a.into();
     }
+    if let Some(r) = c.relative {
+        v["relative"] = r.into();
+    }
+    serde_json::from_value(v)
+        .map_err(|e| ApiError::new(crate::api::ErrorKind::InvalidRequest, e.to_string()))
 }
 
 pub fn outcome(o: &Outcome) -> pb::Outcome {
@@ -119,6 +155,50 @@ pub fn to_proto(r: &ExecutionResult) -> pb::ExecuteResult {
         memory_peak_bytes: o.memory_peak_bytes,
         compile: r.compile.as_ref().map(outcome),
         cached: r.cached,
+        compile_cached: r.compile_cached,
+        encoding: r.encoding.clone(),
+        tests: r
+            .tests
+            .iter()
+            .flatten()
+            .map(|t| pb::TestResult {
+                name: t.name.clone(),
+                verdict: t.verdict.as_str().to_string(),
+                run: Some(outcome(&t.run)),
+            })
+            .collect(),
+        summary: r.summary.as_ref().map(|s| pb::Summary {
+            verdict: s.verdict.as_str().to_string(),
+            passed: s.passed as u64,
+            failed: s.failed as u64,
+            skipped: s.skipped as u64,
+            total: s.total as u64,
+            wall_time_ms: s.wall_time_ms,
+            cpu_time_ms: s.cpu_time_ms,
+            memory_peak_bytes: s.memory_peak_bytes,
+        }),
+        files: r
+            .files
+            .iter()
+            .flatten()
+            .map(|f| {
+                use base64::Engine as _;
+                pb::OutputFile {
+                    name: f.name.clone(),
+                    content: base64::engine::general_purpose::STANDARD
+                        .decode(&f.content)
+                        .unwrap_or_default(),
+                }
+            })
+            .collect(),
+        files_skipped: r
+            .files_skipped
+            .iter()
+            .map(|f| pb::SkippedFile {
+                name: f.name.clone(),
+                reason: f.reason.clone(),
+            })
+            .collect(),
     }
 }
 

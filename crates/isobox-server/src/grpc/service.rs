@@ -65,8 +65,13 @@ impl ExecutorService {
         let deadline = deadline_of(request.metadata());
         let app = &self.app;
         let call = async {
-            let auth =
-                authorize(app, &caller, Action::Execute, to_core(request.into_inner())).await?;
+            let auth = authorize(
+                app,
+                &caller,
+                Action::Execute,
+                to_core(request.into_inner())?,
+            )
+            .await?;
             if deadline.is_none() && app.config.dedup_enabled {
                 run::execute(app, &caller, auth, Via::Grpc).await
             } else {
@@ -93,7 +98,7 @@ impl ExecutorService {
             &self.app,
             &caller,
             Action::Execute,
-            to_core(request.into_inner()),
+            to_core(request.into_inner())?,
         )
         .await?;
         let run = run::stream(&self.app, &caller, auth, Via::Grpc, false);
@@ -118,7 +123,7 @@ impl ExecutorService {
         let req = match first {
             Ok(Some(pb::InteractiveMessage {
                 kind: Some(Kind::Request(r)),
-            })) => to_core(r),
+            })) => to_core(r)?,
             Err(e) => {
                 return Err(ApiError::new(
                     ErrorKind::InvalidRequest,

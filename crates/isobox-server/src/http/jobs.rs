@@ -30,6 +30,7 @@ fn job_request(mut v: Value) -> Result<JobRequest, ApiError> {
     Ok(JobRequest {
         request: super::body::from_value(v)?,
         callback_url,
+        compat: None,
     })
 }
 

@@ -55,8 +55,8 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
-pub async fn openapi() -> Response {
-    Json(super::openapi::document()).into_response()
+pub async fn openapi(State(app): State<Arc<App>>) -> Response {
+    Json(app.openapi.clone()).into_response()
 }
 
 pub async fn not_found() -> ApiError {

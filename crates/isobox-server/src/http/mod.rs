@@ -27,8 +27,9 @@ use axum::{middleware as mw, Router};
 
 use crate::state::App;
 
-/// The REST API, the Playground and the service routes.
-pub fn router(app: Arc<App>) -> Router {
+/// The REST API, the Playground and the service routes, with `extra` (the compatibility
+/// APIs, mounted by the caller) behind the same outer layers.
+pub fn router(app: Arc<App>, extra: Router<Arc<App>>) -> Router {
     let limit = app.config.max_body_bytes;
     let api = Router::new()
         .route("/api/v1/execute", post(execute::execute))
@@ -42,6 +43,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route_layer(mw::from_fn_with_state(app.clone(), middleware::gate));
     let routes = Router::new()
         .merge(api)
+        .merge(extra)
         .route("/health", get(meta::health))
         .route("/metrics", get(meta::metrics))
         .route("/openapi.json", get(meta::openapi))

@@ -11,6 +11,7 @@ fn json_body(schema: &str) -> Value {
     json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
 }
 
+/// The native API's document; [`crate::openapi_document`] adds the compatibility APIs.
 pub fn document() -> Value {
     let limits = json!({
         "type": "object",
@@ -44,6 +45,57 @@ pub fn document() -> Value {
         "compile".into(),
         json!({ "oneOf": [ { "type": "null" }, { "$ref": "#/components/schemas/Outcome" } ] }),
     );
+    result_props.insert("compile_cached".into(), json!({ "type": "boolean" }));
+    result_props.insert(
+        "encoding".into(),
+        json!({ "type": "string", "enum": ["base64"] }),
+    );
+    let verdicts = json!([
+        "accepted",
+        "wrong_answer",
+        "compile_error",
+        "runtime_error",
+        "signal",
+        "timeout",
+        "memory_limit",
+        "output_limit",
+        "internal_error",
+        "skipped"
+    ]);
+    let mut test_props = outcome_props.as_object().cloned().unwrap_or_default();
+    test_props.insert("name".into(), json!({ "type": "string" }));
+    test_props.insert(
+        "verdict".into(),
+        json!({ "type": "string", "enum": verdicts }),
+    );
+    result_props.insert(
+        "tests".into(),
+        json!({ "type": "array", "items": { "type": "object", "required": ["name", "verdict", "status"], "properties": Value::Object(test_props) } }),
+    );
+    result_props.insert(
+        "summary".into(),
+        json!({ "type": "object", "required": ["verdict", "passed", "failed", "skipped", "total"], "properties": {
+            "verdict": { "type": "string", "enum": verdicts },
+            "passed": { "type": "integer", "minimum": 0 },
+            "failed": { "type": "integer", "minimum": 0 },
+            "skipped": { "type": "integer", "minimum": 0 },
+            "total": { "type": "integer", "minimum": 0 },
+            "wall_time_ms": { "type": "integer", "minimum": 0 },
+            "cpu_time_ms": { "type": "integer", "minimum": 0 },
+            "memory_peak_bytes": { "type": "integer", "minimum": 0 } } }),
+    );
+    result_props.insert(
+        "files".into(),
+        json!({ "type": "array", "items": { "type": "object", "required": ["name", "size", "content"], "properties": {
+            "name": { "type": "string" }, "size": { "type": "integer", "minimum": 0 },
+            "content": { "type": "string", "contentEncoding": "base64" } } } }),
+    );
+    result_props.insert(
+        "files_skipped".into(),
+        json!({ "type": "array", "items": { "type": "object", "required": ["name", "reason"], "properties": {
+            "name": { "type": "string" },
+            "reason": { "type": "string", "enum": ["symlink", "not_regular", "too_many_files", "too_large"] } } } }),
+    );
     let execute_request = json!({
         "type": "object",
         "additionalProperties": false,
@@ -57,7 +109,27 @@ pub fn document() -> Value {
                 "encoding": { "type": ["string", "null"], "enum": ["utf8", "utf-8", "base64", null] } } } },
             "stdin": { "type": ["string", "null"] },
             "args": { "type": ["array", "null"], "items": { "type": "string" } },
-            "limits": { "oneOf": [ { "type": "null" }, limits ] }
+            "limits": { "oneOf": [ { "type": "null" }, limits.clone() ] },
+            "encoding": { "type": ["string", "null"], "enum": ["utf8", "utf-8", "base64", null],
+                "description": "how code, stdin and the tests' stdin and expected_output are given, and how stdout and stderr are returned" },
+            "tests": { "type": ["array", "null"], "minItems": 1, "description": "test cases: compiled once, each run in a fresh sandbox",
+                "items": { "type": "object", "additionalProperties": false, "properties": {
+                    "name": { "type": ["string", "null"] },
+                    "stdin": { "type": ["string", "null"] },
+                    "args": { "type": ["array", "null"], "items": { "type": "string" } },
+                    "expected_output": { "type": ["string", "null"] } } } },
+            "compare": { "oneOf": [
+                { "type": "null" },
+                { "type": "string", "enum": ["exact", "trim", "tokens", "float"] },
+                { "type": "object", "additionalProperties": false, "required": ["mode"], "properties": {
+                    "mode": { "type": "string", "enum": ["exact", "trim", "tokens", "float"] },
+                    "absolute": { "type": ["number", "null"], "minimum": 0 },
+                    "relative": { "type": ["number", "null"], "minimum": 0 } } } ] },
+            "stop_on_failure": { "type": ["boolean", "null"] },
+            "outputs": { "type": ["array", "null"], "items": { "type": "string" }, "description": "files (names or globs) to return from the work dir" },
+            "compile_args": { "type": ["array", "null"], "items": { "type": "string" } },
+            "compile_limits": { "oneOf": [ { "type": "null" }, limits.clone() ] },
+            "stderr_to_stdout": { "type": ["boolean", "null"] }
         }
     });
     // An async submission: the request plus where to POST the result (signed).

@@ -47,6 +47,10 @@ pub struct JobSpec {
     pub caller: String,
     pub callback_url: Option<String>,
     pub submitted_at: u64,
+    /// What a compatibility API keeps with the job to answer in its own shape (the Judge0
+    /// API's submission fields); kept in the record, never shown by the native API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compat: Option<Value>,
 }
 
 /// Why a job could not be queued or read.
@@ -67,18 +71,24 @@ pub fn now_ms() -> u64 {
 
 /// The record of a queued job.
 fn queued_record(spec: &JobSpec) -> Value {
-    json!({
+    let mut v = json!({
         "id": spec.id,
         "state": JobState::Queued.as_str(),
         "submitted_at": spec.submitted_at,
         "owner": spec.caller,
-    })
+    });
+    if let Some(c) = &spec.compat {
+        v["compat"] = c.clone();
+    }
+    v
 }
 
-/// What a client may see of a record (the owner stays inside).
+/// What a client of the native API may see of a record (the owner and a compatibility API's
+/// fields stay inside).
 pub fn public_view(mut v: Value) -> Value {
     if let Some(m) = v.as_object_mut() {
         m.remove("owner");
+        m.remove("compat");
     }
     v
 }
@@ -264,6 +274,28 @@ impl Jobs {
         }
     }
 
+    /// Forgets job `id`'s record (the job must be done: a queued or running job would write
+    /// it again). True if there was one.
+    pub async fn delete(&self, id: &str) -> Result<bool, JobError> {
+        match &self.redis {
+            None => Ok(self
+                .local
+                .records
+                .lock()
+                .map(|mut m| m.remove(id).is_some())
+                .unwrap_or(false)),
+            Some(r) => {
+                let mut c = r.conn();
+                let key = record_key(id);
+                let n: i64 = r
+                    .call("job_delete", async move { c.del(&key).await })
+                    .await
+                    .ok_or(JobError::Unavailable)?;
+                Ok(n > 0)
+            }
+        }
+    }
+
     fn set_local(&self, id: &str, v: Value, expires: Option<Instant>) {
         if let Ok(mut m) = self.local.records.lock() {
             m.insert(id.to_string(), (v, expires));
@@ -353,6 +385,9 @@ impl Jobs {
         outcome["started_at"] = json!(started_at);
         outcome["finished_at"] = json!(now_ms());
         outcome["owner"] = json!(spec.caller);
+        if let Some(c) = &spec.compat {
+            outcome["compat"] = c.clone();
+        }
         let written = self.write_unless_done(&spec.id, &outcome, self.ttl).await?;
         Some(written.then_some(outcome))
     }

@@ -121,6 +121,7 @@ pub(crate) async fn attempt_once(
     target: &Target,
     delivery_id: &str,
     body: &[u8],
+    method: &reqwest::Method,
 ) -> Result<u16, AttemptError> {
     let started = Instant::now();
 
@@ -183,7 +184,7 @@ pub(crate) async fn attempt_once(
     // 3. Send, with a fresh timestamp/signature per attempt.
     let signature = sign(secret, unix_now(), body);
     let result = client
-        .post(target.url.clone())
+        .request(method.clone(), target.url.clone())
         .header(CONTENT_TYPE, "application/json")
         .header(SIGNATURE_HEADER, signature)
         .header(DELIVERY_HEADER, delivery_id)
@@ -245,6 +246,17 @@ pub async fn deliver(
     delivery_id: &str,
     body: &[u8],
 ) -> Result<Delivered, WebhookError> {
+    deliver_with(cfg, url, delivery_id, body, reqwest::Method::POST).await
+}
+
+/// [`deliver`] with another HTTP method (the Judge0 compatible API's callbacks are PUTs).
+pub async fn deliver_with(
+    cfg: &WebhookConfig,
+    url: &str,
+    delivery_id: &str,
+    body: &[u8],
+    method: reqwest::Method,
+) -> Result<Delivered, WebhookError> {
     let secret = cfg.secret.as_deref().ok_or(WebhookError::NoSecret)?;
     let target = parse_target(url)?;
     if let Some(ip) = target.ip {
@@ -257,8 +269,15 @@ pub async fn deliver(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let (status, msg, retry_after) = match attempt_once(cfg, secret, &target, delivery_id, body)
-            .await
+        let (status, msg, retry_after) = match attempt_once(
+            cfg,
+            secret,
+            &target,
+            delivery_id,
+            body,
+            &method,
+        )
+        .await
         {
             Ok(status) => {
                 tracing::info!(

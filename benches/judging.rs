@@ -1,0 +1,280 @@
+//! Judging (#16): one C program against 20 test cases in one request, the same 20 cases as
+//! 20 separate Judge0 submissions with and without the compile cache, and what the Judge0
+//! adapter adds to a single `wait=true` submission over the native endpoint. Prints a
+//! Markdown section with PASS/MISS lines (bench/run appends it to BENCHMARKS.md).
+//!
+//! `cargo bench --bench judging` (as root). `ISOBOX_BENCH_REPS` (default 3) repetitions,
+//! medians reported; `ISOBOX_BENCH_SINGLES` (default 40) single submissions per endpoint.
+
+mod common;
+use common::{env_num, ms, pct};
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const CASES: usize = 20;
+
+/// Reads n, prints the sum of 1..n: a real, short program.
+const PROGRAM: &str = r#"#include <stdio.h>
+int main(void) {
+    long n = 0, s = 0;
+    if (scanf("%ld", &n) != 1) return 2;
+    for (long i = 1; i <= n; i++) s += i;
+    printf("%ld\n", s);
+    return 0;
+}
+"#;
+
+fn source(tag: &str) -> String {
+    format!("{PROGRAM}/* {tag} */\n")
+}
+
+fn expected(n: usize) -> String {
+    format!("{}\n", n * (n + 1) / 2)
+}
+
+async fn start(compile_cache: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("REST_PORT".into(), "0".into());
+    env.insert("DEDUP_ENABLED".into(), "false".into());
+    env.insert("ISOBOX_QUEUE".into(), "1000".into());
+    env.insert("ISOBOX_RATE_LIMIT".into(), "100000000/min".into());
+    env.insert(
+        "ISOBOX_COMPILE_CACHE_BYTES".into(),
+        if compile_cache { "268435456" } else { "0" }.into(),
+    );
+    let cfg = isobox_server::config::load(&env).expect("config");
+    let app = tokio::task::spawn_blocking(move || isobox_server::App::build(cfg))
+        .await
+        .unwrap()
+        .expect("app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(isobox_server::run(listener, Arc::new(app), async move {
+        let _ = rx.await;
+    }));
+    (url, tx)
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Value {
+    let resp = client.post(url).json(body).send().await.expect("request");
+    let status = resp.status();
+    let v: Value = resp.json().await.expect("json");
+    assert!(status.is_success(), "{url}: {status} {v}");
+    v
+}
+
+/// The test-case request: one compile, 20 runs. Its total time and its compile's wall time.
+async fn one_request(client: &reqwest::Client, url: &str, tag: &str) -> (Duration, f64) {
+    let tests: Vec<Value> = (1..=CASES)
+        .map(|n| json!({"stdin": n.to_string(), "expected_output": expected(n)}))
+        .collect();
+    let body = json!({"language": "c", "code": source(tag), "tests": tests});
+    let t = Instant::now();
+    let r = post(client, &format!("{url}/api/v1/execute"), &body).await;
+    let took = t.elapsed();
+    assert_eq!(r["summary"]["passed"], CASES, "{r}");
+    (took, r["compile"]["wall_time_ms"].as_f64().unwrap_or(0.0))
+}
+
+/// The same cases as separate Judge0 submissions, one after the other (`wait=true`).
+async fn judge0_one_by_one(client: &reqwest::Client, url: &str, tag: &str) -> Duration {
+    let code = source(tag);
+    let t = Instant::now();
+    for n in 1..=CASES {
+        let body = json!({"language_id": 50, "source_code": code, "stdin": n.to_string(),
+                          "expected_output": expected(n)});
+        let r = post(
+            client,
+            &format!("{url}/judge0/submissions?wait=true&base64_encoded=false"),
+            &body,
+        )
+        .await;
+        assert_eq!(r["status"]["id"], 3, "{r}");
+    }
+    t.elapsed()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+/// Bare: gcc of the program, and the compiled program run with a stdin, medians.
+fn bare(reps: usize) -> (f64, f64) {
+    let dir = std::env::temp_dir().join(format!("isobox-judging-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("p.c"), PROGRAM).unwrap();
+    let mut compiles = Vec::new();
+    for _ in 0..reps.max(3) {
+        let t = Instant::now();
+        let ok = Command::new("gcc")
+            .args(["-std=gnu17", "-O2", "-pipe", "-o"])
+            .arg(dir.join("p"))
+            .arg(dir.join("p.c"))
+            .arg("-lm")
+            .status()
+            .expect("gcc")
+            .success();
+        assert!(ok);
+        compiles.push(ms(t.elapsed()));
+    }
+    let mut runs = Vec::new();
+    for n in 0..40 {
+        let t = Instant::now();
+        let mut child = Command::new(dir.join("p"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(n.to_string().as_bytes())
+            .unwrap();
+        child.wait().unwrap();
+        runs.push(ms(t.elapsed()));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    (median(&mut compiles), median(&mut runs))
+}
+
+fn main() {
+    if std::env::var("ISOBOX_NO_LAUNCHER").as_deref() != Ok("1") {
+        isobox_sandbox::native::launcher::start().expect("sandbox launcher");
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench());
+}
+
+async fn bench() {
+    let reps: usize = env_num("ISOBOX_BENCH_REPS", 3usize).max(1);
+    let singles: usize = env_num("ISOBOX_BENCH_SINGLES", 40usize).max(4);
+    let (gcc_ms, run_ms) = tokio::task::spawn_blocking(move || bare(reps))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let pid = std::process::id();
+
+    let (url, stop) = start(true).await;
+    // Warm-up: the languages' probes, the first sandboxes.
+    one_request(&client, &url, &format!("warm-{pid}")).await;
+    let mut request = Vec::new();
+    let mut compile_in = Vec::new();
+    let mut cached = Vec::new();
+    for rep in 0..reps {
+        let (t, c) = one_request(&client, &url, &format!("req-{pid}-{rep}")).await;
+        request.push(ms(t));
+        compile_in.push(c);
+        cached.push(ms(judge0_one_by_one(&client, &url, &format!("j0c-{pid}-{rep}")).await));
+        eprintln!(
+            "[judging rep {}/{reps}] 20 tests in one request {:.0} ms (compile {:.0} ms); 20 Judge0 submissions, compile cache on: {:.0} ms",
+            rep + 1,
+            request[rep],
+            c,
+            cached[rep]
+        );
+    }
+    // Single submissions: native execute vs Judge0 wait=true, interleaved, python hello.
+    let (mut native, mut judge0) = (Vec::new(), Vec::new());
+    for i in 0..singles {
+        let stdin = format!("{pid}-{i}");
+        let body = json!({"language": "python", "code": "print(input())", "stdin": stdin});
+        let t = Instant::now();
+        post(&client, &format!("{url}/api/v1/execute"), &body).await;
+        native.push(t.elapsed());
+        let body = json!({"language_id": 71, "source_code": "print(input())", "stdin": format!("j{stdin}")});
+        let t = Instant::now();
+        post(
+            &client,
+            &format!("{url}/judge0/submissions?wait=true&base64_encoded=false"),
+            &body,
+        )
+        .await;
+        judge0.push(t.elapsed());
+    }
+    let _ = stop.send(());
+
+    let (url, stop) = start(false).await;
+    one_request(&client, &url, &format!("warm2-{pid}")).await;
+    let mut uncached = Vec::new();
+    for rep in 0..reps {
+        uncached.push(ms(judge0_one_by_one(&client, &url, &format!("j0u-{pid}-{rep}")).await));
+        eprintln!(
+            "[judging rep {}/{reps}] 20 Judge0 submissions, compile cache off: {:.0} ms",
+            rep + 1,
+            uncached[rep]
+        );
+    }
+    let _ = stop.send(());
+
+    let req = median(&mut request);
+    let compile = median(&mut compile_in);
+    let on = median(&mut cached);
+    let off = median(&mut uncached);
+    native.sort();
+    judge0.sort();
+    let (n50, j50) = (pct(&native, 0.5), pct(&judge0, 0.5));
+    let budget = gcc_ms + CASES as f64 * (run_ms + 3.0);
+    let per_case = (req - compile) / CASES as f64;
+    println!("## Judging (test cases, compile cache, Judge0 API)\n");
+    println!(
+        "`cargo bench --bench judging`: a C program (sum of 1..n) against {CASES} test cases, \
+         through an in-process server (dedup cache off). {reps} repetitions, medians. Bare: \
+         `gcc -O2` of the program {gcc_ms:.1} ms, one run of the compiled program {run_ms:.2} ms.\n"
+    );
+    println!("| case | time |");
+    println!("|---|---|");
+    println!(
+        "| {CASES} tests in one request (compiled once) | {req:.0} ms (its compile step {compile:.0} ms, then {per_case:.1} ms per case) |"
+    );
+    println!("| {CASES} separate Judge0 submissions, compile cache off | {off:.0} ms |");
+    println!("| {CASES} separate Judge0 submissions, compile cache on | {on:.0} ms |");
+    println!(
+        "| one submission, native `/api/v1/execute` (python, {singles} runs) | p50 {n50:.2} ms, p99 {:.2} ms |",
+        pct(&native, 0.99)
+    );
+    println!(
+        "| one submission, Judge0 `wait=true` (python, {singles} runs, interleaved) | p50 {j50:.2} ms, p99 {:.2} ms |",
+        pct(&judge0, 0.99)
+    );
+    println!("\n```");
+    println!(
+        "{} {CASES} tests in one request <= one compile + {CASES} x (bare run + 3 ms): {req:.0} ms <= {gcc_ms:.0} + {CASES} x ({run_ms:.2} + 3) = {budget:.0} ms",
+        pass(req <= budget)
+    );
+    println!(
+        "{} {CASES} Judge0 submissions without the compile cache >= 10 x the one request: {off:.0} / {req:.0} ms = {:.1} x",
+        pass(off >= 10.0 * req),
+        off / req
+    );
+    println!(
+        "{} {CASES} Judge0 submissions with the compile cache <= 1.5 x the one request: {on:.0} / {req:.0} ms = {:.2} x",
+        pass(on <= 1.5 * req),
+        on / req
+    );
+    println!(
+        "{} Judge0 wait=true adds <= 1 ms over the native endpoint: p50 {j50:.2} - {n50:.2} = {:+.2} ms",
+        pass(j50 - n50 <= 1.0),
+        j50 - n50
+    );
+    println!("```");
+}
