@@ -1,4 +1,4 @@
-//! Judging (#16): one C program against 20 test cases in one request, the same 20 cases as
+//! Judging (#16): one C program (a typical judge solution) against 20 test cases in one request, the same 20 cases as
 //! 20 separate Judge0 submissions with and without the compile cache, and what the Judge0
 //! adapter adds to a single `wait=true` submission over the native endpoint. Prints a
 //! Markdown section with PASS/MISS lines (bench/run appends it to BENCHMARKS.md).
@@ -18,23 +18,59 @@ use serde_json::{json, Value};
 
 const CASES: usize = 20;
 
-/// Reads n, prints the sum of 1..n: a real, short program.
+/// A typical judge solution: reads n, builds and sorts an array, prefix sums, a gcd, a modular
+/// power, a square root (stdio, stdlib, string, math and friends).
 const PROGRAM: &str = r#"#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <limits.h>
+
+typedef long long ll;
+
+static int cmp_ll(const void *a, const void *b) {
+    ll x = *(const ll *)a, y = *(const ll *)b;
+    return (x > y) - (x < y);
+}
+
+static ll gcd(ll a, ll b) { return b ? gcd(b, a % b) : a; }
+
+static ll power_mod(ll b, ll e, ll m) {
+    ll r = 1 % m;
+    b %= m;
+    while (e > 0) {
+        if (e & 1) r = (__int128)r * b % m;
+        b = (__int128)b * b % m;
+        e >>= 1;
+    }
+    return r;
+}
+
 int main(void) {
-    long n = 0, s = 0;
-    if (scanf("%ld", &n) != 1) return 2;
-    for (long i = 1; i <= n; i++) s += i;
-    printf("%ld\n", s);
+    int n;
+    if (scanf("%d", &n) != 1 || n < 0) return 1;
+    ll *a = malloc(sizeof(ll) * (size_t)(n > 0 ? n : 1));
+    ll *prefix = calloc((size_t)n + 1, sizeof(ll));
+    for (int i = 0; i < n; i++) a[i] = (ll)(i * 7919 % 1000) - 500;
+    qsort(a, (size_t)n, sizeof(ll), cmp_ll);
+    for (int i = 0; i < n; i++) prefix[i + 1] = prefix[i] + a[i];
+    ll g = 0;
+    for (int i = 0; i < n; i++) g = gcd(g, llabs(a[i]));
+    char buf[64];
+    snprintf(buf, sizeof buf, "%lld", prefix[n]);
+    double root = sqrt((double)llabs(prefix[n]));
+    bool even = strlen(buf) % 2 == 0;
+    printf("%lld %lld %lld %.3f %d\n", prefix[n], g, power_mod(2, (ll)n, 1000000007LL), root, even);
+    free(a);
+    free(prefix);
     return 0;
 }
 "#;
 
 fn source(tag: &str) -> String {
     format!("{PROGRAM}/* {tag} */\n")
-}
-
-fn expected(n: usize) -> String {
-    format!("{}\n", n * (n + 1) / 2)
 }
 
 async fn start(compile_cache: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
@@ -70,9 +106,14 @@ async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Value {
 }
 
 /// The test-case request: one compile, 20 runs. Its total time and its compile's wall time.
-async fn one_request(client: &reqwest::Client, url: &str, tag: &str) -> (Duration, f64) {
+async fn one_request(
+    client: &reqwest::Client,
+    url: &str,
+    tag: &str,
+    expected: &[String],
+) -> (Duration, f64) {
     let tests: Vec<Value> = (1..=CASES)
-        .map(|n| json!({"stdin": n.to_string(), "expected_output": expected(n)}))
+        .map(|n| json!({"stdin": n.to_string(), "expected_output": expected[n - 1]}))
         .collect();
     let body = json!({"language": "c", "code": source(tag), "tests": tests});
     let t = Instant::now();
@@ -83,12 +124,17 @@ async fn one_request(client: &reqwest::Client, url: &str, tag: &str) -> (Duratio
 }
 
 /// The same cases as separate Judge0 submissions, one after the other (`wait=true`).
-async fn judge0_one_by_one(client: &reqwest::Client, url: &str, tag: &str) -> Duration {
+async fn judge0_one_by_one(
+    client: &reqwest::Client,
+    url: &str,
+    tag: &str,
+    expected: &[String],
+) -> Duration {
     let code = source(tag);
     let t = Instant::now();
     for n in 1..=CASES {
         let body = json!({"language_id": 50, "source_code": code, "stdin": n.to_string(),
-                          "expected_output": expected(n)});
+                          "expected_output": expected[n - 1]});
         let r = post(
             client,
             &format!("{url}/judge0/submissions?wait=true&base64_encoded=false"),
@@ -113,8 +159,9 @@ fn pass(ok: bool) -> &'static str {
     }
 }
 
-/// Bare: gcc of the program, and the compiled program run with a stdin, medians.
-fn bare(reps: usize) -> (f64, f64) {
+/// Bare: gcc of the program, and the compiled program run with a stdin, medians; and the
+/// program's output for each case's stdin (1..=20), the cases' expected outputs.
+fn bare(reps: usize) -> (f64, f64, Vec<String>) {
     let dir = std::env::temp_dir().join(format!("isobox-judging-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("p.c"), PROGRAM).unwrap();
@@ -150,8 +197,18 @@ fn bare(reps: usize) -> (f64, f64) {
         child.wait().unwrap();
         runs.push(ms(t.elapsed()));
     }
+    let expected = (1..=CASES)
+        .map(|n| {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("echo {n} | {}", dir.join("p").display()))
+                .output()
+                .expect("the program");
+            String::from_utf8(out.stdout).expect("utf-8")
+        })
+        .collect();
     let _ = std::fs::remove_dir_all(&dir);
-    (median(&mut compiles), median(&mut runs))
+    (median(&mut compiles), median(&mut runs), expected)
 }
 
 fn main() {
@@ -168,7 +225,7 @@ fn main() {
 async fn bench() {
     let reps: usize = env_num("ISOBOX_BENCH_REPS", 3usize).max(1);
     let singles: usize = env_num("ISOBOX_BENCH_SINGLES", 40usize).max(4);
-    let (gcc_ms, run_ms) = tokio::task::spawn_blocking(move || bare(reps))
+    let (gcc_ms, run_ms, expected) = tokio::task::spawn_blocking(move || bare(reps))
         .await
         .unwrap();
     let client = reqwest::Client::new();
@@ -176,18 +233,19 @@ async fn bench() {
 
     let (url, stop) = start(true).await;
     // Warm-up: the languages' probes, the first sandboxes.
-    one_request(&client, &url, &format!("warm-{pid}")).await;
+    one_request(&client, &url, &format!("warm-{pid}"), &expected).await;
     let mut request = Vec::new();
     let mut compile_in = Vec::new();
     let mut cached = Vec::new();
     for rep in 0..reps {
-        let (t, c) = one_request(&client, &url, &format!("req-{pid}-{rep}")).await;
+        let (t, c) = one_request(&client, &url, &format!("req-{pid}-{rep}"), &expected).await;
         request.push(ms(t));
         compile_in.push(c);
         cached.push(ms(judge0_one_by_one(
             &client,
             &url,
             &format!("j0c-{pid}-{rep}"),
+            &expected,
         )
         .await));
         eprintln!(
@@ -219,13 +277,14 @@ async fn bench() {
     let _ = stop.send(());
 
     let (url, stop) = start(false).await;
-    one_request(&client, &url, &format!("warm2-{pid}")).await;
+    one_request(&client, &url, &format!("warm2-{pid}"), &expected).await;
     let mut uncached = Vec::new();
     for rep in 0..reps {
         uncached.push(ms(judge0_one_by_one(
             &client,
             &url,
             &format!("j0u-{pid}-{rep}"),
+            &expected,
         )
         .await));
         eprintln!(
@@ -247,7 +306,9 @@ async fn bench() {
     let per_case = (req - compile) / CASES as f64;
     println!("## Judging (test cases, compile cache, Judge0 API)\n");
     println!(
-        "`cargo bench --bench judging`: a C program (sum of 1..n) against {CASES} test cases, \
+        "`cargo bench --bench judging`: a C program (a typical judge solution of 50 lines: stdio, \
+         stdlib, string and math; an array sorted with qsort, prefix sums, gcd, modular power) \
+         against {CASES} test cases, \
          through an in-process server (dedup cache off). {reps} repetitions, medians. Bare: \
          `gcc -O2` of the program {gcc_ms:.1} ms, one run of the compiled program {run_ms:.2} ms.\n"
     );

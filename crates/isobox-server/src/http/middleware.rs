@@ -230,21 +230,34 @@ async fn as_json_error(resp: Response) -> Response {
 
 /// Admission for `/api/v1/*`: the [`api::Caller`] goes into the request's extensions, the
 /// rate limiter's state onto the response.
-pub async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+pub async fn gate(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    admit_then(&app, req, next, |e| e.into_response()).await
+}
+
+/// The admission every HTTP API shares (the native one and the compatibility APIs): the
+/// caller's credentials (headers, client certificate, address) through [`api::admit`]; a
+/// refusal answered by `refuse` (each API's error shape), else the [`api::Caller`] in the
+/// request's extensions and the rate limiter's state on the response.
+pub async fn admit_then(
+    app: &Arc<App>,
+    mut req: Request,
+    next: Next,
+    refuse: impl FnOnce(ApiError) -> Response,
+) -> Response {
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let ip = api::client_ip(&app, peer, req.headers());
+    let ip = api::client_ip(app, peer, req.headers());
     let peer = req.extensions().get::<PeerCerts>().cloned();
     let creds = Credentials {
         headers: req.headers(),
         peer: peer.as_ref(),
         ip,
     };
-    let caller = match api::admit(&app, creds).await {
+    let caller = match api::admit(app, creds).await {
         Ok(c) => c,
-        Err(e) => return e.into_response(),
+        Err(e) => return refuse(e),
     };
     let rate = caller.rate;
     req.extensions_mut().insert(caller);

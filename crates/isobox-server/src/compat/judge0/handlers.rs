@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::model::{self, Bounds, Context, Stored};
 use crate::api::jobs::{self, JobRequest};
-use crate::api::{self, ApiError, Caller, Credentials, ErrorKind};
+use crate::api::{ApiError, Caller, ErrorKind};
 use crate::state::App;
 
 /// The Judge0 routes (relative to the prefix), behind the gate.
@@ -68,29 +68,7 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
             }
         }
     }
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    let ip = api::client_ip(&app, peer, req.headers());
-    let certs = req
-        .extensions()
-        .get::<crate::transport::PeerCerts>()
-        .cloned();
-    let creds = Credentials {
-        headers: req.headers(),
-        peer: certs.as_ref(),
-        ip,
-    };
-    let caller = match api::admit(&app, creds).await {
-        Ok(c) => c,
-        Err(e) => return refusal(e),
-    };
-    let rate = caller.rate;
-    req.extensions_mut().insert(caller);
-    let mut resp = next.run(req).await;
-    crate::http::error::rate_headers(resp.headers_mut(), &rate);
-    resp
+    crate::http::middleware::admit_then(&app, req, next, refusal).await
 }
 
 type Q = Query<HashMap<String, String>>;

@@ -19,9 +19,8 @@ use serde_json::{json, Value};
 
 use super::map::{self, Host, Job, Refusal};
 use crate::api::run::{self, RunEvent, Via};
-use crate::api::{self, authorize, Action, ApiError, Caller, Credentials, ErrorKind};
+use crate::api::{self, authorize, Action, ApiError, Caller, ErrorKind};
 use crate::state::App;
-use crate::transport::PeerCerts;
 
 /// An API error as Piston answers it: our status and headers (`Retry-After`,
 /// `WWW-Authenticate`, `RateLimit-*`), the body `{"message": ...}`.
@@ -44,30 +43,8 @@ impl From<Refusal> for ApiError {
 
 /// Admission, as for `/api/v1/*`: the caller into the request's extensions, the rate limiter's
 /// state onto the response.
-pub async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    let ip = api::client_ip(&app, peer, req.headers());
-    let certs = req.extensions().get::<PeerCerts>().cloned();
-    let creds = Credentials {
-        headers: req.headers(),
-        peer: certs.as_ref(),
-        ip,
-    };
-    let caller = match api::admit(&app, creds).await {
-        Ok(c) => c,
-        Err(e) => return refuse(e),
-    };
-    let rate = caller.rate;
-    req.extensions_mut().insert(caller);
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    h.insert("ratelimit-limit", HeaderValue::from(rate.limit));
-    h.insert("ratelimit-remaining", HeaderValue::from(rate.remaining));
-    h.insert("ratelimit-reset", HeaderValue::from(rate.reset_secs));
-    resp
+pub async fn gate(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    crate::http::middleware::admit_then(&app, req, next, refuse).await
 }
 
 fn host(app: &App) -> Host<'_> {
