@@ -148,6 +148,35 @@ fn stop_on_failure_skips_the_rest() {
 }
 
 #[test]
+fn memory_and_output_limits_are_verdicts_too() {
+    let code = "import sys\nk = input()\nif k == 'mem':\n    x = bytearray(400 << 20)\nelif k == 'out':\n    sys.stdout.write('x' * (1 << 20))\nprint('fine')\n";
+    let r = judge("python", code, |req| {
+        req.tests = Some(vec![
+            case("mem", "fine\n"),
+            case("out", "fine\n"),
+            case("ok", "fine\n"),
+        ]);
+        req.limits = Some(RequestLimits {
+            memory_mb: Some(64),
+            max_output_bytes: Some(4096),
+            ..Default::default()
+        });
+    });
+    assert_eq!(
+        verdicts(&r),
+        [
+            Verdict::MemoryLimit,
+            Verdict::OutputLimit,
+            Verdict::Accepted
+        ],
+        "{r:#?}"
+    );
+    let t = r.tests.as_ref().unwrap();
+    assert!(t[1].run.stdout_truncated);
+    assert!(t[1].run.stdout.len() <= 4096);
+}
+
+#[test]
 fn comparison_modes() {
     // The program prints "1.0000001  2\t \n\n3\n\n" (trailing spaces, blank lines).
     let code = r#"import sys; sys.stdout.write("1.0000001  2\t \n\n3\n\n")"#;
@@ -477,6 +506,19 @@ print("done")
     ] {
         assert!(skipped.contains(&want), "{want:?} in {skipped:?}");
     }
+    // Caps: at most 16 files come back (the policy's), the rest are reported.
+    let many = "for i in range(20):\n    open(f'f{i:02}.txt', 'w').write(str(i))\n";
+    let r = judge("python", many, |req| {
+        req.outputs = Some(vec!["*.txt".into()])
+    });
+    assert_eq!(r.files.as_ref().unwrap().len(), 16, "{r:?}");
+    let over: Vec<&str> = r
+        .files_skipped
+        .iter()
+        .filter(|s| s.reason == "too_many_files")
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(over.len(), 4, "{r:?}");
     // Patterns are relative and plain.
     for bad in ["/etc/passwd", "../x", "a/../b", ""] {
         let err = executor()
