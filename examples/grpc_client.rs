@@ -121,6 +121,9 @@ async fn run() -> anyhow::Result<bool> {
             Some(pb::stream_message::Kind::Stderr(b)) => {
                 println!("[stderr] {}", String::from_utf8_lossy(&b).trim_end())
             }
+            Some(pb::stream_message::Kind::Compile(c)) => {
+                println!("[compile] status: {}", c.status)
+            }
             Some(pb::stream_message::Kind::Result(r)) => {
                 println!("[result] status: {}", r.status);
                 ok &= r.status == "ok";

@@ -232,7 +232,9 @@ async fn execute_stream_sends_chunks_in_order_before_the_result() {
         match k {
             pb::stream_message::Kind::Stdout(d) => out.extend_from_slice(d),
             pb::stream_message::Kind::Stderr(d) => err.extend_from_slice(d),
-            pb::stream_message::Kind::Result(_) => unreachable!(),
+            pb::stream_message::Kind::Result(_) | pb::stream_message::Kind::Compile(_) => {
+                unreachable!("python has no compile step")
+            }
         }
     }
     assert_eq!(String::from_utf8(out).unwrap(), "0\n1\n2\n3\n4\n");

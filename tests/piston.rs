@@ -579,7 +579,9 @@ async fn websocket_interactive_session() {
 async fn websocket_compiled_stages() {
     let s = TestServer::start(&[]).await;
     let mut ws = connect(&s).await;
-    let c = "#include <stdio.h>\nint main(void){puts(\"from c\");return 4;}\n";
+    // A warning: a successful compile's output is sent too, before the compile stage's exit.
+    let c =
+        "#include <stdio.h>\n#warning \"heads up\"\nint main(void){puts(\"from c\");return 4;}\n";
     send(
         &mut ws,
         json!({"type": "init", "language": "c", "version": "*", "files": [{"content": c}]}),
@@ -594,6 +596,14 @@ async fn websocket_compiled_stages() {
         }
     };
     assert_eq!(close, 4999);
+    assert_eq!(msgs.len(), 6, "{msgs:?}");
+    assert_eq!(msgs[1]["type"], "data", "{msgs:?}");
+    assert_eq!(msgs[1]["stream"], "stderr");
+    assert!(
+        msgs[1]["data"].as_str().unwrap().contains("heads up"),
+        "{msgs:?}"
+    );
+    msgs.remove(1);
     assert_eq!(
         msgs,
         [

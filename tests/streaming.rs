@@ -75,6 +75,53 @@ async fn sse_streams_output_as_it_is_produced() {
     s.stop().await;
 }
 
+/// A compiled program: the compile step's outcome comes as its own event, before the
+/// program's output (with its warnings), and a failed compile ends with the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sse_reports_the_compile_step_before_the_output() {
+    let s = TestServer::start(&[]).await;
+    let stream = |code: &str| {
+        let body = json!({"language": "c", "code": code, "compile_args": ["-Wall"]});
+        let url = format!("{}/api/v1/execute/stream", s.url);
+        async move {
+            let text = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            sse_events(&text)
+        }
+    };
+    let events = stream(&format!(
+        "#include <stdio.h>\nint main(void) {{ int unused; puts(\"hi\"); return 0; }} /* {} */\n",
+        token("sse-c")
+    ))
+    .await;
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names, ["compile", "stdout", "result"], "{events:?}");
+    let compile: Value = serde_json::from_str(&events[0].1).unwrap();
+    assert_eq!(compile["status"], "ok");
+    assert!(
+        compile["stderr"].as_str().unwrap().contains("unused"),
+        "{compile}"
+    );
+    let events = stream("int main(void) { return nope; }").await;
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names, ["compile", "result"], "{events:?}");
+    let compile: Value = serde_json::from_str(&events[0].1).unwrap();
+    assert_eq!(
+        compile["status"], "runtime_error",
+        "the compiler's own exit: {compile}"
+    );
+    let result: Value = serde_json::from_str(&events[1].1).unwrap();
+    assert_eq!(result["status"], "compile_error");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sse_bad_input_is_a_plain_error_and_disconnect_kills_the_run() {
     let s = TestServer::start(&[]).await;

@@ -270,11 +270,16 @@ impl Engine {
     }
 }
 
-/// What a streamed run sends: output as produced (the program's, not the compiler's), then
-/// exactly one `Done`.
+/// What a streamed run sends: the compile step's outcome (compiled languages), the program's
+/// output as produced, then exactly one `Done`.
 #[derive(Debug)]
 pub enum StreamEvent {
-    Output { stream: Stream, data: Vec<u8> },
+    /// The compile step's outcome, before the program's output (compiled languages).
+    Compiled(Box<crate::Outcome>),
+    Output {
+        stream: Stream,
+        data: Vec<u8>,
+    },
     Done(Box<Result<Execution, CoreError>>),
 }
 
@@ -327,6 +332,14 @@ impl RunIo for ChannelIo {
 
     fn cancelled(&mut self) -> bool {
         self.events.is_closed()
+    }
+}
+
+impl crate::plan::Progress for ChannelIo {
+    fn compiled(&mut self, outcome: &crate::Outcome) {
+        let _ = self
+            .events
+            .send(StreamEvent::Compiled(Box::new(outcome.clone())));
     }
 }
 

@@ -24,6 +24,7 @@ pub mod submission;
 
 pub use compile_cache::{CompileCacheConfig, CompileCacheStats};
 pub use languages::{Language, LanguageTable};
+pub use plan::Progress;
 pub use request::{Compare, CompareMode, ExecuteRequest, RequestFile, RequestLimits, TestCase};
 pub use result::{
     new_id, ExecutionResult, Outcome, OutputFile, RunStatus, SkippedFile, Summary, TestResult,

@@ -47,6 +47,15 @@ fn limits_of(l: &RequestLimitsResolved, cpu_millis: u32, max_file_bytes: u64, op
     }
 }
 
+/// The live side of a run beyond the backend's I/O ([`RunIo`]: the program's output, stdin,
+/// cancellation): the compile step's outcome as soon as it is known, before the program
+/// starts (not for a compile that runs in the program's sandbox).
+pub trait Progress: RunIo {
+    fn compiled(&mut self, _outcome: &Outcome) {}
+}
+
+impl Progress for isobox_sandbox::NoIo {}
+
 /// How the compile step of a submission went.
 enum Compile {
     /// Its artifacts, and whether they came from the cache.
@@ -164,7 +173,7 @@ impl Executor {
         &self,
         sub: &Submission,
         scope: Option<&str>,
-        io: &mut dyn RunIo,
+        io: &mut dyn Progress,
     ) -> Result<Compile, CoreError> {
         let spec = self
             .compile_spec(sub)
@@ -221,7 +230,7 @@ impl Executor {
         &self,
         sub: &Submission,
         scope: Option<&str>,
-        io: &mut dyn RunIo,
+        io: &mut dyn Progress,
     ) -> Result<ExecutionResult, CoreError> {
         let b64 = sub.base64;
         let mut result = ExecutionResult {
@@ -236,12 +245,17 @@ impl Executor {
         if sub.language.compiled() {
             match self.compile(sub, scope, io)? {
                 Compile::Done(c, cached) => {
-                    result.compile = Some(Outcome::of(&c.report, b64));
+                    let outcome = Outcome::of(&c.report, b64);
+                    io.compiled(&outcome);
+                    result.compile = Some(outcome);
                     result.compile_cached = cached;
                     artifacts = Some(c);
                 }
                 Compile::Failed(report) => {
                     compile_failed(sub, &mut result, &report);
+                    if let Some(c) = &result.compile {
+                        io.compiled(c);
+                    }
                     return Ok(result);
                 }
                 Compile::InPlace => in_place = true,
@@ -453,7 +467,7 @@ fn output_files(c: Collected) -> (Vec<OutputFile>, Vec<SkippedFile>) {
 /// The live I/O of one case: the run phase's stdout into the case's comparator, and (for a
 /// run without tests) its output and stdin to and from the caller's I/O, as phase 0.
 struct CaseIo<'a, 'e> {
-    inner: &'a mut dyn RunIo,
+    inner: &'a mut dyn Progress,
     run_index: usize,
     forward: bool,
     compare: Option<Comparator<'e>>,
@@ -488,7 +502,7 @@ impl RunIo for CaseIo<'_, '_> {
 }
 
 /// The caller's cancellation, nothing else: the I/O of a compile step.
-struct CancelOnly<'a>(&'a mut dyn RunIo);
+struct CancelOnly<'a>(&'a mut dyn Progress);
 
 impl RunIo for CancelOnly<'_> {
     fn cancelled(&mut self) -> bool {

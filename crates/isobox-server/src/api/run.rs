@@ -65,7 +65,7 @@ pub async fn execute_uncached(
     let mut run = stream(app, caller, auth, via, false);
     loop {
         match run.next().await {
-            Some(RunEvent::Output { .. }) => {}
+            Some(RunEvent::Output { .. } | RunEvent::Compiled(_)) => {}
             Some(RunEvent::Done(r)) => return *r,
             None => {
                 return Err(ApiError::new(
@@ -82,10 +82,16 @@ pub async fn validate(app: &App, auth: Authorized) -> Result<Validation, ApiErro
     Ok(app.engine.validate(auth.submission()).await?)
 }
 
-/// What a streamed run yields: output as produced, then exactly one `Done` (already recorded).
+/// What a streamed run yields: the compile step's outcome (compiled languages), output as
+/// produced, then exactly one `Done` (already recorded).
 #[derive(Debug)]
 pub enum RunEvent {
-    Output { stream: Stream, data: Vec<u8> },
+    /// The compile step's outcome, before the program's output (compiled languages).
+    Compiled(Box<isobox_core::Outcome>),
+    Output {
+        stream: Stream,
+        data: Vec<u8>,
+    },
     Done(Box<Result<ExecutionResult, ApiError>>),
 }
 
@@ -125,6 +131,7 @@ impl RunStream {
             return None;
         }
         match self.handle.events.recv().await? {
+            StreamEvent::Compiled(c) => Some(RunEvent::Compiled(c)),
             StreamEvent::Output { stream, data } => Some(RunEvent::Output { stream, data }),
             StreamEvent::Done(r) => {
                 self.done = true;

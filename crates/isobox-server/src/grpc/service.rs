@@ -231,6 +231,7 @@ fn message_stream(
             }
         };
         let kind = match ev? {
+            RunEvent::Compiled(c) => pb::stream_message::Kind::Compile(super::convert::outcome(&c)),
             RunEvent::Output {
                 stream: OutStream::Stdout,
                 data,

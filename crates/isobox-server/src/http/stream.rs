@@ -69,13 +69,17 @@ fn error_json(app: &App, e: &ApiError) -> Value {
     v
 }
 
-/// Server-Sent Events: `stdout` and `stderr` events (data: the text as a JSON string), then one
+/// Server-Sent Events: a `compile` event for a compiled language (data: the compile step's
+/// outcome), `stdout` and `stderr` events (data: the text as a JSON string), then one
 /// `result` event (the result object) or one `error` event (the error object).
 pub fn sse(app: Arc<App>, run: RunStream) -> Response {
     let state = (run, Utf8Carry::default(), Utf8Carry::default(), app);
     let stream =
         futures_util::stream::unfold(state, |(mut run, mut out, mut err, app)| async move {
             let event = match run.next().await? {
+                RunEvent::Compiled(c) => Event::default()
+                    .event("compile")
+                    .data(serde_json::to_string(&c).unwrap_or_default()),
                 RunEvent::Output {
                     stream: Stream::Stdout,
                     data,
@@ -205,6 +209,11 @@ async fn session(app: Arc<App>, mut socket: WebSocket, caller: Caller) {
                 Err(_) => pending.clear(),
             },
             ev = run.next() => match ev {
+                Some(RunEvent::Compiled(c)) => {
+                    if !send_json(&mut socket, json!({"type": "compile", "compile": c})).await {
+                        return;
+                    }
+                }
                 Some(RunEvent::Output { stream, data }) => {
                     let (kind, text) = match stream {
                         Stream::Stdout => ("stdout", out.push(&data)),

@@ -355,6 +355,30 @@ async fn session(app: Arc<App>, mut socket: WebSocket, caller: Caller) {
                 Err(_) => pending.clear(),
             },
             ev = run.next() => match ev {
+                Some(RunEvent::Compiled(c)) => {
+                    // The compile step ended: its output, its exit, then the run's stage (or,
+                    // when it failed, the result closes the socket).
+                    for (name, text) in [("stdout", &c.stdout), ("stderr", &c.stderr)] {
+                        if !text.is_empty()
+                            && !send(&mut socket, json!({"type": "data", "stream": name, "data": text})).await
+                        {
+                            return;
+                        }
+                    }
+                    let e = map::ending(&c);
+                    let exit = json!({"type": "exit", "stage": "compile", "code": e.code, "signal": e.signal});
+                    if !send(&mut socket, exit).await {
+                        return;
+                    }
+                    if c.status == isobox_core::RunStatus::Ok {
+                        stage = "run";
+                        if !send(&mut socket, json!({"type": "stage", "stage": "run"})).await {
+                            return;
+                        }
+                    } else {
+                        stage = COMPILE_FAILED;
+                    }
+                }
                 Some(RunEvent::Output { stream, data }) => {
                     if stage == "compile" {
                         // Run output: the compile step succeeded.
@@ -389,6 +413,9 @@ async fn session(app: Arc<App>, mut socket: WebSocket, caller: Caller) {
     }
 }
 
+/// The stage after a compile step that failed and was reported as it ended.
+const COMPILE_FAILED: &str = "compile-failed";
+
 /// The end of a run: what is left of the stages (a compile step that produced no run output
 /// yet, its output and exit), the run's `exit`, close 4999.
 async fn finish(
@@ -399,6 +426,11 @@ async fn finish(
     err: &mut Carry,
 ) {
     let data = |stream: &str, text: &str| json!({"type": "data", "stream": stream, "data": text});
+    if stage == COMPILE_FAILED {
+        // Its output and exit went out when it ended.
+        close(socket, close::COMPLETED).await;
+        return;
+    }
     if stage == "compile" {
         if let Some(c) = &result.compile {
             for (name, text) in [("stdout", &c.stdout), ("stderr", &c.stderr)] {
