@@ -324,15 +324,7 @@ impl Executor {
         req: Option<&RequestLimits>,
         lang: &Language,
     ) -> Result<RequestLimitsResolved, CoreError> {
-        let c = &lang.compile_limits;
-        let timeout_ms = c.timeout_ms.unwrap_or(20_000);
-        let base = RequestLimitsResolved {
-            timeout_ms,
-            cpu_time_ms: c.cpu_time_ms.unwrap_or(timeout_ms),
-            memory_mb: c.memory_mb.unwrap_or(512),
-            max_processes: c.max_processes.unwrap_or(64),
-            max_output_bytes: 64 * 1024,
-        };
+        let base = compile_defaults(lang);
         let Some(r) = req else { return Ok(base) };
         if lang.compile.is_none() {
             return Err(CoreError::InvalidRequest(format!(
@@ -620,6 +612,21 @@ pub(crate) fn sample(language: &str, version: &str) -> Submission {
         compile_args: vec![],
         compile_limits: limits,
         stderr_to_stdout: false,
+    }
+}
+
+/// The compile step's limits when a request asks for none, and the most it may ask for: the
+/// language's `compile_limits`, else 20 s of wall time, as much CPU time, 512 MiB, 64 tasks,
+/// 64 KiB of output.
+pub fn compile_defaults(lang: &Language) -> RequestLimitsResolved {
+    let c = &lang.compile_limits;
+    let timeout_ms = c.timeout_ms.unwrap_or(20_000);
+    RequestLimitsResolved {
+        timeout_ms,
+        cpu_time_ms: c.cpu_time_ms.unwrap_or(timeout_ms),
+        memory_mb: c.memory_mb.unwrap_or(512),
+        max_processes: c.max_processes.unwrap_or(64),
+        max_output_bytes: 64 * 1024,
     }
 }
 

@@ -91,16 +91,11 @@ pub fn resolve<'a>(
     })
 }
 
-/// The limits of the compile step a request may ask for: the language's compile limits, else
-/// the core's defaults for a compile step (`plan.rs`).
+/// The limits of the compile step a request may ask for (the core's: the language's compile
+/// limits, else its defaults).
 fn compile_max(lang: &Language) -> (u64, u64, u64) {
-    let c = &lang.compile_limits;
-    let wall = c.timeout_ms.unwrap_or(20_000);
-    (
-        wall,
-        c.cpu_time_ms.unwrap_or(wall),
-        c.memory_mb.unwrap_or(512),
-    )
+    let c = isobox_core::submission::compile_defaults(lang);
+    (c.timeout_ms, c.cpu_time_ms, c.memory_mb)
 }
 
 /// The smallest memory limit the core accepts, in MiB.
