@@ -19,6 +19,8 @@ pub enum Via {
     Rest,
     Grpc,
     Jobs,
+    /// The Piston compatible API (the Judge0 one runs everything as jobs).
+    Piston,
 }
 
 impl Via {
@@ -27,6 +29,7 @@ impl Via {
             Via::Rest => "rest",
             Via::Grpc => "grpc",
             Via::Jobs => "jobs",
+            Via::Piston => "piston",
         }
     }
 }

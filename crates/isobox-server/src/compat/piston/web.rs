@@ -117,7 +117,7 @@ pub async fn execute(
     let answer = async {
         let body = body_json(&app, &headers, body).await?;
         let (_, auth) = authorized(&app, &caller, &body, false).await?;
-        run::execute(&app, &caller, auth, Via::Rest).await
+        run::execute(&app, &caller, auth, Via::Piston).await
     };
     match answer.await {
         Ok(result) => Json(map::response(&result)).into_response(),
@@ -283,7 +283,7 @@ async fn session(app: Arc<App>, mut socket: WebSocket, caller: Caller) {
     {
         return;
     }
-    let mut run = run::stream(&app, &caller, auth, Via::Rest, true);
+    let mut run = run::stream(&app, &caller, auth, Via::Piston, true);
     let stdin = run.stdin();
     let cap = run.stdin_cap();
     let mut sent = 0usize;
