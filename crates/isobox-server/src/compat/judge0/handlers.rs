@@ -272,6 +272,17 @@ async fn judge0_record(app: &App, caller: &Caller, token: &str) -> Result<Value,
     }
 }
 
+/// The `fields` a request asks for and the caller's submission `token` (Judge0's 400 or 404).
+async fn fields_and_record(
+    app: &App,
+    caller: &Caller,
+    token: &str,
+    q: &HashMap<String, String>,
+) -> Result<(Vec<&'static str>, Value), Response> {
+    let fields = fields(q)?;
+    Ok((fields, judge0_record(app, caller, token).await?))
+}
+
 /// `GET /submissions/{token}[?base64_encoded=true][&fields=...]`
 async fn show(
     State(app): State<Arc<App>>,
@@ -279,12 +290,8 @@ async fn show(
     Path(token): Path<String>,
     Query(q): Q,
 ) -> Response {
-    let fields = match fields(&q) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let record = match judge0_record(&app, &caller, &token).await {
-        Ok(r) => r,
+    let (fields, record) = match fields_and_record(&app, &caller, &token, &q).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     match model::render(&record, &fields, is_true(&q, "base64_encoded")) {
@@ -340,12 +347,8 @@ async fn destroy(
     Path(token): Path<String>,
     Query(q): Q,
 ) -> Response {
-    let fields = match fields(&q) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let record = match judge0_record(&app, &caller, &token).await {
-        Ok(r) => r,
+    let (fields, record) = match fields_and_record(&app, &caller, &token, &q).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let stored = Stored::from_record(&record).unwrap_or_default();
