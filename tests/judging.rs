@@ -712,29 +712,45 @@ conditions = [
     let (status, r) = post_as(&s, "k-alice", "/api/v1/validate", &v).await;
     assert_eq!((status, &r["valid"]), (200, &json!(true)), "{r}");
 
-    // Async jobs carry tests too.
-    let (status, job) = post_as(&s, "k-alice", "/api/v1/executions?wait=true", &body).await;
-    assert!(status == 200 || status == 202, "{status} {job}");
-    let mut job = job;
-    for _ in 0..100 {
-        if job["state"] == "done" {
-            break;
+    // Async jobs and batches carry tests too.
+    let poll = |id: String| {
+        let s = &s;
+        async move {
+            for _ in 0..100 {
+                let job: Value = s
+                    .client
+                    .get(s.url_for(&format!("/api/v1/executions/{id}")))
+                    .header("X-API-Key", "k-alice")
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if job["state"] == "done" {
+                    return job;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("job {id} never finished");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let id = job["id"].as_str().unwrap().to_string();
-        job = s
-            .client
-            .get(s.url_for(&format!("/api/v1/executions/{id}")))
-            .header("X-API-Key", "k-alice")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-    }
-    assert_eq!(job["state"], "done", "{job}");
+    };
+    let (status, job) = post_as(&s, "k-alice", "/api/v1/executions", &body).await;
+    assert_eq!(status, 202, "{job}");
+    let job = poll(job["id"].as_str().unwrap().to_string()).await;
     assert_eq!(job["summary"]["passed"], 2, "{job}");
     assert_eq!(job["tests"][2]["verdict"], "wrong_answer", "{job}");
+    let mut other = body.clone();
+    other["stop_on_failure"] = json!(true);
+    other["tests"] =
+        json!([{"stdin": "1", "expected_output": "5"}, {"stdin": "2", "expected_output": "3"}]);
+    let batch = json!({"submissions": [body, other]});
+    let (status, ids) = post_as(&s, "k-alice", "/api/v1/executions/batch", &batch).await;
+    assert_eq!(status, 202, "{ids}");
+    let first = poll(ids["ids"][0].as_str().unwrap().to_string()).await;
+    assert_eq!(first["summary"]["total"], 3, "{first}");
+    let second = poll(ids["ids"][1].as_str().unwrap().to_string()).await;
+    assert_eq!(second["tests"][0]["verdict"], "wrong_answer", "{second}");
+    assert_eq!(second["tests"][1]["verdict"], "skipped", "{second}");
     s.stop().await;
 }
