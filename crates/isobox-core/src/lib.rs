@@ -17,6 +17,7 @@ pub mod patterns;
 pub mod plan;
 pub mod request;
 pub mod result;
+pub mod runtimes;
 pub mod service;
 pub mod shared;
 pub mod slots;

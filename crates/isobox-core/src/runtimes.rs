@@ -1,0 +1,271 @@
+//! Runtimes: read-only root file systems built from Debian packages, each providing some
+//! languages at the versions its suite ships (`python` 3.9 from bullseye, 3.11 from bookworm,
+//! 3.13 from trixie, ...). What to build is data ([`RUNTIME_TABLE`], `runtimes.toml`); what was
+//! built lives in the runtimes directory (`ISOBOX_RUNTIMES_DIR`, default `/var/lib/isobox/runtimes`),
+//! one directory per runtime:
+//!
+//! ```text
+//! <dir>/<name>/manifest.json   the Manifest below
+//! <dir>/<name>/root/           the root file system (bound read-only into each sandbox)
+//! ```
+//!
+//! A runtime directory without a readable manifest, or whose manifest names another runtime, is
+//! ignored (a build in progress writes `<name>.tmp-*` and renames it into place when done).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::CoreError;
+
+/// The runtime definitions shipped with the binary.
+pub const RUNTIME_TABLE: &str = include_str!("../runtimes.toml");
+
+/// The default runtimes directory.
+pub const DEFAULT_DIR: &str = "/var/lib/isobox/runtimes";
+
+/// One runtime to build, as `runtimes.toml` writes it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Definition {
+    /// Unique; a file name (`[a-z0-9][a-z0-9._-]*`).
+    pub name: String,
+    /// The Debian suite (`bullseye`, `bookworm`, `trixie`).
+    pub suite: String,
+    /// Debian packages installed on top of the suite's essential set.
+    pub packages: Vec<String>,
+    /// The languages (names of the language table) this runtime provides.
+    pub languages: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The runtime table: every definition.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Definitions {
+    #[serde(rename = "runtime")]
+    pub runtimes: Vec<Definition>,
+}
+
+impl Definitions {
+    pub fn builtin() -> Definitions {
+        Definitions::parse(RUNTIME_TABLE).expect("the built-in runtime table is valid")
+    }
+
+    pub fn parse(text: &str) -> Result<Definitions, CoreError> {
+        let d: Definitions =
+            toml::from_str(text).map_err(|e| CoreError::Config(format!("runtime table: {e}")))?;
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &d.runtimes {
+            if !valid_name(&r.name) {
+                return Err(CoreError::Config(format!(
+                    "runtime name `{}` must match [a-z0-9][a-z0-9._-]*",
+                    r.name
+                )));
+            }
+            if !seen.insert(r.name.clone()) {
+                return Err(CoreError::Config(format!(
+                    "runtime `{}` is defined twice",
+                    r.name
+                )));
+            }
+            if r.packages.iter().any(|p| !valid_package(p)) {
+                return Err(CoreError::Config(format!(
+                    "runtime `{}`: a package name is not a Debian package name",
+                    r.name
+                )));
+            }
+        }
+        Ok(d)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Definition> {
+        self.runtimes.iter().find(|r| r.name == name)
+    }
+}
+
+/// A runtime name: `[a-z0-9][a-z0-9._-]*`, at most 64 bytes (a directory and an image tag).
+pub fn valid_name(name: &str) -> bool {
+    let mut b = name.bytes();
+    name.len() <= 64
+        && b.next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(&c))
+}
+
+/// A Debian package name (policy 5.6.1): `[a-z0-9][a-z0-9+.-]+`.
+pub fn valid_package(name: &str) -> bool {
+    let mut b = name.bytes();
+    name.len() >= 2
+        && name.len() <= 128
+        && b.next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+.-".contains(&c))
+}
+
+/// An installed package of a runtime.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+}
+
+/// A language a runtime provides, with the version its toolchain reports inside the runtime.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Provided {
+    pub language: String,
+    pub version: String,
+}
+
+/// What was built: `<dir>/<name>/manifest.json`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Manifest {
+    pub name: String,
+    pub suite: String,
+    /// The packages asked for (the definition's).
+    pub packages: Vec<String>,
+    /// Every package installed, with its version (`dpkg-query` of the root).
+    pub installed: Vec<Package>,
+    pub languages: Vec<Provided>,
+    /// Bytes of the root on disk.
+    pub size_bytes: u64,
+    pub build_secs: f64,
+    /// Unix seconds.
+    pub built_at: u64,
+    /// blake3 (hex) over the root's tree: every path, type, mode, size and content (symlinks'
+    /// targets), in path order. Keys of the dedup and compile caches include it.
+    pub hash: String,
+    /// The docker backend's image of this runtime, when one was built.
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+/// A built runtime found in the runtimes directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Runtime {
+    pub manifest: Manifest,
+    pub root: PathBuf,
+}
+
+impl Runtime {
+    /// The runtime in `dir` (`<dir>/manifest.json`, `<dir>/root/`), if complete.
+    pub fn load(dir: &Path) -> Option<Runtime> {
+        let text = std::fs::read_to_string(dir.join("manifest.json")).ok()?;
+        let manifest: Manifest = serde_json::from_str(&text).ok()?;
+        let name = dir.file_name()?.to_str()?;
+        let root = dir.join("root");
+        (manifest.name == name && valid_name(name) && root.is_dir())
+            .then_some(Runtime { manifest, root })
+    }
+
+    /// The version of `language` this runtime provides.
+    pub fn version_of(&self, language: &str) -> Option<&str> {
+        self.manifest
+            .languages
+            .iter()
+            .find(|p| p.language == language)
+            .map(|p| p.version.as_str())
+    }
+}
+
+/// Every complete runtime in `dir`, by name (an absent directory holds none).
+pub fn scan(dir: &Path) -> Vec<Runtime> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Runtime> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| Runtime::load(&e.path()))
+        .collect();
+    out.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_table_parses() {
+        let d = Definitions::builtin();
+        assert!(!d.runtimes.is_empty());
+    }
+
+    #[test]
+    fn names_and_packages() {
+        for ok in ["python-trixie", "gcc12", "a.b_c-d"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "-x", "A", "a/b", "..", ".x", "a b", &"x".repeat(65)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+        for ok in [
+            "python3",
+            "g++",
+            "libstdc++-12-dev",
+            "openjdk-17-jdk-headless",
+        ] {
+            assert!(valid_package(ok), "{ok}");
+        }
+        for bad in ["", "x", "Python3", "-x", "a b", "a;b", "a/b"] {
+            assert!(!valid_package(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_tables_are_refused() {
+        for bad in [
+            "[[runtime]]\nname = \"A\"\nsuite = \"trixie\"\npackages = []\nlanguages = []\n",
+            "[[runtime]]\nname = \"a\"\nsuite = \"trixie\"\npackages = [\"x;y\"]\nlanguages = []\n",
+            "[[runtime]]\nname = \"a\"\nsuite = \"t\"\npackages = []\nlanguages = []\n[[runtime]]\nname = \"a\"\nsuite = \"t\"\npackages = []\nlanguages = []\n",
+        ] {
+            assert!(Definitions::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scan_finds_complete_runtimes_only() {
+        let dir = std::env::temp_dir().join(format!("isobox-rt-scan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let manifest = |name: &str| Manifest {
+            name: name.into(),
+            suite: "trixie".into(),
+            packages: vec!["python3".into()],
+            installed: vec![],
+            languages: vec![Provided {
+                language: "python".into(),
+                version: "3.13.5".into(),
+            }],
+            size_bytes: 1,
+            build_secs: 1.0,
+            built_at: 0,
+            hash: "00".into(),
+            image: None,
+        };
+        for (dir_name, m, root) in [
+            ("good", Some(manifest("good")), true),
+            ("noroot", Some(manifest("noroot")), false),
+            ("other", Some(manifest("elsewhere")), true),
+            ("nomanifest", None, true),
+        ] {
+            let d = dir.join(dir_name);
+            std::fs::create_dir_all(&d).unwrap();
+            if root {
+                std::fs::create_dir_all(d.join("root")).unwrap();
+            }
+            if let Some(m) = m {
+                std::fs::write(d.join("manifest.json"), serde_json::to_string(&m).unwrap())
+                    .unwrap();
+            }
+        }
+        let found = scan(&dir);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].manifest.name, "good");
+        assert_eq!(found[0].version_of("python"), Some("3.13.5"));
+        assert_eq!(found[0].version_of("ruby"), None);
+        assert!(scan(&dir.join("absent")).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
