@@ -54,6 +54,10 @@ enum Command {
         /// Language name or alias (default: from the first file's extension).
         #[arg(long, short = 'l')]
         language: Option<String>,
+        /// The language's version (`3.11`, `3`, `*`) or a runtime's name (`python-bookworm`):
+        /// picks among the runtimes in ISOBOX_RUNTIMES_DIR and the host's toolchains.
+        #[arg(long = "version", value_name = "V")]
+        lang_version: Option<String>,
         /// Text fed to the program's stdin.
         #[arg(long, conflicts_with = "stdin_file")]
         stdin: Option<String>,
@@ -182,6 +186,36 @@ fn default_runner() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("isobox-runner"))
 }
 
+/// The runtimes of `ISOBOX_RUNTIMES_DIR` (default /var/lib/isobox/runtimes) offered beside the
+/// host's toolchains; a runtime's sandbox is made only if the run picks it.
+fn with_runtimes(executor: Executor, kind: BackendKind) -> Executor {
+    let dir = std::env::var_os("ISOBOX_RUNTIMES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(isobox_core::runtimes::DEFAULT_DIR));
+    let make: isobox_core::service::BackendMaker =
+        Arc::new(move |rt: &isobox_core::runtimes::Runtime| {
+            let backend: Arc<dyn Backend> = match kind {
+                BackendKind::Native => {
+                    Arc::new(NativeBackend::new(native_config(Some(rt.root.clone())))?)
+                }
+                BackendKind::Docker => {
+                    let image = rt.manifest.image.clone().ok_or_else(|| {
+                        isobox_sandbox::SandboxError::Unsupported(format!(
+                            "runtime {} has no docker image (isobox runtime build --docker)",
+                            rt.manifest.name
+                        ))
+                    })?;
+                    Arc::new(DockerBackend::new(isobox_sandbox::DockerConfig {
+                        image,
+                        ..isobox_sandbox::DockerConfig::default()
+                    })?)
+                }
+            };
+            Ok(backend)
+        });
+    executor.with_runtimes(isobox_core::runtimes::scan(&dir), make, true)
+}
+
 fn languages(path: Option<&PathBuf>) -> anyhow::Result<LanguageTable> {
     Ok(match path {
         Some(p) => LanguageTable::load(p)?,
@@ -245,6 +279,7 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
         Command::Run {
             files,
             language,
+            lang_version,
             stdin,
             stdin_file,
             args,
@@ -311,6 +346,7 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
             let tests = tests.as_deref().map(judge::load_tests).transpose()?;
             let req = ExecuteRequest {
                 language: lang_name,
+                version: lang_version,
                 files: Some(req_files),
                 stdin,
                 args: Some(args),
@@ -330,7 +366,10 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
                 outputs: (!outputs.is_empty()).then_some(outputs),
                 ..Default::default()
             };
-            let executor = Executor::new(backend(kind, cli.rootfs)?, table, Policy::default());
+            let executor = with_runtimes(
+                Executor::new(backend(kind, cli.rootfs)?, table, Policy::default()),
+                kind,
+            );
             let result = executor.execute(&req)?;
             if let Some(msg) = &result.internal_message {
                 eprintln!("isobox: the sandbox failed: {msg}");
@@ -384,28 +423,32 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
         }
         Command::Languages { json } => {
             let table = languages(cli.languages_file.as_ref())?;
-            let executor = Executor::new(
-                backend(BackendKind::Native, cli.rootfs)?,
-                table,
-                Policy::default(),
+            let executor = with_runtimes(
+                Executor::new(
+                    backend(BackendKind::Native, cli.rootfs)?,
+                    table,
+                    Policy::default(),
+                ),
+                BackendKind::Native,
             );
             let list = executor.list_languages();
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 println!(
-                    "{:<12} {:<12} {:<9} {:<10} aliases",
-                    "name", "version", "compiled", "available"
+                    "{:<12} {:<12} {:<18} {:<9} {:<10} aliases",
+                    "name", "version", "runtime", "compiled", "available"
                 );
                 for l in &list {
                     println!(
-                        "{:<12} {:<12} {:<9} {:<10} {}",
+                        "{:<12} {:<12} {:<18} {:<9} {:<10} {}",
                         l.name,
                         if l.version.is_empty() {
                             "-"
                         } else {
                             &l.version
                         },
+                        l.runtime,
                         if l.compiled { "yes" } else { "no" },
                         if l.available { "yes" } else { "no" },
                         l.aliases.join(", ")
@@ -532,6 +575,11 @@ fn serve(
                 if let Some(tls) = on_hup.tls.clone() {
                     let _ = tokio::task::spawn_blocking(move || tls.reload()).await;
                 }
+                // Runtimes added or removed since: offered from now on.
+                let app = on_hup.clone();
+                if let Ok(names) = tokio::task::spawn_blocking(move || app.reload_runtimes()).await {
+                    tracing::info!(runtimes = ?names, "runtimes rescanned");
+                }
             }
         });
         let shutdown = async {
@@ -553,7 +601,7 @@ fn serve(
                 "isobox listening on {}://{} ({} languages, {} sandbox slots, {} job workers, {shared})",
                 if app.tls.is_some() { "https" } else { "http" },
                 listener.local_addr()?,
-                app.languages.len(),
+                app.languages.read().map(|l| l.len()).unwrap_or(0),
                 app.config.slots,
                 app.config.job_workers
             );

@@ -420,7 +420,7 @@ async fn languages_health_and_reflection() {
         .expect("python listed");
     assert!(!python.version.is_empty() && !python.compiled);
     assert!(langs.iter().any(|l| l.name == "c" && l.compiled));
-    assert_eq!(langs.len(), s.app.languages.len());
+    assert_eq!(langs.len(), s.app.languages.read().unwrap().len());
 
     // Health: the whole server and the Executor service are SERVING.
     use tonic_health::pb::health_check_response::ServingStatus;

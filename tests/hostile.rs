@@ -1533,7 +1533,7 @@ fn the_response_file_exploit_through_file_names_runs_nothing() {
             "{lang}: the injected command ran: {r:?}"
         );
         let check = executor().check_spec(&sub).expect("a check command");
-        let v = executor().syntax_check(&check).expect("the check");
+        let v = executor().syntax_check(&sub, &check).expect("the check");
         assert!(
             !v.errors.contains(INJECTED),
             "{lang}: the injected command ran in the check: {v:?}"

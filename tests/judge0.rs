@@ -672,6 +672,8 @@ async fn languages_about_and_the_prefix() {
     let ours = s
         .app
         .languages
+        .read()
+        .unwrap()
         .iter()
         .find(|l| l.name == "python")
         .unwrap()

@@ -124,7 +124,8 @@ async fn runtimes_list_our_languages_and_versions() {
     assert_eq!(resp.status().as_u16(), 200);
     let rts: Value = resp.json().await.unwrap();
     let rts = rts.as_array().unwrap();
-    let ours: Vec<_> = s.app.languages.iter().filter(|l| l.available).collect();
+    let all = s.app.languages.read().unwrap().clone();
+    let ours: Vec<_> = all.iter().filter(|l| l.available).collect();
     assert_eq!(rts.len(), ours.len(), "{rts:?}");
     let python = rts.iter().find(|r| r["language"] == "python").unwrap();
     assert_eq!(python["version"], our_version(&s, "python").await);

@@ -941,7 +941,7 @@ async fn languages_health_and_metrics() {
         let keys: BTreeSet<&str> = o.keys().map(String::as_str).collect();
         assert_eq!(
             keys,
-            BTreeSet::from(["name", "aliases", "version", "compiled"]),
+            BTreeSet::from(["name", "aliases", "version", "compiled", "runtime"]),
             "{l}"
         );
         assert!(!l["name"].as_str().unwrap().is_empty(), "{l}");

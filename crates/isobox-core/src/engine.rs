@@ -257,13 +257,14 @@ impl Engine {
     /// Runs the language's syntax check of `sub` in a slot (never cached).
     pub async fn validate(&self, sub: &Submission) -> Result<Validation, CoreError> {
         let spec = self.executor.check_spec(sub)?;
+        let sub = sub.clone();
         let slot = self.slots.acquire().await.map_err(|b| CoreError::Busy {
             retry_after_secs: b.retry_after().as_secs().max(1),
         })?;
         let executor = self.executor.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            executor.syntax_check(&spec)
+            executor.syntax_check(&sub, &spec)
         })
         .await
         .map_err(|e| CoreError::Config(format!("validation task failed: {e}")))?

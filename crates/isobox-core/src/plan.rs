@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use isobox_sandbox::{
-    Collect, Collected, ExecSpec, Limits, Phase, PhaseReport, RunIo, SandboxFile, SkipReason,
-    Status, StdinPoll, Stream,
+    Backend, Collect, Collected, ExecSpec, Limits, Phase, PhaseReport, RunIo, SandboxFile,
+    SkipReason, Status, StdinPoll, Stream,
 };
 
 use crate::compare::Comparator;
@@ -157,36 +157,35 @@ impl Executor {
 
     /// The compile-cache key of a compile spec: everything that decides its artifacts, and
     /// the scope (a caller, or `None` for entries shared by everyone).
-    fn compile_key(&self, sub: &Submission, spec: &ExecSpec, scope: Option<&str>) -> Key {
-        spec_key(
-            b"isobox-compile-v1",
-            self.backend().name(),
-            sub,
-            spec,
-            scope,
-            &[],
-        )
+    fn compile_key(
+        &self,
+        sub: &Submission,
+        backend: &dyn Backend,
+        spec: &ExecSpec,
+        scope: Option<&str>,
+    ) -> Key {
+        spec_key(b"isobox-compile-v1", backend.name(), sub, spec, scope, &[])
     }
 
     /// The compile step of `sub`: from the cache, or run (blocking) and kept.
     fn compile(
         &self,
         sub: &Submission,
+        backend: &dyn Backend,
         scope: Option<&str>,
         io: &mut dyn Progress,
     ) -> Result<Compile, CoreError> {
         let spec = self
             .compile_spec(sub)
             .ok_or_else(|| CoreError::Config("a compile step without a compiler".into()))?;
-        let key = self.compile_key(sub, &spec, scope);
+        let key = self.compile_key(sub, backend, &spec, scope);
         let wait = Duration::from_millis(sub.compile_limits.timeout_ms) + Duration::from_secs(5);
         let guard = match self.compile_cache().lookup(key, wait) {
             Lookup::Hit(c) => return Ok(Compile::Done(c, true)),
             Lookup::Miss(guard) => guard,
         };
         let mut cio = CancelOnly(io);
-        let report = self
-            .backend()
+        let report = backend
             .execute_io(&spec, &mut cio)
             .map_err(CoreError::Sandbox)?;
         let collected = report.collected;
@@ -233,6 +232,8 @@ impl Executor {
         io: &mut dyn Progress,
     ) -> Result<ExecutionResult, CoreError> {
         let b64 = sub.base64;
+        let backend = self.backend_of(sub.runtime.as_ref())?;
+        let backend = backend.as_ref();
         let mut result = ExecutionResult {
             id: new_id(),
             language: sub.language.name.clone(),
@@ -243,7 +244,7 @@ impl Executor {
         let mut artifacts = None;
         let mut in_place = false;
         if sub.language.compiled() {
-            match self.compile(sub, scope, io)? {
+            match self.compile(sub, backend, scope, io)? {
                 Compile::Done(c, cached) => {
                     let outcome = Outcome::of(&c.report, b64);
                     io.compiled(&outcome);
@@ -304,8 +305,7 @@ impl Executor {
                     .as_deref()
                     .map(|e| Comparator::new(e, sub.compare)),
             };
-            let report = self
-                .backend()
+            let report = backend
                 .execute_io(&spec, &mut cio)
                 .map_err(CoreError::Sandbox)?;
             let equal = cio.compare.take().map(Comparator::finish);
@@ -368,9 +368,12 @@ impl Executor {
         Ok(result)
     }
 
-    /// Runs the syntax check of `spec` (made by [`Executor::check_spec`]; blocking).
-    pub fn syntax_check(&self, spec: &ExecSpec) -> Result<Validation, CoreError> {
-        let report = self.backend().execute(spec).map_err(CoreError::Sandbox)?;
+    /// Runs the syntax check of `spec` (made by [`Executor::check_spec`] for `sub`; blocking).
+    pub fn syntax_check(&self, sub: &Submission, spec: &ExecSpec) -> Result<Validation, CoreError> {
+        let report = self
+            .backend_of(sub.runtime.as_ref())?
+            .execute(spec)
+            .map_err(CoreError::Sandbox)?;
         Ok(Validation::from_report(&report))
     }
 
@@ -521,9 +524,14 @@ pub(crate) fn spec_key(
     scope: Option<&str>,
     extra: &[u8],
 ) -> Key {
+    let runtime = sub.runtime.as_ref().map_or_else(
+        || "host".to_string(),
+        |r| format!("{} {}", r.name(), r.runtime.manifest.hash),
+    );
     let mut parts: Vec<Vec<u8>> = vec![
         tag.to_vec(),
         backend.as_bytes().to_vec(),
+        runtime.into_bytes(),
         sub.language.name.as_bytes().to_vec(),
         sub.version.as_bytes().to_vec(),
         scope

@@ -2,15 +2,17 @@
 //! can run and their versions. Validation of a request is in [`crate::submission`]; its plan
 //! (the backend's spec) and its run in [`crate::plan`]; the public result in [`crate::result`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use isobox_sandbox::{Backend, ExecSpec, Limits};
+use isobox_sandbox::{Backend, ExecSpec, Limits, SandboxError};
 use regex::Regex;
 use serde::Serialize;
 
 use crate::languages::{Language, LanguageTable};
 use crate::result::text;
+use crate::runtimes::Runtime;
+use crate::CoreError;
 
 /// Server-side bounds and defaults.
 #[derive(Debug, Clone)]
@@ -92,17 +94,83 @@ pub struct Executor {
     policy: Policy,
     patterns: crate::patterns::PatternPolicy,
     compile_cache: Arc<crate::compile_cache::CompileCache>,
+    runtimes: RwLock<Arc<RuntimeSet>>,
 }
 
-/// Language info for `isobox languages` and `GET /api/v1/languages`.
-#[derive(Debug, Clone, Serialize)]
+/// Makes the sandbox backend of a runtime (one whose root is the runtime's), when a run first
+/// needs it.
+pub type BackendMaker =
+    Arc<dyn Fn(&Runtime) -> Result<Arc<dyn Backend>, SandboxError> + Send + Sync>;
+
+/// A built runtime the executor offers, with its backend once made.
+pub struct BoundRuntime {
+    pub runtime: Runtime,
+    backend: OnceLock<Result<Arc<dyn Backend>, String>>,
+    make: BackendMaker,
+}
+
+impl std::fmt::Debug for BoundRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundRuntime")
+            .field("name", &self.runtime.manifest.name)
+            .field("hash", &self.runtime.manifest.hash)
+            .finish()
+    }
+}
+
+impl BoundRuntime {
+    pub fn name(&self) -> &str {
+        &self.runtime.manifest.name
+    }
+
+    /// The runtime's backend, made on first use.
+    pub fn backend(&self) -> Result<Arc<dyn Backend>, CoreError> {
+        self.backend
+            .get_or_init(|| (self.make)(&self.runtime).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(|e| {
+                CoreError::Config(format!(
+                    "the sandbox of runtime {} cannot start: {e}",
+                    self.name()
+                ))
+            })
+    }
+}
+
+/// The runtimes an executor offers, and whether the host's toolchains count as one (`host`).
+struct RuntimeSet {
+    bound: Vec<Arc<BoundRuntime>>,
+    make: Option<BackendMaker>,
+    host: bool,
+}
+
+/// Where a language at a version comes from: the host's toolchains or a runtime.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub version: String,
+    pub runtime: Option<Arc<BoundRuntime>>,
+}
+
+impl Candidate {
+    /// `host`, or the runtime's name.
+    pub fn runtime_name(&self) -> &str {
+        self.runtime.as_ref().map_or("host", |r| r.name())
+    }
+}
+
+/// Language info for `isobox languages` and `GET /api/v1/languages`: one entry per language
+/// and version (each runtime providing it, and the host's toolchains when they count).
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct LanguageInfo {
     pub name: String,
     pub aliases: Vec<String>,
     pub version: String,
     pub compiled: bool,
-    /// False when the toolchain is missing on this host; such languages cannot be requested.
+    /// False when no runtime provides it and the host's toolchain is missing (or does not
+    /// count): such languages cannot be requested.
     pub available: bool,
+    /// `host`, or the name of the runtime it comes from.
+    pub runtime: String,
 }
 
 impl Executor {
@@ -113,6 +181,91 @@ impl Executor {
             policy,
             patterns: Default::default(),
             compile_cache: crate::compile_cache::CompileCache::new(Default::default()),
+            runtimes: RwLock::new(Arc::new(RuntimeSet {
+                bound: Vec::new(),
+                make: None,
+                host: true,
+            })),
+        }
+    }
+
+    /// Offers `runtimes` (their backends made by `make` when first used); with `host` false,
+    /// the host's toolchains are not offered (the production setting: nothing of the host's
+    /// /usr is visible to any run).
+    pub fn with_runtimes(self, runtimes: Vec<Runtime>, make: BackendMaker, host: bool) -> Executor {
+        *self.runtimes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(RuntimeSet {
+            bound: bind(runtimes, &make, &[]),
+            make: Some(make),
+            host,
+        });
+        self
+    }
+
+    /// Replaces the runtimes offered (a rescan of the runtimes directory, on SIGHUP): a runtime
+    /// whose name and hash are unchanged keeps its backend; runs already going keep theirs.
+    pub fn set_runtimes(&self, runtimes: Vec<Runtime>) {
+        let mut guard = self.runtimes.write().unwrap_or_else(|e| e.into_inner());
+        let Some(make) = guard.make.clone() else {
+            return;
+        };
+        let bound = bind(runtimes, &make, &guard.bound);
+        *guard = Arc::new(RuntimeSet {
+            bound,
+            make: Some(make),
+            host: guard.host,
+        });
+    }
+
+    /// The runtimes offered now.
+    pub fn runtimes(&self) -> Vec<Arc<BoundRuntime>> {
+        self.runtimes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .bound
+            .clone()
+    }
+
+    /// Whether the host's toolchains are offered.
+    pub fn host_offered(&self) -> bool {
+        self.runtimes.read().unwrap_or_else(|e| e.into_inner()).host
+    }
+
+    /// Where `lang` can come from: each runtime providing it, and the host when offered and
+    /// its toolchain is there; the newest version first (the host first among equals).
+    pub fn candidates(&self, lang: &Language) -> Vec<Candidate> {
+        let set = self
+            .runtimes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut out = Vec::new();
+        if set.host && self.available(lang) {
+            out.push(Candidate {
+                version: self.version(lang).unwrap_or_default(),
+                runtime: None,
+            });
+        }
+        for b in &set.bound {
+            if let Some(v) = b.runtime.version_of(&lang.name) {
+                out.push(Candidate {
+                    version: v.to_string(),
+                    runtime: Some(b.clone()),
+                });
+            }
+        }
+        // Stable: the host stays first among equal versions.
+        out.sort_by_key(|c| std::cmp::Reverse(version_key(&c.version)));
+        out
+    }
+
+    /// The backend of a run from `runtime` (`None`: the host's).
+    pub fn backend_of(
+        &self,
+        runtime: Option<&Arc<BoundRuntime>>,
+    ) -> Result<Arc<dyn Backend>, CoreError> {
+        match runtime {
+            Some(r) => r.backend(),
+            None => Ok(self.backend.clone()),
         }
     }
 
@@ -216,28 +369,71 @@ impl Executor {
         Some((path, fingerprint, held))
     }
 
-    /// Every language with its version and availability (versions probed in parallel).
+    /// Every language with each version and where it comes from (host versions probed in
+    /// parallel); a language nothing provides is listed once, unavailable.
     pub fn list_languages(&self) -> Vec<LanguageInfo> {
-        std::thread::scope(|s| {
+        let per_language: Vec<Vec<Candidate>> = std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .languages
                 .all()
                 .iter()
-                .map(|l| s.spawn(move || (l, self.available(l), self.version(l))))
+                .map(|l| s.spawn(move || self.candidates(l)))
                 .collect();
             handles
                 .into_iter()
-                .filter_map(|h| h.join().ok())
-                .map(|(l, available, version)| LanguageInfo {
-                    name: l.name.clone(),
-                    aliases: l.aliases.clone(),
-                    version: version.unwrap_or_default(),
-                    compiled: l.compiled(),
-                    available,
-                })
+                .map(|h| h.join().unwrap_or_default())
                 .collect()
-        })
+        });
+        let mut out = Vec::new();
+        for (l, candidates) in self.languages.all().iter().zip(per_language) {
+            let info = |version: String, available: bool, runtime: &str| LanguageInfo {
+                name: l.name.clone(),
+                aliases: l.aliases.clone(),
+                version,
+                compiled: l.compiled(),
+                available,
+                runtime: runtime.to_string(),
+            };
+            if candidates.is_empty() {
+                out.push(info(String::new(), false, "host"));
+            }
+            for c in &candidates {
+                out.push(info(c.version.clone(), true, c.runtime_name()));
+            }
+        }
+        out
     }
+}
+
+/// Makes the bindings of `runtimes`, reusing those of `old` with the same name and hash.
+fn bind(
+    runtimes: Vec<Runtime>,
+    make: &BackendMaker,
+    old: &[Arc<BoundRuntime>],
+) -> Vec<Arc<BoundRuntime>> {
+    runtimes
+        .into_iter()
+        .map(|r| {
+            old.iter()
+                .find(|b| b.runtime == r)
+                .cloned()
+                .unwrap_or_else(|| {
+                    Arc::new(BoundRuntime {
+                        runtime: r,
+                        backend: OnceLock::new(),
+                        make: make.clone(),
+                    })
+                })
+        })
+        .collect()
+}
+
+/// A version as numbers for ordering (`3.11.2` > `3.9.18`); what is not a number counts 0.
+pub fn version_key(v: &str) -> Vec<u64> {
+    v.split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().unwrap_or(0))
+        .collect()
 }
 
 pub(crate) fn env_of(lang: &Language) -> Vec<(String, String)> {
@@ -263,5 +459,191 @@ fn store_version(path: &std::path::Path, fingerprint: &str, version: &str) {
         && std::fs::rename(&tmp, path).is_err()
     {
         let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+#[cfg(test)]
+mod runtime_tests {
+    use super::*;
+    use crate::runtimes::{Manifest, Provided};
+    use isobox_sandbox::{ExecReport, PhaseReport, RunIo, Status};
+
+    /// A backend that runs nothing: it answers every program with its own name on stdout, so a
+    /// test sees which backend (host or which runtime) a run went to. (The real backends are
+    /// tested with real roots in tests/runtimes.rs.)
+    struct Named(&'static str, bool);
+
+    impl Backend for Named {
+        fn name(&self) -> &'static str {
+            "native"
+        }
+        fn execute_io(
+            &self,
+            spec: &ExecSpec,
+            _io: &mut dyn RunIo,
+        ) -> Result<ExecReport, SandboxError> {
+            let mut p = isobox_sandbox::not_started(&spec.phases[0], Status::Ok);
+            p.exit_code = Some(0);
+            p.stdout = if spec.phases[0].argv[0] == "python3"
+                && spec.phases[0].argv.len() == 2
+                && spec.phases[0].argv[1] == "--version"
+            {
+                b"Python 3.11.2\n".to_vec()
+            } else {
+                self.0.as_bytes().to_vec()
+            };
+            let phases: Vec<PhaseReport> = spec.phases.iter().map(|_| p.clone()).collect();
+            Ok(ExecReport {
+                phases,
+                setup_time: Duration::ZERO,
+                total_time: Duration::ZERO,
+                warm: false,
+                collected: None,
+            })
+        }
+        fn has_command(&self, _cmd: &str) -> bool {
+            self.1
+        }
+    }
+
+    fn runtime(name: &str, version: &str) -> Runtime {
+        Runtime {
+            manifest: Manifest {
+                name: name.into(),
+                suite: "trixie".into(),
+                packages: vec!["python3".into()],
+                installed: vec![],
+                languages: vec![Provided {
+                    language: "python".into(),
+                    version: version.into(),
+                }],
+                size_bytes: 0,
+                build_secs: 0.0,
+                built_at: 0,
+                hash: format!("hash-of-{name}"),
+                image: None,
+            },
+            root: std::path::PathBuf::from("/nonexistent"),
+        }
+    }
+
+    fn executor(host: bool, host_has_python: bool) -> Executor {
+        let make: BackendMaker = Arc::new(|rt: &Runtime| {
+            let name: &'static str = Box::leak(rt.manifest.name.clone().into_boxed_str());
+            Ok(Arc::new(Named(name, true)) as Arc<dyn Backend>)
+        });
+        Executor::new(
+            Arc::new(Named("host", host_has_python)),
+            LanguageTable::builtin(),
+            Policy::default(),
+        )
+        .with_runtimes(
+            vec![
+                runtime("python-bullseye", "3.9.2"),
+                runtime("python-trixie", "3.13.5"),
+                runtime("python-bookworm", "3.11.2"),
+            ],
+            make,
+            host,
+        )
+    }
+
+    fn runs_in(ex: &Executor, version: Option<&str>) -> Result<(String, String), CoreError> {
+        let r = ex.execute(&crate::ExecuteRequest {
+            language: "python".into(),
+            version: version.map(str::to_string),
+            code: Some("print(1)".into()),
+            ..Default::default()
+        })?;
+        Ok((r.version.clone(), r.stdout.clone()))
+    }
+
+    #[test]
+    fn a_version_picks_its_runtime() {
+        let ex = executor(true, true);
+        let at = |v| runs_in(&ex, v).unwrap();
+        // Newest by default; the host wins a tie (3.11.2 on both).
+        assert_eq!(at(None), ("3.13.5".into(), "python-trixie".into()));
+        assert_eq!(at(Some("*")), ("3.13.5".into(), "python-trixie".into()));
+        assert_eq!(at(Some("3.9")), ("3.9.2".into(), "python-bullseye".into()));
+        assert_eq!(at(Some("3.11")), ("3.11.2".into(), "host".into()));
+        assert_eq!(at(Some("3")), ("3.13.5".into(), "python-trixie".into()));
+        assert_eq!(
+            at(Some("python-bookworm")),
+            ("3.11.2".into(), "python-bookworm".into())
+        );
+        match runs_in(&ex, Some("2.7")) {
+            Err(CoreError::VersionUnavailable { have, .. }) => {
+                assert_eq!(have, "3.13.5, 3.11.2, 3.11.2, 3.9.2")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Every version listed, with where it comes from, newest first.
+        let listed: Vec<(String, String)> = ex
+            .list_languages()
+            .into_iter()
+            .filter(|l| l.name == "python")
+            .map(|l| (l.version, l.runtime))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("3.13.5".into(), "python-trixie".into()),
+                ("3.11.2".into(), "host".into()),
+                ("3.11.2".into(), "python-bookworm".into()),
+                ("3.9.2".into(), "python-bullseye".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_the_host_only_runtimes_count() {
+        let ex = executor(false, true);
+        assert_eq!(
+            runs_in(&ex, Some("3.11")).unwrap(),
+            ("3.11.2".into(), "python-bookworm".into())
+        );
+        // A language no runtime provides is unavailable, even if the host has it.
+        let err = ex
+            .execute(&crate::ExecuteRequest {
+                language: "ruby".into(),
+                code: Some("p 1".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(matches!(err, CoreError::LanguageUnavailable(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_rescan_offers_new_runtimes_and_drops_removed_ones() {
+        let ex = executor(false, false);
+        let before = ex.runtimes();
+        ex.set_runtimes(vec![
+            runtime("python-trixie", "3.13.5"),
+            runtime("python-forky", "3.14.0"),
+        ]);
+        assert_eq!(
+            runs_in(&ex, None).unwrap(),
+            ("3.14.0".into(), "python-forky".into())
+        );
+        assert!(matches!(
+            runs_in(&ex, Some("3.9")),
+            Err(CoreError::VersionUnavailable { .. })
+        ));
+        // An unchanged runtime keeps its binding (and its backend).
+        let trixie = |v: &[Arc<BoundRuntime>]| {
+            v.iter()
+                .find(|b| b.name() == "python-trixie")
+                .cloned()
+                .unwrap()
+        };
+        assert!(Arc::ptr_eq(&trixie(&before), &trixie(&ex.runtimes())));
+    }
+
+    #[test]
+    fn versions_order_numerically() {
+        assert!(version_key("3.11.2") > version_key("3.9.18"));
+        assert!(version_key("21.0.5") > version_key("17.0.15"));
+        assert_eq!(version_key("1.85.0"), vec![1, 85, 0]);
     }
 }

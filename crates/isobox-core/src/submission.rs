@@ -28,8 +28,10 @@ use crate::CoreError;
 pub struct Submission {
     /// The language's table entry.
     pub language: Arc<Language>,
-    /// The installed toolchain version (empty when the language states none).
+    /// The toolchain version (empty when the language states none).
     pub version: String,
+    /// The runtime it runs in (`None`: the host's toolchains).
+    pub runtime: Option<Arc<crate::service::BoundRuntime>>,
     /// The work-dir files, the entry point first (renamed for Java-style languages).
     pub files: Vec<SandboxFile>,
     /// The entry file's path (`{file}` in the table's commands).
@@ -123,7 +125,8 @@ impl Submission {
 impl Executor {
     /// Validates `req`: the one entry from a wire request to a [`Submission`].
     pub fn submission(&self, req: &ExecuteRequest) -> Result<Submission, CoreError> {
-        let (language, version) = self.language_of(&req.language, req.version.as_deref())?;
+        let (language, version, runtime) =
+            self.language_of(&req.language, req.version.as_deref())?;
         let base64 = base64_encoding(req.encoding.as_deref())?;
         let files = self.files_of(req, &language, base64)?;
         let (stdin, args) = self.io_of(req, base64)?;
@@ -143,6 +146,7 @@ impl Executor {
         Ok(Submission {
             language,
             version,
+            runtime,
             files,
             entry,
             main,
@@ -367,32 +371,54 @@ impl Executor {
         })
     }
 
-    /// The language named `name` (or an alias) if this host can run it, with its installed
-    /// version, which must match `wanted` (a prefix: `3` and `3.11` match `3.11.2`; empty, `*`
-    /// and `latest` match anything).
+    /// The language named `name` (or an alias), the version and where it comes from: among
+    /// the runtimes providing it (and the host's toolchains when they count), `wanted` picks
+    /// one: absent, empty, `*` or `latest` the newest; a version prefix (`3` and `3.11` match
+    /// `3.11.2`) the newest that matches; or a runtime's name (`python-bookworm`).
+    #[allow(clippy::type_complexity)]
     pub fn language_of(
         &self,
         name: &str,
         wanted: Option<&str>,
-    ) -> Result<(Arc<Language>, String), CoreError> {
+    ) -> Result<
+        (
+            Arc<Language>,
+            String,
+            Option<Arc<crate::service::BoundRuntime>>,
+        ),
+        CoreError,
+    > {
         let lang = self
             .languages()
             .get(name)
             .ok_or_else(|| CoreError::UnknownLanguage(name.to_string()))?;
-        if !self.available(lang) {
+        let candidates = self.candidates(lang);
+        if candidates.is_empty() {
             return Err(CoreError::LanguageUnavailable(lang.name.clone()));
         }
-        let version = self.version(lang).unwrap_or_default();
-        if let Some(want) = wanted.filter(|v| !v.is_empty() && *v != "*" && *v != "latest") {
-            if !version_matches(want, &version) {
-                return Err(CoreError::VersionUnavailable {
-                    language: lang.name.clone(),
-                    wanted: want.to_string(),
-                    have: version,
-                });
-            }
+        let pick = match wanted.filter(|v| !v.is_empty() && *v != "*" && *v != "latest") {
+            None => candidates.first(),
+            Some(want) => candidates
+                .iter()
+                .find(|c| c.runtime_name() == want)
+                .or_else(|| {
+                    candidates
+                        .iter()
+                        .find(|c| version_matches(want, &c.version))
+                }),
+        };
+        match pick {
+            Some(c) => Ok((lang.clone(), c.version.clone(), c.runtime.clone())),
+            None => Err(CoreError::VersionUnavailable {
+                language: lang.name.clone(),
+                wanted: wanted.unwrap_or_default().to_string(),
+                have: candidates
+                    .iter()
+                    .map(|c| c.version.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
         }
-        Ok((lang.clone(), version))
     }
 
     /// The files of `req` (`code` becomes the language's file), decoded, named safely, within
@@ -596,6 +622,7 @@ pub(crate) fn sample(language: &str, version: &str) -> Submission {
     Submission {
         language,
         version: version.into(),
+        runtime: None,
         files: vec![],
         entry: String::new(),
         main: String::new(),

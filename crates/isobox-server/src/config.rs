@@ -110,6 +110,11 @@ pub struct Config {
     /// Settings of the docker backend (`ISOBOX_DOCKER_*`), used when `backend` is `docker`.
     pub docker: isobox_sandbox::DockerConfig,
     pub rootfs: Option<PathBuf>,
+    /// Where built runtimes live (`ISOBOX_RUNTIMES_DIR`), rescanned on SIGHUP.
+    pub runtimes_dir: PathBuf,
+    /// Whether the host's toolchains are offered as the `host` runtime (`ISOBOX_HOST_RUNTIME`;
+    /// off in production: then nothing of the host's /usr is visible to any run).
+    pub host_runtime: bool,
     /// Shared state and the job queue (`REDIS_URL`); None: everything node-local.
     pub redis_url: Option<String>,
     pub redis_timeout: Duration,
@@ -490,6 +495,10 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         }
     };
     let rootfs = r.opt_path("ISOBOX_ROOTFS");
+    let runtimes_dir = r
+        .opt_path("ISOBOX_RUNTIMES_DIR")
+        .unwrap_or_else(|| PathBuf::from(isobox_core::runtimes::DEFAULT_DIR));
+    let host_runtime = r.flag("ISOBOX_HOST_RUNTIME", "true")?;
     let languages_file = r.opt_path("ISOBOX_LANGUAGES");
     let slots = r.num("ISOBOX_SLOTS", &slots_default, 1usize, 1024)?;
     let docker = docker_config(&mut r, slots)?;
@@ -654,6 +663,8 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         backend,
         docker,
         rootfs,
+        runtimes_dir,
+        host_runtime,
         redis_url,
         redis_timeout,
         job_result_ttl,
@@ -833,6 +844,8 @@ const KNOWN: &[&str] = &[
     "AUTH_TYPE",
     "ISOBOX_BACKEND",
     "ISOBOX_ROOTFS",
+    "ISOBOX_RUNTIMES_DIR",
+    "ISOBOX_HOST_RUNTIME",
     "ISOBOX_DOCKER_IMAGE",
     "ISOBOX_DOCKER_RUNTIME",
     "ISOBOX_DOCKER_POOL",

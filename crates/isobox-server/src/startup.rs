@@ -19,6 +19,34 @@ use crate::config::{self, Config};
 use crate::state::App;
 use crate::{api, auth, cluster, grpc, http, jobs, transport};
 
+/// How the backend of a runtime is made: a native sandbox whose root is the runtime's, or a
+/// docker backend running the runtime's image (`isobox runtime build --docker`).
+fn runtime_backends(config: &Config) -> isobox_core::service::BackendMaker {
+    let docker = (config.backend == config::BackendKind::Docker).then(|| config.docker.clone());
+    Arc::new(move |rt: &isobox_core::runtimes::Runtime| {
+        let backend: Arc<dyn Backend> = match &docker {
+            Some(d) => {
+                let image = rt.manifest.image.clone().ok_or_else(|| {
+                    isobox_sandbox::SandboxError::Unsupported(format!(
+                        "runtime {} has no docker image: build it with `isobox runtime build --docker {}`",
+                        rt.manifest.name, rt.manifest.name
+                    ))
+                })?;
+                Arc::new(DockerBackend::new(isobox_sandbox::DockerConfig {
+                    image,
+                    instance: format!("{}-{}", d.instance, rt.manifest.name),
+                    ..d.clone()
+                })?)
+            }
+            None => Arc::new(NativeBackend::new(NativeConfig {
+                rootfs: RootFs::Dir(rt.root.clone()),
+                ..NativeConfig::default()
+            })?),
+        };
+        Ok(backend)
+    })
+}
+
 /// The whole OpenAPI document (`/openapi.json`): the native API and the compatibility APIs.
 pub fn openapi_document() -> serde_json::Value {
     let mut doc = http::openapi::document();
@@ -74,13 +102,17 @@ impl App {
             max_tests: config.max_tests,
             ..Policy::default()
         };
-        let mut executor = Executor::new(backend, table, policy).with_compile_cache(
-            isobox_core::CompileCacheConfig {
+        let mut executor = Executor::new(backend, table, policy)
+            .with_compile_cache(isobox_core::CompileCacheConfig {
                 max_bytes: config.compile_cache_bytes,
                 max_entry_bytes: config.compile_cache_entry_bytes,
                 ..Default::default()
-            },
-        );
+            })
+            .with_runtimes(
+                isobox_core::runtimes::scan(&config.runtimes_dir),
+                runtime_backends(&config),
+                config.host_runtime,
+            );
         if let Some(p) = &config.patterns_file {
             executor = executor.with_patterns(
                 isobox_core::patterns::PatternPolicy::load(p).map_err(|e| e.to_string())?,
@@ -126,11 +158,30 @@ impl App {
             metrics: Default::default(),
             gate,
             tls,
-            languages,
+            languages: std::sync::RwLock::new(Arc::new(languages)),
             shutting_down: AtomicBool::new(false),
             callback_shape: crate::compat::callback,
             openapi: openapi_document(),
         })
+    }
+
+    /// Rescans the runtimes directory (blocking: it probes what changed): new runtimes are
+    /// offered, removed ones no longer; runs under way keep the sandbox they have. Returns the
+    /// names of the runtimes offered now. On SIGHUP.
+    pub fn reload_runtimes(&self) -> Vec<String> {
+        let executor = self.engine.executor();
+        executor.set_runtimes(isobox_core::runtimes::scan(&self.config.runtimes_dir));
+        let languages: Vec<LanguageInfo> = executor
+            .list_languages()
+            .into_iter()
+            .filter(|l| l.available)
+            .collect();
+        *self.languages.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(languages);
+        executor
+            .runtimes()
+            .iter()
+            .map(|r| r.name().to_string())
+            .collect()
     }
 }
 

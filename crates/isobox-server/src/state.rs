@@ -25,8 +25,9 @@ pub struct App {
     /// The TLS configuration when `TLS_CERT`/`TLS_KEY` are set (HTTPS, and mTLS with
     /// `MTLS_CA_CERT`), reloaded from its files on SIGHUP and when they change.
     pub tls: Option<Arc<transport::TlsReloader>>,
-    /// The languages this host can run, probed once at start.
-    pub languages: Vec<LanguageInfo>,
+    /// The languages and versions this host can run (probed at start, again when the runtimes
+    /// are rescanned on SIGHUP): read with [`crate::api::languages`].
+    pub languages: std::sync::RwLock<Arc<Vec<LanguageInfo>>>,
     /// Set when shutdown begins: `/health` answers 503.
     pub shutting_down: AtomicBool,
     /// The callback of a finished job in the shape of the API that submitted it (a

@@ -128,6 +128,9 @@ pub(crate) fn refusal(app: &App, r: Refusal) -> ApiError {
 }
 
 /// The languages this host runs (probed at start).
-pub fn languages(app: &App) -> &[isobox_core::LanguageInfo] {
-    &app.languages
+pub fn languages(app: &App) -> std::sync::Arc<Vec<isobox_core::LanguageInfo>> {
+    app.languages
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
 }

@@ -306,6 +306,7 @@ impl pb::executor_server::Executor for ExecutorService {
                 aliases: l.aliases.clone(),
                 version: l.version.clone(),
                 compiled: l.compiled,
+                runtime: l.runtime.clone(),
             })
             .collect();
         Ok(Response::new(pb::ListLanguagesResponse { languages }))

@@ -15,7 +15,7 @@ use crate::state::App;
 pub async fn languages(State(app): State<Arc<App>>) -> Response {
     let list: Vec<serde_json::Value> = api::languages(&app)
         .iter()
-        .map(|l| serde_json::json!({ "name": l.name, "aliases": l.aliases, "version": l.version, "compiled": l.compiled }))
+        .map(|l| serde_json::json!({ "name": l.name, "aliases": l.aliases, "version": l.version, "compiled": l.compiled, "runtime": l.runtime }))
         .collect();
     Json(list).into_response()
 }

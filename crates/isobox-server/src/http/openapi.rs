@@ -277,7 +277,7 @@ pub fn document() -> Value {
                     "type": "array",
                     "items": { "type": "object", "required": ["name", "aliases", "version", "compiled"], "properties": {
                         "name": { "type": "string" }, "aliases": { "type": "array", "items": { "type": "string" } },
-                        "version": { "type": "string" }, "compiled": { "type": "boolean" } } }
+                        "version": { "type": "string" }, "compiled": { "type": "boolean" }, "runtime": { "type": "string", "description": "host, or the runtime it comes from" } } }
                 } } } } }
             }},
             "/": { "get": {

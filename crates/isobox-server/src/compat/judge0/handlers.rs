@@ -119,8 +119,9 @@ async fn body(app: &App, headers: &HeaderMap, body: Body) -> Result<Value, Respo
 /// One submission checked as Judge0 does; field errors as Judge0's 422 body.
 fn parse(app: &App, v: &Value, base64: bool) -> Result<JobRequest, Value> {
     let b = bounds(app);
+    let languages = crate::api::languages(app);
     let ctx = Context {
-        languages: &app.languages,
+        languages: &languages,
         table: app.engine.executor().languages(),
         bounds: &b,
         webhook: &app.config.webhook,
@@ -374,7 +375,7 @@ async fn destroy(
 
 /// `GET /languages`: `[{"id", "name"}]`, the languages this host runs, by id.
 async fn languages(State(app): State<Arc<App>>) -> Response {
-    let list: Vec<Value> = model::listed_languages(&app.languages)
+    let list: Vec<Value> = model::listed_languages(&crate::api::languages(&app))
         .into_iter()
         .map(|(id, name)| json!({ "id": id, "name": name }))
         .collect();
@@ -383,7 +384,7 @@ async fn languages(State(app): State<Arc<App>>) -> Response {
 
 /// `GET /languages/all`: `[{"id", "name", "is_archived"}]`, by name.
 async fn languages_all(State(app): State<Arc<App>>) -> Response {
-    let mut list = model::listed_languages(&app.languages);
+    let mut list = model::listed_languages(&crate::api::languages(&app));
     list.sort_by(|a, b| a.1.cmp(&b.1));
     let list: Vec<Value> = list
         .into_iter()
@@ -395,10 +396,11 @@ async fn languages_all(State(app): State<Arc<App>>) -> Response {
 /// `GET /languages/{id}`: `{"id", "name", "is_archived", "source_file", "compile_cmd",
 /// "run_cmd"}` (our commands, placeholders included); 404 when this host has no such language.
 async fn language(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let languages = crate::api::languages(&app);
     let found = id
         .parse::<u32>()
         .ok()
-        .and_then(|n| model::language_by_id(n, &app.languages).map(|l| (n, l)));
+        .and_then(|n| model::language_by_id(n, &languages).map(|l| (n, l)));
     let Some((n, (j, info))) = found else {
         return error(
             StatusCode::NOT_FOUND,

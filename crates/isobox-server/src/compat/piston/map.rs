@@ -45,8 +45,8 @@ fn bad(message: impl Into<String>) -> Refusal {
 
 /// What the mapping needs to know of this host.
 pub struct Host<'a> {
-    /// The languages as probed at start (availability, installed version).
-    pub languages: &'a [LanguageInfo],
+    /// The languages and versions this host runs (availability, version, runtime).
+    pub languages: std::sync::Arc<Vec<LanguageInfo>>,
     /// The language table (file names, compile limits).
     pub table: &'a LanguageTable,
     /// The most any run may get (`Policy::max`).
@@ -123,7 +123,7 @@ pub fn job(body: &Value, host: &Host<'_>, interactive: bool) -> Result<Job, Refu
             return Err(bad(format!("files[{i}].content is required as a string")));
         }
     }
-    let Some(info) = resolve(host.languages, language, version) else {
+    let Some(info) = resolve(&host.languages, language, version) else {
         return Err(Refusal {
             kind: ErrorKind::UnknownLanguage,
             message: format!("{language}-{version} runtime is unknown"),
@@ -574,6 +574,7 @@ mod tests {
                 version: "3.11.2".into(),
                 compiled: false,
                 available: true,
+                runtime: "host".into(),
             },
             LanguageInfo {
                 name: "cpp".into(),
@@ -581,6 +582,7 @@ mod tests {
                 version: "12.2.0".into(),
                 compiled: true,
                 available: true,
+                runtime: "host".into(),
             },
             LanguageInfo {
                 name: "lua".into(),
@@ -588,12 +590,13 @@ mod tests {
                 version: "5.4.6".into(),
                 compiled: false,
                 available: false,
+                runtime: "host".into(),
             },
         ]
     }
 
     fn job_of(body: Value) -> Result<Job, Refusal> {
-        let langs = host_langs();
+        let langs = std::sync::Arc::new(host_langs());
         let table = LanguageTable::builtin();
         let max = isobox_core::Policy::default().max;
         job(

@@ -58,7 +58,7 @@ fn host(app: &App) -> Host<'_> {
 
 /// `GET /api/v2/runtimes`.
 pub async fn runtimes(State(app): State<Arc<App>>) -> Response {
-    Json(map::runtimes(api::languages(&app))).into_response()
+    Json(map::runtimes(&api::languages(&app))).into_response()
 }
 
 /// The body: JSON (Piston's 415 otherwise), within the body limit and the body timeout.
