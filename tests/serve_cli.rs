@@ -301,3 +301,78 @@ fn secrets_from_the_config_file_and_in_any_case_never_reach_a_log() {
     );
     assert!(!all.contains(PLANTED), "a secret reached a log:\n{all}");
 }
+
+/// A runtime added to (then removed from) the runtimes directory is offered after SIGHUP, and
+/// a run going on while the runtimes are rescanned finishes.
+#[test]
+fn sighup_rescans_the_runtimes() {
+    let dir = TempDir::new("rt-hup");
+    let runtimes = dir.0.join("runtimes");
+    std::fs::create_dir_all(&runtimes).unwrap();
+    let server = serve(&[("ISOBOX_RUNTIMES_DIR", runtimes.to_str().unwrap())]);
+    let url = server.url.clone();
+    let python_versions = || -> Vec<(String, String)> {
+        let list: serde_json::Value =
+            serde_json::from_str(&curl(&[&format!("{url}/api/v1/languages")])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["name"] == "python")
+            .map(|l| {
+                (
+                    l["version"].as_str().unwrap().to_string(),
+                    l["runtime"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let before = python_versions();
+    assert!(before.iter().all(|(_, rt)| rt == "host"), "{before:?}");
+    // A built runtime: its manifest and root (listing needs no run in it).
+    let rt = runtimes.join("python-test");
+    std::fs::create_dir_all(rt.join("root")).unwrap();
+    let manifest = serde_json::json!({
+        "name": "python-test", "suite": "trixie", "packages": ["python3"], "installed": [],
+        "languages": [{"language": "python", "version": "99.1.0"}],
+        "size_bytes": 0, "build_secs": 0.0, "built_at": 0, "hash": "00"
+    });
+    std::fs::write(rt.join("manifest.json"), manifest.to_string()).unwrap();
+    // A run that is going on while the server rescans.
+    let long = std::thread::spawn({
+        let url = url.clone();
+        move || {
+            curl(&[
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                r#"{"language": "python", "version": "3", "code": "import time; time.sleep(1.5); print('still here')"}"#,
+                &format!("{url}/api/v1/execute"),
+            ])
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut now = python_versions();
+    while !now.contains(&("99.1.0".into(), "python-test".into())) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        now = python_versions();
+    }
+    assert_eq!(
+        now.first(),
+        Some(&("99.1.0".to_string(), "python-test".to_string())),
+        "the new runtime is offered, newest first: {now:?}"
+    );
+    let out = long.join().unwrap();
+    assert!(out.contains("still here"), "{out}");
+    // Removed, then SIGHUP: no longer offered.
+    std::fs::remove_dir_all(&rt).unwrap();
+    server.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while python_versions().iter().any(|(_, r)| r == "python-test") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(python_versions(), before);
+    let (status, _) = server.stop();
+    assert!(status.success());
+}
