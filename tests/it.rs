@@ -11,6 +11,7 @@
 
 mod common;
 
+
 mod architecture;
 mod auth;
 mod browser;
@@ -18,6 +19,7 @@ mod cgroup_v2;
 mod cli;
 mod cluster;
 mod collect;
+mod conformance;
 mod deploy_files;
 mod deploy_yaml;
 mod docker;
