@@ -188,8 +188,8 @@ const PROGRAMS: &[Programs] = &[
     ),
     p(
         "erlang",
-        "main(Args) ->\n    lists:foreach(fun(A) -> io:format(\"~ts~n\", [A]) end, Args).\n",
-        "main(_) ->\n    erlang:error(boom).\n",
+        "%% escript skips its first line\nmain(Args) ->\n    lists:foreach(fun(A) -> io:format(\"~ts~n\", [A]) end, Args).\n",
+        "%% escript skips its first line\nmain(_) ->\n    erlang:error(boom).\n",
         None,
     ),
     p(
@@ -252,13 +252,6 @@ const PROGRAMS: &[Programs] = &[
         runtime_error: "SELECT * FROM no_such_table;\n",
         compile_error: None,
         note: "sqlite3 runs its arguments as more SQL, a program has no argv",
-    },
-    Programs {
-        lang: "forth",
-        args: None,
-        runtime_error: ": boom ( -- ) 3 bye-code ! ; \nno-such-word\n",
-        compile_error: None,
-        note: "pForth gives programs no access to its arguments",
     },
     p(
         "raku",
@@ -641,7 +634,6 @@ conformance_tests!(
     tcl,
     awk,
     sql,
-    forth,
     raku,
     r,
     octave,
