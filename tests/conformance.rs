@@ -305,7 +305,9 @@ fn templates() -> Vec<(String, String)> {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/playground/app.js"),
     )
     .unwrap();
-    let start = js.find("const TEMPLATES = {\n").expect("TEMPLATES in app.js");
+    let start = js
+        .find("const TEMPLATES = {\n")
+        .expect("TEMPLATES in app.js");
     let body = &js[start..];
     let body = &body[..body.find("\n};").expect("end of TEMPLATES")];
     body.lines()
@@ -368,10 +370,19 @@ fn executor_of(rt: &Runtime) -> Executor {
         ..NativeConfig::default()
     })
     .expect("native backend (tests run as root)");
-    Executor::new(Arc::new(backend), LanguageTable::builtin(), Policy::default())
+    Executor::new(
+        Arc::new(backend),
+        LanguageTable::builtin(),
+        Policy::default(),
+    )
 }
 
-fn run(ex: &Executor, lang: &str, code: &str, f: impl FnOnce(&mut ExecuteRequest)) -> ExecutionResult {
+fn run(
+    ex: &Executor,
+    lang: &str,
+    code: &str,
+    f: impl FnOnce(&mut ExecuteRequest),
+) -> ExecutionResult {
     let mut req = ExecuteRequest {
         language: lang.into(),
         code: Some(code.into()),
@@ -405,7 +416,9 @@ fn show(r: &ExecutionResult) -> String {
 
 fn tail(s: &str) -> &str {
     let cut = s.len().saturating_sub(1500);
-    let cut = (cut..=s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+    let cut = (cut..=s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
     &s[cut..]
 }
 
@@ -456,7 +469,10 @@ fn check_runtime(lang: &str, rt: &Runtime) -> Vec<String> {
             let ok = r.run.status.as_str() == "ok" && r.run.stdout == "one\ntwo words\n--three\n";
             expect("arguments", &r, ok);
         }
-        None => eprintln!("[{lang} in {name}] arguments: not applicable ({})", progs.note),
+        None => eprintln!(
+            "[{lang} in {name}] arguments: not applicable ({})",
+            progs.note
+        ),
     }
 
     let r = run(&ex, lang, progs.runtime_error, |_| {});
@@ -470,7 +486,9 @@ fn check_runtime(lang: &str, rt: &Runtime) -> Vec<String> {
         (true, Some(code)) => {
             let r = run(&ex, lang, code, |_| {});
             let ok = r.run.status.as_str() == "compile_error"
-                && r.compile.as_ref().is_some_and(|c| c.status.as_str() != "ok")
+                && r.compile
+                    .as_ref()
+                    .is_some_and(|c| c.status.as_str() != "ok")
                 && r.run.stdout.is_empty();
             expect("compile error", &r, ok);
         }
@@ -546,14 +564,25 @@ fn every_language_has_programs_a_template_and_a_runtime() {
         );
     }
     for p in PROGRAMS {
-        assert!(names.contains(&p.lang), "programs for unknown language {}", p.lang);
+        assert!(
+            names.contains(&p.lang),
+            "programs for unknown language {}",
+            p.lang
+        );
     }
     for (name, _) in &templates {
-        assert!(names.contains(&name.as_str()), "template for unknown language {name}");
+        assert!(
+            names.contains(&name.as_str()),
+            "template for unknown language {name}"
+        );
     }
     for d in &defs.runtimes {
         for l in &d.languages {
-            assert!(names.contains(&l.as_str()), "runtime {} names unknown language {l}", d.name);
+            assert!(
+                names.contains(&l.as_str()),
+                "runtime {} names unknown language {l}",
+                d.name
+            );
         }
     }
 }
@@ -572,7 +601,10 @@ fn runtimes_built_here() {
         .map(|d| d.name)
         .filter(|n| !built.contains(n))
         .collect();
-    eprintln!("runtimes in {}: built {built:?}; not built {missing:?}", dir.display());
+    eprintln!(
+        "runtimes in {}: built {built:?}; not built {missing:?}",
+        dir.display()
+    );
 }
 
 macro_rules! conformance_tests {

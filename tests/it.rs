@@ -11,7 +11,6 @@
 
 mod common;
 
-
 mod architecture;
 mod auth;
 mod browser;

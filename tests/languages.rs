@@ -1132,7 +1132,10 @@ mod cli {
         assert_eq!(names, want, "{v:#}");
         // The host has these; the table's other languages run from runtimes
         // (tests/conformance.rs) and may be unavailable here.
-        for l in list.iter().filter(|l| ALL_LANGUAGES.contains(&l["name"].as_str().unwrap_or_default())) {
+        for l in list
+            .iter()
+            .filter(|l| ALL_LANGUAGES.contains(&l["name"].as_str().unwrap_or_default()))
+        {
             let name = l["name"].as_str().unwrap_or_default();
             assert_eq!(l["available"], true, "{name}: {l:#}");
             assert_eq!(l["compiled"], compiled(name), "{name}: {l:#}");

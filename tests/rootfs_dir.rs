@@ -80,11 +80,19 @@ fn commands_behind_absolute_symlinks_resolve_inside_the_root() {
     let real = root.join("usr/share/tool/bin/tool");
     std::fs::write(&real, "#!/bin/sh\n").unwrap();
     std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
-    symlink("/usr/share/tool/bin/tool", root.join("etc/alternatives/tool")).unwrap();
+    symlink(
+        "/usr/share/tool/bin/tool",
+        root.join("etc/alternatives/tool"),
+    )
+    .unwrap();
     symlink("/etc/alternatives/tool", root.join("usr/bin/tool")).unwrap();
     // Absolute and relative links out of the root end at the root's own files (absent here).
     symlink("/../../../../usr/bin/env", root.join("usr/bin/escape")).unwrap();
-    symlink("../../../../../../usr/bin/env", root.join("usr/bin/escape2")).unwrap();
+    symlink(
+        "../../../../../../usr/bin/env",
+        root.join("usr/bin/escape2"),
+    )
+    .unwrap();
     symlink("loop", root.join("usr/bin/loop")).unwrap();
     assert!(!std::path::Path::new("/etc/alternatives/tool").exists());
 
@@ -93,7 +101,10 @@ fn commands_behind_absolute_symlinks_resolve_inside_the_root() {
         ..NativeConfig::default()
     })
     .expect("backend");
-    assert_eq!(backend.resolve_command("tool").as_deref(), Some("/usr/bin/tool"));
+    assert_eq!(
+        backend.resolve_command("tool").as_deref(),
+        Some("/usr/bin/tool")
+    );
     assert!(backend.has_command("tool"));
     assert!(std::path::Path::new("/usr/bin/env").exists());
     for name in ["escape", "escape2", "loop", "absent"] {

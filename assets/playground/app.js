@@ -41,7 +41,7 @@ const TEMPLATES = {
   prolog: ":- initialization(main, main).\n\nmain :-\n    read_line_to_string(user_input, Line),\n    (   Line == end_of_file\n    ->  Name = \"world\"\n    ;   split_string(Line, \"\", \" \\t\\r\", [Trimmed]),\n        ( Trimmed == \"\" -> Name = \"world\" ; Name = Trimmed )\n    ),\n    format(\"Hello, ~w!~n\", [Name]).\n",
   tcl: "set name \"\"\ngets stdin name\nset name [string trim $name]\nif {$name eq \"\"} { set name \"world\" }\nputs \"Hello, $name!\"\n",
   awk: "NR == 1 { name = $0 }\nEND {\n    gsub(/^[ \\t]+|[ \\t]+$/, \"\", name)\n    if (name == \"\") name = \"world\"\n    print \"Hello, \" name \"!\"\n}\n",
-  sql: "-- SQLite (in memory): stdin is imported as a table of lines.\nCREATE TABLE input(line TEXT);\n.import --csv /dev/stdin input\nSELECT 'Hello, ' || COALESCE((SELECT NULLIF(TRIM(line), '') FROM input LIMIT 1), 'world') || '!';\n",
+  sql: "-- SQLite (in memory): stdin is imported as a table of lines.\nCREATE TABLE input(line TEXT);\n.import --csv /proc/self/fd/0 input\nSELECT 'Hello, ' || COALESCE((SELECT NULLIF(TRIM(line), '') FROM input LIMIT 1), 'world') || '!';\n",
   raku: "my $name = ($*IN.get // '').trim;\n$name = 'world' if $name eq '';\nsay \"Hello, $name!\";\n",
   r: "line <- readLines(file(\"stdin\"), n = 1, warn = FALSE)\nname <- if (length(line) == 0 || trimws(line) == \"\") \"world\" else trimws(line)\ncat(\"Hello, \", name, \"!\\n\", sep = \"\")\n",
   octave: "line = fgetl(stdin);\nif ~ischar(line) || isempty(strtrim(line))\n  name = 'world';\nelse\n  name = strtrim(line);\nend\nprintf('Hello, %s!\\n', name);\n",
