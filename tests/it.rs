@@ -18,6 +18,7 @@ mod cgroup_v2;
 mod cli;
 mod cluster;
 mod collect;
+mod conformance;
 mod deploy_files;
 mod deploy_yaml;
 mod docker;

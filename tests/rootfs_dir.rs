@@ -65,3 +65,49 @@ int main(void) {
         "nothing was created in the rootfs"
     );
 }
+
+/// Commands behind symlinks of a prepared root (Debian's alternatives: `/usr/bin/groovy ->
+/// /etc/alternatives/groovy -> /usr/share/groovy/bin/groovy`) are found by following the links
+/// inside that root, not on the host; links that climb out of the root stay in it.
+#[test]
+fn commands_behind_absolute_symlinks_resolve_inside_the_root() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let dir = TempDir::new("rootfs-links");
+    let root = dir.0.join("root");
+    for d in ["usr/bin", "etc/alternatives", "usr/share/tool/bin"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let real = root.join("usr/share/tool/bin/tool");
+    std::fs::write(&real, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
+    symlink(
+        "/usr/share/tool/bin/tool",
+        root.join("etc/alternatives/tool"),
+    )
+    .unwrap();
+    symlink("/etc/alternatives/tool", root.join("usr/bin/tool")).unwrap();
+    // Absolute and relative links out of the root end at the root's own files (absent here).
+    symlink("/../../../../usr/bin/env", root.join("usr/bin/escape")).unwrap();
+    symlink(
+        "../../../../../../usr/bin/env",
+        root.join("usr/bin/escape2"),
+    )
+    .unwrap();
+    symlink("loop", root.join("usr/bin/loop")).unwrap();
+    assert!(!std::path::Path::new("/etc/alternatives/tool").exists());
+
+    let backend = NativeBackend::new(NativeConfig {
+        rootfs: RootFs::Dir(root.clone()),
+        ..NativeConfig::default()
+    })
+    .expect("backend");
+    assert_eq!(
+        backend.resolve_command("tool").as_deref(),
+        Some("/usr/bin/tool")
+    );
+    assert!(backend.has_command("tool"));
+    assert!(std::path::Path::new("/usr/bin/env").exists());
+    for name in ["escape", "escape2", "loop", "absent"] {
+        assert!(backend.resolve_command(name).is_none(), "{name}");
+    }
+}

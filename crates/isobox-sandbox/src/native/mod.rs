@@ -58,7 +58,7 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -285,11 +285,13 @@ impl Drop for NativeBackend {
 }
 
 impl Shared {
-    /// Maps a path as seen inside the sandbox to the host path that backs it.
-    fn host_path(&self, inside: &str) -> PathBuf {
+    /// The host path of the file `inside` names in the sandbox, symlinks followed. Symlinks in
+    /// a prepared root (`/usr/bin/groovy -> /etc/alternatives/groovy`) point into that root, as
+    /// the sandbox sees them, never into the host's.
+    fn real_path(&self, inside: &str) -> Option<PathBuf> {
         match &self.cfg.rootfs {
-            RootFs::Host { .. } => PathBuf::from(inside),
-            RootFs::Dir(root) => root.join(inside.trim_start_matches('/')),
+            RootFs::Host { .. } => fs::canonicalize(inside).ok(),
+            RootFs::Dir(root) => resolve_in_root(root, inside),
         }
     }
 
@@ -305,8 +307,8 @@ impl Shared {
                 .collect()
         };
         candidates.into_iter().find(|c| {
-            let host = self.host_path(c);
-            fs::metadata(&host)
+            self.real_path(c)
+                .and_then(|h| fs::metadata(h).ok())
                 .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
                 .unwrap_or(false)
         })
@@ -674,7 +676,7 @@ impl Backend for NativeBackend {
     fn toolchain_fingerprint(&self, cmd: &str) -> Option<String> {
         use std::os::unix::fs::MetadataExt;
         let inside = self.shared.resolve_command(cmd)?;
-        let real = fs::canonicalize(self.shared.host_path(&inside)).ok()?;
+        let real = self.shared.real_path(&inside)?;
         let m = fs::metadata(&real).ok()?;
         Some(format!(
             "{} {} {} {}.{}",
@@ -953,4 +955,55 @@ fn open_work_dir(sb: &Sandbox) -> Result<OwnedFd, SandboxError> {
         ));
     }
     Ok(fd)
+}
+
+/// The host path of `inside` as a process chrooted into `root` would reach it: every symlink
+/// on the way is followed within `root` (absolute targets from `root`, `..` never above it),
+/// at most 40 of them. `None` if a component is missing or the links loop.
+pub(crate) fn resolve_in_root(root: &Path, inside: &str) -> Option<PathBuf> {
+    let mut todo: Vec<String> = inside
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(str::to_string)
+        .collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let mut host = root.to_path_buf();
+        host.extend(done.iter());
+        host.push(&c);
+        let meta = fs::symlink_metadata(&host).ok()?;
+        if !meta.file_type().is_symlink() {
+            done.push(c);
+            continue;
+        }
+        links += 1;
+        if links > 40 {
+            return None;
+        }
+        let target = fs::read_link(&host).ok()?;
+        let target = target.to_str()?;
+        if target.starts_with('/') {
+            done.clear();
+        }
+        todo.extend(
+            target
+                .split('/')
+                .filter(|c| !c.is_empty())
+                .rev()
+                .map(str::to_string),
+        );
+    }
+    let mut host = root.to_path_buf();
+    host.extend(done.iter());
+    Some(host)
 }
