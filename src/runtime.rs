@@ -120,13 +120,16 @@ pub enum RuntimeCommand {
 /// code).
 pub type ImageBuilder<'a> = &'a dyn Fn(&Path, &str) -> anyhow::Result<String>;
 
+/// `image build` of a root with a tag and the `--runner` given, if any.
+pub type ImageWithRunner<'a> = &'a dyn Fn(&Path, &str, Option<PathBuf>) -> anyhow::Result<String>;
+
 /// Makes a fresh language table (the languages' version caches are per table).
 pub type TableMaker<'a> = &'a dyn Fn() -> anyhow::Result<LanguageTable>;
 
 pub fn main(
     cmd: RuntimeCommand,
     languages: TableMaker<'_>,
-    image: &dyn Fn(&Path, &str, Option<PathBuf>) -> anyhow::Result<String>,
+    image: ImageWithRunner<'_>,
 ) -> anyhow::Result<()> {
     match cmd {
         RuntimeCommand::Build {
@@ -154,8 +157,7 @@ pub fn main(
                 };
                 picked.push(d.clone());
             }
-            let image_with_runner =
-                |root: &Path, tag: &str| image(root, tag, runner_path.clone());
+            let image_with_runner = |root: &Path, tag: &str| image(root, tag, runner_path.clone());
             for d in &picked {
                 build(
                     d,
@@ -244,7 +246,10 @@ fn load(dir: &Path, name: &str) -> anyhow::Result<Runtime> {
     if !fs::symlink_metadata(&rt.root)?.is_dir()
         || !fs::symlink_metadata(p.join("manifest.json"))?.is_file()
     {
-        bail!("{}: root/ or manifest.json is a symlink: refused", p.display());
+        bail!(
+            "{}: root/ or manifest.json is a symlink: refused",
+            p.display()
+        );
     }
     Ok(rt)
 }
@@ -448,6 +453,36 @@ fn strip(root: &Path) -> anyhow::Result<()> {
             }
         }
     }
+    // dpkg's path-exclude does not apply to the essential packages mmdebstrap unpacks before
+    // dpkg is configured: the same goes here, file by file (never through a symlink). Kept: the
+    // copyright files (the licences travel with an exported runtime), the links between
+    // packages' doc directories, locale.alias.
+    for (rel, keep) in [
+        (
+            "usr/share/doc",
+            &(|r: &Path, link: bool| {
+                let n = r.components().count();
+                (n == 2 && r.ends_with("copyright")) || (n == 1 && link)
+            }) as &dyn Fn(&Path, bool) -> bool,
+        ),
+        ("usr/share/man", &|_: &Path, _| false),
+        ("usr/share/info", &|_: &Path, _| false),
+        ("usr/share/locale", &|r: &Path, _| {
+            r == Path::new("locale.alias")
+        }),
+    ] {
+        if let Some(d) = real_dir_below(root, rel) {
+            walk(&d, &mut |r, abs, m| {
+                if !m.is_dir() && !keep(r, m.file_type().is_symlink()) {
+                    fs::remove_file(abs)
+                        .with_context(|| format!("cannot remove {}", abs.display()))?;
+                }
+                Ok(())
+            })?;
+            // The directories left empty go.
+            prune_empty(&d)?;
+        }
+    }
     // No setuid or setgid file or directory: nothing in a sandbox changes identity (its mounts
     // are nosuid anyway), and an imported runtime is cleared the same way, so the hash of a
     // build and of its import agree.
@@ -459,6 +494,20 @@ fn strip(root: &Path) -> anyhow::Result<()> {
         Ok(())
     })?;
     Ok(())
+}
+
+/// Removes the empty directories below `dir` (not `dir`), deepest first; never follows a symlink.
+fn prune_empty(dir: &Path) -> anyhow::Result<bool> {
+    let mut empty = true;
+    for e in fs::read_dir(dir)?.flatten() {
+        let p = e.path();
+        if fs::symlink_metadata(&p)?.is_dir() && prune_empty(&p)? {
+            fs::remove_dir(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+        } else {
+            empty = false;
+        }
+    }
+    Ok(empty)
 }
 
 /// Builds one runtime (or keeps the one built from the same suite and packages).
@@ -599,7 +648,10 @@ fn write_manifest(path: &Path, m: &Manifest) -> anyhow::Result<()> {
 
 fn installed_packages(root: &Path) -> anyhow::Result<Vec<Package>> {
     let out = Command::new("dpkg-query")
-        .arg(format!("--admindir={}", root.join("var/lib/dpkg").display()))
+        .arg(format!(
+            "--admindir={}",
+            root.join("var/lib/dpkg").display()
+        ))
         .arg("-W")
         .arg("-f=${Package}\t${Version}\n")
         .stdin(Stdio::null())
@@ -981,10 +1033,7 @@ fn archive_path(p: &Path) -> anyhow::Result<Vec<std::ffi::OsString>> {
         }
     }
     if out.first().map(|s| s.as_bytes()) != Some(b"root") {
-        bail!(
-            "archive entry `{}` is outside root/: refused",
-            p.display()
-        );
+        bail!("archive entry `{}` is outside root/: refused", p.display());
     }
     Ok(out)
 }
@@ -1120,9 +1169,8 @@ pub fn import(dir: &Path, file: &Path, force: bool) -> anyhow::Result<String> {
                     .with_context(|| format!("archive entry `{}`", raw.display()))?;
                 std::os::unix::fs::fchown(&out, Some(uid), Some(gid))?;
                 out.set_permissions(fs::Permissions::from_mode(mode))?;
-                let _ = out.set_modified(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime),
-                );
+                let _ =
+                    out.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime));
                 files.insert(rel);
             }
             tar::EntryType::Symlink => {

@@ -32,6 +32,7 @@ mod leak_check;
 mod piston;
 mod playground;
 mod rootfs_dir;
+mod runtimes;
 mod security_doc;
 mod serve_cli;
 mod server;
