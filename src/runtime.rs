@@ -33,6 +33,9 @@ use isobox_sandbox::{NativeBackend, NativeConfig, RootFs};
 /// Debian's mirror, the default of `--mirror`.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
+/// mmdebstrap's hook that merges /usr without the usrmerge package.
+const MERGED_USR_HOOK: &str = "/usr/share/mmdebstrap/hooks/merged-usr";
+
 /// The largest manifest an archive may hold.
 const MAX_MANIFEST: u64 = 4 << 20;
 
@@ -571,6 +574,14 @@ fn build(
     }
     for o in DPKG_EXCLUDES {
         cmd.arg(format!("--dpkgopt={o}"));
+    }
+    // bookworm's essential init-system-helpers depends on `usrmerge | usr-is-merged`: apt
+    // takes usrmerge, which brings perl (50 MB). mmdebstrap's merged-usr hook makes the /usr
+    // merge itself and installs usr-is-merged instead. (bullseye is not merged, trixie's
+    // base-files merges by itself.)
+    let hook = Path::new(MERGED_USR_HOOK);
+    if def.suite == "bookworm" && hook.is_dir() {
+        cmd.arg(format!("--hook-dir={MERGED_USR_HOOK}"));
     }
     let status = cmd
         .arg(&def.suite)
