@@ -931,8 +931,9 @@ fn remove(dir: &Path, name: &str) -> anyhow::Result<()> {
 }
 
 fn export(dir: &Path, name: &str, output: &Path) -> anyhow::Result<()> {
-    let rt = load(dir, name)?;
+    check_name(name)?;
     let _lock = Lock::take(dir, name)?;
+    let rt = load(dir, name)?;
     let started = Instant::now();
     let tmp = {
         let mut s = output.as_os_str().to_owned();

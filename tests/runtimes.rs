@@ -700,3 +700,40 @@ fn build_says_what_is_missing() {
     );
     assert_eq!(entries(&dir), Vec::<String>::new());
 }
+
+#[test]
+fn docker_builds_the_image_of_a_runtime_and_records_it() {
+    let work = TempDir::new("rt-docker");
+    let dir = work.0.join("runtimes");
+    private_copy(&dir, &work);
+    let hash = manifest(&dir, NAME)["hash"].as_str().unwrap().to_string();
+    assert!(manifest(&dir, NAME)["image"].is_null());
+    // Built already: the build is skipped, the image is made and recorded.
+    let o = ok(&[
+        "runtime",
+        "build",
+        "--docker",
+        "--table",
+        s(&table(&work)),
+        "--dir",
+        s(&dir),
+        NAME,
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("up to date"));
+    let m = manifest(&dir, NAME);
+    let tag = format!("isobox-rt-{NAME}:{}", &hash[..12]);
+    assert_eq!(m["image"], tag.as_str());
+    assert_eq!(m["hash"], hash.as_str());
+    // The image holds the runtime's python.
+    let run = Command::new("docker")
+        .args(["run", "--rm", "--network=none", &tag, "python3", "-c"])
+        .arg("import platform; print(platform.python_version())")
+        .output()
+        .expect("docker");
+    let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim(),
+        m["languages"][0]["version"].as_str().unwrap()
+    );
+}
