@@ -436,6 +436,8 @@ fn a_tampered_archive_is_refused() {
 
 enum Item<'a> {
     File(&'a [u8], &'a [u8]),
+    Mode(&'a [u8], u32, &'a [u8]),
+    CharDevice(&'a [u8]),
     Dir(&'a [u8]),
     Symlink(&'a [u8], &'a [u8]),
     Hardlink(&'a [u8], &'a [u8]),
@@ -444,31 +446,39 @@ enum Item<'a> {
 /// An archive with a manifest for `name` and `items`, their paths written as raw bytes (the tar
 /// crate refuses to write `..` or absolute paths itself).
 fn hostile(out: &Path, name: &str, manifest_first: bool, items: &[Item]) {
+    hostile_with_hash(out, name, manifest_first, items, &"0".repeat(64))
+}
+
+fn hostile_with_hash(out: &Path, name: &str, manifest_first: bool, items: &[Item], hash: &str) {
     let enc = zstd::Encoder::new(std::fs::File::create(out).unwrap(), 1).unwrap();
     let mut b = tar::Builder::new(enc);
     let manifest = serde_json::json!({
         "name": name, "suite": "trixie", "packages": [], "installed": [], "languages": [],
-        "size_bytes": 1, "build_secs": 1.0, "built_at": 1, "hash": "0".repeat(64), "image": null,
+        "size_bytes": 1, "build_secs": 1.0, "built_at": 1, "hash": hash, "image": null,
     })
     .to_string();
-    let raw =
-        |b: &mut tar::Builder<_>, kind: tar::EntryType, path: &[u8], link: &[u8], data: &[u8]| {
-            let mut h = tar::Header::new_old();
-            h.as_old_mut().name[..path.len()].copy_from_slice(path);
-            h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
-            h.set_entry_type(kind);
-            h.set_mode(if kind == tar::EntryType::Directory {
-                0o755
-            } else {
-                0o644
-            });
-            h.set_size(data.len() as u64);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(0);
-            h.set_cksum();
-            b.append(&h, data).unwrap();
-        };
+    let raw = |b: &mut tar::Builder<_>,
+               kind: tar::EntryType,
+               path: &[u8],
+               link: &[u8],
+               data: &[u8],
+               mode: Option<u32>| {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..path.len()].copy_from_slice(path);
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+        h.set_entry_type(kind);
+        h.set_mode(mode.unwrap_or(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        }));
+        h.set_size(data.len() as u64);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    };
     let put_manifest = |b: &mut tar::Builder<_>| {
         raw(
             b,
@@ -476,18 +486,21 @@ fn hostile(out: &Path, name: &str, manifest_first: bool, items: &[Item]) {
             b"manifest.json",
             b"",
             manifest.as_bytes(),
+            None,
         )
     };
     if manifest_first {
         put_manifest(&mut b);
     }
-    raw(&mut b, tar::EntryType::Directory, b"root", b"", b"");
+    raw(&mut b, tar::EntryType::Directory, b"root", b"", b"", None);
     for it in items {
         match it {
-            Item::File(p, d) => raw(&mut b, tar::EntryType::Regular, p, b"", d),
-            Item::Dir(p) => raw(&mut b, tar::EntryType::Directory, p, b"", b""),
-            Item::Symlink(p, t) => raw(&mut b, tar::EntryType::Symlink, p, t, b""),
-            Item::Hardlink(p, t) => raw(&mut b, tar::EntryType::Link, p, t, b""),
+            Item::File(p, d) => raw(&mut b, tar::EntryType::Regular, p, b"", d, None),
+            Item::Mode(p, m, d) => raw(&mut b, tar::EntryType::Regular, p, b"", d, Some(*m)),
+            Item::CharDevice(p) => raw(&mut b, tar::EntryType::Char, p, b"", b"", None),
+            Item::Dir(p) => raw(&mut b, tar::EntryType::Directory, p, b"", b"", None),
+            Item::Symlink(p, t) => raw(&mut b, tar::EntryType::Symlink, p, t, b"", None),
+            Item::Hardlink(p, t) => raw(&mut b, tar::EntryType::Link, p, t, b"", None),
         }
     }
     if !manifest_first {
@@ -736,4 +749,91 @@ fn docker_builds_the_image_of_a_runtime_and_records_it() {
         String::from_utf8_lossy(&run.stdout).trim(),
         m["languages"][0]["version"].as_str().unwrap()
     );
+}
+
+/// The hash `isobox runtime verify` computes for the tree of `dir/name` (its manifest says
+/// otherwise, so verify prints both in full).
+fn tree_hash_of(dir: &Path, name: &str) -> String {
+    let o = isobox(&["runtime", "verify", name, "--dir", s(dir)]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    out.split("tree ")
+        .nth(1)
+        .and_then(|t| t.get(..64))
+        .unwrap_or_else(|| panic!("{}", text(&o)))
+        .to_string()
+}
+
+#[test]
+fn import_clears_setuid_bits_skips_devices_and_keeps_links_inside() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = TempDir::new("rt-suid");
+    // The same tree made by hand (mode 0755, no device): its hash is the one the import must
+    // arrive at.
+    let by_hand = work.0.join("by-hand");
+    let root = by_hand.join("x").join("root");
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(root.join("usr"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(root.join("usr/bin"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(root.join("usr/bin/su"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        root.join("usr/bin/su"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/su", root.join("usr/bin/abs")).unwrap();
+    std::fs::hard_link(root.join("usr/bin/su"), root.join("usr/bin/su2")).unwrap();
+    std::fs::write(
+        by_hand.join("x").join("manifest.json"),
+        serde_json::json!({
+            "name": "x", "suite": "trixie", "packages": [], "installed": [], "languages": [],
+            "size_bytes": 1, "build_secs": 1.0, "built_at": 1, "hash": "0".repeat(64),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let f = work.0.join("suid.tar.zst");
+    // The device node's directory stays (empty): made by hand too.
+    std::fs::create_dir(root.join("dev")).unwrap();
+    std::fs::set_permissions(root.join("dev"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hash = tree_hash_of(&by_hand, "x");
+    hostile_with_hash(
+        &f,
+        "x",
+        true,
+        &[
+            Item::Symlink(b"root/bin", b"usr/bin"),
+            Item::Dir(b"root/dev"),
+            Item::CharDevice(b"root/dev/mem"),
+            Item::Dir(b"root/usr"),
+            Item::Dir(b"root/usr/bin"),
+            Item::Mode(b"root/usr/bin/su", 0o6755, b"#!/bin/sh\n"),
+            Item::Symlink(b"root/usr/bin/abs", b"/usr/bin/su"),
+            Item::Hardlink(b"root/usr/bin/su2", b"root/usr/bin/su"),
+        ],
+        &hash,
+    );
+    let dir = work.0.join("runtimes");
+    let o = ok(&["runtime", "import", s(&f), "--dir", s(&dir)]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1 device nodes skipped"),
+        "{}",
+        text(&o)
+    );
+    let got = dir.join("x").join("root");
+    use std::os::unix::fs::MetadataExt;
+    let su = std::fs::symlink_metadata(got.join("usr/bin/su")).unwrap();
+    assert_eq!(su.mode() & 0o7777, 0o755, "setuid/setgid cleared");
+    assert_eq!(su.nlink(), 2, "the hard link is one");
+    assert!(!got.join("dev/mem").exists());
+    assert_eq!(
+        std::fs::read_link(got.join("usr/bin/abs")).unwrap(),
+        Path::new("/usr/bin/su")
+    );
+    assert_eq!(
+        std::fs::read_link(got.join("bin")).unwrap(),
+        Path::new("usr/bin")
+    );
+    ok(&["runtime", "verify", "x", "--dir", s(&dir)]);
 }
