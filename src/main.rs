@@ -3,6 +3,7 @@
 
 mod envscrub;
 mod judge;
+mod runtime;
 mod selftest;
 
 use std::path::PathBuf;
@@ -128,6 +129,11 @@ enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Runtimes: root file systems built from Debian packages (one per language version).
+    Runtime {
+        #[command(subcommand)]
+        command: runtime::RuntimeCommand,
+    },
     /// Load the configuration as `serve` would and show each value and where it came from.
     CheckConfig,
 }
@@ -214,6 +220,30 @@ fn with_runtimes(executor: Executor, kind: BackendKind) -> Executor {
             Ok(backend)
         });
     executor.with_runtimes(isobox_core::runtimes::scan(&dir), make, true)
+}
+
+/// `isobox image build`: the docker backend's image of the tree `from`; returns the tag, the
+/// image id and the seconds it took.
+fn build_image(
+    from: &std::path::Path,
+    tag: Option<String>,
+    runner: Option<PathBuf>,
+    exclude: Vec<String>,
+) -> anyhow::Result<(String, String, f64)> {
+    use isobox_sandbox::docker::image;
+    let mut b = image::ImageBuild::new(runner.unwrap_or_else(default_runner));
+    b.from = from.to_path_buf();
+    if let Some(t) = tag {
+        b.tag = t;
+    }
+    b.exclude.extend(exclude);
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let started = std::time::Instant::now();
+    let id = rt.block_on(async {
+        let docker = isobox_sandbox::docker::connect(None).await?;
+        image::build(&docker, &b, |line| eprintln!("  {line}")).await
+    })?;
+    Ok((b.tag, id, started.elapsed().as_secs_f64()))
 }
 
 fn languages(path: Option<&PathBuf>) -> anyhow::Result<LanguageTable> {
@@ -468,25 +498,20 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
                     exclude,
                 },
         } => {
-            use isobox_sandbox::docker::image;
-            let mut b = image::ImageBuild::new(runner.unwrap_or_else(default_runner));
-            b.from = from;
-            if let Some(t) = tag {
-                b.tag = t;
-            }
-            b.exclude.extend(exclude);
-            let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            let started = std::time::Instant::now();
-            let id = rt.block_on(async {
-                let docker = isobox_sandbox::docker::connect(None).await?;
-                image::build(&docker, &b, |line| eprintln!("  {line}")).await
-            })?;
-            println!(
-                "built {} ({id}) from {} in {:.1} s",
-                b.tag,
-                b.from.display(),
-                started.elapsed().as_secs_f64()
-            );
+            let (tag, id, secs) = build_image(&from, tag, runner, exclude)?;
+            println!("built {tag} ({id}) from {} in {secs:.1} s", from.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Runtime { command } => {
+            let file = cli.languages_file.clone();
+            runtime::main(
+                command,
+                &|| languages(file.as_ref()),
+                &|from, tag, runner| {
+                    build_image(from, Some(tag.to_string()), runner, Vec::new())
+                        .map(|(_, id, _)| id)
+                },
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig => {

@@ -33,6 +33,7 @@ mod leak_check;
 mod piston;
 mod playground;
 mod rootfs_dir;
+mod runtimes;
 mod security_doc;
 mod serve_cli;
 mod server;
