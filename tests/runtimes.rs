@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::{isobox_bin, TempDir};
+use crate::common::{isobox_bin, token, TempDir, TestServer};
 
 const NAME: &str = "py-test-trixie";
 const UNBUILT: &str = "py-test-never-built";
@@ -836,4 +836,74 @@ fn import_clears_setuid_bits_skips_devices_and_keeps_links_inside() {
         Path::new("usr/bin")
     );
     ok(&["runtime", "verify", "x", "--dir", s(&dir)]);
+}
+
+/// The API picks the runtime by version and the run sees the runtime's root only: with the
+/// host's toolchains off, python comes from the runtime (trixie's 3.13), `version` picks it
+/// by prefix or by name, a version no runtime has is refused, and nothing of the host's
+/// `/usr` is visible (no gcc, no file planted in the host's /usr/local).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_runs_a_version_in_its_runtime_and_nothing_of_the_host() {
+    let dir = tokio::task::spawn_blocking(shared).await.unwrap();
+    let v = manifest(&dir, NAME)["languages"][0]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let planted = PathBuf::from(format!("/usr/local/share/isobox-planted-{}", token("rt")));
+    std::fs::write(&planted, "host only").unwrap();
+    let srv = TestServer::start(&[
+        ("ISOBOX_RUNTIMES_DIR", s(&dir)),
+        ("ISOBOX_HOST_RUNTIME", "false"),
+    ])
+    .await;
+    let langs: serde_json::Value = srv.get("/api/v1/languages").await.json().await.unwrap();
+    let python: Vec<&serde_json::Value> = langs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["name"] == "python")
+        .collect();
+    assert_eq!(python.len(), 1, "{langs}");
+    assert_eq!(python[0]["runtime"], NAME);
+    assert_eq!(python[0]["version"], v.as_str());
+    assert!(
+        !langs.as_array().unwrap().iter().any(|l| l["name"] == "c"),
+        "no runtime provides c and the host does not count: {langs}"
+    );
+    let code = format!(
+        "import os, platform\nprint(platform.python_version())\nprint(os.path.exists('/usr/bin/gcc'), os.path.exists('{}'))\n",
+        planted.display()
+    );
+    for version in [None, Some("3"), Some(&v[..4]), Some(NAME)] {
+        let mut body = serde_json::json!({"language": "python", "code": code});
+        if let Some(want) = version {
+            body["version"] = want.into();
+        }
+        let r = srv.exec(body).await;
+        assert_eq!(r["version"], v.as_str(), "{version:?}: {r}");
+        assert_eq!(
+            r["stdout"],
+            format!("{v}\nFalse False\n"),
+            "{version:?}: {r}"
+        );
+    }
+    let resp = srv
+        .post_json(
+            "/api/v1/execute",
+            &serde_json::json!({"language": "python", "version": "2.7", "code": "print(1)"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 400);
+    let e: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(e["error"], "version_unavailable", "{e}");
+    assert!(e["message"].as_str().unwrap().contains(&v), "{e}");
+    let resp = srv
+        .post_json(
+            "/api/v1/execute",
+            &serde_json::json!({"language": "c", "code": "int main(void){return 0;}"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 400);
+    srv.stop().await;
+    let _ = std::fs::remove_file(&planted);
 }
