@@ -602,7 +602,7 @@ mod tests {
         job(
             &body,
             &Host {
-                languages: &langs,
+                languages: langs,
                 table: &table,
                 max: &max,
             },
