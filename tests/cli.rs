@@ -84,10 +84,10 @@ fn unknown_extension_and_language_are_clear_errors() {
         String::from_utf8_lossy(&out.stderr).contains("--language"),
         "{out:?}"
     );
-    let out = cli(&["run", prog.to_str().unwrap(), "--language", "cobol"]);
+    let out = cli(&["run", prog.to_str().unwrap(), "--language", "intercal"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("unknown language `cobol`"),
+        String::from_utf8_lossy(&out.stderr).contains("unknown language `intercal`"),
         "{out:?}"
     );
 }

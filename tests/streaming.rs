@@ -128,7 +128,7 @@ async fn sse_bad_input_is_a_plain_error_and_disconnect_kills_the_run() {
     let c = reqwest::Client::new();
     let r = c
         .post(format!("{}/api/v1/execute/stream", s.url))
-        .json(&json!({"language": "cobol", "code": "x"}))
+        .json(&json!({"language": "intercal", "code": "x"}))
         .send()
         .await
         .unwrap();
