@@ -74,17 +74,41 @@ pub struct Judge0Language {
 
 /// Judge0 CE 1.13's ids (`db/languages/active.rb`) for the languages we have.
 pub const LANGUAGES: &[Judge0Language] = &[
+    // By id; those past the eleven of the host are listed only where a runtime provides them
+    // (`isobox runtime build`).
+    lang(45, &[], "assembly", "Assembly", "NASM "),
     lang(46, &[], "bash", "Bash", ""),
     lang(50, &[48, 49], "c", "C", "GCC "),
+    lang(51, &[], "csharp", "C#", "Mono "),
     lang(54, &[52, 53], "cpp", "C++", "GCC "),
+    lang(55, &[], "commonlisp", "Common Lisp", "SBCL "),
+    lang(56, &[], "d", "D", ""),
+    lang(57, &[], "elixir", "Elixir", ""),
+    lang(58, &[], "erlang", "Erlang", "OTP "),
+    lang(59, &[], "fortran", "Fortran", "GFortran "),
     lang(60, &[], "go", "Go", ""),
+    lang(61, &[], "haskell", "Haskell", "GHC "),
     lang(62, &[], "java", "Java", "OpenJDK "),
     lang(63, &[], "javascript", "JavaScript", "Node.js "),
     lang(64, &[], "lua", "Lua", ""),
+    lang(65, &[], "ocaml", "OCaml", ""),
+    lang(66, &[], "octave", "Octave", ""),
+    lang(67, &[], "pascal", "Pascal", "FPC "),
     lang(68, &[], "php", "PHP", ""),
+    lang(69, &[], "prolog", "Prolog", "SWI-Prolog "),
     lang(71, &[], "python", "Python", ""),
     lang(72, &[], "ruby", "Ruby", ""),
     lang(73, &[], "rust", "Rust", ""),
+    lang(74, &[], "typescript", "TypeScript", ""),
+    lang(77, &[], "cobol", "COBOL", "GnuCOBOL "),
+    lang(78, &[], "kotlin", "Kotlin", ""),
+    lang(79, &[], "objectivec", "Objective-C", "GCC "),
+    lang(80, &[], "r", "R", ""),
+    lang(81, &[], "scala", "Scala", ""),
+    lang(82, &[], "sql", "SQL", "SQLite "),
+    lang(85, &[], "perl", "Perl", ""),
+    lang(86, &[], "clojure", "Clojure", ""),
+    lang(88, &[], "groovy", "Groovy", ""),
 ];
 
 const fn lang(
@@ -1157,6 +1181,20 @@ pub fn callback(record: &Value) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn judge0_ids_are_unique_and_name_our_languages() {
+        let table = isobox_core::LanguageTable::builtin();
+        let mut ids = std::collections::BTreeSet::new();
+        for j in LANGUAGES {
+            for id in std::iter::once(&j.id).chain(j.also) {
+                assert!(ids.insert(*id), "Judge0 id {id} twice");
+            }
+            assert!(table.get(j.ours).is_some(), "{} is not a language", j.ours);
+        }
+        assert!(LANGUAGES.windows(2).all(|w| w[0].id < w[1].id), "by id");
+        assert!(LANGUAGES.len() >= 30);
+    }
 
     #[test]
     fn comparison_is_judge0s() {
