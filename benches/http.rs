@@ -5,36 +5,20 @@
 //! `ISOBOX_BENCH_CONCURRENCY` (default 8) clients.
 
 mod common;
-use common::env_num;
+use common::{env_num, in_process_server};
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn start(cache: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let mut env: HashMap<String, String> = HashMap::new();
-    env.insert("REST_PORT".into(), "0".into());
-    env.insert("DEDUP_ENABLED".into(), cache.to_string());
-    env.insert("ISOBOX_QUEUE".into(), "1000".into());
-    env.insert("ISOBOX_RATE_LIMIT".into(), "100000000/min".into());
+    let mut vars = vec![("DEDUP_ENABLED", cache.to_string())];
     for k in ["ISOBOX_WARM_POOL", "ISOBOX_SLOTS"] {
         if let Ok(v) = std::env::var(k) {
-            env.insert(k.into(), v);
+            vars.push((k, v));
         }
     }
-    let cfg = isobox_server::config::load(&env).expect("config");
-    let app = tokio::task::spawn_blocking(move || isobox_server::App::build(cfg))
-        .await
-        .unwrap()
-        .expect("app");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(isobox_server::run(listener, Arc::new(app), async move {
-        let _ = rx.await;
-    }));
-    (url, tx)
+    in_process_server(&vars).await
 }
 
 fn pct(v: &mut [Duration], p: f64) -> f64 {

@@ -7,11 +7,9 @@
 //! medians reported; `ISOBOX_BENCH_SINGLES` (default 40) single submissions per endpoint.
 
 mod common;
-use common::{env_num, ms, pct};
+use common::{env_num, in_process_server, ms, pct};
 
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -74,27 +72,12 @@ fn source(tag: &str) -> String {
 }
 
 async fn start(compile_cache: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let mut env: HashMap<String, String> = HashMap::new();
-    env.insert("REST_PORT".into(), "0".into());
-    env.insert("DEDUP_ENABLED".into(), "false".into());
-    env.insert("ISOBOX_QUEUE".into(), "1000".into());
-    env.insert("ISOBOX_RATE_LIMIT".into(), "100000000/min".into());
-    env.insert(
-        "ISOBOX_COMPILE_CACHE_BYTES".into(),
-        if compile_cache { "268435456" } else { "0" }.into(),
-    );
-    let cfg = isobox_server::config::load(&env).expect("config");
-    let app = tokio::task::spawn_blocking(move || isobox_server::App::build(cfg))
-        .await
-        .unwrap()
-        .expect("app");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(isobox_server::run(listener, Arc::new(app), async move {
-        let _ = rx.await;
-    }));
-    (url, tx)
+    let cache = if compile_cache { "268435456" } else { "0" };
+    in_process_server(&[
+        ("DEDUP_ENABLED", "false".into()),
+        ("ISOBOX_COMPILE_CACHE_BYTES", cache.into()),
+    ])
+    .await
 }
 
 async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Value {

@@ -90,3 +90,35 @@ pub fn check_output(out: std::process::Output, stdout: &[u8]) -> Result<(), Stri
     }
     Ok(())
 }
+
+/// An `isobox serve` in this process on a free loopback port (`REST_PORT=0`, a queue and a
+/// rate limit no bench reaches, then `vars`): its URL, and the sender that stops it.
+pub async fn in_process_server(
+    vars: &[(&str, String)],
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let mut env: std::collections::HashMap<String, String> = [
+        ("REST_PORT", "0"),
+        ("ISOBOX_QUEUE", "1000"),
+        ("ISOBOX_RATE_LIMIT", "100000000/min"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let cfg = isobox_server::config::load(&env).expect("config");
+    let app = tokio::task::spawn_blocking(move || isobox_server::App::build(cfg))
+        .await
+        .unwrap()
+        .expect("app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(isobox_server::run(
+        listener,
+        std::sync::Arc::new(app),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    (url, tx)
+}

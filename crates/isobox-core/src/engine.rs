@@ -86,7 +86,7 @@ fn cache_key(backend: &str, sub: &Submission, spec: &ExecSpec, caller: Option<&s
         sub,
         spec,
         caller,
-        &sub.judge_key(),
+        &sub.judge_parts(),
     )
 }
 

@@ -22,6 +22,7 @@ pub mod service;
 pub mod shared;
 pub mod slots;
 pub mod submission;
+pub mod utc;
 
 pub use compile_cache::{CompileCacheConfig, CompileCacheStats};
 pub use languages::{Language, LanguageTable};
@@ -32,7 +33,7 @@ pub use result::{
     Validation, Verdict,
 };
 pub use service::{Executor, LanguageInfo, Policy, RequestLimitsResolved};
-pub use submission::{Case, Submission};
+pub use submission::{Case, CaseRef, Submission};
 /// Errors of the core layer. Each maps to one HTTP and one gRPC status (in the server crate).
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {

@@ -11,6 +11,7 @@
 //! A case's output is compared with its `expected_output` as it is produced
 //! ([`crate::compare`]); its verdict is `accepted`, `wrong_answer`, or the run's status.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -265,10 +266,10 @@ impl Executor {
         let cases = sub.cases();
         let mut tests = Vec::with_capacity(cases.len());
         let mut failed = false;
-        for case in &cases {
+        for case in cases {
             if failed && sub.stop_on_failure {
                 tests.push(TestResult {
-                    name: case.name.clone(),
+                    name: case.name.to_string(),
                     verdict: Verdict::Skipped,
                     run: Outcome {
                         status: RunStatus::Ok,
@@ -279,12 +280,12 @@ impl Executor {
             }
             let (mut spec, run_index) = match &artifacts {
                 Some(c) => {
-                    let phase = self.run_phase(sub, &case.stdin, &case.args);
+                    let phase = self.run_phase(sub, case.stdin, case.args);
                     (self.spec(c.files.clone(), vec![phase]), 0)
                 }
-                None if in_place => (self.in_place_spec(sub, &case.stdin, &case.args), 1),
+                None if in_place => (self.in_place_spec(sub, case.stdin, case.args), 1),
                 None => {
-                    let phase = self.run_phase(sub, &case.stdin, &case.args);
+                    let phase = self.run_phase(sub, case.stdin, case.args);
                     (self.spec(sub.files.clone(), vec![phase]), 0)
                 }
             };
@@ -300,10 +301,7 @@ impl Executor {
                 inner: &mut *io,
                 run_index,
                 forward: sub.tests.is_none(),
-                compare: case
-                    .expected
-                    .as_deref()
-                    .map(|e| Comparator::new(e, sub.compare)),
+                compare: case.expected.map(|e| Comparator::new(e, sub.compare)),
             };
             let report = backend
                 .execute_io(&spec, &mut cio)
@@ -346,7 +344,7 @@ impl Executor {
                 return Ok(result);
             }
             tests.push(TestResult {
-                name: case.name.clone(),
+                name: case.name.to_string(),
                 verdict,
                 run,
             });
@@ -515,58 +513,56 @@ impl RunIo for CancelOnly<'_> {
 
 /// A key over everything that decides what `spec` does for `sub`: a tag (which cache), the
 /// backend, the language and its version, the scope (`caller:<id>`, or `global`), the work
-/// dir's size, every file, every phase (argv, environment, stdin, limits) and `extra`.
+/// dir's size, every file, every phase (argv, environment, stdin, limits) and `extra`. The
+/// bytes of files, stdin and `extra` are hashed where they are, not copied.
 pub(crate) fn spec_key(
     tag: &[u8],
     backend: &str,
     sub: &Submission,
     spec: &ExecSpec,
     scope: Option<&str>,
-    extra: &[u8],
+    extra: &[Cow<'_, [u8]>],
 ) -> Key {
     let runtime = sub.runtime.as_ref().map_or_else(
         || "host".to_string(),
         |r| format!("{} {}", r.name(), r.runtime.manifest.hash),
     );
-    let mut parts: Vec<Vec<u8>> = vec![
-        tag.to_vec(),
-        backend.as_bytes().to_vec(),
-        runtime.into_bytes(),
-        sub.language.name.as_bytes().to_vec(),
-        sub.version.as_bytes().to_vec(),
-        scope
-            .map(|c| format!("caller:{c}"))
-            .unwrap_or_else(|| "global".into())
-            .into_bytes(),
-        format!("{} {}", spec.tmpfs_bytes, spec.tmpfs_inodes).into_bytes(),
+    let owned = |s: String| Cow::Owned(s.into_bytes());
+    let mut parts: Vec<Cow<'_, [u8]>> = vec![
+        Cow::Borrowed(tag),
+        Cow::Borrowed(backend.as_bytes()),
+        owned(runtime),
+        Cow::Borrowed(sub.language.name.as_bytes()),
+        Cow::Borrowed(sub.version.as_bytes()),
+        owned(scope.map_or_else(|| "global".into(), |c| format!("caller:{c}"))),
+        owned(format!("{} {}", spec.tmpfs_bytes, spec.tmpfs_inodes)),
     ];
     for f in &spec.files {
-        parts.push(f.path.as_bytes().to_vec());
-        parts.push(f.content.clone());
-        parts.push(vec![u8::from(f.executable), u8::from(f.readonly)]);
+        parts.push(Cow::Borrowed(f.path.as_bytes()));
+        parts.push(Cow::Borrowed(&f.content));
+        parts.push(Cow::Owned(vec![
+            u8::from(f.executable),
+            u8::from(f.readonly),
+        ]));
     }
     for p in &spec.phases {
-        parts.push(p.name.as_bytes().to_vec());
-        parts.push(p.argv.join("\0").into_bytes());
-        parts.push(
+        parts.push(Cow::Borrowed(p.name.as_bytes()));
+        parts.push(owned(p.argv.join("\0")));
+        parts.push(owned(
             p.env
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
-                .join("\0")
-                .into_bytes(),
-        );
-        parts.push(p.stdin.clone());
-        parts.push(
-            format!(
-                "{:?} {} {}",
-                p.limits, p.continue_on_failure, p.stderr_to_stdout
-            )
-            .into_bytes(),
-        );
+                .join("\0"),
+        ));
+        parts.push(Cow::Borrowed(&p.stdin));
+        parts.push(owned(format!(
+            "{:?} {} {}",
+            p.limits, p.continue_on_failure, p.stderr_to_stdout
+        )));
     }
-    parts.push(extra.to_vec());
-    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    parts.extend(extra.iter().map(|e| Cow::Borrowed(&e[..])));
+    let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
     key_of(&refs)
 }
 

@@ -61,6 +61,15 @@ pub struct Submission {
     pub stderr_to_stdout: bool,
 }
 
+/// A case as the executor runs it, borrowed from its submission.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CaseRef<'a> {
+    pub name: &'a str,
+    pub stdin: &'a [u8],
+    pub args: &'a [String],
+    pub expected: Option<&'a [u8]>,
+}
+
 /// A validated test case.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Case {
@@ -72,14 +81,22 @@ pub struct Case {
 }
 
 impl Submission {
-    /// The cases to run: the tests, or the one run of `stdin` and `args`.
-    pub fn cases(&self) -> Vec<Case> {
+    /// The cases to run, borrowed: the tests, or the one run of `stdin` and `args`.
+    pub fn cases(&self) -> Vec<CaseRef<'_>> {
         match &self.tests {
-            Some(t) => t.clone(),
-            None => vec![Case {
-                name: "1".into(),
-                stdin: self.stdin.clone(),
-                args: self.args.clone(),
+            Some(t) => t
+                .iter()
+                .map(|c| CaseRef {
+                    name: &c.name,
+                    stdin: &c.stdin,
+                    args: &c.args,
+                    expected: c.expected.as_deref(),
+                })
+                .collect(),
+            None => vec![CaseRef {
+                name: "1",
+                stdin: &self.stdin,
+                args: &self.args,
                 expected: None,
             }],
         }
@@ -98,24 +115,32 @@ impl Submission {
     }
 
     /// What the request asks beyond the files, the commands and the limits (tests, their
-    /// comparison, result files, encoding): part of the dedup key.
-    pub fn judge_key(&self) -> Vec<u8> {
-        let mut out = format!(
-            "b64={} stop={} merge={} compare={:?} outputs={:?}\0",
-            self.base64, self.stop_on_failure, self.stderr_to_stdout, self.compare, self.outputs
-        )
-        .into_bytes();
+    /// comparison, result files, encoding), as parts of the dedup key: borrowed where they are
+    /// bytes of the request, so a key never copies the tests' inputs and outputs.
+    pub fn judge_parts(&self) -> Vec<std::borrow::Cow<'_, [u8]>> {
+        use std::borrow::Cow;
+        let mut out = vec![Cow::Owned(
+            format!(
+                "b64={} stop={} merge={} compare={:?} outputs={:?} tests={}",
+                self.base64,
+                self.stop_on_failure,
+                self.stderr_to_stdout,
+                self.compare,
+                self.outputs,
+                self.tests.as_ref().map_or(0, Vec::len)
+            )
+            .into_bytes(),
+        )];
         for c in self.tests.iter().flatten() {
-            out.extend_from_slice(format!("case {} {}\0", c.name.len(), c.name).as_bytes());
-            out.extend_from_slice(format!("stdin {}\0", c.stdin.len()).as_bytes());
-            out.extend_from_slice(&c.stdin);
-            out.extend_from_slice(format!("args {:?}\0", c.args).as_bytes());
+            out.push(Cow::Borrowed(c.name.as_bytes()));
+            out.push(Cow::Borrowed(&c.stdin));
+            out.push(Cow::Owned(format!("{:?}", c.args).into_bytes()));
             match &c.expected {
                 Some(e) => {
-                    out.extend_from_slice(format!("expected {}\0", e.len()).as_bytes());
-                    out.extend_from_slice(e);
+                    out.push(Cow::Borrowed(b"expected"));
+                    out.push(Cow::Borrowed(e));
                 }
-                None => out.extend_from_slice(b"no expected\0"),
+                None => out.push(Cow::Borrowed(b"no expected")),
             }
         }
         out
