@@ -185,7 +185,27 @@ pub fn document() -> Value {
         ("422", "refused by the pattern policy"),
         ("500", "the sandbox failed"),
     ]);
-    stream_responses["200"] = json!({ "description": "events as the program runs", "content": { "text/event-stream": { "schema": { "type": "string" } } } });
+    // One Server-Sent Event (OpenAPI 3.1 describes a stream by its event): which event, and
+    // its data line, always JSON.
+    let sse_event = json!({
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {
+                "type": "string",
+                "enum": ["compile", "stdout", "stderr", "result", "error"],
+                "description": "`compile`: the compile step's outcome (compiled languages, before any output); `stdout`/`stderr`: a chunk of output; then one `result` or one `error`",
+            },
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "description": "`compile`: an Outcome; `stdout`/`stderr`: the text as a JSON string; `result`: an ExecutionResult; `error`: an Error",
+            },
+            "id": { "type": "string" },
+            "retry": { "type": "integer" },
+        },
+    });
+    stream_responses["200"] = json!({ "description": "events as the program runs", "content": { "text/event-stream": { "schema": sse_event } } });
     let mut validate_responses = common_errors(&[
         ("422", "refused by the pattern policy"),
         ("500", "the sandbox failed"),
