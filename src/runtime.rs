@@ -51,8 +51,15 @@ pub enum RuntimeCommand {
     /// Build runtimes from their definitions with mmdebstrap (skipped when already built from
     /// the same suite and packages).
     Build {
-        #[arg(required = true, value_name = "NAME")]
+        #[arg(required_unless_present = "all", value_name = "NAME")]
         names: Vec<String>,
+        /// Build every runtime of the table.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// How many runtimes to build at once (each one's mmdebstrap output then goes to
+        /// `<dir>/.<name>.build.log`).
+        #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        jobs: u16,
         /// Runtime table replacing the built-in one (TOML, as runtimes.toml).
         #[arg(long, value_name = "FILE")]
         table: Option<PathBuf>,
@@ -121,13 +128,14 @@ pub enum RuntimeCommand {
 
 /// Builds the docker image of a root with a tag (for `--docker`: the `image build` subcommand's
 /// code).
-pub type ImageBuilder<'a> = &'a dyn Fn(&Path, &str) -> anyhow::Result<String>;
+pub type ImageBuilder<'a> = &'a (dyn Fn(&Path, &str) -> anyhow::Result<String> + Sync);
 
 /// `image build` of a root with a tag and the `--runner` given, if any.
-pub type ImageWithRunner<'a> = &'a dyn Fn(&Path, &str, Option<PathBuf>) -> anyhow::Result<String>;
+pub type ImageWithRunner<'a> =
+    &'a (dyn Fn(&Path, &str, Option<PathBuf>) -> anyhow::Result<String> + Sync);
 
 /// Makes a fresh language table (the languages' version caches are per table).
-pub type TableMaker<'a> = &'a dyn Fn() -> anyhow::Result<LanguageTable>;
+pub type TableMaker<'a> = &'a (dyn Fn() -> anyhow::Result<LanguageTable> + Sync);
 
 pub fn main(
     cmd: RuntimeCommand,
@@ -137,6 +145,8 @@ pub fn main(
     match cmd {
         RuntimeCommand::Build {
             names,
+            all,
+            jobs,
             table,
             dir,
             mirror,
@@ -146,6 +156,9 @@ pub fn main(
         } => {
             let defs = definitions(table.as_deref())?;
             let mut picked = Vec::new();
+            if all {
+                picked.extend(defs.runtimes.iter().cloned());
+            }
             for n in &names {
                 let Some(d) = defs.get(n) else {
                     bail!(
@@ -161,15 +174,37 @@ pub fn main(
                 picked.push(d.clone());
             }
             let image_with_runner = |root: &Path, tag: &str| image(root, tag, runner_path.clone());
-            for d in &picked {
-                build(
-                    d,
-                    &dir.dir,
-                    &mirror,
-                    force,
-                    docker.then_some(&image_with_runner as ImageBuilder<'_>),
-                    languages,
-                )?;
+            let image = docker.then_some(&image_with_runner as ImageBuilder<'_>);
+            let log = jobs > 1;
+            let started = Instant::now();
+            // A queue of definitions, `jobs` threads taking from it; a failed build does not
+            // stop the others.
+            let next = std::sync::Mutex::new(picked.iter());
+            let failed = std::sync::Mutex::new(Vec::new());
+            std::thread::scope(|s| {
+                for _ in 0..jobs.min(picked.len().max(1) as u16) {
+                    s.spawn(|| loop {
+                        let Some(d) = next.lock().expect("not poisoned").next() else {
+                            return;
+                        };
+                        if let Err(e) = build(d, &dir.dir, &mirror, force, image, languages, log) {
+                            eprintln!("{}: FAILED: {e:#}", d.name);
+                            failed.lock().expect("not poisoned").push(d.name.clone());
+                        }
+                    });
+                }
+            });
+            let failed = failed.into_inner().expect("not poisoned");
+            if picked.len() > 1 {
+                println!(
+                    "{} runtimes, {} failed, in {:.1} s",
+                    picked.len(),
+                    failed.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            if !failed.is_empty() {
+                bail!("runtimes not built: {}", failed.join(", "));
             }
             Ok(())
         }
@@ -521,8 +556,10 @@ fn build(
     force: bool,
     image: Option<ImageBuilder<'_>>,
     languages: TableMaker<'_>,
+    log: bool,
 ) -> anyhow::Result<()> {
     let name = &def.name;
+    let recipe = def.recipe();
     let table = languages()?;
     for l in &def.languages {
         if table.get(l).is_none() {
@@ -531,11 +568,13 @@ fn build(
     }
     let _lock = Lock::take(dir, name)?;
     if let Ok(rt) = load(dir, name) {
-        if !force && rt.manifest.suite == def.suite && rt.manifest.packages == def.packages {
+        if !force && rt.manifest.recipe == recipe {
             println!(
-                "{name}: up to date (suite {}, packages {}, hash {}), skipped; --force rebuilds",
+                "{name}: up to date (suite {}, packages {}, recipe {}, hash {}), skipped; \
+                 --force rebuilds",
                 def.suite,
                 def.packages.join(" "),
+                short(&recipe),
                 short(&rt.manifest.hash)
             );
             if let (Some(image), None) = (image, &rt.manifest.image) {
@@ -583,17 +622,56 @@ fn build(
     if def.suite == "bookworm" && hook.is_dir() {
         cmd.arg(format!("--hook-dir={MERGED_USR_HOOK}"));
     }
+    if !def.setup.is_empty() {
+        // The setup lines, as one script run by the root's own shell inside it (mmdebstrap
+        // mounts /proc, /sys and /dev there for its hooks), with a clean environment.
+        let script = staging.path.join("setup.sh");
+        let mut text = String::from("set -eu\n");
+        for line in &def.setup {
+            text.push_str(line);
+            text.push('\n');
+        }
+        fs::write(&script, text).with_context(|| format!("cannot write {}", script.display()))?;
+        let mut env = vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            "HOME=/root".to_string(),
+            "LANG=C.UTF-8".to_string(),
+        ];
+        env.extend(def.env.iter().map(|(k, v)| format!("{k}={v}")));
+        let env: Vec<String> = env.iter().map(|e| shell_quote(e)).collect();
+        cmd.arg(format!(
+            "--customize-hook=chroot \"$1\" /usr/bin/env -i {} /bin/sh < {}",
+            env.join(" "),
+            shell_quote(&script.to_string_lossy())
+        ));
+    }
+    let (out, err) = if log {
+        let path = dir.join(format!(".{name}.build.log"));
+        let f =
+            fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        (Stdio::from(f.try_clone()?), Stdio::from(f))
+    } else {
+        (Stdio::inherit(), Stdio::inherit())
+    };
     let status = cmd
         .arg(&def.suite)
         .arg(&root)
         .arg(mirror)
         .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
+        .stdout(out)
+        .stderr(err)
         .status()
         .context("cannot run mmdebstrap")?;
     if !status.success() {
-        bail!("{name}: mmdebstrap failed ({status}); nothing was installed");
+        let seen = if log {
+            format!(
+                " (its output: {})",
+                dir.join(format!(".{name}.build.log")).display()
+            )
+        } else {
+            String::new()
+        };
+        bail!("{name}: mmdebstrap failed ({status}){seen}; nothing was installed");
     }
     strip(&root)?;
     let installed = installed_packages(&root)?;
@@ -611,6 +689,8 @@ fn build(
         built_at: unix_now(),
         hash,
         image: None,
+        recipe,
+        env: def.env.clone(),
     };
     if let Some(image) = image {
         manifest.image = Some(build_image(image, &root, &manifest)?);
@@ -723,6 +803,11 @@ fn probe_languages(
         });
     }
     Ok(out)
+}
+
+/// `s` as one word of a POSIX shell line.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// The first 12 hex digits of a hash (all of it when shorter).

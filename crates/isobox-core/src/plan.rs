@@ -75,7 +75,7 @@ impl Executor {
         Some(Phase {
             name: "compile".into(),
             argv: command(compile, sub),
-            env: env_of(&sub.language),
+            env: env_of(&sub.language, sub.runtime.as_deref()),
             stdin: vec![],
             limits: limits_of(
                 &sub.compile_limits,
@@ -95,7 +95,7 @@ impl Executor {
         Phase {
             name: "run".into(),
             argv,
-            env: env_of(&sub.language),
+            env: env_of(&sub.language, sub.runtime.as_deref()),
             stdin: stdin.to_vec(),
             limits: limits_of(&sub.limits, 1000, self.policy().max_file_bytes, 256),
             continue_on_failure: false,

@@ -12,6 +12,7 @@
 //! A runtime directory without a readable manifest, or whose manifest names another runtime, is
 //! ignored (a build in progress writes `<name>.tmp-*` and renames it into place when done).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,33 @@ pub struct Definition {
     pub languages: Vec<String>,
     #[serde(default)]
     pub description: String,
+    /// Shell commands run inside the new root (chroot, as root, /proc mounted, with `env`) once
+    /// the packages are installed: warm caches, precompiled headers. Part of the recipe.
+    #[serde(default)]
+    pub setup: Vec<String>,
+    /// Environment of the programs of this runtime's languages, over the language table's
+    /// (for instance where a cache built by `setup` lives).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Bumped when the build itself changes what a definition yields (what is stripped, the
+/// hooks): every runtime built before is rebuilt.
+pub const RECIPE_VERSION: u32 = 2;
+
+impl Definition {
+    /// blake3 (hex) of everything that decides the root: suite, packages, setup, env and the
+    /// builder's [`RECIPE_VERSION`]. A runtime built from the same recipe is kept.
+    pub fn recipe(&self) -> String {
+        let v = serde_json::json!([
+            RECIPE_VERSION,
+            self.suite,
+            self.packages,
+            self.setup,
+            self.env
+        ]);
+        blake3::hash(v.to_string().as_bytes()).to_hex().to_string()
+    }
 }
 
 /// The runtime table: every definition.
@@ -70,6 +98,22 @@ impl Definitions {
                     r.name
                 )));
             }
+            if let Some(k) = r.env.keys().find(|k| !valid_env_name(k)) {
+                return Err(CoreError::Config(format!(
+                    "runtime `{}`: `{k}` is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)",
+                    r.name
+                )));
+            }
+            if r.setup
+                .iter()
+                .chain(r.env.values())
+                .any(|s| s.contains('\0'))
+            {
+                return Err(CoreError::Config(format!(
+                    "runtime `{}`: a setup line or env value holds a NUL byte",
+                    r.name
+                )));
+            }
             if r.packages.iter().any(|p| !valid_package(p)) {
                 return Err(CoreError::Config(format!(
                     "runtime `{}`: a package name is not a Debian package name",
@@ -92,6 +136,13 @@ pub fn valid_name(name: &str) -> bool {
         && b.next()
             .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(&c))
+}
+
+fn valid_env_name(k: &str) -> bool {
+    let mut b = k.bytes();
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 /// A Debian package name (policy 5.6.1): `[a-z0-9][a-z0-9+.-]+`.
@@ -139,6 +190,12 @@ pub struct Manifest {
     /// The docker backend's image of this runtime, when one was built.
     #[serde(default)]
     pub image: Option<String>,
+    /// The definition's recipe ([`Definition::recipe`]) it was built from.
+    #[serde(default)]
+    pub recipe: String,
+    /// The definition's `env`: set for the programs of this runtime's languages.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// A built runtime found in the runtimes directory.
@@ -220,8 +277,39 @@ mod tests {
             "[[runtime]]\nname = \"A\"\nsuite = \"trixie\"\npackages = []\nlanguages = []\n",
             "[[runtime]]\nname = \"a\"\nsuite = \"trixie\"\npackages = [\"x;y\"]\nlanguages = []\n",
             "[[runtime]]\nname = \"a\"\nsuite = \"t\"\npackages = []\nlanguages = []\n[[runtime]]\nname = \"a\"\nsuite = \"t\"\npackages = []\nlanguages = []\n",
+            "[[runtime]]\nname = \"a\"\nsuite = \"t\"\npackages = []\nlanguages = []\nenv = { \"A=B\" = \"x\" }\n",
+            "[[runtime]]\nname = \"a\"\nsuite = \"t\"\npackages = []\nlanguages = []\nsetup = [\"a\\u0000b\"]\n",
         ] {
             assert!(Definitions::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Whatever decides the root changes the recipe (a rebuild); the description does not.
+    #[test]
+    fn the_recipe_covers_what_decides_the_root() {
+        let base = Definitions::parse(
+            "[[runtime]]\nname = \"a\"\nsuite = \"trixie\"\npackages = [\"python3\"]\nlanguages = []\n",
+        )
+        .unwrap()
+        .runtimes
+        .remove(0);
+        let r = base.recipe();
+        assert_eq!(r, base.clone().recipe());
+        let mut d = base.clone();
+        d.description = "other words".into();
+        assert_eq!(d.recipe(), r);
+        let changes: [fn(&mut Definition); 4] = [
+            |d| d.suite = "bookworm".into(),
+            |d| d.packages.push("gcc".into()),
+            |d| d.setup.push("true".into()),
+            |d| {
+                d.env.insert("X".into(), "1".into());
+            },
+        ];
+        for change in changes {
+            let mut d = base.clone();
+            change(&mut d);
+            assert_ne!(d.recipe(), r, "{d:?}");
         }
     }
 
@@ -243,6 +331,8 @@ mod tests {
             built_at: 0,
             hash: "00".into(),
             image: None,
+            recipe: String::new(),
+            env: Default::default(),
         };
         for (dir_name, m, root) in [
             ("good", Some(manifest("good")), true),

@@ -329,7 +329,7 @@ impl Executor {
                     max_processes: 64,
                     ..Limits::default()
                 };
-                let spec = ExecSpec::single(lang.version.clone(), env_of(lang), limits);
+                let spec = ExecSpec::single(lang.version.clone(), env_of(lang, None), limits);
                 let report = self.backend.execute(&spec).ok()?;
                 let p = report.phases.first()?;
                 let all = format!("{}\n{}", text(&p.stdout), text(&p.stderr));
@@ -436,11 +436,23 @@ pub fn version_key(v: &str) -> Vec<u64> {
         .collect()
 }
 
-pub(crate) fn env_of(lang: &Language) -> Vec<(String, String)> {
-    lang.env
+/// The environment of a language's programs: the language table's, then the runtime's
+/// (a runtime's value wins).
+pub(crate) fn env_of(lang: &Language, runtime: Option<&BoundRuntime>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = lang
+        .env
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+        .collect();
+    if let Some(rt) = runtime {
+        for (k, v) in &rt.runtime.manifest.env {
+            match env.iter_mut().find(|(name, _)| name == k) {
+                Some(e) => e.1 = v.clone(),
+                None => env.push((k.clone(), v.clone())),
+            }
+        }
+    }
+    env
 }
 
 /// Writes `fingerprint` and `version` to `path` (atomically: a temporary file, then a rename);
@@ -522,6 +534,8 @@ mod runtime_tests {
                 built_at: 0,
                 hash: format!("hash-of-{name}"),
                 image: None,
+                recipe: String::new(),
+                env: Default::default(),
             },
             root: std::path::PathBuf::from("/nonexistent"),
         }
@@ -556,6 +570,42 @@ mod runtime_tests {
             ..Default::default()
         })?;
         Ok((r.version.clone(), r.stdout.clone()))
+    }
+
+    /// A runtime's env goes over the language's (go-trixie's seed of the build cache).
+    #[test]
+    fn a_runtime_env_goes_over_the_language_env() {
+        let table = LanguageTable::builtin();
+        let go = table.get("go").unwrap();
+        let mut rt = runtime("go-trixie", "1.24.4");
+        rt.manifest.env.insert(
+            "ISOBOX_GOCACHE_SEED".into(),
+            "/usr/lib/isobox/go-cache".into(),
+        );
+        rt.manifest
+            .env
+            .insert("GOPATH".into(), "/tmp/elsewhere".into());
+        let make: BackendMaker =
+            Arc::new(|_: &Runtime| Err(SandboxError::Unsupported("unused".into())));
+        let bound = BoundRuntime {
+            runtime: rt,
+            backend: OnceLock::new(),
+            make,
+        };
+        let env = env_of(go, Some(&bound));
+        let get = |k: &str| {
+            env.iter()
+                .filter(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("ISOBOX_GOCACHE_SEED"), ["/usr/lib/isobox/go-cache"]);
+        assert_eq!(get("GOPATH"), ["/tmp/elsewhere"]);
+        assert_eq!(get("GOCACHE"), ["/tmp/.cache/go-build"]);
+        assert_eq!(get("ISOBOX_GOCACHE_SEED").len(), 1);
+        assert!(env_of(go, None)
+            .iter()
+            .all(|(k, _)| k != "ISOBOX_GOCACHE_SEED"));
     }
 
     #[test]

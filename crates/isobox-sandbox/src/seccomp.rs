@@ -6,7 +6,8 @@
 //! - `clone3` answers `ENOSYS` (BPF cannot inspect its flags, so libc falls back to `clone`);
 //! - `clone` with any namespace flag, `socket` for `AF_ALG`/`AF_VSOCK`, `ioctl(TIOCSTI)` and
 //!   `ioctl(TIOCLINUX)` (compared on the low 32 bits only, CVE-2019-10063), `fcntl(F_SETLEASE)`
-//!   and `fcntl(F_NOTIFY)` are refused; `flock` answers `ENOSYS` (no locks on shared files);
+//!   and `fcntl(F_NOTIFY)` are refused; `flock` succeeds without locking anything (a lock on the
+//!   read-only files every sandbox shares would be a channel between runs);
 //! - mount, umount2, pivot_root, chroot, setns, unshare, ptrace, process_vm_*, keyctl, add_key,
 //!   request_key, bpf, perf_event_open, userfaultfd, io_uring_*, kexec, modules, ... are simply
 //!   not on the allowlist and get `EPERM`;
@@ -417,12 +418,14 @@ pub fn build_filter() -> Vec<sock_filter> {
         libc::SYS_ioctl as u32,
         deny_arg_values(1, &[TIOCSTI, TIOCLINUX], errno(libc::EPERM)),
     );
-    // flock on the read-only files every sandbox shares (/usr, /etc) would let runs block each
-    // other and the host: ENOSYS, which runtimes (Go, Python) treat as "locking unsupported".
+    // flock on the read-only files every sandbox shares (/usr, /etc, a runtime's root) would
+    // let runs block or signal each other and the host. It answers success and locks nothing:
+    // toolchains that lock their caches (Go, Crystal) work, and no lock is ever seen by
+    // another run. (ENOSYS made Go's build cache fail.)
     push_case(
         &mut p,
         libc::SYS_flock as u32,
-        vec![stmt(BPF_RET | BPF_K, errno(libc::ENOSYS))],
+        vec![stmt(BPF_RET | BPF_K, errno(0))],
     );
     // fcntl: no leases and no directory notifications on shared files; locks on own files are fine.
     push_case(
@@ -505,7 +508,7 @@ fn search(bounds: &[u32], allowed_below: bool) -> Vec<sock_filter> {
 
 /// The same policy as a Docker seccomp profile (`deploy/seccomp.json`, for the docker backend
 /// and for operators who run our runtime image themselves): default deny (EPERM), x86_64 only,
-/// the same allowlist, clone3 and flock ENOSYS, clone without namespace flags, no AF_ALG or
+/// the same allowlist, clone3 ENOSYS, flock a no-op that succeeds, clone without namespace flags, no AF_ALG or
 /// AF_VSOCK sockets, no TIOCSTI/TIOCLINUX, no leases or notifications, harmless personalities.
 pub fn docker_profile() -> serde_json::Value {
     use serde_json::json;
@@ -543,7 +546,8 @@ pub fn docker_profile() -> serde_json::Value {
     };
     let mut rules = vec![
         json!({"names": names, "action": "SCMP_ACT_ALLOW"}),
-        json!({"names": ["clone3", "flock"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}),
+        json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}),
+        json!({"names": ["flock"], "action": "SCMP_ACT_ERRNO", "errnoRet": 0}),
         json!({"names": ["clone"], "action": "SCMP_ACT_ALLOW",
                "args": [{"index": 0, "value": CLONE_NS_FLAGS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}),
     ];
@@ -754,7 +758,7 @@ mod tests {
     fn shared_file_locks_and_leases_are_refused() {
         assert_eq!(
             sys(libc::SYS_flock, [3, libc::LOCK_EX as u64, 0, 0, 0, 0]),
-            errno(libc::ENOSYS)
+            errno(0)
         );
         assert_eq!(
             sys(libc::SYS_fcntl, [3, F_SETLEASE as u64, 1, 0, 0, 0]),
