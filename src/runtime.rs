@@ -614,6 +614,9 @@ fn build(
     for o in DPKG_EXCLUDES {
         cmd.arg(format!("--dpkgopt={o}"));
     }
+    // With the manuals excluded, update-alternatives still links slave man pages (OpenJDK's
+    // postinst does) and fails when their directory is missing.
+    cmd.arg("--setup-hook=mkdir -p \"$1/usr/share/man/man1\"");
     // bookworm's essential init-system-helpers depends on `usrmerge | usr-is-merged`: apt
     // takes usrmerge, which brings perl (50 MB). mmdebstrap's merged-usr hook makes the /usr
     // merge itself and installs usr-is-merged instead. (bullseye is not merged, trixie's

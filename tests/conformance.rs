@@ -12,15 +12,21 @@
 //!
 //! A language whose runtime is built but fails a program fails its test. A language with no
 //! built runtime is skipped with a note naming the definitions to build
-//! (`isobox runtime build NAME`, or `scripts/build-runtimes NAME`): CI decides which runtimes it
-//! builds. `every_language_has_programs_a_template_and_a_runtime` needs no runtime.
+//! (`isobox runtime build NAME`, or `--all`); scripts/test builds them all and sets
+//! `ISOBOX_REQUIRE_RUNTIMES`, which turns a missing runtime into a failure. With
+//! `ISOBOX_TEST_BACKEND=docker` the runtimes that have a docker image run in it (the others are
+//! skipped). Each runtime also reports, from inside the sandbox, the version its manifest lists.
+//! `every_language_has_programs_a_template_and_a_runtime` needs no runtime.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use isobox_core::runtimes::{self, Definitions, Runtime};
 use isobox_core::{ExecuteRequest, ExecutionResult, Executor, LanguageTable, Policy};
-use isobox_sandbox::{NativeBackend, NativeConfig, RootFs};
+use isobox_sandbox::{
+    Backend, DockerBackend, DockerConfig, ExecSpec, Limits, NativeBackend, NativeConfig, RootFs,
+};
+use std::time::Duration;
 
 const ECHO_STDIN: &str = "Ada Lovelace\n";
 const ARGS: [&str; 3] = ["one", "two words", "--three"];
@@ -363,17 +369,38 @@ fn runtimes_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(runtimes::DEFAULT_DIR))
 }
 
-/// An executor whose sandboxes use `rt`'s root instead of the host's /usr.
+/// On the docker backend (`ISOBOX_TEST_BACKEND=docker`): runtimes run in containers of their
+/// images (`isobox runtime build --docker`); runtimes without one are skipped.
+fn on_docker() -> bool {
+    std::env::var("ISOBOX_TEST_BACKEND").is_ok_and(|b| b == "docker")
+}
+
+/// An executor offering `rt` alone, the host's toolchains off: as the service runs it (the
+/// runtime's env, its root in a native sandbox, or its image on docker).
 fn executor_of(rt: &Runtime) -> Executor {
-    let backend = NativeBackend::new(NativeConfig {
-        rootfs: RootFs::Dir(rt.root.clone()),
-        ..NativeConfig::default()
-    })
-    .expect("native backend (tests run as root)");
-    Executor::new(
-        Arc::new(backend),
-        LanguageTable::builtin(),
-        Policy::default(),
+    let host =
+        NativeBackend::new(NativeConfig::default()).expect("native backend (tests run as root)");
+    let docker = on_docker();
+    let make: isobox_core::service::BackendMaker = Arc::new(move |rt: &Runtime| {
+        let b: Arc<dyn Backend> = if docker {
+            Arc::new(DockerBackend::new(DockerConfig {
+                image: rt.manifest.image.clone().expect("checked by the caller"),
+                pool: 0,
+                instance: format!("conf-{}-{}", std::process::id(), rt.manifest.name),
+                ..DockerConfig::default()
+            })?)
+        } else {
+            Arc::new(NativeBackend::new(NativeConfig {
+                rootfs: RootFs::Dir(rt.root.clone()),
+                ..NativeConfig::default()
+            })?)
+        };
+        Ok(b)
+    });
+    Executor::new(Arc::new(host), LanguageTable::builtin(), Policy::default()).with_runtimes(
+        vec![rt.clone()],
+        make,
+        false,
     )
 }
 
@@ -386,6 +413,7 @@ fn run(
     let mut req = ExecuteRequest {
         language: lang.into(),
         code: Some(code.into()),
+        version: Some(ex.runtimes()[0].name().to_string()),
         ..Default::default()
     };
     f(&mut req);
@@ -427,20 +455,61 @@ fn check_runtime(lang: &str, rt: &Runtime) -> Vec<String> {
     let name = &rt.manifest.name;
     let ex = executor_of(rt);
     let language = ex.languages().get(lang).expect("in the table").clone();
-    if !ex.available(&language) {
-        let missing: Vec<_> = language
-            .required_commands()
-            .into_iter()
-            .filter(|c| !ex.backend().has_command(c))
-            .collect();
+    let backend = match ex.runtimes()[0].backend() {
+        Ok(b) => b,
+        Err(e) => return vec![format!("{lang} in {name}: {e}")],
+    };
+    let missing: Vec<_> = language
+        .required_commands()
+        .into_iter()
+        .filter(|c| !backend.has_command(c))
+        .collect();
+    if !missing.is_empty() {
         return vec![format!(
             "{lang} in {name}: the runtime lacks {missing:?} (its packages: {:?})",
             rt.manifest.packages
         )];
     }
+    let mut failures = Vec::new();
+    // The version the manifest lists is the one the toolchain reports from inside the
+    // sandbox now (on this backend).
+    let listed = rt.version_of(lang).unwrap_or_default().to_string();
+    let spec = ExecSpec::single(
+        language.version.clone(),
+        language
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        Limits {
+            wall: Duration::from_secs(20),
+            cpu: Duration::from_secs(20),
+            memory_bytes: 1 << 30,
+            max_processes: 64,
+            ..Limits::default()
+        },
+    );
+    let reported = backend
+        .execute(&spec)
+        .ok()
+        .and_then(|r| r.phases.into_iter().next())
+        .map(|p| {
+            format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&p.stdout),
+                String::from_utf8_lossy(&p.stderr)
+            )
+        })
+        .unwrap_or_default();
+    eprintln!("[{lang} in {name}] version {listed}: {}", reported.trim());
+    if listed.is_empty() || !reported.contains(&listed) {
+        failures.push(format!(
+            "{lang} in {name}: the manifest lists version {listed:?}, `{}` inside says {reported:?}",
+            language.version.join(" ")
+        ));
+    }
     let progs = programs(lang);
     let hello = template(lang);
-    let mut failures = Vec::new();
     let mut expect = |what: &str, r: &ExecutionResult, ok: bool| {
         eprintln!(
             "[{lang} in {name}] {what}: {} (compile {} ms, run {} ms)",
@@ -504,11 +573,32 @@ fn check_runtime(lang: &str, rt: &Runtime) -> Vec<String> {
 /// Checks `lang` in every built runtime that provides it.
 fn conformance(lang: &str) {
     let dir = runtimes_dir();
-    let built: Vec<Runtime> = runtimes::scan(&dir)
+    let mut built: Vec<Runtime> = runtimes::scan(&dir)
         .into_iter()
         .filter(|rt| rt.manifest.languages.iter().any(|p| p.language == lang))
         .collect();
+    if on_docker() {
+        let (with, without): (Vec<Runtime>, Vec<Runtime>) = built
+            .into_iter()
+            .partition(|rt| rt.manifest.image.is_some());
+        for rt in &without {
+            eprintln!(
+                "conformance: {lang} in {}: no docker image, skipped on docker \
+                 (isobox runtime build --docker {})",
+                rt.manifest.name, rt.manifest.name
+            );
+        }
+        if with.is_empty() {
+            return;
+        }
+        built = with;
+    }
     if built.is_empty() {
+        assert!(
+            std::env::var_os("ISOBOX_REQUIRE_RUNTIMES").is_none(),
+            "ISOBOX_REQUIRE_RUNTIMES is set and no runtime providing {lang} is built in {}",
+            dir.display()
+        );
         let defs: Vec<String> = Definitions::builtin()
             .runtimes
             .into_iter()
@@ -517,7 +607,7 @@ fn conformance(lang: &str) {
             .collect();
         eprintln!(
             "conformance: SKIPPED {lang}: no runtime providing it is built in {} \
-             (build one of {defs:?} with `isobox runtime build NAME` or scripts/build-runtimes)",
+             (build one of {defs:?} with `isobox runtime build NAME`, or all with `--all`)",
             dir.display()
         );
         return;

@@ -48,12 +48,21 @@ pub fn docker_backend(pool: usize) -> DockerBackend {
     .expect("docker backend: scripts/test starts dockerd and runs `isobox image build`")
 }
 
-/// Removes what the shared docker backend still holds when the test process exits (statics are
-/// never dropped).
+/// Removes what the shared docker backends still hold when the test process exits (statics
+/// are never dropped).
 extern "C" fn close_backend() {
     if let Some(e) = EXEC.get() {
-        e.backend().shutdown();
+        for b in e.started_backends() {
+            b.shutdown();
+        }
     }
+}
+
+/// With `ISOBOX_TEST_RUNTIMES=DIR` the shared suites run with the runtimes built in DIR and
+/// the host's toolchains off (as production runs): each language from its newest runtime, in
+/// a native sandbox whose root is the runtime's, or in a container of the runtime's image.
+pub fn test_runtimes() -> Option<PathBuf> {
+    std::env::var_os("ISOBOX_TEST_RUNTIMES").map(PathBuf::from)
 }
 
 /// One executor per test process (nextest runs each test in its own process).
@@ -69,7 +78,41 @@ pub fn executor() -> &'static Executor {
                     .expect("native backend (tests run as root)"),
             )
         };
-        Executor::new(backend, LanguageTable::builtin(), Policy::default())
+        let exec = Executor::new(backend, LanguageTable::builtin(), Policy::default());
+        let Some(dir) = test_runtimes() else {
+            return exec;
+        };
+        let found = isobox_core::runtimes::scan(&dir);
+        assert!(
+            !found.is_empty(),
+            "ISOBOX_TEST_RUNTIMES={}: no runtime built there",
+            dir.display()
+        );
+        let docker = on_docker();
+        let make: isobox_core::service::BackendMaker =
+            Arc::new(move |rt: &isobox_core::runtimes::Runtime| {
+                let b: Arc<dyn Backend> = if docker {
+                    let image = rt.manifest.image.clone().unwrap_or_else(|| {
+                        panic!(
+                            "runtime {} has no docker image (isobox runtime build --docker)",
+                            rt.manifest.name
+                        )
+                    });
+                    Arc::new(DockerBackend::new(DockerConfig {
+                        image,
+                        pool: 1,
+                        instance: format!("test-{}-{}", std::process::id(), rt.manifest.name),
+                        ..DockerConfig::default()
+                    })?)
+                } else {
+                    Arc::new(NativeBackend::new(NativeConfig {
+                        rootfs: isobox_sandbox::RootFs::Dir(rt.root.clone()),
+                        ..NativeConfig::default()
+                    })?)
+                };
+                Ok(b)
+            });
+        exec.with_runtimes(found, make, false)
     })
 }
 

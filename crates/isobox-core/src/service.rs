@@ -135,6 +135,11 @@ impl BoundRuntime {
                 ))
             })
     }
+
+    /// The backend, if one was made (nothing is started to be stopped).
+    pub fn started(&self) -> Option<Arc<dyn Backend>> {
+        self.backend.get().and_then(|b| b.as_ref().ok().cloned())
+    }
 }
 
 /// The runtimes an executor offers, and whether the host's toolchains count as one (`host`).
@@ -142,6 +147,9 @@ struct RuntimeSet {
     bound: Vec<Arc<BoundRuntime>>,
     make: Option<BackendMaker>,
     host: bool,
+    /// Runtimes a rescan dropped whose backend had started: runs may still use them, so they
+    /// are stopped with the executor's other backends ([`Executor::started_backends`]).
+    retired: Vec<Arc<BoundRuntime>>,
 }
 
 /// Where a language at a version comes from: the host's toolchains or a runtime.
@@ -185,6 +193,7 @@ impl Executor {
                 bound: Vec::new(),
                 make: None,
                 host: true,
+                retired: Vec::new(),
             })),
         }
     }
@@ -197,6 +206,7 @@ impl Executor {
             bound: bind(runtimes, &make, &[]),
             make: Some(make),
             host,
+            retired: Vec::new(),
         });
         self
     }
@@ -209,11 +219,38 @@ impl Executor {
             return;
         };
         let bound = bind(runtimes, &make, &guard.bound);
+        let mut retired = guard.retired.clone();
+        retired.extend(
+            guard
+                .bound
+                .iter()
+                .filter(|old| old.started().is_some() && !bound.iter().any(|b| Arc::ptr_eq(b, old)))
+                .cloned(),
+        );
         *guard = Arc::new(RuntimeSet {
             bound,
             make: Some(make),
             host: guard.host,
+            retired,
         });
+    }
+
+    /// Every backend started: the host's, and each runtime's (offered or retired by a rescan)
+    /// that ran something. Stopping the service cancels and shuts down all of them.
+    pub fn started_backends(&self) -> Vec<Arc<dyn Backend>> {
+        let set = self
+            .runtimes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut v = vec![self.backend.clone()];
+        v.extend(
+            set.bound
+                .iter()
+                .chain(&set.retired)
+                .filter_map(|b| b.started()),
+        );
+        v
     }
 
     /// The runtimes offered now.
@@ -570,6 +607,25 @@ mod runtime_tests {
             ..Default::default()
         })?;
         Ok((r.version.clone(), r.stdout.clone()))
+    }
+
+    /// A runtime's backend is stopped with the service even after a rescan dropped it (runs
+    /// may still use it); backends never started are not started to be stopped.
+    #[test]
+    fn started_backends_include_the_retired_ones() {
+        let ex = executor(true, true);
+        assert_eq!(ex.started_backends().len(), 1);
+        assert_eq!(runs_in(&ex, Some("3.9")).unwrap().1, "python-bullseye");
+        assert_eq!(ex.started_backends().len(), 2);
+        ex.set_runtimes(vec![runtime("python-trixie", "3.13.5")]);
+        assert_eq!(ex.runtimes().len(), 1);
+        assert_eq!(
+            ex.started_backends().len(),
+            2,
+            "the host's and the retired python-bullseye's"
+        );
+        ex.set_runtimes(vec![]);
+        assert_eq!(ex.started_backends().len(), 2, "retired once, listed once");
     }
 
     /// A runtime's env goes over the language's (go-trixie's seed of the build cache).

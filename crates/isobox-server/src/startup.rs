@@ -47,6 +47,18 @@ fn runtime_backends(config: &Config) -> isobox_core::service::BackendMaker {
     })
 }
 
+/// Shuts down every backend the service started (the host's and the runtimes'): what they
+/// hold ahead of runs (pooled containers) goes with the server.
+async fn shut_down_backends(app: &App) {
+    let backends = app.engine.executor().started_backends();
+    let _ = tokio::task::spawn_blocking(move || {
+        for b in backends {
+            b.shutdown();
+        }
+    })
+    .await;
+}
+
 /// The whole OpenAPI document (`/openapi.json`): the native API and the compatibility APIs.
 pub fn openapi_document() -> serde_json::Value {
     let mut doc = http::openapi::document();
@@ -250,12 +262,13 @@ pub async fn run_worker(
     }
     if app.engine.load().0 > 0 {
         tracing::warn!("grace period over: killing the sandboxes still running");
-        app.engine.executor().backend().cancel_all();
+        for b in app.engine.executor().started_backends() {
+            b.cancel_all();
+        }
     }
     app.engine.close();
     let _ = server.await;
-    let backend = app.engine.executor().backend().clone();
-    let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
+    shut_down_backends(&app).await;
     Ok(())
 }
 
@@ -361,7 +374,9 @@ pub async fn run_with_grpc(
         Ok(r) => r,
         Err(_) => {
             tracing::warn!("grace period over: killing the sandboxes still running");
-            app.engine.executor().backend().cancel_all();
+            for b in app.engine.executor().started_backends() {
+                b.cancel_all();
+            }
             match tokio::time::timeout(Duration::from_secs(10), &mut server).await {
                 Ok(r) => r,
                 Err(_) => {
@@ -375,7 +390,6 @@ pub async fn run_with_grpc(
     purger.abort();
     stop_tls_watch();
     // What the backend holds ahead of runs (pooled containers) goes with the server.
-    let backend = app.engine.executor().backend().clone();
-    let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
+    shut_down_backends(&app).await;
     result.map_err(std::io::Error::other)?
 }
