@@ -1211,3 +1211,18 @@ mod concurrent {
         );
     }
 }
+
+/// A program opens its own stdio by name, as shell scripts and many judge solutions do
+/// (`/dev/stdin`, `/dev/stdout`, `/dev/stderr`, `/proc/self/fd/N`): the pipes belong to the
+/// run's uid (they were root's 0600 pipes on the native backend: "Permission denied").
+#[test]
+fn stdio_can_be_opened_by_name() {
+    let r = run_with(
+        "bash",
+        "read a < /dev/stdin\necho \"in: $a\" > /dev/stdout\necho err > /dev/stderr\nhead -c 3 /proc/self/fd/0\necho\n",
+        |q| q.stdin = Some("abc\nxyz\n".into()),
+    );
+    assert_eq!(r.status, "ok", "{r:?}");
+    assert_eq!(r.stdout, "in: abc\nxyz\n", "{r:?}");
+    assert_eq!(r.stderr, "err\n", "{r:?}");
+}

@@ -73,7 +73,8 @@ use child::{Arena, CtxInit, PhaseCmd, MAX_PHASES, MSG_JOB_READY, MSG_READY, MSG_
 use rootfs::{build_base_ops, cpath, cstr, run_ops, Op};
 pub use rootfs::{RootFs, DEFAULT_ETC};
 use supervise::{
-    os_err, pipe, set_nonblocking, supervise, wait_readable, InitProcess, PhasePipes, StatusReader,
+    os_err, pipe, pipe_for, set_nonblocking, supervise, wait_readable, InitProcess, PhasePipes,
+    StatusReader,
 };
 
 /// Configuration of the native backend.
@@ -757,9 +758,10 @@ impl Backend for NativeBackend {
         let mut pipes = Vec::with_capacity(spec.phases.len());
         let mut child_fds = Vec::with_capacity(3 * spec.phases.len());
         let pipe_err = |e: io::Error| SandboxError::Setup(format!("cannot create pipe: {e}"));
+        let (uid, gid) = (sb.uid, sb.gid);
         for phase in &spec.phases {
-            let (in_r, in_w) = pipe().map_err(pipe_err)?;
-            let (out_r, out_w) = pipe().map_err(pipe_err)?;
+            let (in_r, in_w) = pipe_for(uid, gid).map_err(pipe_err)?;
+            let (out_r, out_w) = pipe_for(uid, gid).map_err(pipe_err)?;
             if phase.stderr_to_stdout {
                 // The stdout pipe travels twice: the payload's fd 2 is a copy of its fd 1 (the
                 // same pipe, so writes interleave as made and share stdout's cap).
@@ -772,7 +774,7 @@ impl Backend for NativeBackend {
                 });
                 continue;
             }
-            let (err_r, err_w) = pipe().map_err(pipe_err)?;
+            let (err_r, err_w) = pipe_for(uid, gid).map_err(pipe_err)?;
             child_fds.extend([in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]);
             pipes.push(PhasePipes {
                 stdin_w: Some(in_w),

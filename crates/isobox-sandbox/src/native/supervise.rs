@@ -23,6 +23,18 @@ pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// A pipe whose inode belongs to the run's uid and gid: the program can open its own stdio
+/// again by name (`/dev/stdin`, `/dev/stdout`, `/proc/self/fd/0`: a pipe opened through /proc
+/// checks the inode's owner and mode, 0600, which would be root's). No other run has that uid.
+pub(super) fn pipe_for(uid: u32, gid: u32) -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = pipe()?;
+    // SAFETY: fchown on an fd we own; both ends share the one inode.
+    if unsafe { libc::fchown(r.as_raw_fd(), uid, gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((r, w))
+}
+
 pub(super) fn set_nonblocking(fd: RawFd) {
     // SAFETY: fcntl on an fd we own; no memory is passed.
     unsafe {
