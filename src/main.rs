@@ -246,6 +246,33 @@ fn build_image(
     Ok((b.tag, id, started.elapsed().as_secs_f64()))
 }
 
+/// The docker image of a runtime's root: `<prefix>-<runner hash>`, built when the engine
+/// lacks it (so a new runner binary gets new images; an unchanged one reuses them).
+fn runtime_image(
+    from: &std::path::Path,
+    prefix: &str,
+    runner: Option<PathBuf>,
+) -> anyhow::Result<String> {
+    let runner = runner.unwrap_or_else(default_runner);
+    let bytes = std::fs::read(&runner)
+        .with_context(|| format!("cannot read the runner {}", runner.display()))?;
+    let tag = format!("{prefix}-{}", &blake3::hash(&bytes).to_hex()[..8]);
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let present = rt.block_on(async {
+        let docker = isobox_sandbox::docker::connect(None).await?;
+        Ok::<_, isobox_sandbox::SandboxError>(
+            isobox_sandbox::docker::image::check(&docker, &tag)
+                .await
+                .is_ok(),
+        )
+    })?;
+    if !present {
+        let (_, id, secs) = build_image(from, Some(tag.clone()), Some(runner), Vec::new())?;
+        eprintln!("built {tag} ({id}) in {secs:.1} s");
+    }
+    Ok(tag)
+}
+
 fn languages(path: Option<&PathBuf>) -> anyhow::Result<LanguageTable> {
     Ok(match path {
         Some(p) => LanguageTable::load(p)?,
@@ -507,10 +534,7 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
             runtime::main(
                 command,
                 &|| languages(file.as_ref()),
-                &|from, tag, runner| {
-                    build_image(from, Some(tag.to_string()), runner, Vec::new())
-                        .map(|(_, id, _)| id)
-                },
+                &|from, prefix, runner| runtime_image(from, prefix, runner),
             )?;
             Ok(ExitCode::SUCCESS)
         }

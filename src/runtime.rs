@@ -126,11 +126,12 @@ pub enum RuntimeCommand {
     },
 }
 
-/// Builds the docker image of a root with a tag (for `--docker`: the `image build` subcommand's
-/// code).
+/// Makes sure the docker image of a root exists (for `--docker`: the `image build` subcommand's
+/// code): given the root and a tag prefix (`isobox-rt-<name>:<hash12>`), returns the full tag,
+/// which also names the runner it holds, building the image only when that tag is missing.
 pub type ImageBuilder<'a> = &'a (dyn Fn(&Path, &str) -> anyhow::Result<String> + Sync);
 
-/// `image build` of a root with a tag and the `--runner` given, if any.
+/// [`ImageBuilder`] with the `--runner` given, if any.
 pub type ImageWithRunner<'a> =
     &'a (dyn Fn(&Path, &str, Option<PathBuf>) -> anyhow::Result<String> + Sync);
 
@@ -577,11 +578,15 @@ fn build(
                 short(&recipe),
                 short(&rt.manifest.hash)
             );
-            if let (Some(image), None) = (image, &rt.manifest.image) {
+            if let Some(image) = image {
+                // Built again only when the engine lacks it (a new engine, a new runner).
                 let mut m = rt.manifest.clone();
                 m.image = Some(build_image(image, &rt.root, &m)?);
-                let p = dir.join(name).join("manifest.json");
-                write_manifest(&p, &m)?;
+                if m.image != rt.manifest.image {
+                    let p = dir.join(name).join("manifest.json");
+                    write_manifest(&p, &m)?;
+                    println!("{name}: docker image {}", m.image.as_deref().unwrap_or(""));
+                }
             }
             return Ok(());
         }
@@ -718,9 +723,8 @@ fn build(
 }
 
 fn build_image(image: ImageBuilder<'_>, root: &Path, m: &Manifest) -> anyhow::Result<String> {
-    let tag = format!("isobox-rt-{}:{}", m.name, &m.hash[..12]);
-    image(root, &tag).with_context(|| format!("{}: docker image {tag}", m.name))?;
-    Ok(tag)
+    let prefix = format!("isobox-rt-{}:{}", m.name, short(&m.hash));
+    image(root, &prefix).with_context(|| format!("{}: docker image {prefix}", m.name))
 }
 
 fn write_manifest(path: &Path, m: &Manifest) -> anyhow::Result<()> {

@@ -734,9 +734,34 @@ fn docker_builds_the_image_of_a_runtime_and_records_it() {
     ]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("up to date"));
     let m = manifest(&dir, NAME);
-    let tag = format!("isobox-rt-{NAME}:{}", &hash[..12]);
-    assert_eq!(m["image"], tag.as_str());
+    // The tag names the root's hash and the runner's (a new runner makes a new image).
+    let tag = m["image"]
+        .as_str()
+        .expect("an image is recorded")
+        .to_string();
+    let prefix = format!("isobox-rt-{NAME}:{}-", &hash[..12]);
+    assert!(
+        tag.starts_with(&prefix) && tag.len() == prefix.len() + 8,
+        "{tag}"
+    );
     assert_eq!(m["hash"], hash.as_str());
+    // Asked again, the image is there: nothing is built.
+    let o = ok(&[
+        "runtime",
+        "build",
+        "--docker",
+        "--table",
+        s(&table(&work)),
+        "--dir",
+        s(&dir),
+        NAME,
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("built isobox-rt"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(manifest(&dir, NAME)["image"], tag.as_str());
     // The image holds the runtime's python.
     let run = Command::new("docker")
         .args(["run", "--rm", "--network=none", &tag, "python3", "-c"])
