@@ -1126,6 +1126,8 @@ mod cli {
             .unwrap_or_else(|| panic!("not an array: {v:#}"));
         let mut names: Vec<&str> = list.iter().filter_map(|l| l["name"].as_str()).collect();
         names.sort_unstable();
+        // One entry per language and version (runtimes add versions): every language at least once.
+        names.dedup();
         let table = isobox_core::LanguageTable::builtin();
         let mut want: Vec<&str> = table.all().iter().map(|l| l.name.as_str()).collect();
         want.sort_unstable();
