@@ -78,6 +78,16 @@ enum Wl {
 const WORKLOADS: [Wl; 4] = [Wl::Python, Wl::Node, Wl::C, Wl::Bash];
 
 impl Wl {
+    /// The runtime (crates/isobox-core/runtimes.toml) whose root the runtime rows use: the
+    /// bookworm one, the host's suite, so the program is the same version as the bare one.
+    fn runtime(self) -> &'static str {
+        match self {
+            Wl::Python | Wl::Bash => "python-bookworm",
+            Wl::Node => "node-bookworm",
+            Wl::C => "gcc-bookworm",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Wl::Python => "python",
@@ -130,17 +140,23 @@ enum Mech {
     Cli,
     Cold,
     Warm,
+    /// The native backend with a runtime's root (`RootFs::Dir`) instead of the host's /usr:
+    /// the bookworm runtime of the workload, the host's own suite (same program versions).
+    RtCold,
+    RtWarm,
     DockerRun,
     DockerPooled,
 }
 
-const MECHS: [Mech; 8] = [
+const MECHS: [Mech; 10] = [
     Mech::Bare,
     Mech::BareCompile,
     Mech::Bwrap,
     Mech::Cli,
     Mech::Cold,
     Mech::Warm,
+    Mech::RtCold,
+    Mech::RtWarm,
     Mech::DockerRun,
     Mech::DockerPooled,
 ];
@@ -156,6 +172,8 @@ impl Mech {
             (Mech::Cli, _) => "`isobox run FILE` (CLI)",
             (Mech::Cold, _) => "native in-process, cold",
             (Mech::Warm, _) => "native in-process, warm pool 2",
+            (Mech::RtCold, _) => "native cold, runtime root (bookworm)",
+            (Mech::RtWarm, _) => "native warm pool 2, runtime root (bookworm)",
             (Mech::DockerRun, _) => "`docker run --rm`, backend flags",
             (Mech::DockerPooled, _) => "docker backend, pool 2 started, idle",
         }
@@ -282,14 +300,17 @@ struct Ctx {
     bwrap: bool,
     cold: NativeBackend,
     warm: NativeBackend,
+    /// By runtime name: (cold, warm pool 2) backends with its root; absent when not built.
+    rt: std::collections::HashMap<&'static str, (NativeBackend, NativeBackend)>,
     docker: Option<DockerBackend>,
     /// The docker backend's `isobox.instance` label.
     instance: String,
 }
 
 impl Ctx {
-    fn available(&self, m: Mech) -> bool {
+    fn available(&self, m: Mech, w: Wl) -> bool {
         match m {
+            Mech::RtCold | Mech::RtWarm => self.rt.contains_key(w.runtime()),
             Mech::Bwrap => self.bwrap,
             Mech::DockerRun | Mech::DockerPooled => self.docker.is_some(),
             _ => true,
@@ -314,14 +335,18 @@ impl Ctx {
     }
 
     /// Untimed work before a run: pools full again.
-    fn before(&self, m: Mech) {
+    fn before(&self, m: Mech, w: Wl) {
         let t = Instant::now();
+        let full = |b: &NativeBackend| {
+            while b.warm_count() < b.config().warm_pool && t.elapsed() < REFILL_WAIT {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        };
         match m {
-            Mech::Warm => {
-                while self.warm.warm_count() < self.warm.config().warm_pool
-                    && t.elapsed() < REFILL_WAIT
-                {
-                    std::thread::sleep(Duration::from_micros(200));
+            Mech::Warm => full(&self.warm),
+            Mech::RtWarm => {
+                if let Some((_, warm)) = self.rt.get(w.runtime()) {
+                    full(warm)
                 }
             }
             Mech::DockerPooled => {
@@ -337,9 +362,12 @@ impl Ctx {
     /// Untimed, between cases: both pools full and the used containers removed, so no case
     /// pays for the refill or clean-up work of the one before it.
     fn settle(&self, after: Mech) {
-        self.before(Mech::Warm);
+        self.before(Mech::Warm, Wl::Python);
+        for w in WORKLOADS {
+            self.before(Mech::RtWarm, w);
+        }
         if after == Mech::DockerPooled {
-            self.before(Mech::DockerPooled);
+            self.before(Mech::DockerPooled, Wl::Python);
             let filter = format!("label=isobox.instance={}", self.instance);
             let t = Instant::now();
             while t.elapsed() < Duration::from_secs(10) {
@@ -396,10 +424,12 @@ impl Ctx {
                     .args(["run", w.cli_file(), "--backend", "native"])
                     .current_dir(&self.dir),
             ),
-            Mech::Cold | Mech::Warm | Mech::DockerPooled => {
+            Mech::Cold | Mech::Warm | Mech::RtCold | Mech::RtWarm | Mech::DockerPooled => {
                 let b: &dyn Backend = match m {
                     Mech::Cold => &self.cold,
                     Mech::Warm => &self.warm,
+                    Mech::RtCold => &self.rt[w.runtime()].0,
+                    Mech::RtWarm => &self.rt[w.runtime()].1,
                     _ => self.docker.as_ref().unwrap(),
                 };
                 let spec = self.spec(w);
@@ -479,7 +509,7 @@ impl Case {
 fn measure_rep(ctx: &Ctx, case: &mut Case) {
     let mut times = Vec::with_capacity(case.runs);
     for i in 0..WARMUP + case.runs {
-        ctx.before(case.mech);
+        ctx.before(case.mech, case.wl);
         match ctx.run(case.mech, case.wl) {
             Ok(t) if i >= WARMUP => times.push(t),
             Ok(_) => {}
@@ -884,6 +914,37 @@ fn parallel_rate(workers: usize, secs: u64, make: impl Fn() -> Command + Sync) -
 
 // ---------------------------------------------------------------------------------------------
 
+/// The bookworm runtimes the runtime rows use, where built (`isobox runtime build NAME`).
+fn runtime_backends() -> std::collections::HashMap<&'static str, (NativeBackend, NativeBackend)> {
+    let dir = std::env::var_os("ISOBOX_RUNTIMES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(isobox_core::runtimes::DEFAULT_DIR));
+    let mut out = std::collections::HashMap::new();
+    for w in WORKLOADS {
+        let name = w.runtime();
+        if out.contains_key(name) {
+            continue;
+        }
+        let Some(rt) = isobox_core::runtimes::Runtime::load(&dir.join(name)) else {
+            eprintln!(
+                "runtime {name} is not built in {}: its rows are skipped",
+                dir.display()
+            );
+            continue;
+        };
+        let make = |warm_pool| {
+            NativeBackend::new(NativeConfig {
+                rootfs: isobox_sandbox::RootFs::Dir(rt.root.clone()),
+                warm_pool,
+                ..NativeConfig::default()
+            })
+            .expect("native backend (run as root)")
+        };
+        out.insert(name, (make(0), make(2)));
+    }
+    out
+}
+
 fn main() {
     // As `isobox serve` does: in-process sandboxes are cloned by the launcher, forked while this
     // process has a single thread (ISOBOX_NO_LAUNCHER=1 leaves it out).
@@ -949,6 +1010,7 @@ fn main() {
             ..NativeConfig::default()
         })
         .expect("native backend (run as root)"),
+        rt: runtime_backends(),
         docker,
         instance,
     };
@@ -958,7 +1020,7 @@ fn main() {
     let mut cases: Vec<Case> = Vec::new();
     for w in WORKLOADS {
         for m in MECHS {
-            if m.applies(w) && ctx.available(m) {
+            if m.applies(w) && ctx.available(m, w) {
                 cases.push(Case {
                     mech: m,
                     wl: w,
@@ -1255,6 +1317,30 @@ fn main() {
                 } else {
                     format!("over by {:.1} ms", ov - bw)
                 }
+            );
+        }
+    }
+    // A runtime's root costs no more per run than the host's /usr.
+    for w in WORKLOADS {
+        for (rt, host, name) in [
+            (Mech::RtCold, Mech::Cold, "cold"),
+            (Mech::RtWarm, Mech::Warm, "warm"),
+        ] {
+            let d = p50(rt, w) - p50(host, w);
+            if d.is_nan() {
+                println!(
+                    "SKIP runtime root <= host /usr + 0.3 ms, {name}, {}: {} not built",
+                    w.name(),
+                    w.runtime()
+                );
+                continue;
+            }
+            println!(
+                "{} runtime root <= host /usr + 0.3 ms, {name}, {} ({}): {} ms",
+                pass(d <= 0.3),
+                w.name(),
+                w.runtime(),
+                signed(d)
             );
         }
     }

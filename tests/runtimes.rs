@@ -101,7 +101,7 @@ fn entries(dir: &Path) -> Vec<String> {
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.ends_with(".lock"))
+                .filter(|n| !n.ends_with(".lock") && n != ".store")
                 .collect()
         })
         .unwrap_or_default();
@@ -235,8 +235,14 @@ fn a_program_runs_on_the_runtimes_python() {
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some(v.as_str()), "{out}");
     assert!(lines.next().unwrap().starts_with("13"), "{out}");
-    // The same program on the host's python says something else (bookworm: 3.11).
-    let host = ok(&["run", s(&prog)]);
+    // The same program on the host's python says something else (bookworm: 3.11). (Without
+    // runtimes: with them, the newest python of all would be picked.)
+    let host = Command::new(isobox_bin())
+        .args(["run", s(&prog)])
+        .env("ISOBOX_RUNTIMES_DIR", work.0.join("none"))
+        .output()
+        .unwrap();
+    assert!(host.status.success(), "{}", text(&host));
     assert_ne!(String::from_utf8_lossy(&host.stdout), out);
 }
 
@@ -652,8 +658,76 @@ fn remove_deletes_a_runtime_and_refuses_bad_names_and_symlinks() {
     let o = ok(&["runtime", "remove", NAME, "--dir", s(&dir)]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("removed"));
     assert_eq!(entries(&dir), Vec::<String>::new());
+    assert_eq!(
+        store_files(&dir),
+        0,
+        "the shared store is collected with the runtime"
+    );
     let o = ok(&["runtime", "list", "--dir", s(&dir)]);
     assert!(!String::from_utf8_lossy(&o.stdout).contains(NAME));
+}
+
+/// Files in the runtimes' shared store (`<dir>/.store`).
+fn store_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join(".store")).map_or(0, |rd| rd.count())
+}
+
+/// Two runtimes holding the same files keep them once: `runtime dedup` (and every build and
+/// import) links identical files into the store; the content hash is unchanged; removing one
+/// runtime keeps the other's files, removing both empties the store.
+#[test]
+fn identical_files_of_runtimes_are_kept_once() {
+    use std::os::unix::fs::MetadataExt;
+    let work = TempDir::new("rt-dedup");
+    let dir = work.0.join("runtimes");
+    private_copy(&dir, &work);
+    let stored = store_files(&dir);
+    assert!(
+        stored > 100,
+        "import links the files into the store: {stored}"
+    );
+    // A second runtime with the same files: a plain copy (its own inodes), renamed.
+    let copy = "py-copy";
+    let st = Command::new("cp")
+        .args(["-a", "--no-preserve=links"])
+        .arg(dir.join(NAME))
+        .arg(dir.join(copy))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mpath = dir.join(copy).join("manifest.json");
+    let mut m = manifest(&dir, NAME);
+    m["name"] = copy.into();
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let python = |name: &str| {
+        let bin = dir.join(name).join("root/usr/bin");
+        let p = std::fs::read_dir(&bin)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                let n = p.file_name().unwrap().to_string_lossy();
+                n.starts_with("python3.") && !n.contains('-')
+            })
+            .expect("python3.x in the root");
+        std::fs::metadata(p).unwrap()
+    };
+    assert_ne!(python(NAME).ino(), python(copy).ino());
+    let o = ok(&["runtime", "dedup", "--dir", s(&dir)]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("2 runtimes"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(python(NAME).ino(), python(copy).ino(), "one inode for both");
+    assert_eq!(store_files(&dir), stored, "nothing new in the store");
+    // Same content, same hash; both still run.
+    ok(&["runtime", "verify", NAME, copy, "--dir", s(&dir)]);
+    ok(&["runtime", "remove", NAME, "--dir", s(&dir)]);
+    assert_eq!(store_files(&dir), stored, "the copy still uses them");
+    ok(&["runtime", "verify", copy, "--dir", s(&dir)]);
+    ok(&["runtime", "remove", copy, "--dir", s(&dir)]);
+    assert_eq!(store_files(&dir), 0);
 }
 
 #[test]
