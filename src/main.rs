@@ -219,7 +219,11 @@ fn with_runtimes(executor: Executor, kind: BackendKind) -> Executor {
             };
             Ok(backend)
         });
-    executor.with_runtimes(isobox_core::runtimes::scan(&dir), make, true)
+    let (found, _) = isobox_core::runtimes::runnable(
+        isobox_core::runtimes::scan(&dir),
+        matches!(kind, BackendKind::Docker),
+    );
+    executor.with_runtimes(found, make, true)
 }
 
 /// `isobox image build`: the docker backend's image of the tree `from`; returns the tag, the

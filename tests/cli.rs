@@ -21,6 +21,7 @@ fn refuses_to_run_without_privileges() {
         .arg(isobox_bin())
         .arg("run")
         .arg(&prog)
+        .env("ISOBOX_RUNTIMES_DIR", NO_RUNTIMES)
         .output()
         .expect("setpriv");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -37,7 +38,7 @@ fn docker_backend_without_an_engine_or_image_is_a_clear_error() {
     let dir = TempDir::new("docker");
     let prog = dir.file("hello.py", "print(1)\n");
     let run = |envs: &[(&str, &str)]| {
-        std::process::Command::new(isobox_bin())
+        isobox_cmd()
             .args(["run", prog.to_str().unwrap(), "--backend", "docker"])
             .envs(envs.iter().copied())
             .output()

@@ -13,7 +13,6 @@ use crate::common::*;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const HOST_DEPENDENT: &str = "depends on host";
 const END: &str = "<!-- selftest:end -->";
@@ -98,7 +97,7 @@ fn doc_rows(doc: &str, backend: &str) -> BTreeMap<String, Row> {
 
 /// Runs `isobox selftest --backend <backend>` with `extra` arguments.
 fn selftest(backend: &str, extra: &str) -> std::process::Output {
-    let out = Command::new(isobox_bin())
+    let out = isobox_cmd()
         .args(["selftest", "--backend", backend, extra])
         .env_remove("ISOBOX_BACKEND")
         .output()

@@ -4,7 +4,6 @@
 use crate::common::*;
 
 use std::io::Read;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PLANTED: &str = "planted-Secret-7f3a9c";
@@ -116,7 +115,7 @@ fn secrets_never_reach_a_log_and_streams_rotate() {
 fn check_config_shows_origins_and_masks_secrets() {
     let dir = TempDir::new("checkcfg");
     let file = dir.file("isobox.toml", "rest_port = 8100\ndedup_cache_ttl = 120\n");
-    let out = Command::new(isobox_bin())
+    let out = isobox_cmd()
         .arg("check-config")
         .env("ISOBOX_CONFIG", &file)
         .env("REST_PORT", "8200")
@@ -143,7 +142,7 @@ fn check_config_shows_origins_and_masks_secrets() {
     assert!(line("OAUTH2_CLIENT_SECRET").ends_with("********"), "{text}");
     assert!(!text.contains(PLANTED));
 
-    let bad = Command::new(isobox_bin())
+    let bad = isobox_cmd()
         .arg("check-config")
         .env("DEDUP_CACHE_TTL", "soon")
         .output()
@@ -155,7 +154,7 @@ fn check_config_shows_origins_and_masks_secrets() {
     );
 
     // serve refuses the same way, and refuses no authentication on a public address.
-    let out = Command::new(isobox_bin())
+    let out = isobox_cmd()
         .arg("serve")
         .env("ISOBOX_BIND", "0.0.0.0")
         .output()

@@ -170,12 +170,22 @@ pub fn isobox_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_isobox"))
 }
 
+/// The runtimes directory of every `isobox` and server a test starts, unless the test sets
+/// `ISOBOX_RUNTIMES_DIR` itself: none, so that the host's toolchains answer whatever runtimes
+/// this machine has built (scripts/test builds them all in the default directory; the tests
+/// about runtimes name their directory).
+pub const NO_RUNTIMES: &str = "/nonexistent/isobox-tests-without-runtimes";
+
+/// The `isobox` binary as a command, with [`NO_RUNTIMES`].
+pub fn isobox_cmd() -> Command {
+    let mut c = Command::new(isobox_bin());
+    c.env("ISOBOX_RUNTIMES_DIR", NO_RUNTIMES);
+    c
+}
+
 /// Runs the `isobox` CLI with `args`.
 pub fn cli(args: &[&str]) -> Output {
-    Command::new(isobox_bin())
-        .args(args)
-        .output()
-        .expect("run isobox")
+    isobox_cmd().args(args).output().expect("run isobox")
 }
 
 /// A fresh directory under the system temp dir, removed on drop.

@@ -5,7 +5,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::isobox_bin;
+use super::isobox_cmd;
 
 /// An `isobox` child process that has said where it listens, with its stderr lines.
 pub struct IsoboxProcess {
@@ -29,7 +29,7 @@ impl IsoboxProcess {
         vars: &[(&str, &str)],
         adjust: impl FnOnce(&mut Command),
     ) -> IsoboxProcess {
-        let mut command = Command::new(isobox_bin());
+        let mut command = isobox_cmd();
         command
             .arg(cmd)
             .env("REST_PORT", "0")

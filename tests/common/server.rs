@@ -15,11 +15,15 @@ pub fn py(code: &str) -> Value {
     json!({ "language": "python", "code": code })
 }
 
-/// The app of a test server: `base`, then `ISOBOX_WARM_POOL=0`, then `vars` (which win).
+/// The app of a test server: `base`, then `ISOBOX_WARM_POOL=0` and no runtimes
+/// ([`super::NO_RUNTIMES`]), then `vars` (which win).
 async fn build_app(base: &[(&str, &str)], vars: &[(&str, &str)]) -> App {
     let env: std::collections::HashMap<String, String> = base
         .iter()
-        .chain(&[("ISOBOX_WARM_POOL", "0")])
+        .chain(&[
+            ("ISOBOX_WARM_POOL", "0"),
+            ("ISOBOX_RUNTIMES_DIR", super::NO_RUNTIMES),
+        ])
         .chain(vars)
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();

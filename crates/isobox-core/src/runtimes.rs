@@ -226,6 +226,16 @@ impl Runtime {
     }
 }
 
+/// The runtimes a backend can run, and the names of those it cannot: every one on the native
+/// backend; on docker, those with an image (`isobox runtime build --docker`). A runtime left
+/// out is not offered, so its languages and versions are not listed as available.
+pub fn runnable(found: Vec<Runtime>, docker: bool) -> (Vec<Runtime>, Vec<String>) {
+    let (ok, left): (Vec<Runtime>, Vec<Runtime>) = found
+        .into_iter()
+        .partition(|rt| !docker || rt.manifest.image.is_some());
+    (ok, left.into_iter().map(|rt| rt.manifest.name).collect())
+}
+
 /// Every complete runtime in `dir`, by name (an absent directory holds none).
 pub fn scan(dir: &Path) -> Vec<Runtime> {
     let Ok(entries) = std::fs::read_dir(dir) else {

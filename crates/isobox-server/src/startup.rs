@@ -47,6 +47,22 @@ fn runtime_backends(config: &Config) -> isobox_core::service::BackendMaker {
     })
 }
 
+/// The runtimes of the runtimes directory this backend can run (on docker: those with an
+/// image); the others are logged and not offered.
+fn runnable_runtimes(config: &Config) -> Vec<isobox_core::runtimes::Runtime> {
+    let (ok, left) = isobox_core::runtimes::runnable(
+        isobox_core::runtimes::scan(&config.runtimes_dir),
+        config.backend == config::BackendKind::Docker,
+    );
+    if !left.is_empty() {
+        tracing::warn!(
+            runtimes = %left.join(", "),
+            "runtimes without a docker image are not offered (isobox runtime build --docker NAME)"
+        );
+    }
+    ok
+}
+
 /// Shuts down every backend the service started (the host's and the runtimes'): what they
 /// hold ahead of runs (pooled containers) goes with the server.
 async fn shut_down_backends(app: &App) {
@@ -121,7 +137,7 @@ impl App {
                 ..Default::default()
             })
             .with_runtimes(
-                isobox_core::runtimes::scan(&config.runtimes_dir),
+                runnable_runtimes(&config),
                 runtime_backends(&config),
                 config.host_runtime,
             );
@@ -182,7 +198,7 @@ impl App {
     /// names of the runtimes offered now. On SIGHUP.
     pub fn reload_runtimes(&self) -> Vec<String> {
         let executor = self.engine.executor();
-        executor.set_runtimes(isobox_core::runtimes::scan(&self.config.runtimes_dir));
+        executor.set_runtimes(runnable_runtimes(&self.config));
         let languages: Vec<LanguageInfo> = executor
             .list_languages()
             .into_iter()
