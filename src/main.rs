@@ -233,10 +233,12 @@ fn build_image(
     tag: Option<String>,
     runner: Option<PathBuf>,
     exclude: Vec<String>,
+    whole_root: bool,
 ) -> anyhow::Result<(String, String, f64)> {
     use isobox_sandbox::docker::image;
     let mut b = image::ImageBuild::new(runner.unwrap_or_else(default_runner));
     b.from = from.to_path_buf();
+    b.whole_root = whole_root;
     if let Some(t) = tag {
         b.tag = t;
     }
@@ -250,8 +252,9 @@ fn build_image(
     Ok((b.tag, id, started.elapsed().as_secs_f64()))
 }
 
-/// The docker image of a runtime's root: `<prefix>-<runner hash>`, built when the engine
-/// lacks it (so a new runner binary gets new images; an unchanged one reuses them).
+/// The docker image of a runtime's root: `<prefix>-<hash of the runner and the image layout>`,
+/// built when the engine lacks it (so a new runner binary or layout gets new images; an
+/// unchanged one reuses them).
 fn runtime_image(
     from: &std::path::Path,
     prefix: &str,
@@ -260,7 +263,10 @@ fn runtime_image(
     let runner = runner.unwrap_or_else(default_runner);
     let bytes = std::fs::read(&runner)
         .with_context(|| format!("cannot read the runner {}", runner.display()))?;
-    let tag = format!("{prefix}-{}", &blake3::hash(&bytes).to_hex()[..8]);
+    let mut h = blake3::Hasher::new();
+    h.update(&isobox_sandbox::docker::image::LAYOUT.to_le_bytes());
+    h.update(&bytes);
+    let tag = format!("{prefix}-{}", &h.finalize().to_hex()[..8]);
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let present = rt.block_on(async {
         let docker = isobox_sandbox::docker::connect(None).await?;
@@ -271,8 +277,19 @@ fn runtime_image(
         )
     })?;
     if !present {
-        let (_, id, secs) = build_image(from, Some(tag.clone()), Some(runner), Vec::new())?;
+        let (_, id, secs) = build_image(from, Some(tag.clone()), Some(runner), Vec::new(), true)?;
         eprintln!("built {tag} ({id}) in {secs:.1} s");
+        // The runtime's images of an older runner, layout or root go.
+        let repo = prefix.split_once(':').map_or(prefix, |(r, _)| r);
+        let gone = rt.block_on(async {
+            match isobox_sandbox::docker::connect(None).await {
+                Ok(d) => isobox_sandbox::docker::image::remove_other_tags(&d, repo, &tag).await,
+                Err(_) => 0,
+            }
+        });
+        if gone > 0 {
+            eprintln!("removed {gone} older image(s) of {repo}");
+        }
     }
     Ok(tag)
 }
@@ -529,7 +546,7 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
                     exclude,
                 },
         } => {
-            let (tag, id, secs) = build_image(&from, tag, runner, exclude)?;
+            let (tag, id, secs) = build_image(&from, tag, runner, exclude, false)?;
             println!("built {tag} ({id}) from {} in {secs:.1} s", from.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -4,6 +4,22 @@
 
 /// Where the runner lives in the image.
 pub const RUNNER_PATH: &str = "/isobox/isobox-runner";
+/// The runner's own dynamic loader and libraries in the image (copies of the build host's): the
+/// runner runs with them, whatever C library the image's root has (a bullseye runtime's glibc is
+/// older than the one the runner was linked against); the programs it starts use the root's.
+pub const RUNNER_LIBS: &str = "/isobox/lib";
+
+/// The command that starts the runner in a container, with `args`.
+pub fn runner_command(args: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        format!("{RUNNER_LIBS}/ld.so"),
+        "--library-path".to_string(),
+        RUNNER_LIBS.to_string(),
+        RUNNER_PATH.to_string(),
+    ];
+    v.extend(args.iter().map(|a| a.to_string()));
+    v
+}
 /// Image label with the runner protocol the image was built for.
 pub const PROTOCOL_LABEL: &str = "isobox.protocol";
 

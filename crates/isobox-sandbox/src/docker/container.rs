@@ -21,7 +21,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::config::{DockerConfig, RUNNER_PATH};
+use super::config::{runner_command, DockerConfig};
 use super::hardening::{self, CgLimits, Shape, UID_RANGE};
 use super::image;
 use crate::spec::Limits;
@@ -196,7 +196,7 @@ impl Engine {
             .create(
                 shape,
                 CgLimits::of(&Limits::default()),
-                vec![RUNNER_PATH.into(), "--list-commands".into()],
+                runner_command(&["--list-commands"]),
             )
             .await?;
         let result = async {
@@ -316,9 +316,7 @@ impl Engine {
         limits: CgLimits,
         start: bool,
     ) -> Result<Container, SandboxError> {
-        let id = self
-            .create(shape, limits, vec![RUNNER_PATH.to_string()])
-            .await?;
+        let id = self.create(shape, limits, runner_command(&[])).await?;
         let mut c = Container {
             id,
             shape,

@@ -18,7 +18,7 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::config::{default_image, PROTOCOL_LABEL, RUNNER_PATH};
+use super::config::{default_image, runner_command, PROTOCOL_LABEL, RUNNER_LIBS, RUNNER_PATH};
 use super::hardening::UID_RANGE;
 use super::protocol::PROTOCOL;
 use crate::SandboxError;
@@ -34,7 +34,19 @@ pub struct ImageBuild {
     pub runner: PathBuf,
     /// Paths below `from` left out (relative, e.g. `usr/share/doc`).
     pub exclude: Vec<String>,
+    /// `from` is a root of our own (a runtime): the image holds all of it, as the native
+    /// backend binds all of it (but [`crate::native::NOT_FROM_ROOT`] and the generated identity
+    /// files of /etc), not only the toolchain directories and the /etc entries a host root may
+    /// show.
+    pub whole_root: bool,
 }
+
+/// What decides an image's content besides its tree and runner: bumped when the build puts
+/// other things into images, so that images named by tree and runner are built again.
+pub const LAYOUT: u32 = 2;
+
+/// The /etc files every image gets from the build, never from the tree.
+const GENERATED_ETC: [&str; 5] = ["passwd", "group", "hosts", "hostname", "nsswitch.conf"];
 
 /// Paths of a host root that no sandbox needs: documentation, locales, debug symbols, and
 /// large SDKs of the build machine. Operators add their own with `--exclude`.
@@ -61,6 +73,7 @@ impl ImageBuild {
             from: PathBuf::from("/"),
             runner,
             exclude: DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect(),
+            whole_root: false,
         }
     }
 }
@@ -108,7 +121,10 @@ impl Drop for Staging {
 
 /// The generated part of the image: /etc's identity files, the runner, mount points.
 fn stage(b: &ImageBuild) -> Result<Staging, String> {
-    let dir = std::env::temp_dir().join(format!("isobox-image-{}", std::process::id()));
+    // One per build: a process may build several images at once (`runtime build --docker -j`).
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("isobox-image-{}-{n}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     let st = Staging(dir.clone());
     let err = |what: &str, e: std::io::Error| format!("{what}: {e}");
@@ -145,7 +161,59 @@ fn stage(b: &ImageBuild) -> Result<Staging, String> {
     fs::copy(&b.runner, &runner).map_err(|e| err(&format!("runner {}", b.runner.display()), e))?;
     fs::set_permissions(&runner, fs::Permissions::from_mode(0o755))
         .map_err(|e| err("runner", e))?;
+    stage_runner_libs(&b.runner, &dir.join(RUNNER_LIBS.trim_start_matches('/')))?;
     Ok(st)
+}
+
+/// Copies the runner's dynamic loader (as `ld.so`) and the libraries it links (`ldd`) into
+/// `into`: the runner then starts with them in any root ([`runner_command`]).
+fn stage_runner_libs(runner: &Path, into: &Path) -> Result<(), String> {
+    let out = Command::new("ldd")
+        .arg(runner)
+        .output()
+        .map_err(|e| format!("ldd {}: {e}", runner.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "ldd {}: {}{}",
+            runner.display(),
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    fs::create_dir_all(into).map_err(|e| format!("{}: {e}", into.display()))?;
+    let mut loader = false;
+    for line in text.lines() {
+        let line = line.trim();
+        // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)`, or the loader alone:
+        // `/lib64/ld-linux-x86-64.so.2 (0x...)`; `linux-vdso.so.1 (0x...)` is the kernel's.
+        let (name, path) = match line.split_once(" => ") {
+            Some((n, rest)) => (Some(n), rest),
+            None => (None, line),
+        };
+        let path = path.split(" (").next().unwrap_or("").trim();
+        if !path.starts_with('/') {
+            continue;
+        }
+        let dst = match name {
+            Some(n) => into.join(n),
+            None => {
+                loader = true;
+                into.join("ld.so")
+            }
+        };
+        fs::copy(path, &dst).map_err(|e| format!("{path}: {e}"))?;
+        fs::set_permissions(&dst, fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("{}: {e}", dst.display()))?;
+    }
+    if !loader {
+        return Err(format!(
+            "ldd {} names no dynamic loader: {}",
+            runner.display(),
+            text.trim()
+        ));
+    }
+    Ok(())
 }
 
 /// The `tar` command line that writes the image's file system to stdout.
@@ -161,14 +229,38 @@ fn tar_command(b: &ImageBuild, staging: &Path) -> Command {
         cmd.arg(format!("--exclude={}", x.trim_start_matches('/')));
     }
     cmd.arg("-C").arg(&b.from);
-    for top in ["usr", "bin", "lib", "lib64", "lib32", "libx32", "sbin"] {
-        if fs::symlink_metadata(b.from.join(top)).is_ok() {
-            cmd.arg(top);
+    if b.whole_root {
+        let names = |dir: &Path| -> Vec<String> {
+            let mut v: Vec<String> = fs::read_dir(dir)
+                .map(|rd| {
+                    rd.flatten()
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        for top in names(&b.from) {
+            if top != "etc" && !crate::native::NOT_FROM_ROOT.contains(&top.as_str()) {
+                cmd.arg(top);
+            }
         }
-    }
-    for name in crate::native::DEFAULT_ETC {
-        if fs::symlink_metadata(b.from.join("etc").join(name)).is_ok() {
-            cmd.arg(format!("etc/{name}"));
+        for name in names(&b.from.join("etc")) {
+            if !GENERATED_ETC.contains(&name.as_str()) {
+                cmd.arg(format!("etc/{name}"));
+            }
+        }
+    } else {
+        for top in ["usr", "bin", "lib", "lib64", "lib32", "libx32", "sbin"] {
+            if fs::symlink_metadata(b.from.join(top)).is_ok() {
+                cmd.arg(top);
+            }
+        }
+        for name in crate::native::DEFAULT_ETC {
+            if fs::symlink_metadata(b.from.join("etc").join(name)).is_ok() {
+                cmd.arg(format!("etc/{name}"));
+            }
         }
     }
     cmd.arg("-C").arg(staging);
@@ -247,7 +339,14 @@ pub async fn build(
     });
     let changes = vec![
         format!("LABEL {PROTOCOL_LABEL}={PROTOCOL}"),
-        format!("CMD [\"{RUNNER_PATH}\"]"),
+        format!(
+            "CMD [{}]",
+            runner_command(&[])
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         format!("ENV PATH={}", crate::spec::SANDBOX_PATH),
         format!("USER {}:{}", UID_RANGE.start, UID_RANGE.start),
         "WORKDIR /tmp".to_string(),
@@ -310,6 +409,39 @@ pub async fn build(
         }
     }
     Ok(id.unwrap_or_else(|| b.tag.clone()))
+}
+
+/// Removes the images of repository `repo` tagged otherwise than `keep` (a runtime's images of
+/// an older runner or layout); an image a container still uses stays. Returns how many went.
+pub async fn remove_other_tags(docker: &Docker, repo: &str, keep: &str) -> usize {
+    let filters = std::collections::HashMap::from([("reference", vec![repo])]);
+    let Ok(images) = docker
+        .list_images(Some(
+            bollard::query_parameters::ListImagesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+    else {
+        return 0;
+    };
+    let mut removed = 0;
+    for tag in images.iter().flat_map(|i| i.repo_tags.iter()) {
+        if tag != keep
+            && tag.split_once(':').map(|(r, _)| r) == Some(repo)
+            && docker
+                .remove_image(
+                    tag,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await
+                .is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped whenever the frames change; the image carries it as a label and the backend refuses
 /// an image built for another version.
-pub const PROTOCOL: u32 = 2;
+/// (3: the runner starts through the image's own copy of its loader and libraries,
+/// [`super::config::RUNNER_LIBS`]; images of version 2 have none.)
+pub const PROTOCOL: u32 = 3;
 
 /// Largest payload of one frame (a 1 MiB source file fits with room).
 pub const MAX_FRAME: usize = 16 << 20;

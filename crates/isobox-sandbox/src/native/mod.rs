@@ -71,7 +71,7 @@ use crate::{Backend, SandboxError};
 use crate::spec::SANDBOX_PATH;
 use child::{Arena, CtxInit, PhaseCmd, MAX_PHASES, MSG_JOB_READY, MSG_READY, MSG_SETUP_FAILED};
 use rootfs::{build_base_ops, cpath, cstr, run_ops, Op};
-pub use rootfs::{RootFs, DEFAULT_ETC};
+pub use rootfs::{RootFs, DEFAULT_ETC, NOT_FROM_ROOT};
 use supervise::{
     os_err, pipe, pipe_for, set_nonblocking, supervise, wait_readable, InitProcess, PhasePipes,
     StatusReader,

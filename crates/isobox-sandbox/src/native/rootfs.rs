@@ -27,6 +27,24 @@ pub enum RootFs {
 
 /// Host `/etc` entries the default sandbox can see: what dynamic linking, language runtimes and
 /// time zones need. Entries missing on the host are skipped.
+/// Top-level entries of a prepared root (`RootFs::Dir`, a runtime) that a sandbox never gets:
+/// those it makes itself (`/proc`, `/dev`, `/sys`, `/tmp`) and the homes and mount points of a
+/// Debian system, empty or holding root's dotfiles, that no program needs. The docker image of
+/// a runtime leaves out the same.
+pub const NOT_FROM_ROOT: &[&str] = &[
+    "proc",
+    "dev",
+    "sys",
+    "tmp",
+    "home",
+    "root",
+    "boot",
+    "media",
+    "mnt",
+    "srv",
+    "lost+found",
+];
+
 pub const DEFAULT_ETC: &[&str] = &[
     "alternatives",
     "ld.so.cache",
@@ -249,7 +267,7 @@ pub(super) fn build_base_ops(cfg: &NativeConfig) -> Result<Vec<Op>, SandboxError
             let mut names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
             names.sort();
             for name in names {
-                if matches!(name.to_str(), Some("proc" | "dev" | "sys" | "tmp")) {
+                if name.to_str().is_some_and(|n| NOT_FROM_ROOT.contains(&n)) {
                     continue;
                 }
                 replicate(&mut ops, &dir.join(&name), &root.join(&name));
