@@ -1128,7 +1128,10 @@ print('t_end=%.6f' % time.time())
         assert!(!procs.is_empty(), "{r:?}");
         for p in procs.split(';') {
             let (pid, cmd) = p.split_once(':').unwrap();
-            if on_docker() && pid == "1" && cmd == "/isobox/isobox-runner" {
+            if on_docker()
+                && pid == "1"
+                && cmd == isobox_sandbox::docker::runner_command(&[]).join(" ")
+            {
                 // The container's own runner (PID 1): not dumpable, unkillable from inside.
                 continue;
             }

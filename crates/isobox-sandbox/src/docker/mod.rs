@@ -50,7 +50,9 @@ use crate::{Backend, SandboxError};
 use container::Engine;
 use pool::Pool;
 
-pub use config::{default_image, DockerConfig, PoolMode, PROTOCOL_LABEL, RUNNER_PATH};
+pub use config::{
+    default_image, runner_command, DockerConfig, PoolMode, PROTOCOL_LABEL, RUNNER_LIBS, RUNNER_PATH,
+};
 pub use container::{connect, INSTANCE_LABEL, LABEL};
 pub use hardening::{v1_memory_cgroup, UID_RANGE};
 
