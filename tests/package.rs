@@ -16,10 +16,15 @@
 //!   runs with exactly the unit's capability bounding set and no_new_privs, listens on loopback
 //!   only, and `dpkg --purge` stops it and removes what the package made.
 //!
-//! The container is `--privileged` with a private cgroup namespace: systemd needs to mount and
-//! manage its cgroups, and the native sandbox inside the unit creates namespaces, mounts and
-//! cgroups, which Docker's default capabilities, seccomp and AppArmor profiles forbid. The
-//! restrictions under test are the unit's own (systemd applies them inside the container).
+//! The container stands in for a host: systemd is its PID 1 and manages its cgroups and mounts,
+//! and the native sandbox inside the unit creates namespaces, mounts and cgroups, which Docker's
+//! defaults forbid. So it gets every capability (`--cap-add ALL`; `--privileged` is not used
+//! because an engine whose own bounding set lacks a capability cannot start privileged
+//! containers at all: this machine's lacks CAP_SYS_RESOURCE, dropped here too), no seccomp or
+//! AppArmor profile and an unmasked /proc (the sandbox mounts its own procfs, which the kernel
+//! refuses while parts of /proc are masked), a private cgroup namespace, and its cgroup
+//! hierarchies remounted read-write before systemd starts (Docker mounts them read-only unless
+//! privileged). The restrictions under test are the unit's own: systemd applies them inside.
 //!
 //! The test skips with a message when docker, cargo-deb or mmdebstrap is missing, except under
 //! CI (`CI` set), where it fails instead: scripts/test installs all three.
@@ -495,15 +500,23 @@ fn the_package_installs_and_serves_an_authenticated_run_under_systemd() {
 
     let name = format!("isobox-pkgtest-{}", std::process::id());
     let _ = Command::new("docker").args(["rm", "-f", &name]).output();
-    // --privileged: systemd manages cgroups and mounts, and the unit's sandbox creates
-    // namespaces, mounts and cgroups (see the module's notes). A private cgroup namespace gives
-    // systemd a cgroup tree of its own; /run and /run/lock are tmpfs as systemd expects.
+    // A host for systemd and the sandbox (see the module's notes); /run and /run/lock are
+    // tmpfs as systemd expects.
     run(Command::new("docker").args([
         "run",
         "-d",
         "--name",
         &name,
-        "--privileged",
+        "--cap-add",
+        "ALL",
+        "--cap-drop",
+        "SYS_RESOURCE",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "apparmor=unconfined",
+        "--security-opt",
+        "systempaths=unconfined",
         "--cgroupns=private",
         "--tmpfs",
         "/run",
@@ -512,6 +525,10 @@ fn the_package_installs_and_serves_an_authenticated_run_under_systemd() {
         "--tmpfs",
         "/tmp",
         &image,
+        "/bin/sh",
+        "-c",
+        "for d in /sys/fs/cgroup/*/; do mount -o remount,bind,rw \"$d\" 2>/dev/null; done; \
+         exec /lib/systemd/systemd",
     ]));
     let c = Container(name.clone());
     c.wait("systemd running", Duration::from_secs(60), || {
