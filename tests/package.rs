@@ -160,7 +160,13 @@ fn the_shipped_environment_file_is_safe_and_accepted_by_check_config() {
     // The postinst's key format is the one the server reads: 64 hex digits of SHA-256.
     let postinst = read("packaging/deb/postinst");
     assert!(postinst.contains("sha256sum") && postinst.contains("ISOBOX_API_KEYS_FILE"));
-    assert!(postinst.contains("#DEBHELPER#"), "cargo-deb inserts the unit's scripts there");
+    // cargo-deb replaces every `#DEBHELPER#` with the unit's scripts: exactly one, on a line of
+    // its own (one in a comment would put the scripts inside the comment).
+    for script in ["postinst", "postrm"] {
+        let text = read(&format!("packaging/deb/{script}"));
+        assert_eq!(text.matches("#DEBHELPER#").count(), 1, "{script}: one #DEBHELPER#");
+        assert!(text.lines().any(|l| l == "#DEBHELPER#"), "{script}: #DEBHELPER# on its own line");
+    }
 }
 
 #[test]
@@ -202,6 +208,9 @@ fn the_unit_keeps_its_capabilities_and_hardening() {
         ("RestrictSUIDSGID", "yes"),
         ("LockPersonality", "yes"),
         ("SystemCallArchitectures", "native"),
+        ("ProtectClock", "yes"),
+        ("PrivateIPC", "yes"),
+        ("RestrictNamespaces", "user pid mnt net ipc uts cgroup"),
         ("KillMode", "mixed"),
     ] {
         assert_eq!(one(k), v, "isobox.service: {k}");
@@ -215,6 +224,8 @@ fn the_unit_keeps_its_capabilities_and_hardening() {
         "ProtectHostname",
         "MemoryDenyWriteExecute",
         "SystemCallFilter",
+        "PrivateDevices",
+        "ProcSubset",
         "PrivateUsers",
         "DynamicUser",
         "User",
@@ -587,7 +598,23 @@ fn the_package_installs_and_serves_an_authenticated_run_under_systemd() {
     );
     assert_eq!(status, 200, "{r}\n{}", c.journal());
     assert_eq!(r["status"], "ok", "{r}");
-    assert!(r.to_string().contains("from-file"), "the file did not come back: {r}");
+    let file = &r["files"][0];
+    assert_eq!(file["name"], "out.txt", "{r}");
+    let content = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        file["content"].as_str().unwrap_or_default(),
+    )
+    .unwrap();
+    assert_eq!(content, b"from-file\n", "{r}");
+
+    // The run's cgroup works under the unit: a memory limit is enforced.
+    let (status, r) = api(
+        &c,
+        Some(&key),
+        r#"{"language":"bash","code":"x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo ${#x}","limits":{"memory_mb":64,"timeout_ms":10000}}"#,
+    );
+    assert_eq!(status, 200, "{r}\n{}", c.journal());
+    assert_eq!(r["status"], "memory_limit", "{r}");
 
     // The service runs with the unit's restrictions: exactly its bounding set, no_new_privs,
     // and it listens on the loopback address only.
