@@ -637,7 +637,8 @@ fn key_refs(d: &Deploy) -> BTreeSet<(String, String, String)> {
                 continue;
             }
             for e in c["env"].as_sequence().into_iter().flatten() {
-                for (field, kind) in [("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")] {
+                for (field, kind) in [("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")]
+                {
                     let r = &e["valueFrom"][field];
                     if let (Some(n), Some(k)) = (r["name"].as_str(), r["key"].as_str()) {
                         out.insert((kind.to_string(), n.to_string(), k.to_string()));
@@ -813,7 +814,8 @@ fn manifest_settings_are_known_to_the_server() {
         .filter(|o| o.kind() == "ConfigMap" || o.kind() == "Secret")
     {
         for (k, _) in config_data(&d, o.kind(), o.namespace(), o.name(), &o.what()) {
-            let by_others = referenced.contains(&(o.kind().to_string(), o.name().to_string(), k.clone()));
+            let by_others =
+                referenced.contains(&(o.kind().to_string(), o.name().to_string(), k.clone()));
             if !consumed.contains(&k) && !by_others {
                 problems.push(format!(
                     "{}: {k} is loaded by no IsoBox container",
@@ -1628,7 +1630,10 @@ fn isobox_deployments(d: &Deploy) -> Vec<&Obj> {
 }
 
 fn redis_deployment(d: &Deploy) -> &Obj {
-    let r: Vec<&Obj> = d.of_kind("Deployment").filter(|dep| is_redis(dep)).collect();
+    let r: Vec<&Obj> = d
+        .of_kind("Deployment")
+        .filter(|dep| is_redis(dep))
+        .collect();
     assert_eq!(r.len(), 1, "deploy/k8s must have one Redis Deployment");
     r[0]
 }
@@ -1679,7 +1684,10 @@ fn k8s_sandbox_pods_run_only_on_the_dedicated_tainted_pool() {
         );
         // Every label of the pool is also a taint the pods tolerate, so that nothing else lands
         // on those nodes (and these pods nowhere else).
-        let tolerations = spec["tolerations"].as_sequence().cloned().unwrap_or_default();
+        let tolerations = spec["tolerations"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
         for (k, v) in &sel {
             let tolerated = tolerations.iter().any(|t| {
                 t["key"].as_str() == Some(k)
@@ -1724,7 +1732,11 @@ fn k8s_sandbox_pods_run_only_on_the_dedicated_tainted_pool() {
     }
     let redis = redis_deployment(&d);
     let pool = pool.unwrap();
-    for t in redis.v["spec"]["template"]["spec"]["tolerations"].as_sequence().into_iter().flatten() {
+    for t in redis.v["spec"]["template"]["spec"]["tolerations"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
         assert!(
             !pool.contains_key(t["key"].as_str().unwrap_or("")) && t.get("key").is_some(),
             "{}: Redis must not tolerate the sandbox pool's taint: {t:?}",
@@ -1749,22 +1761,39 @@ fn k8s_redis_requires_a_password_from_a_secret_that_the_nodes_use() {
         .iter()
         .position(|a| a == "--requirepass")
         .and_then(|i| argv.get(i + 1))
-        .unwrap_or_else(|| panic!("{}: Redis runs without --requirepass: {argv:?}", redis.what()));
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: Redis runs without --requirepass: {argv:?}",
+                redis.what()
+            )
+        });
     // `$(VAR)`: Kubernetes substitutes it from the container's env, which must come from a
     // Secret (never a literal in the manifest).
     let var = pass_arg
         .strip_prefix("$(")
         .and_then(|v| v.strip_suffix(')'))
-        .unwrap_or_else(|| panic!("{}: --requirepass {pass_arg}: use $(VAR) from a Secret", redis.what()));
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: --requirepass {pass_arg}: use $(VAR) from a Secret",
+                redis.what()
+            )
+        });
     let env = container_env(&d, redis.namespace(), c, &redis.what());
-    let password = env
-        .get(var)
-        .unwrap_or_else(|| panic!("{}: --requirepass $({var}) but {var} is not set", redis.what()));
+    let password = env.get(var).unwrap_or_else(|| {
+        panic!(
+            "{}: --requirepass $({var}) but {var} is not set",
+            redis.what()
+        )
+    });
     let secret = match &password.source {
         Source::Secret(s) => s.clone(),
         other => panic!("{}: {var} comes from {other:?}, not a Secret", redis.what()),
     };
-    assert!(!password.value.is_empty(), "{}: empty Redis password", redis.what());
+    assert!(
+        !password.value.is_empty(),
+        "{}: empty Redis password",
+        redis.what()
+    );
     // The readiness probe must prove the password works (redis-cli exits 0 on NOAUTH too).
     let probe = strings(&c["readinessProbe"]["exec"]["command"]).join(" ");
     assert!(
@@ -1779,13 +1808,23 @@ fn k8s_redis_requires_a_password_from_a_secret_that_the_nodes_use() {
     );
     // Every node reaches Redis with that password, its URL coming from a Secret.
     for n in isobox_nodes(&d) {
-        let url = n.env.get("REDIS_URL").unwrap_or_else(|| panic!("{}: no REDIS_URL", n.what()));
+        let url = n
+            .env
+            .get("REDIS_URL")
+            .unwrap_or_else(|| panic!("{}: no REDIS_URL", n.what()));
         assert!(
             matches!(url.source, Source::Secret(_)),
             "{}: REDIS_URL carries the password; it must come from a Secret",
             n.what()
         );
-        let authority = url.value.split("://").nth(1).unwrap_or("").split('/').next().unwrap();
+        let authority = url
+            .value
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap();
         let userinfo = authority.rsplit_once('@').map(|(u, _)| u).unwrap_or("");
         let pass = userinfo.split_once(':').map(|(_, p)| p).unwrap_or(userinfo);
         assert_eq!(
@@ -1821,7 +1860,9 @@ fn k8s_network_policies_deny_by_default_and_isolate_redis() {
             && peer.get("ipBlock").is_none()
             && !peer["podSelector"].is_null()
             && !selects(&peer["podSelector"], &redis_pods)
-            && nodes.iter().any(|n| selects(&peer["podSelector"], &pod_labels(n)))
+            && nodes
+                .iter()
+                .any(|n| selects(&peer["podSelector"], &pod_labels(n)))
             && !labels_of(&peer["podSelector"]["matchLabels"]).is_empty()
     };
 
@@ -1832,21 +1873,37 @@ fn k8s_network_policies_deny_by_default_and_isolate_redis() {
         .filter(|p| policy_types(p).iter().any(|t| t == "Ingress"))
         .collect();
     assert!(
-        ingress_policies.iter().any(|p| p.v["spec"]["ingress"].as_sequence().is_some_and(|r| !r.is_empty())),
+        ingress_policies.iter().any(|p| p.v["spec"]["ingress"]
+            .as_sequence()
+            .is_some_and(|r| !r.is_empty())),
         "no NetworkPolicy lets the IsoBox pods reach Redis"
     );
     for p in &policies {
         for rule in p.v["spec"]["ingress"].as_sequence().into_iter().flatten() {
-            let from = rule["from"]
-                .as_sequence()
-                .unwrap_or_else(|| panic!("{}: an ingress rule without `from` admits everyone", p.what()));
+            let from = rule["from"].as_sequence().unwrap_or_else(|| {
+                panic!(
+                    "{}: an ingress rule without `from` admits everyone",
+                    p.what()
+                )
+            });
             for peer in from {
-                assert!(is_node_peer(peer), "{}: Redis admits {peer:?}, not only IsoBox pods", p.what());
+                assert!(
+                    is_node_peer(peer),
+                    "{}: Redis admits {peer:?}, not only IsoBox pods",
+                    p.what()
+                );
             }
-            assert_eq!(rule_ports(rule, &p.what()), [("TCP".to_string(), 6379)], "{}", p.what());
+            assert_eq!(
+                rule_ports(rule, &p.what()),
+                [("TCP".to_string(), 6379)],
+                "{}",
+                p.what()
+            );
         }
         assert!(
-            p.v["spec"]["egress"].as_sequence().is_none_or(|e| e.is_empty()),
+            p.v["spec"]["egress"]
+                .as_sequence()
+                .is_none_or(|e| e.is_empty()),
             "{}: Redis needs no egress",
             p.what()
         );
@@ -1855,18 +1912,31 @@ fn k8s_network_policies_deny_by_default_and_isolate_redis() {
     for n in &nodes {
         let pols = policies_for(&d, n);
         let wher = n.what();
-        assert!(!pols.is_empty(), "{wher}: no NetworkPolicy selects these pods");
-        let api = pod_labels(n).get("app.kubernetes.io/component").map(String::as_str) == Some("api");
+        assert!(
+            !pols.is_empty(),
+            "{wher}: no NetworkPolicy selects these pods"
+        );
+        let api = pod_labels(n)
+            .get("app.kubernetes.io/component")
+            .map(String::as_str)
+            == Some("api");
         let allowed_in: &[u64] = if api { &[8000, 9000] } else { &[8000] };
         let mut reaches_redis = false;
         for p in &pols {
             for rule in p.v["spec"]["ingress"].as_sequence().into_iter().flatten() {
                 for (_, port) in rule_ports(rule, &p.what()) {
-                    assert!(allowed_in.contains(&port), "{}: lets {wher} be reached on {port}", p.what());
+                    assert!(
+                        allowed_in.contains(&port),
+                        "{}: lets {wher} be reached on {port}",
+                        p.what()
+                    );
                 }
-                let from = rule["from"]
-                    .as_sequence()
-                    .unwrap_or_else(|| panic!("{}: an ingress rule without `from` admits everyone", p.what()));
+                let from = rule["from"].as_sequence().unwrap_or_else(|| {
+                    panic!(
+                        "{}: an ingress rule without `from` admits everyone",
+                        p.what()
+                    )
+                });
                 for peer in from {
                     // Namespaces chosen by a label, never every namespace or an address block.
                     assert!(
@@ -1880,19 +1950,30 @@ fn k8s_network_policies_deny_by_default_and_isolate_redis() {
             }
             for rule in p.v["spec"]["egress"].as_sequence().into_iter().flatten() {
                 let ports = rule_ports(rule, &p.what());
-                let to = rule["to"]
-                    .as_sequence()
-                    .unwrap_or_else(|| panic!("{}: an egress rule without `to` reaches everything", p.what()));
+                let to = rule["to"].as_sequence().unwrap_or_else(|| {
+                    panic!(
+                        "{}: an egress rule without `to` reaches everything",
+                        p.what()
+                    )
+                });
                 for peer in to {
                     let to_redis = peer.get("namespaceSelector").is_none()
                         && peer.get("ipBlock").is_none()
                         && selects(&peer["podSelector"], &redis_pods)
                         && !labels_of(&peer["podSelector"]["matchLabels"]).is_empty();
                     let dns_ns = labels_of(&peer["namespaceSelector"]["matchLabels"]);
-                    let to_dns = dns_ns.get("kubernetes.io/metadata.name").map(String::as_str) == Some("kube-system")
+                    let to_dns = dns_ns
+                        .get("kubernetes.io/metadata.name")
+                        .map(String::as_str)
+                        == Some("kube-system")
                         && !labels_of(&peer["podSelector"]["matchLabels"]).is_empty();
                     if to_redis {
-                        assert_eq!(ports, [("TCP".to_string(), 6379)], "{}: Redis on 6379 only", p.what());
+                        assert_eq!(
+                            ports,
+                            [("TCP".to_string(), 6379)],
+                            "{}: Redis on 6379 only",
+                            p.what()
+                        );
                         reaches_redis = true;
                     } else if to_dns {
                         assert!(
@@ -1901,13 +1982,19 @@ fn k8s_network_policies_deny_by_default_and_isolate_redis() {
                             p.what()
                         );
                     } else {
-                        panic!("{}: {wher} may reach {peer:?}: only Redis and DNS", p.what());
+                        panic!(
+                            "{}: {wher} may reach {peer:?}: only Redis and DNS",
+                            p.what()
+                        );
                     }
                 }
             }
             assert_eq!(policy_types(p), ["Ingress", "Egress"], "{}", p.what());
         }
-        assert!(reaches_redis, "{wher}: no NetworkPolicy lets it reach Redis");
+        assert!(
+            reaches_redis,
+            "{wher}: no NetworkPolicy lets it reach Redis"
+        );
     }
 }
 
@@ -1918,11 +2005,23 @@ fn k8s_disruption_budgets_cover_the_nodes() {
         let pods = pod_labels(dep);
         let pdbs: Vec<&Obj> = d
             .of_kind("PodDisruptionBudget")
-            .filter(|p| p.namespace() == dep.namespace() && selects(&p.v["spec"]["selector"], &pods))
+            .filter(|p| {
+                p.namespace() == dep.namespace() && selects(&p.v["spec"]["selector"], &pods)
+            })
             .collect();
-        assert_eq!(pdbs.len(), 1, "{}: needs exactly one PodDisruptionBudget", dep.what());
+        assert_eq!(
+            pdbs.len(),
+            1,
+            "{}: needs exactly one PodDisruptionBudget",
+            dep.what()
+        );
         let pdb = pdbs[0];
-        assert_eq!(pdb.v["apiVersion"].as_str(), Some("policy/v1"), "{}", pdb.what());
+        assert_eq!(
+            pdb.v["apiVersion"].as_str(),
+            Some("policy/v1"),
+            "{}",
+            pdb.what()
+        );
         assert!(
             !labels_of(&pdb.v["spec"]["selector"]["matchLabels"]).is_empty(),
             "{}: an empty selector",
@@ -1936,10 +2035,18 @@ fn k8s_disruption_budgets_cover_the_nodes() {
             .or_else(|| dep.v["spec"]["replicas"].as_u64())
             .unwrap_or(1);
         if let Some(min) = pdb.v["spec"]["minAvailable"].as_u64() {
-            assert!(min < min_replicas, "{}: minAvailable {min} blocks every drain", pdb.what());
+            assert!(
+                min < min_replicas,
+                "{}: minAvailable {min} blocks every drain",
+                pdb.what()
+            );
         } else {
             let max = pdb.v["spec"]["maxUnavailable"].as_u64();
-            assert!(max.is_some_and(|m| m >= 1), "{}: needs maxUnavailable >= 1 or minAvailable", pdb.what());
+            assert!(
+                max.is_some_and(|m| m >= 1),
+                "{}: needs maxUnavailable >= 1 or minAvailable",
+                pdb.what()
+            );
         }
     }
 }
@@ -1951,7 +2058,11 @@ fn compose_redis_requires_a_password_and_is_internal_only() {
     let services = compose_services(&d);
     let redis = services
         .iter()
-        .find(|s| s.v["image"].as_str().is_some_and(|i| i.starts_with("redis")))
+        .find(|s| {
+            s.v["image"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("redis"))
+        })
         .expect("the Compose file has no Redis service");
     let argv = strings(&redis.v["command"]);
     let pass = argv
@@ -1965,14 +2076,25 @@ fn compose_redis_requires_a_password_and_is_internal_only() {
         redis.what()
     );
     let password = interpolate(pass);
-    assert!(redis.v.get("ports").is_none(), "{}: Redis must not publish a port", redis.what());
+    assert!(
+        redis.v.get("ports").is_none(),
+        "{}: Redis must not publish a port",
+        redis.what()
+    );
     let hc = strings(&redis.v["healthcheck"]["test"]).join(" ");
-    assert!(hc.contains("PONG"), "{}: the health check must check for PONG: `{hc}`", redis.what());
+    assert!(
+        hc.contains("PONG"),
+        "{}: the health check must check for PONG: `{hc}`",
+        redis.what()
+    );
     // On internal networks only.
     let networks = |s: &Service| -> Vec<String> {
         match &s.v["networks"] {
             Value::Sequence(_) => strings(&s.v["networks"]),
-            Value::Mapping(_) => mapping_pairs(&s.v["networks"]).into_iter().map(|(k, _)| k).collect(),
+            Value::Mapping(_) => mapping_pairs(&s.v["networks"])
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect(),
             _ => vec!["default".to_string()],
         }
     };
@@ -1985,7 +2107,13 @@ fn compose_redis_requires_a_password_and_is_internal_only() {
     );
     for s in services.iter().filter(|s| s.is_isobox()) {
         let url = s.env().get("REDIS_URL").cloned().unwrap_or_default();
-        let authority = url.split("://").nth(1).unwrap_or("").split('/').next().unwrap();
+        let authority = url
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap();
         let userinfo = authority.rsplit_once('@').map(|(u, _)| u).unwrap_or("");
         assert_eq!(
             userinfo.split_once(':').map(|(_, p)| p),

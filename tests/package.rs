@@ -117,9 +117,15 @@ fn the_shipped_environment_file_is_safe_and_accepted_by_check_config() {
         .expect("isobox.env must set ISOBOX_BIND explicitly")
         .parse()
         .expect("ISOBOX_BIND is an address");
-    assert!(bind.is_loopback(), "the package must listen on loopback as shipped, not {bind}");
+    assert!(
+        bind.is_loopback(),
+        "the package must listen on loopback as shipped, not {bind}"
+    );
     let auth = env.get("AUTH_TYPE").map(String::as_str).unwrap_or("none");
-    assert_eq!(auth, "apikey", "the package must require API keys as shipped");
+    assert_eq!(
+        auth, "apikey",
+        "the package must require API keys as shipped"
+    );
     assert_eq!(
         env.get("ISOBOX_API_KEYS_FILE").map(String::as_str),
         Some("/etc/isobox/api-keys.toml"),
@@ -164,8 +170,15 @@ fn the_shipped_environment_file_is_safe_and_accepted_by_check_config() {
     // its own (one in a comment would put the scripts inside the comment).
     for script in ["postinst", "postrm"] {
         let text = read(&format!("packaging/deb/{script}"));
-        assert_eq!(text.matches("#DEBHELPER#").count(), 1, "{script}: one #DEBHELPER#");
-        assert!(text.lines().any(|l| l == "#DEBHELPER#"), "{script}: #DEBHELPER# on its own line");
+        assert_eq!(
+            text.matches("#DEBHELPER#").count(),
+            1,
+            "{script}: one #DEBHELPER#"
+        );
+        assert!(
+            text.lines().any(|l| l == "#DEBHELPER#"),
+            "{script}: #DEBHELPER# on its own line"
+        );
     }
 }
 
@@ -187,7 +200,10 @@ fn the_unit_keeps_its_capabilities_and_hardening() {
     assert_eq!(one("StateDirectory"), "isobox");
     assert_eq!(one("RuntimeDirectory"), "isobox");
     let caps: Vec<&str> = one("CapabilityBoundingSet").split_whitespace().collect();
-    assert_eq!(caps, UNIT_CAPS, "the bounding set changed: update UNIT_CAPS and the unit's notes");
+    assert_eq!(
+        caps, UNIT_CAPS,
+        "the bounding set changed: update UNIT_CAPS and the unit's notes"
+    );
     // What the server itself insists on before it builds a sandbox (native/mod.rs,
     // check_privileges) must be in the set, or the service refuses to start.
     for needed in [
@@ -230,11 +246,17 @@ fn the_unit_keeps_its_capabilities_and_hardening() {
         "DynamicUser",
         "User",
     ] {
-        assert!(!svc.contains_key(k), "isobox.service sets {k}, which breaks the sandbox");
+        assert!(
+            !svc.contains_key(k),
+            "isobox.service sets {k}, which breaks the sandbox"
+        );
     }
     // Stopping waits longer than the server's default shutdown grace (10 s).
     let stop: u64 = one("TimeoutStopSec").parse().unwrap();
-    assert!(stop > 10, "TimeoutStopSec {stop} <= ISOBOX_SHUTDOWN_GRACE_MS default");
+    assert!(
+        stop > 10,
+        "TimeoutStopSec {stop} <= ISOBOX_SHUTDOWN_GRACE_MS default"
+    );
     assert_eq!(
         unit_section(&unit, "Install")["WantedBy"],
         ["multi-user.target"]
@@ -487,14 +509,20 @@ fn api(c: &Container, key: Option<&str>, body: &str) -> (u16, serde_json::Value)
     }
     args.push("http://127.0.0.1:8000/api/v1/execute");
     let out = c.exec(&args);
-    let status: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let status: u16 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
     let body = serde_json::from_slice(&out.stderr).unwrap_or(serde_json::Value::Null);
     (status, body)
 }
 
 /// The capability bit mask of the names.
 fn mask(names: &[&str]) -> u64 {
-    names.iter().map(|n| 1u64 << cap_number(n)).fold(0, |a, b| a | b)
+    names
+        .iter()
+        .map(|n| 1u64 << cap_number(n))
+        .fold(0, |a, b| a | b)
 }
 
 #[test]
@@ -506,7 +534,11 @@ fn the_package_installs_and_serves_an_authenticated_run_under_systemd() {
     let work = TempDir::new("pkg");
     let deb = build_deb(&work.0);
     let size = std::fs::metadata(&deb).unwrap().len();
-    eprintln!("package: {} bytes, built in {:.0?}", size, started.elapsed());
+    eprintln!(
+        "package: {} bytes, built in {:.0?}",
+        size,
+        started.elapsed()
+    );
     let image = base_image();
 
     let name = format!("isobox-pkgtest-{}", std::process::id());
@@ -556,16 +588,34 @@ fn the_package_installs_and_serves_an_authenticated_run_under_systemd() {
     // The postinst made the first key and the keys file; the unit is enabled and started.
     let key = c.ok(&["cat", "/etc/isobox/api-key"]);
     assert_eq!(key.len(), 64, "a 32-byte hex key: `{key}`");
-    let perms = c.ok(&["stat", "-c", "%a %U", "/etc/isobox/api-key", "/etc/isobox/api-keys.toml"]);
+    let perms = c.ok(&[
+        "stat",
+        "-c",
+        "%a %U",
+        "/etc/isobox/api-key",
+        "/etc/isobox/api-keys.toml",
+    ]);
     assert_eq!(perms, "600 root\n640 root", "key file modes");
     let keys = c.ok(&["cat", "/etc/isobox/api-keys.toml"]);
-    assert!(keys.contains(&sha256_hex(&key)), "the keys file holds the key's digest:\n{keys}");
-    assert!(!keys.contains(&key), "the keys file must not hold the key itself");
+    assert!(
+        keys.contains(&sha256_hex(&key)),
+        "the keys file holds the key's digest:\n{keys}"
+    );
+    assert!(
+        !keys.contains(&key),
+        "the keys file must not hold the key itself"
+    );
     assert_eq!(c.ok(&["systemctl", "is-enabled", "isobox"]), "enabled");
     c.wait("isobox.service answering", Duration::from_secs(60), || {
-        c.exec(&["curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:8000/health"])
-            .status
-            .success()
+        c.exec(&[
+            "curl",
+            "-sf",
+            "-o",
+            "/dev/null",
+            "http://127.0.0.1:8000/health",
+        ])
+        .status
+        .success()
     });
     assert_eq!(c.ok(&["systemctl", "is-active", "isobox"]), "active");
 
@@ -587,7 +637,10 @@ fn the_package_installs_and_serves_an_authenticated_run_under_systemd() {
     let mut lines = stdout.lines();
     assert_eq!(lines.next(), Some("hello deb 42"), "{r}");
     let uid: u32 = lines.next().and_then(|u| u.parse().ok()).unwrap_or(0);
-    assert!(uid >= 60000, "the program ran as uid {uid}, not a sandbox uid: {r}");
+    assert!(
+        uid >= 60000,
+        "the program ran as uid {uid}, not a sandbox uid: {r}"
+    );
 
     // A run that returns a file (the server opens the sandbox's /tmp through /proc: the
     // unit's CAP_SYS_PTRACE).
@@ -632,7 +685,11 @@ fn the_package_installs_and_serves_an_authenticated_run_under_systemd() {
     assert_eq!(bnd, mask(UNIT_CAPS), "CapBnd of the service: {bnd:x}");
     assert_eq!(field("NoNewPrivs:"), "1");
     assert_eq!(field("Uid:").split_whitespace().next(), Some("0"));
-    let tcp = c.ok(&["cat", &format!("/proc/{pid}/net/tcp"), &format!("/proc/{pid}/net/tcp6")]);
+    let tcp = c.ok(&[
+        "cat",
+        &format!("/proc/{pid}/net/tcp"),
+        &format!("/proc/{pid}/net/tcp6"),
+    ]);
     let listening: Vec<&str> = tcp
         .lines()
         .filter_map(|l| {
@@ -656,8 +713,17 @@ fn the_package_installs_and_serves_an_authenticated_run_under_systemd() {
 
     // Purge: the service stops, the key and the state go.
     c.ok(&["dpkg", "--purge", "isobox"]);
-    assert!(!c.exec(&["systemctl", "is-active", "isobox"]).status.success());
-    assert!(!c.exec(&["test", "-e", "/etc/isobox"]).status.success(), "/etc/isobox left");
-    assert!(!c.exec(&["test", "-e", "/var/lib/isobox"]).status.success(), "/var/lib/isobox left");
+    assert!(!c
+        .exec(&["systemctl", "is-active", "isobox"])
+        .status
+        .success());
+    assert!(
+        !c.exec(&["test", "-e", "/etc/isobox"]).status.success(),
+        "/etc/isobox left"
+    );
+    assert!(
+        !c.exec(&["test", "-e", "/var/lib/isobox"]).status.success(),
+        "/var/lib/isobox left"
+    );
     eprintln!("package test: {:.0?} in all", started.elapsed());
 }
