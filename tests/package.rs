@@ -365,7 +365,8 @@ fn text(o: &Output) -> String {
 
 /// The .deb from this build's binaries, made by cargo-deb with the package's real metadata.
 /// cargo-deb takes `target/release/<bin>` from the target directory it is told (and strips it);
-/// the test's binaries are put where it looks, in a target directory of our own.
+/// the test's binaries are put where it looks, in a target directory of our own. `--fast`:
+/// lighter compression (scripts/release compresses fully).
 fn build_deb(work: &Path) -> PathBuf {
     let target = work.join("target");
     let release = target.join("release");
@@ -374,11 +375,14 @@ fn build_deb(work: &Path) -> PathBuf {
         ("isobox", env!("CARGO_BIN_EXE_isobox")),
         ("isobox-runner", env!("CARGO_BIN_EXE_isobox-runner")),
     ] {
-        std::fs::copy(bin, release.join(name)).unwrap();
+        // A link where the file system allows it: the debug binaries are large.
+        if std::fs::hard_link(bin, release.join(name)).is_err() {
+            std::fs::copy(bin, release.join(name)).unwrap();
+        }
     }
     let deb = work.join("isobox.deb");
     run(Command::new("cargo")
-        .args(["deb", "--no-build", "--locked", "--output"])
+        .args(["deb", "--no-build", "--locked", "--fast", "--output"])
         .arg(&deb)
         .env("CARGO_TARGET_DIR", &target)
         .current_dir(repo()));
