@@ -627,6 +627,29 @@ fn isobox_nodes(d: &Deploy) -> Vec<Node<'_>> {
     nodes
 }
 
+/// (kind, name, key) of every ConfigMap or Secret key a container of a non-IsoBox Deployment
+/// takes with `configMapKeyRef` / `secretKeyRef`.
+fn key_refs(d: &Deploy) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for dep in d.of_kind("Deployment") {
+        for c in pod_containers(&dep.v["spec"]["template"]["spec"]) {
+            if is_isobox_image(c["image"].as_str().unwrap_or("")) {
+                continue;
+            }
+            for e in c["env"].as_sequence().into_iter().flatten() {
+                for (field, kind) in [("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")]
+                {
+                    let r = &e["valueFrom"][field];
+                    if let (Some(n), Some(k)) = (r["name"].as_str(), r["key"].as_str()) {
+                        out.insert((kind.to_string(), n.to_string(), k.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 fn is_init(pod: &Value, c: &Value) -> bool {
     pod["initContainers"]
         .as_sequence()
@@ -782,14 +805,18 @@ fn manifest_settings_are_known_to_the_server() {
         problems.extend(check_settings(&n.what(), &n.plain_env()));
     }
     // Every key of a ConfigMap or Secret of IsoBox is a setting some node loads (and so was
-    // checked above): a key nobody loads is a setting that silently does nothing.
+    // checked above): a key nobody loads is a setting that silently does nothing. Keys that
+    // other containers take one by one (Redis' password) are theirs, not settings.
+    let referenced = key_refs(&d);
     for o in d
         .k8s
         .iter()
         .filter(|o| o.kind() == "ConfigMap" || o.kind() == "Secret")
     {
         for (k, _) in config_data(&d, o.kind(), o.namespace(), o.name(), &o.what()) {
-            if !consumed.contains(&k) {
+            let by_others =
+                referenced.contains(&(o.kind().to_string(), o.name().to_string(), k.clone()));
+            if !consumed.contains(&k) && !by_others {
                 problems.push(format!(
                     "{}: {k} is loaded by no IsoBox container",
                     o.what()
@@ -1543,4 +1570,570 @@ fn interpolation_follows_compose() {
     assert_eq!(interpolate("$$HOME"), "$HOME");
     assert_eq!(compose_duration_ms("1m30s"), 90_000);
     assert_eq!(compose_duration_ms("500ms"), 500);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests: safe as shipped (node pool, network policies, disruption budgets, Redis' password)
+
+/// Does a Kubernetes label selector (`matchLabels`, `matchExpressions`) select these labels?
+/// An empty selector selects everything, as in a NetworkPolicy's `podSelector: {}`.
+fn selects(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
+    let ok_labels = labels_of(&selector["matchLabels"])
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let ok_exprs = selector["matchExpressions"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            let key = e["key"].as_str().unwrap_or("");
+            let values = strings(&e["values"]);
+            let have = labels.get(key);
+            match e["operator"].as_str().unwrap_or("") {
+                "In" => have.is_some_and(|v| values.contains(v)),
+                "NotIn" => !have.is_some_and(|v| values.contains(v)),
+                "Exists" => have.is_some(),
+                "DoesNotExist" => have.is_none(),
+                other => panic!("unknown selector operator {other}"),
+            }
+        });
+    ok_labels && ok_exprs
+}
+
+fn labels_of(v: &Value) -> BTreeMap<String, String> {
+    if v.is_null() {
+        BTreeMap::new()
+    } else {
+        labels(v)
+    }
+}
+
+fn pod_labels(dep: &Obj) -> BTreeMap<String, String> {
+    labels(&dep.v["spec"]["template"]["metadata"]["labels"])
+}
+
+fn is_redis(dep: &Obj) -> bool {
+    pod_containers(&dep.v["spec"]["template"]["spec"])
+        .iter()
+        .any(|c| c["image"].as_str().is_some_and(|i| i.starts_with("redis")))
+}
+
+/// The IsoBox Deployments (api, worker) and the Redis one.
+fn isobox_deployments(d: &Deploy) -> Vec<&Obj> {
+    d.of_kind("Deployment")
+        .filter(|dep| {
+            pod_containers(&dep.v["spec"]["template"]["spec"])
+                .iter()
+                .any(|c| is_isobox_image(c["image"].as_str().unwrap_or("")))
+        })
+        .collect()
+}
+
+fn redis_deployment(d: &Deploy) -> &Obj {
+    let r: Vec<&Obj> = d
+        .of_kind("Deployment")
+        .filter(|dep| is_redis(dep))
+        .collect();
+    assert_eq!(r.len(), 1, "deploy/k8s must have one Redis Deployment");
+    r[0]
+}
+
+/// The NetworkPolicies that select a Deployment's pods.
+fn policies_for<'a>(d: &'a Deploy, dep: &Obj) -> Vec<&'a Obj> {
+    let pod = pod_labels(dep);
+    d.of_kind("NetworkPolicy")
+        .filter(|p| p.namespace() == dep.namespace() && selects(&p.v["spec"]["podSelector"], &pod))
+        .collect()
+}
+
+fn policy_types(p: &Obj) -> Vec<String> {
+    strings(&p.v["spec"]["policyTypes"])
+}
+
+/// (protocol, port) of a NetworkPolicy rule's `ports`; none listed means every port.
+fn rule_ports(rule: &Value, wher: &str) -> Vec<(String, u64)> {
+    let ports = rule["ports"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{wher}: a rule without `ports` allows every port"));
+    ports
+        .iter()
+        .map(|p| {
+            (
+                p["protocol"].as_str().unwrap_or("TCP").to_string(),
+                p["port"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{wher}: give ports as numbers: {p:?}")),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn k8s_sandbox_pods_run_only_on_the_dedicated_tainted_pool() {
+    let d = Deploy::load();
+    let nodes = isobox_deployments(&d);
+    assert!(nodes.len() >= 2, "expected the api and worker Deployments");
+    let mut pool: Option<BTreeMap<String, String>> = None;
+    for dep in &nodes {
+        let spec = &dep.v["spec"]["template"]["spec"];
+        let sel = labels_of(&spec["nodeSelector"]);
+        assert!(
+            !sel.is_empty(),
+            "{}: runs untrusted code (privileged) but has no nodeSelector for the dedicated pool",
+            dep.what()
+        );
+        // Every label of the pool is also a taint the pods tolerate, so that nothing else lands
+        // on those nodes (and these pods nowhere else).
+        let tolerations = spec["tolerations"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        for (k, v) in &sel {
+            let tolerated = tolerations.iter().any(|t| {
+                t["key"].as_str() == Some(k)
+                    && t["operator"].as_str().unwrap_or("Equal") == "Equal"
+                    && t["value"].as_str() == Some(v)
+                    && t["effect"].as_str() == Some("NoSchedule")
+            });
+            assert!(
+                tolerated,
+                "{}: nodeSelector {k}={v} without a toleration of the taint {k}={v}:NoSchedule",
+                dep.what()
+            );
+        }
+        // Tolerations of nothing but the pool's taints: an `operator: Exists` without a key
+        // would tolerate every taint of every node.
+        for t in &tolerations {
+            let key = t["key"].as_str().unwrap_or("");
+            assert!(
+                sel.contains_key(key),
+                "{}: toleration {t:?} is not one of the pool's taints",
+                dep.what()
+            );
+        }
+        match &pool {
+            None => pool = Some(sel),
+            Some(p) => assert_eq!(p, &sel, "{}: another pool than the other nodes", dep.what()),
+        }
+    }
+    // Privileged pods only on that pool; Redis (not privileged) is kept off it.
+    for dep in d.of_kind("Deployment") {
+        let spec = &dep.v["spec"]["template"]["spec"];
+        let privileged = pod_containers(spec)
+            .iter()
+            .any(|c| c["securityContext"]["privileged"].as_bool() == Some(true));
+        if privileged {
+            assert!(
+                nodes.iter().any(|n| std::ptr::eq(*n, dep)),
+                "{}: a privileged Deployment that is not an IsoBox node",
+                dep.what()
+            );
+        }
+    }
+    let redis = redis_deployment(&d);
+    let pool = pool.unwrap();
+    for t in redis.v["spec"]["template"]["spec"]["tolerations"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        assert!(
+            !pool.contains_key(t["key"].as_str().unwrap_or("")) && t.get("key").is_some(),
+            "{}: Redis must not tolerate the sandbox pool's taint: {t:?}",
+            redis.what()
+        );
+    }
+}
+
+#[test]
+fn k8s_redis_requires_a_password_from_a_secret_that_the_nodes_use() {
+    let d = Deploy::load();
+    let redis = redis_deployment(&d);
+    let c = pod_containers(&redis.v["spec"]["template"]["spec"])
+        .into_iter()
+        .find(|c| c["image"].as_str().is_some_and(|i| i.starts_with("redis")))
+        .unwrap();
+    let argv: Vec<String> = strings(&c["command"])
+        .into_iter()
+        .chain(strings(&c["args"]))
+        .collect();
+    let pass_arg = argv
+        .iter()
+        .position(|a| a == "--requirepass")
+        .and_then(|i| argv.get(i + 1))
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: Redis runs without --requirepass: {argv:?}",
+                redis.what()
+            )
+        });
+    // `$(VAR)`: Kubernetes substitutes it from the container's env, which must come from a
+    // Secret (never a literal in the manifest).
+    let var = pass_arg
+        .strip_prefix("$(")
+        .and_then(|v| v.strip_suffix(')'))
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: --requirepass {pass_arg}: use $(VAR) from a Secret",
+                redis.what()
+            )
+        });
+    let env = container_env(&d, redis.namespace(), c, &redis.what());
+    let password = env.get(var).unwrap_or_else(|| {
+        panic!(
+            "{}: --requirepass $({var}) but {var} is not set",
+            redis.what()
+        )
+    });
+    let secret = match &password.source {
+        Source::Secret(s) => s.clone(),
+        other => panic!("{}: {var} comes from {other:?}, not a Secret", redis.what()),
+    };
+    assert!(
+        !password.value.is_empty(),
+        "{}: empty Redis password",
+        redis.what()
+    );
+    // The readiness probe must prove the password works (redis-cli exits 0 on NOAUTH too).
+    let probe = strings(&c["readinessProbe"]["exec"]["command"]).join(" ");
+    assert!(
+        probe.contains("PONG"),
+        "{}: the readiness probe must check for PONG: `{probe}`",
+        redis.what()
+    );
+    assert!(
+        matches!(env.get("REDISCLI_AUTH").map(|e| &e.source), Some(Source::Secret(s)) if *s == secret),
+        "{}: the probe's redis-cli needs REDISCLI_AUTH from Secret {secret}",
+        redis.what()
+    );
+    // Every node reaches Redis with that password, its URL coming from a Secret.
+    for n in isobox_nodes(&d) {
+        let url = n
+            .env
+            .get("REDIS_URL")
+            .unwrap_or_else(|| panic!("{}: no REDIS_URL", n.what()));
+        assert!(
+            matches!(url.source, Source::Secret(_)),
+            "{}: REDIS_URL carries the password; it must come from a Secret",
+            n.what()
+        );
+        let authority = url
+            .value
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap();
+        let userinfo = authority.rsplit_once('@').map(|(u, _)| u).unwrap_or("");
+        let pass = userinfo.split_once(':').map(|(_, p)| p).unwrap_or(userinfo);
+        assert_eq!(
+            pass,
+            password.value,
+            "{}: REDIS_URL's password differs from Redis' --requirepass (Secret {secret})",
+            n.what()
+        );
+    }
+}
+
+#[test]
+fn k8s_network_policies_deny_by_default_and_isolate_redis() {
+    let d = Deploy::load();
+    let ns = redis_deployment(&d).namespace().to_string();
+    // A default deny for both directions over every pod of the namespace.
+    let deny = d.of_kind("NetworkPolicy").any(|p| {
+        p.namespace() == ns
+            && selects(&p.v["spec"]["podSelector"], &BTreeMap::new())
+            && labels_of(&p.v["spec"]["podSelector"]["matchLabels"]).is_empty()
+            && policy_types(p) == ["Ingress", "Egress"]
+            && p.v["spec"]["ingress"].is_null()
+            && p.v["spec"]["egress"].is_null()
+    });
+    assert!(deny, "deploy/k8s needs a default-deny NetworkPolicy (podSelector {{}}, Ingress and Egress, no rules)");
+
+    let redis = redis_deployment(&d);
+    let redis_pods = pod_labels(redis);
+    let nodes = isobox_deployments(&d);
+    let is_node_peer = |peer: &Value| {
+        // A pod selector of this namespace that selects IsoBox pods and never Redis.
+        peer.get("namespaceSelector").is_none()
+            && peer.get("ipBlock").is_none()
+            && !peer["podSelector"].is_null()
+            && !selects(&peer["podSelector"], &redis_pods)
+            && nodes
+                .iter()
+                .any(|n| selects(&peer["podSelector"], &pod_labels(n)))
+            && !labels_of(&peer["podSelector"]["matchLabels"]).is_empty()
+    };
+
+    // Redis: reached only by IsoBox pods on 6379, reaches nothing.
+    let policies = policies_for(&d, redis);
+    let ingress_policies: Vec<_> = policies
+        .iter()
+        .filter(|p| policy_types(p).iter().any(|t| t == "Ingress"))
+        .collect();
+    assert!(
+        ingress_policies.iter().any(|p| p.v["spec"]["ingress"]
+            .as_sequence()
+            .is_some_and(|r| !r.is_empty())),
+        "no NetworkPolicy lets the IsoBox pods reach Redis"
+    );
+    for p in &policies {
+        for rule in p.v["spec"]["ingress"].as_sequence().into_iter().flatten() {
+            let from = rule["from"].as_sequence().unwrap_or_else(|| {
+                panic!(
+                    "{}: an ingress rule without `from` admits everyone",
+                    p.what()
+                )
+            });
+            for peer in from {
+                assert!(
+                    is_node_peer(peer),
+                    "{}: Redis admits {peer:?}, not only IsoBox pods",
+                    p.what()
+                );
+            }
+            assert_eq!(
+                rule_ports(rule, &p.what()),
+                [("TCP".to_string(), 6379)],
+                "{}",
+                p.what()
+            );
+        }
+        assert!(
+            p.v["spec"]["egress"]
+                .as_sequence()
+                .is_none_or(|e| e.is_empty()),
+            "{}: Redis needs no egress",
+            p.what()
+        );
+    }
+    // And every IsoBox pod that is selected as a Redis client is allowed out to it.
+    for n in &nodes {
+        let pols = policies_for(&d, n);
+        let wher = n.what();
+        assert!(
+            !pols.is_empty(),
+            "{wher}: no NetworkPolicy selects these pods"
+        );
+        let api = pod_labels(n)
+            .get("app.kubernetes.io/component")
+            .map(String::as_str)
+            == Some("api");
+        let allowed_in: &[u64] = if api { &[8000, 9000] } else { &[8000] };
+        let mut reaches_redis = false;
+        for p in &pols {
+            for rule in p.v["spec"]["ingress"].as_sequence().into_iter().flatten() {
+                for (_, port) in rule_ports(rule, &p.what()) {
+                    assert!(
+                        allowed_in.contains(&port),
+                        "{}: lets {wher} be reached on {port}",
+                        p.what()
+                    );
+                }
+                let from = rule["from"].as_sequence().unwrap_or_else(|| {
+                    panic!(
+                        "{}: an ingress rule without `from` admits everyone",
+                        p.what()
+                    )
+                });
+                for peer in from {
+                    // Namespaces chosen by a label, never every namespace or an address block.
+                    assert!(
+                        peer.get("ipBlock").is_none()
+                            && peer.get("podSelector").is_none()
+                            && !labels_of(&peer["namespaceSelector"]["matchLabels"]).is_empty(),
+                        "{}: {wher} admits {peer:?}; only labelled namespaces may connect",
+                        p.what()
+                    );
+                }
+            }
+            for rule in p.v["spec"]["egress"].as_sequence().into_iter().flatten() {
+                let ports = rule_ports(rule, &p.what());
+                let to = rule["to"].as_sequence().unwrap_or_else(|| {
+                    panic!(
+                        "{}: an egress rule without `to` reaches everything",
+                        p.what()
+                    )
+                });
+                for peer in to {
+                    let to_redis = peer.get("namespaceSelector").is_none()
+                        && peer.get("ipBlock").is_none()
+                        && selects(&peer["podSelector"], &redis_pods)
+                        && !labels_of(&peer["podSelector"]["matchLabels"]).is_empty();
+                    let dns_ns = labels_of(&peer["namespaceSelector"]["matchLabels"]);
+                    let to_dns = dns_ns
+                        .get("kubernetes.io/metadata.name")
+                        .map(String::as_str)
+                        == Some("kube-system")
+                        && !labels_of(&peer["podSelector"]["matchLabels"]).is_empty();
+                    if to_redis {
+                        assert_eq!(
+                            ports,
+                            [("TCP".to_string(), 6379)],
+                            "{}: Redis on 6379 only",
+                            p.what()
+                        );
+                        reaches_redis = true;
+                    } else if to_dns {
+                        assert!(
+                            ports.iter().all(|(_, port)| *port == 53),
+                            "{}: DNS on 53 only: {ports:?}",
+                            p.what()
+                        );
+                    } else {
+                        panic!(
+                            "{}: {wher} may reach {peer:?}: only Redis and DNS",
+                            p.what()
+                        );
+                    }
+                }
+            }
+            assert_eq!(policy_types(p), ["Ingress", "Egress"], "{}", p.what());
+        }
+        assert!(
+            reaches_redis,
+            "{wher}: no NetworkPolicy lets it reach Redis"
+        );
+    }
+}
+
+#[test]
+fn k8s_disruption_budgets_cover_the_nodes() {
+    let d = Deploy::load();
+    for dep in isobox_deployments(&d) {
+        let pods = pod_labels(dep);
+        let pdbs: Vec<&Obj> = d
+            .of_kind("PodDisruptionBudget")
+            .filter(|p| {
+                p.namespace() == dep.namespace() && selects(&p.v["spec"]["selector"], &pods)
+            })
+            .collect();
+        assert_eq!(
+            pdbs.len(),
+            1,
+            "{}: needs exactly one PodDisruptionBudget",
+            dep.what()
+        );
+        let pdb = pdbs[0];
+        assert_eq!(
+            pdb.v["apiVersion"].as_str(),
+            Some("policy/v1"),
+            "{}",
+            pdb.what()
+        );
+        assert!(
+            !labels_of(&pdb.v["spec"]["selector"]["matchLabels"]).is_empty(),
+            "{}: an empty selector",
+            pdb.what()
+        );
+        // It must let a drain proceed: minAvailable below the fewest replicas the HPA keeps.
+        let min_replicas = d
+            .of_kind("HorizontalPodAutoscaler")
+            .find(|h| h.v["spec"]["scaleTargetRef"]["name"].as_str() == Some(dep.name()))
+            .and_then(|h| h.v["spec"]["minReplicas"].as_u64())
+            .or_else(|| dep.v["spec"]["replicas"].as_u64())
+            .unwrap_or(1);
+        if let Some(min) = pdb.v["spec"]["minAvailable"].as_u64() {
+            assert!(
+                min < min_replicas,
+                "{}: minAvailable {min} blocks every drain",
+                pdb.what()
+            );
+        } else {
+            let max = pdb.v["spec"]["maxUnavailable"].as_u64();
+            assert!(
+                max.is_some_and(|m| m >= 1),
+                "{}: needs maxUnavailable >= 1 or minAvailable",
+                pdb.what()
+            );
+        }
+    }
+}
+
+#[test]
+fn compose_redis_requires_a_password_and_is_internal_only() {
+    let d = Deploy::load();
+    let (_, file) = &d.compose[0];
+    let services = compose_services(&d);
+    let redis = services
+        .iter()
+        .find(|s| {
+            s.v["image"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("redis"))
+        })
+        .expect("the Compose file has no Redis service");
+    let argv = strings(&redis.v["command"]);
+    let pass = argv
+        .iter()
+        .position(|a| a == "--requirepass")
+        .and_then(|i| argv.get(i + 1))
+        .unwrap_or_else(|| panic!("{}: no --requirepass: {argv:?}", redis.what()));
+    assert!(
+        pass.starts_with("${") && pass.contains(":?"),
+        "{}: the password must come from the environment and be required (${{VAR:?...}}), not `{pass}`",
+        redis.what()
+    );
+    let password = interpolate(pass);
+    assert!(
+        redis.v.get("ports").is_none(),
+        "{}: Redis must not publish a port",
+        redis.what()
+    );
+    let hc = strings(&redis.v["healthcheck"]["test"]).join(" ");
+    assert!(
+        hc.contains("PONG"),
+        "{}: the health check must check for PONG: `{hc}`",
+        redis.what()
+    );
+    // On internal networks only.
+    let networks = |s: &Service| -> Vec<String> {
+        match &s.v["networks"] {
+            Value::Sequence(_) => strings(&s.v["networks"]),
+            Value::Mapping(_) => mapping_pairs(&s.v["networks"])
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect(),
+            _ => vec!["default".to_string()],
+        }
+    };
+    let internal = |net: &str| file["networks"][net]["internal"].as_bool() == Some(true);
+    let redis_nets = networks(redis);
+    assert!(
+        !redis_nets.is_empty() && redis_nets.iter().all(|n| internal(n)),
+        "{}: Redis must be only on internal networks, is on {redis_nets:?}",
+        redis.what()
+    );
+    for s in services.iter().filter(|s| s.is_isobox()) {
+        let url = s.env().get("REDIS_URL").cloned().unwrap_or_default();
+        let authority = url
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap();
+        let userinfo = authority.rsplit_once('@').map(|(u, _)| u).unwrap_or("");
+        assert_eq!(
+            userinfo.split_once(':').map(|(_, p)| p),
+            Some(password.as_str()),
+            "{}: REDIS_URL must carry Redis' password",
+            s.what()
+        );
+        assert!(
+            networks(s).iter().any(|n| redis_nets.contains(n)),
+            "{}: shares no network with Redis",
+            s.what()
+        );
+        // Published ports stay on the host's loopback as shipped.
+        for p in s.v["ports"].as_sequence().into_iter().flatten() {
+            let p = scalar(p);
+            assert!(
+                p.starts_with("127.0.0.1:"),
+                "{}: publishes `{p}` on every interface; bind it to 127.0.0.1 as shipped",
+                s.what()
+            );
+        }
+    }
 }
