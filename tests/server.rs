@@ -603,7 +603,11 @@ async fn request_errors_are_json_with_the_right_status() {
 
     // Only that one ran; the refusals are counted.
     let m = srv.metrics().await;
-    assert_eq!(metric_or_zero(&m, "isobox_run_seconds_count"), 1.0, "{m}");
+    assert_eq!(
+        metric_or_zero(&m, "isobox_run_duration_seconds_count"),
+        1.0,
+        "{m}"
+    );
     assert!(
         metric_or_zero(&m, "isobox_rejected_total{reason=\"too_large\"}") >= 5.0,
         "{m}"
@@ -686,7 +690,11 @@ async fn body_limit_applies_to_every_route() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.body.contains("chunked\\n"), "{}", r.text);
     let m = srv.metrics().await;
-    assert_eq!(metric_or_zero(&m, "isobox_run_seconds_count"), 2.0, "{m}");
+    assert_eq!(
+        metric_or_zero(&m, "isobox_run_duration_seconds_count"),
+        2.0,
+        "{m}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -767,7 +775,11 @@ async fn validate_checks_syntax_without_running() {
 
     // Nothing was executed.
     let m = srv.metrics().await;
-    assert_eq!(metric_or_zero(&m, "isobox_run_seconds_count"), 0.0, "{m}");
+    assert_eq!(
+        metric_or_zero(&m, "isobox_run_duration_seconds_count"),
+        0.0,
+        "{m}"
+    );
     assert!(!m.contains("isobox_executions_total{"), "{m}");
 }
 
@@ -827,7 +839,11 @@ async fn pattern_policy_rejects_with_422() {
         Some(3.0),
         "{m}"
     );
-    assert_eq!(metric_or_zero(&m, "isobox_run_seconds_count"), 2.0, "{m}");
+    assert_eq!(
+        metric_or_zero(&m, "isobox_run_duration_seconds_count"),
+        2.0,
+        "{m}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -987,12 +1003,16 @@ async fn languages_health_and_metrics() {
 
     // Counts.
     let m0 = srv.metrics().await;
-    assert_eq!(metric(&m0, "isobox_slots_total"), Some(3.0), "{m0}");
+    assert_eq!(metric(&m0, "isobox_slots_capacity"), Some(3.0), "{m0}");
     assert_eq!(metric(&m0, "isobox_slots_busy"), Some(0.0), "{m0}");
     assert_eq!(metric(&m0, "isobox_queue_depth"), Some(0.0), "{m0}");
     assert_eq!(metric(&m0, "isobox_cache_hits_total"), Some(0.0), "{m0}");
     assert_eq!(metric(&m0, "isobox_cache_misses_total"), Some(0.0), "{m0}");
-    assert_eq!(metric(&m0, "isobox_run_seconds_count"), Some(0.0), "{m0}");
+    assert_eq!(
+        metric(&m0, "isobox_run_duration_seconds_count"),
+        Some(0.0),
+        "{m0}"
+    );
     srv.exec(py("print(1)")).await;
     srv.exec(py("print(2)")).await;
     srv.exec(py("raise SystemExit(2)")).await;
@@ -1029,10 +1049,18 @@ async fn languages_health_and_metrics() {
         Some(1.0),
         "{m}"
     );
-    assert_eq!(metric(&m, "isobox_run_seconds_count"), Some(4.0), "{m}");
-    assert_eq!(metric(&m, "isobox_queue_seconds_count"), Some(4.0), "{m}");
     assert_eq!(
-        metric(&m, "isobox_run_seconds_bucket{le=\"+Inf\"}"),
+        metric(&m, "isobox_run_duration_seconds_count"),
+        Some(4.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "isobox_queue_wait_duration_seconds_count"),
+        Some(4.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "isobox_run_duration_seconds_bucket{le=\"+Inf\"}"),
         Some(4.0),
         "{m}"
     );
@@ -1046,10 +1074,27 @@ async fn languages_health_and_metrics() {
         ) >= 4.0,
         "{m}"
     );
+    // Latency by method, route template and status; a path no route knows is `other`.
+    assert!(
+        metric_or_zero(
+            &m,
+            "isobox_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/execute\",status=\"200\"}"
+        ) >= 4.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "isobox_http_request_duration_seconds_count{method=\"GET\",route=\"other\",status=\"404\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
     assert!(!m.contains(&probe), "a request path became a label: {m}");
-    // Every sample line is `name{labels} number` with an isobox_ name.
+    // Every sample line is `name{labels} number` with an isobox_ (or the standard process_)
+    // name.
     for l in m.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        assert!(l.starts_with("isobox_"), "{l}");
+        assert!(l.starts_with("isobox_") || l.starts_with("process_"), "{l}");
         let v = l.rsplit(' ').next().unwrap();
         assert!(v.parse::<f64>().is_ok(), "{l}");
     }
@@ -1074,7 +1119,7 @@ async fn dedup_answers_identical_requests_from_the_cache() {
     assert_eq!(metric(&m, "isobox_cache_misses_total"), Some(1.0), "{m}");
     assert_eq!(metric(&m, "isobox_cache_hits_total"), Some(1.0), "{m}");
     assert_eq!(
-        metric(&m, "isobox_run_seconds_count"),
+        metric(&m, "isobox_run_duration_seconds_count"),
         Some(1.0),
         "one run: {m}"
     );
@@ -1130,7 +1175,11 @@ async fn dedup_disabled_never_caches() {
     assert_eq!(b["cached"], false);
     assert_ne!(a["stdout"], b["stdout"], "two real runs");
     let m = srv.metrics().await;
-    assert_eq!(metric(&m, "isobox_run_seconds_count"), Some(2.0), "{m}");
+    assert_eq!(
+        metric(&m, "isobox_run_duration_seconds_count"),
+        Some(2.0),
+        "{m}"
+    );
     assert_eq!(metric(&m, "isobox_cache_hits_total"), Some(0.0), "{m}");
     assert_eq!(metric(&m, "isobox_cache_entries"), Some(0.0), "{m}");
 }
@@ -1145,7 +1194,11 @@ async fn timeouts_are_not_cached() {
         assert_eq!(r["cached"], false, "run {i}: {r}");
     }
     let m = srv.metrics().await;
-    assert_eq!(metric(&m, "isobox_run_seconds_count"), Some(2.0), "{m}");
+    assert_eq!(
+        metric(&m, "isobox_run_duration_seconds_count"),
+        Some(2.0),
+        "{m}"
+    );
     assert_eq!(metric(&m, "isobox_cache_entries"), Some(0.0), "{m}");
     assert_eq!(
         metric(
@@ -1187,7 +1240,11 @@ async fn single_flight_runs_identical_concurrent_requests_once() {
     let m = srv.metrics().await;
     assert_eq!(metric(&m, "isobox_cache_misses_total"), Some(1.0), "{m}");
     assert_eq!(metric(&m, "isobox_cache_hits_total"), Some(9.0), "{m}");
-    assert_eq!(metric(&m, "isobox_run_seconds_count"), Some(1.0), "{m}");
+    assert_eq!(
+        metric(&m, "isobox_run_duration_seconds_count"),
+        Some(1.0),
+        "{m}"
+    );
     let stats = srv.app.engine.cache_stats();
     assert_eq!((stats.hits, stats.misses), (9, 1));
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
@@ -1294,7 +1351,7 @@ async fn backpressure_sheds_load_with_503_and_retry_after() {
         "{m}"
     );
     assert_eq!(
-        metric(&m, "isobox_run_seconds_count"),
+        metric(&m, "isobox_run_duration_seconds_count"),
         Some(ok as f64),
         "{m}"
     );
