@@ -63,6 +63,7 @@ async fn shut_down_backends(app: &App) {
 pub fn openapi_document() -> serde_json::Value {
     let mut doc = http::openapi::document();
     crate::compat::openapi(&mut doc);
+    http::openapi::conventions(&mut doc);
     doc
 }
 
