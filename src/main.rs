@@ -75,21 +75,21 @@ enum Command {
         #[arg(long = "arg", value_name = "A", allow_hyphen_values = true)]
         args: Vec<String>,
         /// Wall-clock limit in milliseconds.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
         timeout_ms: Option<u64>,
         /// CPU time limit in milliseconds (default: --timeout-ms when given, else the
         /// language's).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
         cpu_ms: Option<u64>,
         /// Memory limit in MiB.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(8..))]
+        #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(8..))]
         memory_mb: Option<u64>,
         /// Most processes (and threads) the program may have at once.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..))]
+        #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(2..))]
         processes: Option<u32>,
         /// Most bytes of stdout (and of stderr) kept; a program writing more is stopped
         /// (status output_limit).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
         output_bytes: Option<u64>,
         /// Isolation backend.
         #[arg(long, value_enum, default_value = "native", env = "ISOBOX_BACKEND")]
@@ -181,10 +181,10 @@ struct ServeArgs {
     #[arg(long, value_name = "IP")]
     bind: Option<std::net::IpAddr>,
     /// REST port, 0 for any free one (REST_PORT).
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true)]
     port: Option<u16>,
     /// gRPC port, 0 for any free one (GRPC_PORT).
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true)]
     grpc_port: Option<u16>,
     /// Isolation backend (ISOBOX_BACKEND).
     #[arg(long, value_enum)]

@@ -1707,6 +1707,123 @@ async fn openapi_matches_the_real_routes() {
     }
 }
 
+/// The document's conventions: every operation tagged (with a declared tag) and carrying a
+/// security requirement of declared schemes (public ones an empty one); the schemes are the
+/// server's methods (API key header, bearer JWT/OAuth2, mutual TLS); `servers`; and the main
+/// request bodies have examples that are valid requests: the real server runs each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_follows_the_conventions() {
+    let srv = TestServer::start(&[]).await;
+    let doc: Value = srv.get("/openapi.json").await.json().await.unwrap();
+    let schemes = doc["components"]["securitySchemes"]
+        .as_object()
+        .expect("components.securitySchemes");
+    assert_eq!(schemes["apiKey"]["type"], "apiKey");
+    assert_eq!(schemes["apiKey"]["in"], "header");
+    assert_eq!(schemes["apiKey"]["name"], "X-API-Key");
+    assert_eq!(schemes["bearer"]["type"], "http");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["bearer"]["bearerFormat"], "JWT");
+    assert_eq!(schemes["mutualTLS"]["type"], "mutualTLS");
+    let tags: BTreeSet<&str> = doc["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    let servers = doc["servers"].as_array().expect("servers");
+    assert!(!servers.is_empty() && servers.iter().all(|s| s["url"].is_string()));
+
+    let public = ["/health", "/metrics", "/openapi.json", "/"];
+    let mut with_examples = BTreeSet::new();
+    let mut used_tags = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if !METHODS.contains(&method.as_str()) {
+                continue;
+            }
+            let what = format!("{method} {path}");
+            let op_tags = op["tags"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{what}: no tags"));
+            assert!(!op_tags.is_empty(), "{what}: no tags");
+            for t in op_tags {
+                let t = t.as_str().unwrap();
+                assert!(tags.contains(t), "{what}: tag {t} is not declared");
+                used_tags.insert(t.to_string());
+            }
+            let security = op["security"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{what}: no security"));
+            if public.contains(&path.as_str()) {
+                assert!(security.is_empty(), "{what} is public: {security:?}");
+            } else {
+                let names: BTreeSet<&str> = security
+                    .iter()
+                    .flat_map(|req| req.as_object().unwrap().keys())
+                    .map(String::as_str)
+                    .collect();
+                for n in &names {
+                    assert!(
+                        schemes.contains_key(*n),
+                        "{what}: scheme {n} is not declared"
+                    );
+                }
+                for n in ["apiKey", "bearer", "mutualTLS"] {
+                    assert!(names.contains(n), "{what}: {n} is not accepted");
+                }
+            }
+            let examples = &op["requestBody"]["content"]["application/json"]["examples"];
+            if let Some(examples) = examples.as_object() {
+                assert!(!examples.is_empty(), "{what}");
+                with_examples.insert(what.clone());
+                for (name, ex) in examples {
+                    let value = &ex["value"];
+                    assert!(ex["summary"].is_string(), "{what} {name}");
+                    // A valid request of the API it documents.
+                    if path.starts_with("/api/v1/") && path != "/api/v1/executions/batch" {
+                        serde_json::from_value::<isobox_core::ExecuteRequest>(value.clone())
+                            .unwrap_or_else(|e| panic!("{what} {name}: {e}"));
+                    }
+                    let resp = srv.post_json(path, value).await;
+                    let status = resp.status().as_u16();
+                    let body = resp.text().await.unwrap();
+                    assert!(
+                        (200..300).contains(&status),
+                        "{what} {name}: {status} {body}"
+                    );
+                    // The ones that run, ran as the example says.
+                    if what == "post /api/v1/execute" {
+                        let r: Value = serde_json::from_str(&body).unwrap();
+                        assert_eq!(r["status"], "ok", "{name}: {r}");
+                        if name == "tests" {
+                            assert_eq!(r["summary"]["verdict"], "accepted", "{r}");
+                        }
+                        if name == "hello" {
+                            assert_eq!(r["stdout"], "Hello, world\n", "{r}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for op in [
+        "post /api/v1/execute",
+        "post /api/v1/execute/stream",
+        "post /api/v1/validate",
+        "post /api/v1/executions",
+        "post /api/v1/executions/batch",
+        "post /judge0/submissions",
+        "post /judge0/submissions/batch",
+        "post /piston/api/v2/execute",
+    ] {
+        assert!(with_examples.contains(op), "{op} has no request examples");
+    }
+    let declared: BTreeSet<String> = tags.iter().map(|t| t.to_string()).collect();
+    assert_eq!(used_tags, declared, "a declared tag no operation uses");
+    srv.stop().await;
+}
+
 /// Every error is the contract's JSON, routing and extraction failures included; a body far
 /// over the limit is read (up to a bound) before the 413, so the client gets the answer
 /// instead of a broken pipe.

@@ -1038,6 +1038,68 @@ mod tests {
     }
 
     #[test]
+    fn flags_win_over_env_over_file_over_defaults() {
+        let dir = std::env::temp_dir().join(format!("isobox-cfg3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, "rest_port = 8100\ngrpc_port = 9100\nISOBOX_SLOTS = 3\n").unwrap();
+        let e = env(&[("REST_PORT", "8200"), ("GRPC_PORT", "9200")]);
+        let mut flags = Flags::default();
+        flags.set("REST_PORT", "--port", "8300");
+        flags.set("ISOBOX_CONFIG", "--config", f.to_str().unwrap());
+        let c = load_with(&e, &flags).unwrap();
+        assert_eq!((c.rest_port, c.grpc_port, c.slots), (8300, 9200, 3));
+        let origin = |c: &Config, v: &str| c.shown.iter().find(|s| s.var == v).unwrap().origin;
+        assert_eq!(origin(&c, "REST_PORT"), Origin::Flag);
+        assert_eq!(origin(&c, "GRPC_PORT"), Origin::Env);
+        assert_eq!(origin(&c, "ISOBOX_SLOTS"), Origin::File);
+        assert_eq!(origin(&c, "ISOBOX_CONFIG"), Origin::Flag);
+        assert_eq!(origin(&c, "ISOBOX_QUEUE_TIMEOUT_MS"), Origin::Default);
+        // --config wins over ISOBOX_CONFIG; without either, no file.
+        let other = dir.join("other.toml");
+        std::fs::write(&other, "rest_port = 8500\n").unwrap();
+        let mut only_file = Flags::default();
+        only_file.set("ISOBOX_CONFIG", "--config", other.to_str().unwrap());
+        let e2 = env(&[("ISOBOX_CONFIG", f.to_str().unwrap())]);
+        assert_eq!(load_with(&e2, &only_file).unwrap().rest_port, 8500);
+        assert_eq!(load(&e2).unwrap().rest_port, 8100);
+        assert_eq!(load(&env(&[])).unwrap().rest_port, 8000);
+        std::fs::remove_dir_all(&dir).unwrap();
+        // A flag's value replaces the environment's, which is then not even read.
+        let mut port = Flags::default();
+        port.set("REST_PORT", "--port", "8300");
+        assert!(load_with(&env(&[("REST_PORT", "nope")]), &port).is_ok());
+    }
+
+    #[test]
+    fn errors_name_the_flag_that_set_the_value() {
+        let mut flags = Flags::default();
+        flags.set("ISOBOX_CONFIG", "--config", "/nonexistent/isobox.toml");
+        let e = load_with(&env(&[]), &flags).unwrap_err();
+        assert_eq!(
+            (e.var.as_str(), e.flag),
+            ("ISOBOX_CONFIG", Some("--config"))
+        );
+        assert!(
+            e.to_string()
+                .starts_with("--config (ISOBOX_CONFIG): cannot read /nonexistent/isobox.toml"),
+            "{e}"
+        );
+        let mut empty = Flags::default();
+        empty.set("ISOBOX_CONFIG", "--config", "");
+        assert!(load_with(&env(&[]), &empty).is_err());
+        // The same error from the environment names the variable only.
+        let e = load(&env(&[("ISOBOX_CONFIG", "/nonexistent/isobox.toml")])).unwrap_err();
+        assert_eq!(e.flag, None);
+        assert!(
+            e.to_string().starts_with("ISOBOX_CONFIG: cannot read"),
+            "{e}"
+        );
+        // An empty ISOBOX_CONFIG is no file, as before.
+        assert!(load(&env(&[("ISOBOX_CONFIG", "")])).is_ok());
+    }
+
+    #[test]
     fn unknown_file_keys_are_errors() {
         let dir = std::env::temp_dir().join(format!("isobox-cfg2-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
