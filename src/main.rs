@@ -25,11 +25,14 @@ use isobox_sandbox::{Backend, DockerBackend, NativeBackend, NativeConfig, RootFs
 struct Cli {
     /// Language table replacing the built-in one (TOML).
     ///
-    /// For `serve`, `worker` and `check-config` on the command line a flag like the others
-    /// there (over the environment and the file).
+    /// For `serve`, `worker` and `check-config`, given here it is a setting like their own
+    /// flags: over ISOBOX_LANGUAGES in the environment and the configuration file.
     #[arg(long, global = true, env = "ISOBOX_LANGUAGES", value_name = "FILE")]
     languages_file: Option<PathBuf>,
     /// A prepared root file system for the sandbox instead of the host's /usr.
+    ///
+    /// For `serve`, `worker` and `check-config`, given here it is a setting like their own
+    /// flags: over ISOBOX_ROOTFS in the environment and the configuration file.
     #[arg(long, global = true, env = "ISOBOX_ROOTFS", value_name = "DIR")]
     rootfs: Option<PathBuf>,
     #[command(subcommand)]

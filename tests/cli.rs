@@ -379,6 +379,16 @@ fn missing_toolchains_are_reported_unavailable() {
          compile = [\"cobc\", \"-x\", \"{file}\"]\nrun = [\"./main\"]\nversion = [\"cobc\", \"--version\"]\n\
          [[language]]\nname = \"sh\"\nextensions = [\"sh\"]\nfile = \"main.sh\"\nrun = [\"sh\", \"{file}\"]\n",
     );
+    // The host's toolchains only: a built runtime on this host may well provide cobc.
+    let no_runtimes = dir.0.join("no-runtimes");
+    std::fs::create_dir(&no_runtimes).unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(isobox_bin())
+            .args(args)
+            .env("ISOBOX_RUNTIMES_DIR", &no_runtimes)
+            .output()
+            .unwrap()
+    };
     let out = cli(&[
         "languages",
         "--json",

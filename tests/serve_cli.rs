@@ -464,6 +464,26 @@ fn settings_come_from_flags_then_env_then_file_then_defaults() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(origin(&l, "REST_PORT"), pair("flag", "8300"));
     assert_eq!(origin(&l, "ISOBOX_BIND"), pair("flag", "::1"));
+    // The global --languages-file and --rootfs are settings of the server too, where given.
+    let (_, l) = check_config(
+        &[
+            "--languages-file",
+            "/srv/langs.toml",
+            "--rootfs",
+            "/srv/root",
+        ],
+        &[("ISOBOX_LANGUAGES", "/env/langs.toml")],
+    );
+    assert_eq!(
+        origin(&l, "ISOBOX_LANGUAGES"),
+        pair("flag", "/srv/langs.toml")
+    );
+    assert_eq!(origin(&l, "ISOBOX_ROOTFS"), pair("flag", "/srv/root"));
+    let (_, l) = check_config(&[], &[("ISOBOX_LANGUAGES", "/env/langs.toml")]);
+    assert_eq!(
+        origin(&l, "ISOBOX_LANGUAGES"),
+        pair("env", "/env/langs.toml")
+    );
 }
 
 /// Bad flags and files are refused before anything starts, with exit 2 and a message that

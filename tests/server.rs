@@ -944,7 +944,14 @@ async fn every_response_carries_request_id_and_security_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn languages_health_and_metrics() {
-    let srv = TestServer::start(&[("ISOBOX_SLOTS", "3"), ("ISOBOX_QUEUE", "5")]).await;
+    // One request per listed language and alias below: as many as the runtimes installed
+    // on this host make, more than the default rate limit.
+    let srv = TestServer::start(&[
+        ("ISOBOX_SLOTS", "3"),
+        ("ISOBOX_QUEUE", "5"),
+        ("ISOBOX_RATE_LIMIT", "100000/min"),
+    ])
+    .await;
 
     let resp = srv.get("/api/v1/languages").await;
     assert_common_headers(&resp, "languages");

@@ -330,7 +330,7 @@ fn load_layers(env: &dyn Env, flags: &Flags) -> Result<Config, ConfigError> {
         },
     };
     if let Some(path) = config_path.as_deref() {
-        let text = std::fs::read_to_string(&path)
+        let text = std::fs::read_to_string(path)
             .map_err(|e| err("ISOBOX_CONFIG", format!("cannot read {path}: {e}")))?;
         let table: toml::Table = toml::from_str(&text)
             .map_err(|e| err("ISOBOX_CONFIG", format!("{path} is not valid TOML: {e}")))?;
