@@ -415,7 +415,7 @@ async fn main() {
     }
     let fresh = distinct(&c, &a.url, k, false).await;
     let hits = distinct(&c, &b.url, k, true).await;
-    let b_runs = metric(&c, &b.url, "isobox_run_seconds_count").await;
+    let b_runs = metric(&c, &b.url, "isobox_run_duration_seconds_count").await;
     add(
         &mut rows,
         "3b cache hit, shared (Redis)",

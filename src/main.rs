@@ -6,12 +6,13 @@ mod judge;
 mod runtime;
 mod selftest;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use isobox_core::{ExecuteRequest, Executor, LanguageTable, Policy, RequestFile, RequestLimits};
 use isobox_sandbox::{Backend, DockerBackend, NativeBackend, NativeConfig, RootFs};
 
@@ -23,9 +24,15 @@ use isobox_sandbox::{Backend, DockerBackend, NativeBackend, NativeConfig, RootFs
 )]
 struct Cli {
     /// Language table replacing the built-in one (TOML).
+    ///
+    /// For `serve`, `worker` and `check-config`, given here it is a setting like their own
+    /// flags: over ISOBOX_LANGUAGES in the environment and the configuration file.
     #[arg(long, global = true, env = "ISOBOX_LANGUAGES", value_name = "FILE")]
     languages_file: Option<PathBuf>,
     /// A prepared root file system for the sandbox instead of the host's /usr.
+    ///
+    /// For `serve`, `worker` and `check-config`, given here it is a setting like their own
+    /// flags: over ISOBOX_ROOTFS in the environment and the configuration file.
     #[arg(long, global = true, env = "ISOBOX_ROOTFS", value_name = "DIR")]
     rootfs: Option<PathBuf>,
     #[command(subcommand)]
@@ -40,7 +47,7 @@ enum CompareArg {
     Float,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BackendKind {
     Native,
     Docker,
@@ -49,6 +56,7 @@ enum BackendKind {
 #[derive(Subcommand)]
 enum Command {
     /// Run a program locally in the sandbox. The first FILE is the entry point.
+    #[command(after_long_help = RUN_EXIT_CODES)]
     Run {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -59,21 +67,33 @@ enum Command {
         /// picks among the runtimes in ISOBOX_RUNTIMES_DIR and the host's toolchains.
         #[arg(long = "version", value_name = "V")]
         lang_version: Option<String>,
-        /// Text fed to the program's stdin.
+        /// Text fed to the program's stdin. Without it (or --stdin-file), what is piped into
+        /// isobox is (`echo 5 | isobox run a.py`); nothing when stdin is a terminal.
         #[arg(long, conflicts_with = "stdin_file")]
         stdin: Option<String>,
-        /// File whose content is fed to the program's stdin.
+        /// File whose content is fed to the program's stdin (`-`: isobox's own stdin).
         #[arg(long, value_name = "F")]
         stdin_file: Option<PathBuf>,
         /// An argument for the program (repeat for more).
         #[arg(long = "arg", value_name = "A", allow_hyphen_values = true)]
         args: Vec<String>,
         /// Wall-clock limit in milliseconds.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
         timeout_ms: Option<u64>,
+        /// CPU time limit in milliseconds (default: --timeout-ms when given, else the
+        /// language's).
+        #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
+        cpu_ms: Option<u64>,
         /// Memory limit in MiB.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(8..))]
         memory_mb: Option<u64>,
+        /// Most processes (and threads) the program may have at once.
+        #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(2..))]
+        processes: Option<u32>,
+        /// Most bytes of stdout (and of stderr) kept; a program writing more is stopped
+        /// (status output_limit).
+        #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
+        output_bytes: Option<u64>,
         /// Isolation backend.
         #[arg(long, value_enum, default_value = "native", env = "ISOBOX_BACKEND")]
         backend: BackendKind,
@@ -119,11 +139,13 @@ enum Command {
         #[arg(long, value_enum, default_value = "native", env = "ISOBOX_BACKEND")]
         backend: BackendKind,
     },
-    /// Start the REST API (REST_PORT, default 8000; see README for every setting).
-    Serve,
+    /// Start the REST API (REST_PORT, default 8000) and the gRPC API (GRPC_PORT, default 9000).
+    #[command(after_long_help = SERVE_HELP)]
+    Serve(ServeArgs),
     /// Run queued jobs from Redis (REDIS_URL) without serving the APIs (only /health and
     /// /metrics on REST_PORT).
-    Worker,
+    #[command(after_long_help = SERVE_HELP)]
+    Worker(ServeArgs),
     /// The docker backend's runtime image.
     Image {
         #[command(subcommand)]
@@ -135,7 +157,83 @@ enum Command {
         command: runtime::RuntimeCommand,
     },
     /// Load the configuration as `serve` would and show each value and where it came from.
-    CheckConfig,
+    #[command(after_long_help = SERVE_HELP)]
+    CheckConfig(ServeArgs),
+}
+
+/// The long help of `serve`, `worker` and `check-config`: where settings come from.
+const SERVE_HELP: &str = "\
+Settings are the variables of the README's Configuration table (REST_PORT, ISOBOX_SLOTS, \
+AUTH_TYPE, ...). Each is taken from, in order of precedence:
+
+  1. a flag (--bind, --port, --grpc-port, --backend, --config, --languages-file, --rootfs)
+  2. the environment
+  3. the configuration file (--config FILE, else ISOBOX_CONFIG): TOML, one `key = value` per \
+setting, the key being the variable's name in any case (`rest_port = 8080`, `auth_type = \
+\"apikey\"`, `api_keys = [\"k1\", \"k2\"]`); an unknown key is an error
+  4. the built-in default
+
+`isobox check-config` takes the same flags and shows each value and where it came from \
+(flag, env, file, default).";
+
+/// The flags of `serve`, `worker` and `check-config`: each sets one variable and wins over the
+/// environment and the configuration file.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address the listeners bind to (ISOBOX_BIND).
+    #[arg(long, value_name = "IP")]
+    bind: Option<std::net::IpAddr>,
+    /// REST port, 0 for any free one (REST_PORT).
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true)]
+    port: Option<u16>,
+    /// gRPC port, 0 for any free one (GRPC_PORT).
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true)]
+    grpc_port: Option<u16>,
+    /// Isolation backend (ISOBOX_BACKEND).
+    #[arg(long, value_enum)]
+    backend: Option<BackendKind>,
+    /// Configuration file (TOML; ISOBOX_CONFIG): below the environment, above the defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The global --languages-file, when given on the command line (ISOBOX_LANGUAGES).
+    #[arg(skip)]
+    languages_file: Option<PathBuf>,
+    /// The global --rootfs, when given on the command line (ISOBOX_ROOTFS).
+    #[arg(skip)]
+    rootfs: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The variables these flags set.
+    fn flags(&self) -> isobox_server::config::Flags {
+        let mut f = isobox_server::config::Flags::default();
+        if let Some(b) = self.bind {
+            f.set("ISOBOX_BIND", "--bind", b.to_string());
+        }
+        if let Some(p) = self.port {
+            f.set("REST_PORT", "--port", p.to_string());
+        }
+        if let Some(p) = self.grpc_port {
+            f.set("GRPC_PORT", "--grpc-port", p.to_string());
+        }
+        if let Some(b) = self.backend {
+            let name = match b {
+                BackendKind::Native => "native",
+                BackendKind::Docker => "docker",
+            };
+            f.set("ISOBOX_BACKEND", "--backend", name);
+        }
+        if let Some(c) = &self.config {
+            f.set("ISOBOX_CONFIG", "--config", c.to_string_lossy());
+        }
+        if let Some(l) = &self.languages_file {
+            f.set("ISOBOX_LANGUAGES", "--languages-file", l.to_string_lossy());
+        }
+        if let Some(r) = &self.rootfs {
+            f.set("ISOBOX_ROOTFS", "--rootfs", r.to_string_lossy());
+        }
+        f
+    }
 }
 
 #[derive(Subcommand)]
@@ -171,11 +269,11 @@ fn backend(kind: BackendKind, rootfs: Option<PathBuf>) -> anyhow::Result<Arc<dyn
         BackendKind::Native => Ok(Arc::new(NativeBackend::new(native_config(rootfs))?)),
         BackendKind::Docker => {
             if rootfs.is_some() {
-                bail!("--rootfs is for the native backend; the docker backend runs its image (`isobox image build --from DIR`)");
+                return Err(usage("--rootfs is for the native backend; the docker backend runs its image (`isobox image build --from DIR`)"));
             }
             let mut cfg =
                 isobox_server::config::docker_settings(&isobox_server::config::ProcessEnv)
-                    .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+                    .map_err(|e| usage(format!("invalid configuration: {e}")))?;
             // One run: no pool, and a label of its own so it never reaps a server's containers.
             cfg.pool = 0;
             cfg.instance = format!("cli-{}", std::process::id());
@@ -302,10 +400,25 @@ fn languages(path: Option<&PathBuf>) -> anyhow::Result<LanguageTable> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // The global options the server reads as settings, when the command line (not the
+    // environment, which the server reads itself) gave them.
+    let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    if let Command::Serve(a) | Command::Worker(a) | Command::CheckConfig(a) = &mut cli.command {
+        if given("languages_file") {
+            a.languages_file = cli.languages_file.clone();
+        }
+        if given("rootfs") {
+            a.rootfs = cli.rootfs.clone();
+        }
+    }
     let no_launcher = std::env::var("ISOBOX_NO_LAUNCHER").is_ok_and(|v| v == "1");
     let mut server_env = None;
-    if matches!(cli.command, Command::Serve | Command::Worker) {
+    if matches!(cli.command, Command::Serve(_) | Command::Worker(_)) {
         // The environment (secrets included) leaves the process before the launcher is forked,
         // so that neither the launcher nor any sandbox it clones holds a copy (see envscrub).
         // SAFETY: first thing in `main`: one thread, and no pointer from getenv is held (clap
@@ -339,7 +452,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("isobox: {e:#}");
-            ExitCode::from(125)
+            if e.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(exit::USAGE)
+            } else {
+                ExitCode::from(exit::INTERNAL)
+            }
         }
     }
 }
@@ -362,7 +479,10 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
             stdin_file,
             args,
             timeout_ms,
+            cpu_ms,
             memory_mb,
+            processes,
+            output_bytes,
             backend: kind,
             json,
             tests,
@@ -380,7 +500,7 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
                     table
                         .by_extension(&first)
                         .map(|l| l.name.clone())
-                        .with_context(|| format!("cannot tell the language of {first} from its extension: use --language"))?
+                        .ok_or_else(|| usage(format!("cannot tell the language of {first} from its extension: use --language")))?
                 }
             };
             let mut req_files = Vec::new();
@@ -388,10 +508,10 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
                 let name = f
                     .file_name()
                     .and_then(|n| n.to_str())
-                    .with_context(|| format!("{} has no usable file name", f.display()))?
+                    .ok_or_else(|| usage(format!("{} has no usable file name", f.display())))?
                     .to_string();
-                let bytes =
-                    std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+                let bytes = std::fs::read(f)
+                    .map_err(|e| usage(format!("cannot read {}: {e}", f.display())))?;
                 let (content, encoding) = match String::from_utf8(bytes) {
                     Ok(s) => (s, None),
                     Err(e) => {
@@ -408,20 +528,37 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
                     encoding,
                 });
             }
-            let stdin = match stdin_file {
-                Some(p) => Some(
+            let stdin_limit = Policy::default().max_stdin_bytes;
+            let stdin = match (stdin, stdin_file) {
+                (Some(text), _) => Some(text),
+                (None, Some(p)) if p.as_os_str() == "-" => Some(read_stdin(stdin_limit)?),
+                (None, Some(p)) => Some(
                     std::fs::read_to_string(&p)
-                        .with_context(|| format!("cannot read {}", p.display()))?,
+                        .map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?,
                 ),
-                None => stdin,
+                // Piped in (not a terminal): the program's stdin. Test cases bring their own.
+                (None, None) if tests.is_none() && !std::io::stdin().is_terminal() => {
+                    Some(read_stdin(stdin_limit)?)
+                }
+                (None, None) => None,
             };
-            let limits = (timeout_ms.is_some() || memory_mb.is_some()).then(|| RequestLimits {
+            let any_limit = timeout_ms.is_some()
+                || cpu_ms.is_some()
+                || memory_mb.is_some()
+                || processes.is_some()
+                || output_bytes.is_some();
+            let limits = any_limit.then(|| RequestLimits {
                 timeout_ms,
-                cpu_time_ms: timeout_ms,
+                cpu_time_ms: cpu_ms.or(timeout_ms),
                 memory_mb,
-                ..Default::default()
+                max_processes: processes,
+                max_output_bytes: output_bytes,
             });
-            let tests = tests.as_deref().map(judge::load_tests).transpose()?;
+            let tests = tests
+                .as_deref()
+                .map(judge::load_tests)
+                .transpose()
+                .map_err(|e| usage(format!("{e:#}")))?;
             let req = ExecuteRequest {
                 language: lang_name,
                 version: lang_version,
@@ -448,7 +585,7 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
                 Executor::new(backend(kind, cli.rootfs)?, table, Policy::default()),
                 kind,
             );
-            let result = executor.execute(&req)?;
+            let result = executor.execute(&req).map_err(run_error)?;
             if let Some(msg) = &result.internal_message {
                 eprintln!("isobox: the sandbox failed: {msg}");
             }
@@ -461,7 +598,7 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
                 return Ok(if result.status == "internal_error" {
-                    ExitCode::from(125)
+                    ExitCode::from(exit::INTERNAL)
                 } else {
                     ExitCode::SUCCESS
                 });
@@ -475,9 +612,9 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
             std::io::stderr().write_all(err.as_bytes())?;
             let code = match result.status.as_str() {
                 "ok" => 0,
-                "runtime_error" => result.exit_code.unwrap_or(1),
-                "timeout" => 124,
-                "memory_limit" | "output_limit" => 137,
+                "runtime_error" => result.exit_code.filter(|c| *c != 0).unwrap_or(1),
+                "timeout" => exit::TIMEOUT.into(),
+                "memory_limit" | "output_limit" => exit::KILLED.into(),
                 "signal" => {
                     let n = result
                         .signal
@@ -488,14 +625,9 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
                 }
                 "compile_error" => {
                     eprintln!("isobox: compilation failed");
-                    result
-                        .compile
-                        .as_ref()
-                        .and_then(|c| c.exit_code)
-                        .filter(|c| *c != 0)
-                        .unwrap_or(1)
+                    exit::COMPILE_ERROR.into()
                 }
-                _ => 125,
+                _ => exit::INTERNAL.into(),
             };
             Ok(ExitCode::from(code.clamp(0, 255) as u8))
         }
@@ -535,8 +667,8 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve => serve(false, &env),
-        Command::Worker => serve(true, &env),
+        Command::Serve(args) => serve(false, &env, &args.flags()),
+        Command::Worker(args) => serve(true, &env, &args.flags()),
         Command::Image {
             command:
                 ImageCommand::Build {
@@ -559,9 +691,10 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig => {
-            let cfg = isobox_server::config::load(&isobox_server::config::ProcessEnv)
-                .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        Command::CheckConfig(args) => {
+            let cfg =
+                isobox_server::config::load_with(&isobox_server::config::ProcessEnv, &args.flags())
+                    .map_err(|e| usage(format!("invalid configuration: {e}")))?;
             println!("{:<28} {:<9} value", "variable", "from");
             for s in &cfg.shown {
                 println!("{:<28} {:<9} {}", s.var, s.origin.as_str(), s.value);
@@ -580,7 +713,7 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
                 }
                 BackendKind::Docker => {
                     if cli.rootfs.is_some() {
-                        bail!("--rootfs is for the native backend; the docker backend runs its image (`isobox image build --from DIR`)");
+                        return Err(usage("--rootfs is for the native backend; the docker backend runs its image (`isobox image build --from DIR`)"));
                     }
                     let (docker, engine) = selftest::docker_backend()?;
                     selftest::docker(&docker, engine)
@@ -608,14 +741,20 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
 fn serve(
     worker: bool,
     env: &std::collections::HashMap<String, String>,
+    flags: &isobox_server::config::Flags,
 ) -> anyhow::Result<ExitCode> {
     use isobox_server::config;
-    let cfg = config::load(env).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let cfg =
+        config::load_with(env, flags).map_err(|e| usage(format!("invalid configuration: {e}")))?;
     if worker && cfg.redis_url.is_none() {
-        bail!("`isobox worker` takes its jobs from Redis: set REDIS_URL");
+        return Err(usage(
+            "`isobox worker` takes its jobs from Redis: set REDIS_URL",
+        ));
     }
     if worker && cfg.job_workers == 0 {
-        bail!("`isobox worker` with ISOBOX_JOB_WORKERS=0 would run nothing");
+        return Err(usage(
+            "`isobox worker` with ISOBOX_JOB_WORKERS=0 would run nothing",
+        ));
     }
     let secrets = cfg.secrets();
     let logs = isobox_server::logging::init(&cfg.log_settings(), secrets)
@@ -687,6 +826,103 @@ fn serve(
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit statuses of IsoBox's own outcomes (`isobox run --help` lists them with the program's).
+mod exit {
+    /// A usage error: what the command asks for is wrong (clap uses 2 for its own too).
+    pub const USAGE: u8 = 2;
+    /// A time limit (wall clock or CPU) stopped the program, as with timeout(1).
+    pub const TIMEOUT: u8 = 124;
+    /// IsoBox could not run the program (as timeout(1) and env(1) when they fail).
+    pub const INTERNAL: u8 = 125;
+    /// The program did not compile: it could not be run (the shell's 126).
+    pub const COMPILE_ERROR: u8 = 126;
+    /// The memory or output limit stopped the program (SIGKILL: 128 + 9).
+    pub const KILLED: u8 = 137;
+}
+
+/// The exit statuses of `isobox run`, in its long help.
+const RUN_EXIT_CODES: &str = "\
+Exit status:
+  0      the program exited 0 (with --tests: every case was accepted; with --json: the result
+         was printed, whatever the program did: read its `status`)
+  N      the program exited with status N (1-255)
+  124    a time limit (wall clock or CPU) stopped the program
+  126    the program did not compile (the compiler's output is on stderr)
+  137    the memory or output limit stopped the program
+  128+N  the program was killed by signal N
+  1      with --tests: a case was not accepted (or the program did not compile)
+  2      usage error: a bad flag or value, an unknown language or extension, a file that
+         cannot be read, a limit above the maximum
+  125    internal error: IsoBox could not run the program (no privileges, the Docker engine
+         unreachable, the language or version not installed here, the sandbox failed)
+
+A program's own status can be any of these: --json tells them apart.
+
+stdin: --stdin TEXT, --stdin-file FILE, --stdin-file - (isobox's stdin), else what is piped
+into isobox (`echo 5 | isobox run a.py`); nothing when stdin is a terminal.";
+
+/// A mistake in what the command asks for (exit 2), as opposed to a failure to carry it out
+/// (exit 125).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+fn usage(message: impl Into<String>) -> anyhow::Error {
+    Usage(message.into()).into()
+}
+
+/// An error of the executor for the command line: what the request got wrong is a usage
+/// error, named by the flag that set it (`--cpu-ms`, not `limits.cpu_time_ms`); the rest
+/// (language not installed, sandbox failure) is IsoBox's.
+fn run_error(e: isobox_core::CoreError) -> anyhow::Error {
+    use isobox_core::CoreError as E;
+    match e {
+        E::InvalidRequest(_)
+        | E::TooLarge(_)
+        | E::LimitTooHigh(_)
+        | E::UnknownLanguage(_)
+        | E::NoCheck(_)
+        | E::PatternRejected(_) => {
+            let mut text = e.to_string();
+            for (field, flag) in [
+                ("limits.timeout_ms", "--timeout-ms"),
+                ("limits.cpu_time_ms", "--cpu-ms"),
+                ("limits.memory_mb", "--memory-mb"),
+                ("limits.max_processes", "--processes"),
+                ("limits.max_output_bytes", "--output-bytes"),
+            ] {
+                if let Some(rest) = text.strip_prefix(field) {
+                    text = format!("{flag}{rest}");
+                }
+            }
+            usage(text)
+        }
+        other => other.into(),
+    }
+}
+
+/// This process's stdin for the program: at most `limit` bytes of UTF-8 text.
+fn read_stdin(limit: usize) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut buf)
+        .context("cannot read stdin")?;
+    if buf.len() > limit {
+        return Err(usage(format!("stdin is over the limit of {limit} bytes")));
+    }
+    String::from_utf8(buf).map_err(|_| usage("stdin is not UTF-8 text"))
 }
 
 fn signal_number(name: &str) -> Option<i32> {

@@ -80,13 +80,13 @@ fn unknown_extension_and_language_are_clear_errors() {
     let dir = TempDir::new("unknown");
     let prog = dir.file("prog.xyz", "whatever\n");
     let out = cli(&["run", prog.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(2), "a usage error: {out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--language"),
         "{out:?}"
     );
     let out = cli(&["run", prog.to_str().unwrap(), "--language", "intercal"]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(2), "a usage error: {out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("unknown language `intercal`"),
         "{out:?}"
@@ -106,6 +106,7 @@ fn exit_codes_follow_the_contract() {
             137,
         ),
         ("out.sh", "yes", 137),
+        ("broken.c", "int main(void) { return undeclared; }\n", 126),
     ];
     for (name, code, want) in cases {
         let prog = dir.file(name, code);
@@ -120,6 +121,204 @@ fn exit_codes_follow_the_contract() {
             "64",
         ]);
         assert_eq!(out.status.code(), Some(want), "{name}: {out:?}");
+    }
+    // A compile error is not the compiler's status (which a program's could be): 126, with
+    // the compiler's output.
+    let out = cli(&["run", dir.0.join("broken.c").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("undeclared") && err.contains("compilation failed"),
+        "{err}"
+    );
+    // Usage errors are 2, whether the parser or IsoBox finds them; IsoBox's own failures 125.
+    let prog = dir.file("ok.py", "print(1)\n");
+    let prog = prog.to_str().unwrap();
+    let missing = dir.0.join("missing.py");
+    for (args, says) in [
+        (vec!["run", prog, "--timeout-ms", "soon"], "--timeout-ms"),
+        (vec!["run", prog, "--no-such-flag"], "--no-such-flag"),
+        (vec!["run"], "FILE"),
+        (vec!["run", missing.to_str().unwrap()], "cannot read"),
+        (vec!["run", prog, "--language", "intercal"], "intercal"),
+        (
+            vec!["run", prog, "--timeout-ms", "999999"],
+            "--timeout-ms is 999999",
+        ),
+        (
+            vec!["run", prog, "--stdin-file", "/nonexistent/in"],
+            "/nonexistent/in",
+        ),
+    ] {
+        let out = cli(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+    }
+}
+
+/// `isobox run --help` lists every exit status the command has.
+#[test]
+fn run_help_lists_the_exit_statuses() {
+    let out = cli(&["run", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    let section = help
+        .split_once("Exit status:")
+        .unwrap_or_else(|| panic!("no exit statuses in --help:\n{help}"))
+        .1;
+    for (code, what) in [
+        ("0 ", "exited 0"),
+        ("N ", "status N"),
+        ("124", "time limit"),
+        ("126", "did not compile"),
+        ("137", "memory or output limit"),
+        ("128+N", "signal N"),
+        ("2 ", "usage error"),
+        ("125", "internal error"),
+    ] {
+        assert!(
+            section
+                .lines()
+                .any(|l| l.trim_start().starts_with(code) && l.contains(what)),
+            "no `{code}` ({what}) line in:\n{section}"
+        );
+    }
+    // Not in the short help.
+    let short = cli(&["run", "-h"]);
+    assert!(!String::from_utf8_lossy(&short.stdout).contains("Exit status:"));
+}
+
+/// What is piped into `isobox run` is the program's stdin; `--stdin-file -` says so
+/// explicitly; `--stdin` wins over the pipe; too much, or not text, is a usage error.
+#[test]
+fn piped_stdin_reaches_the_program() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = TempDir::new("pipe");
+    let prog = dir.file(
+        "rev.py",
+        "import sys\nprint(sys.stdin.read()[::-1], end='')\n",
+    );
+    let prog = prog.to_str().unwrap();
+    let piped = |args: &[&str], input: &[u8]| {
+        let mut child = isobox_cmd()
+            .arg("run")
+            .arg(prog)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // The pipe may close early when isobox refuses the input: a broken pipe is fine.
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let out = piped(&[], b"hello\n");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "\nolleh");
+    let out = piped(&["--stdin-file", "-"], b"abc");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "cba", "{out:?}");
+    let out = piped(&["--stdin", "xyz"], b"ignored");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "zyx", "{out:?}");
+    let file = dir.file("in.txt", "from a file");
+    let out = piped(&["--stdin-file", file.to_str().unwrap()], b"ignored");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "elif a morf",
+        "{out:?}"
+    );
+    // Nothing piped (stdin at its end): empty stdin, not a wait.
+    let out = cli(&["run", prog]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    // Over the stdin limit (1 MiB), or not UTF-8: refused before anything runs.
+    let out = piped(&[], &vec![b'x'; (1 << 20) + 10]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stdin is over the limit"),
+        "{out:?}"
+    );
+    let out = piped(&["--stdin-file", "-"], &[0xff, 0xfe, b'a']);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not UTF-8"),
+        "{out:?}"
+    );
+}
+
+/// `--cpu-ms`, `--processes` and `--output-bytes` are the run's limits.
+#[test]
+fn limit_flags_reach_the_sandbox() {
+    let dir = TempDir::new("limits");
+    // CPU: a busy loop stopped by its 300 ms of CPU long before the default wall limit (5 s).
+    let spin = dir.file("spin.py", "while True:\n    pass\n");
+    let started = std::time::Instant::now();
+    let out = cli(&["run", spin.to_str().unwrap(), "--cpu-ms", "300", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["status"], "timeout", "{v}");
+    let cpu = v["cpu_time_ms"].as_u64().unwrap();
+    assert!((250..2000).contains(&cpu), "{v}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "stopped by the CPU limit, not the wall limit: {v}"
+    );
+    // Processes: at most 6 at once (python and up to 5 children).
+    let forks = dir.file(
+        "forks.py",
+        "import os, time\nn = 0\ntry:\n    for _ in range(30):\n        if os.fork() == 0:\n            time.sleep(2)\n            os._exit(0)\n        n += 1\nexcept OSError:\n    pass\nprint(n)\n",
+    );
+    let children = |extra: &[&str]| -> u64 {
+        let mut args = vec!["run", forks.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = cli(&args);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    assert_eq!(children(&[]), 30, "the default allows 30 children");
+    let limited = children(&["--processes", "6"]);
+    assert!(limited < 6, "{limited} children with --processes 6");
+    // Output: a program that goes on writing past 1000 bytes is stopped (137), 1000 bytes
+    // kept; without the flag, 5000 bytes are within the default.
+    let chatty = dir.file(
+        "chatty.py",
+        "import sys\nn = int(sys.argv[1])\nwhile n:\n    sys.stdout.write('x' * 100)\n    n -= 1\n",
+    );
+    let out = cli(&[
+        "run",
+        chatty.to_str().unwrap(),
+        "--arg=-1",
+        "--output-bytes",
+        "1000",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{out:?}");
+    assert_eq!(out.stdout.len(), 1000, "{out:?}");
+    let out = cli(&["run", chatty.to_str().unwrap(), "--arg=50"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout.len(), 5000, "{out:?}");
+    // Values the parser refuses, and those above the server's maximum, name the flag.
+    let p = chatty.to_str().unwrap();
+    for (args, says) in [
+        (vec!["--cpu-ms", "0"], "--cpu-ms"),
+        (vec!["--cpu-ms", "lots"], "--cpu-ms"),
+        (vec!["--processes", "1"], "--processes"),
+        (vec!["--output-bytes", "-5"], "--output-bytes"),
+        (vec!["--cpu-ms", "3600000"], "--cpu-ms is 3600000"),
+        (vec!["--processes", "100000"], "--processes is 100000"),
+        (
+            vec!["--output-bytes", "999999999"],
+            "--output-bytes is 999999999",
+        ),
+    ] {
+        let mut all = vec!["run", p];
+        all.extend_from_slice(&args);
+        let out = cli(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
     }
 }
 
@@ -181,6 +380,16 @@ fn missing_toolchains_are_reported_unavailable() {
          compile = [\"cobc\", \"-x\", \"{file}\"]\nrun = [\"./main\"]\nversion = [\"cobc\", \"--version\"]\n\
          [[language]]\nname = \"sh\"\nextensions = [\"sh\"]\nfile = \"main.sh\"\nrun = [\"sh\", \"{file}\"]\n",
     );
+    // The host's toolchains only: a built runtime on this host may well provide cobc.
+    let no_runtimes = dir.0.join("no-runtimes");
+    std::fs::create_dir(&no_runtimes).unwrap();
+    let cli = |args: &[&str]| {
+        isobox_cmd()
+            .args(args)
+            .env("ISOBOX_RUNTIMES_DIR", &no_runtimes)
+            .output()
+            .unwrap()
+    };
     let out = cli(&[
         "languages",
         "--json",

@@ -223,7 +223,10 @@ async fn a_run_on_one_node_is_a_cache_hit_on_another() {
     assert_eq!(second["cached"], true, "{second}");
     assert_eq!(second["stdout"], first["stdout"], "the same run's output");
     // B never ran it: its sandbox counter is still zero.
-    assert_eq!(metric(&c, &b, "isobox_run_seconds_count").await, 0.0);
+    assert_eq!(
+        metric(&c, &b, "isobox_run_duration_seconds_count").await,
+        0.0
+    );
 
     // The same new submission on both nodes at once: one run (cross-node single-flight), the
     // other node waits for its result.
@@ -235,8 +238,8 @@ async fn a_run_on_one_node_is_a_cache_hit_on_another() {
     let (ra, rb) = tokio::join!(post(&c, &url_a, &body), post(&c, &url_b, &body));
     assert_eq!((ra.0, rb.0), (200, 200), "{ra:?} {rb:?}");
     assert_eq!(ra.1["stdout"], rb.1["stdout"], "one run's output on both");
-    let runs = metric(&c, &a, "isobox_run_seconds_count").await
-        + metric(&c, &b, "isobox_run_seconds_count").await;
+    let runs = metric(&c, &a, "isobox_run_duration_seconds_count").await
+        + metric(&c, &b, "isobox_run_duration_seconds_count").await;
     assert_eq!(
         runs, 2.0,
         "the first submission and one of these two ran, nothing else"
@@ -270,9 +273,18 @@ async fn a_job_submitted_to_a_runs_on_b_and_is_read_from_c() {
         "internal fields stay inside: {done}"
     );
     // Only the worker ran it.
-    assert_eq!(metric(&c, &b, "isobox_run_seconds_count").await, 1.0);
-    assert_eq!(metric(&c, &a, "isobox_run_seconds_count").await, 0.0);
-    assert_eq!(metric(&c, &node_c, "isobox_run_seconds_count").await, 0.0);
+    assert_eq!(
+        metric(&c, &b, "isobox_run_duration_seconds_count").await,
+        1.0
+    );
+    assert_eq!(
+        metric(&c, &a, "isobox_run_duration_seconds_count").await,
+        0.0
+    );
+    assert_eq!(
+        metric(&c, &node_c, "isobox_run_duration_seconds_count").await,
+        0.0
+    );
 
     // Batch: ids in order, each job its own result; ?wait=true answers with the result.
     let (status, v) = post(
@@ -353,7 +365,10 @@ async fn a_job_of_a_killed_worker_is_taken_over_and_completes_once() {
     let done = wait_done(&c, &api, &id, Duration::from_secs(40)).await;
     assert_eq!(done["status"], "ok", "{done}");
     assert_eq!(done["stdout"], "started\nfinished\n");
-    assert_eq!(metric(&c, &w2, "isobox_run_seconds_count").await, 1.0);
+    assert_eq!(
+        metric(&c, &w2, "isobox_run_duration_seconds_count").await,
+        1.0
+    );
     // Exactly one record, and it stays as it is.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, again) = get(&c, &format!("{}/api/v1/executions/{id}", api.url)).await;

@@ -30,6 +30,7 @@ mod judge0;
 mod judging;
 mod languages;
 mod leak_check;
+mod observability;
 mod package;
 mod piston;
 mod playground;

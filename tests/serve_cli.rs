@@ -375,3 +375,213 @@ fn sighup_rescans_the_runtimes() {
     let (status, _) = server.stop();
     assert!(status.success());
 }
+
+/// The lines of `isobox check-config` as (variable -> (origin, value)).
+fn check_config(
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (std::process::Output, Vec<(String, String, String)>) {
+    let out = isobox_cmd()
+        .arg("check-config")
+        .args(args)
+        .env_clear()
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (var, origin) = (w.next()?, w.next()?);
+            let value = w.collect::<Vec<_>>().join(" ");
+            Some((var.to_string(), origin.to_string(), value))
+        })
+        .collect();
+    (out, lines)
+}
+
+/// Each setting from a flag, else the environment, else the `--config` file (or
+/// `ISOBOX_CONFIG`), else its default; check-config says which.
+#[test]
+fn settings_come_from_flags_then_env_then_file_then_defaults() {
+    let dir = TempDir::new("precedence");
+    let file = dir.file(
+        "isobox.toml",
+        "rest_port = 8100\ngrpc_port = 9100\nISOBOX_SLOTS = 3\nisobox_bind = \"127.0.0.2\"\n",
+    );
+    let file = file.to_str().unwrap();
+    let env = [("REST_PORT", "8200"), ("GRPC_PORT", "9200")];
+    let origin = |lines: &[(String, String, String)], var: &str| -> (String, String) {
+        let (_, o, v) = lines
+            .iter()
+            .find(|(name, _, _)| name == var)
+            .unwrap_or_else(|| panic!("no {var} line: {lines:?}"));
+        (o.clone(), v.clone())
+    };
+    let pair = |o: &str, v: &str| (o.to_string(), v.to_string());
+
+    // Flags over env over file over defaults, each setting on its own.
+    let (out, l) = check_config(
+        &["--config", file, "--port", "8300", "--backend", "native"],
+        &env,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(origin(&l, "REST_PORT"), pair("flag", "8300"));
+    assert_eq!(origin(&l, "GRPC_PORT"), pair("env", "9200"));
+    assert_eq!(origin(&l, "ISOBOX_SLOTS"), pair("file", "3"));
+    assert_eq!(origin(&l, "ISOBOX_BIND"), pair("file", "127.0.0.2"));
+    assert_eq!(origin(&l, "ISOBOX_BACKEND"), pair("flag", "native"));
+    assert_eq!(origin(&l, "ISOBOX_CONFIG"), pair("flag", file));
+    assert_eq!(
+        origin(&l, "ISOBOX_QUEUE_TIMEOUT_MS"),
+        pair("default", "30000")
+    );
+    // Without the flag, the environment; without that, the file; without that, the default.
+    let (_, l) = check_config(&["--config", file], &env);
+    assert_eq!(origin(&l, "REST_PORT"), pair("env", "8200"));
+    let (_, l) = check_config(&["--config", file], &[]);
+    assert_eq!(origin(&l, "REST_PORT"), pair("file", "8100"));
+    assert_eq!(origin(&l, "GRPC_PORT"), pair("file", "9100"));
+    let (_, l) = check_config(&[], &[]);
+    assert_eq!(origin(&l, "REST_PORT"), pair("default", "8000"));
+    assert_eq!(origin(&l, "ISOBOX_BIND"), pair("default", "127.0.0.1"));
+    // ISOBOX_CONFIG names the file when --config does not; --config wins over it.
+    let other = dir.file("other.toml", "rest_port = 8500\n");
+    let (_, l) = check_config(&[], &[("ISOBOX_CONFIG", file)]);
+    assert_eq!(origin(&l, "REST_PORT"), pair("file", "8100"));
+    assert_eq!(origin(&l, "ISOBOX_CONFIG"), pair("env", file));
+    let (_, l) = check_config(
+        &["--config", other.to_str().unwrap()],
+        &[("ISOBOX_CONFIG", file)],
+    );
+    assert_eq!(origin(&l, "REST_PORT"), pair("file", "8500"));
+    // A flag replaces the environment's value without reading it: a bad one there is moot.
+    let (out, l) = check_config(
+        &["--port", "8300", "--bind", "::1"],
+        &[("REST_PORT", "not-a-port"), ("ISOBOX_BIND", "0.0.0.0")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(origin(&l, "REST_PORT"), pair("flag", "8300"));
+    assert_eq!(origin(&l, "ISOBOX_BIND"), pair("flag", "::1"));
+    // The global --languages-file and --rootfs are settings of the server too, where given.
+    let (_, l) = check_config(
+        &[
+            "--languages-file",
+            "/srv/langs.toml",
+            "--rootfs",
+            "/srv/root",
+        ],
+        &[("ISOBOX_LANGUAGES", "/env/langs.toml")],
+    );
+    assert_eq!(
+        origin(&l, "ISOBOX_LANGUAGES"),
+        pair("flag", "/srv/langs.toml")
+    );
+    assert_eq!(origin(&l, "ISOBOX_ROOTFS"), pair("flag", "/srv/root"));
+    let (_, l) = check_config(&[], &[("ISOBOX_LANGUAGES", "/env/langs.toml")]);
+    assert_eq!(
+        origin(&l, "ISOBOX_LANGUAGES"),
+        pair("env", "/env/langs.toml")
+    );
+}
+
+/// Bad flags and files are refused before anything starts, with exit 2 and a message that
+/// names the flag.
+#[test]
+fn bad_serve_flags_and_config_files_are_clear_errors() {
+    let dir = TempDir::new("badflags");
+    let not_toml = dir.file("bad.toml", "rest_port = = 1\n");
+    let unknown = dir.file("unknown.toml", "rest_prot = 8000\n");
+    let bad_value = dir.file("value.toml", "rest_port = \"eighty\"\n");
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["--port", "abc"], vec!["--port", "abc"]),
+        (vec!["--port", "70000"], vec!["--port", "70000"]),
+        (vec!["--grpc-port", "-1"], vec!["--grpc-port"]),
+        (vec!["--bind", "localhost"], vec!["--bind", "localhost"]),
+        (vec!["--backend", "magic"], vec!["--backend", "magic"]),
+        (
+            vec!["--config", "/nonexistent/isobox.toml"],
+            vec!["--config", "cannot read /nonexistent/isobox.toml"],
+        ),
+        (vec!["--config", ""], vec!["--config"]),
+        (
+            vec!["--config", not_toml.to_str().unwrap()],
+            vec!["not valid TOML"],
+        ),
+        (
+            vec!["--config", unknown.to_str().unwrap()],
+            vec!["unknown setting `rest_prot`"],
+        ),
+        (
+            vec!["--config", bad_value.to_str().unwrap()],
+            vec!["REST_PORT", "eighty"],
+        ),
+        // No authentication is refused on a public address, whoever gave the address.
+        (vec!["--bind", "0.0.0.0"], vec!["AUTH_TYPE", "0.0.0.0"]),
+    ];
+    for cmd in ["serve", "check-config"] {
+        for (args, says) in &cases {
+            let out = isobox_cmd()
+                .arg(cmd)
+                .args(args)
+                .env("ISOBOX_WARM_POOL", "0")
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{cmd} {args:?}: {out:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            for s in says {
+                assert!(err.contains(s), "{cmd} {args:?}: `{s}` not in {err}");
+            }
+        }
+    }
+}
+
+/// `isobox serve --port P --grpc-port Q --bind IP --config FILE` listens where the flags say,
+/// whatever the environment says, with the file's other settings.
+#[test]
+fn serve_listens_where_the_flags_say() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (rest, grpc) = (free(), free());
+    let dir = TempDir::new("serveflags");
+    let file = dir.file("isobox.toml", "rest_port = 1\nisobox_slots = 3\n");
+    let (rest_s, grpc_s) = (rest.to_string(), grpc.to_string());
+    let server = IsoboxProcess::start_with(
+        "serve",
+        &[
+            ("ISOBOX_WARM_POOL", "0"),
+            ("REST_PORT", "not-a-port"),
+            ("GRPC_PORT", "9"),
+        ],
+        |c| {
+            c.args([
+                "--port",
+                &rest_s,
+                "--grpc-port",
+                &grpc_s,
+                "--bind",
+                "127.0.0.1",
+                "--config",
+                file.to_str().unwrap(),
+            ]);
+        },
+    );
+    assert_eq!(server.url, format!("http://127.0.0.1:{rest}"));
+    let health = curl(&[&format!("{}/health", server.url)]);
+    assert!(health.contains("\"ok\""), "{health}");
+    // The file's other setting applies.
+    let metrics = curl(&[&format!("{}/metrics", server.url)]);
+    assert!(metrics.contains("\nisobox_slots_capacity 3\n"), "{metrics}");
+    // gRPC listens on its flag's port.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", grpc)).is_ok(),
+        "nothing on the gRPC port {grpc}"
+    );
+    let (status, stderr) = server.stop();
+    assert!(status.success(), "{stderr}");
+}

@@ -603,7 +603,11 @@ async fn request_errors_are_json_with_the_right_status() {
 
     // Only that one ran; the refusals are counted.
     let m = srv.metrics().await;
-    assert_eq!(metric_or_zero(&m, "isobox_run_seconds_count"), 1.0, "{m}");
+    assert_eq!(
+        metric_or_zero(&m, "isobox_run_duration_seconds_count"),
+        1.0,
+        "{m}"
+    );
     assert!(
         metric_or_zero(&m, "isobox_rejected_total{reason=\"too_large\"}") >= 5.0,
         "{m}"
@@ -686,7 +690,11 @@ async fn body_limit_applies_to_every_route() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.body.contains("chunked\\n"), "{}", r.text);
     let m = srv.metrics().await;
-    assert_eq!(metric_or_zero(&m, "isobox_run_seconds_count"), 2.0, "{m}");
+    assert_eq!(
+        metric_or_zero(&m, "isobox_run_duration_seconds_count"),
+        2.0,
+        "{m}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -767,7 +775,11 @@ async fn validate_checks_syntax_without_running() {
 
     // Nothing was executed.
     let m = srv.metrics().await;
-    assert_eq!(metric_or_zero(&m, "isobox_run_seconds_count"), 0.0, "{m}");
+    assert_eq!(
+        metric_or_zero(&m, "isobox_run_duration_seconds_count"),
+        0.0,
+        "{m}"
+    );
     assert!(!m.contains("isobox_executions_total{"), "{m}");
 }
 
@@ -827,7 +839,11 @@ async fn pattern_policy_rejects_with_422() {
         Some(3.0),
         "{m}"
     );
-    assert_eq!(metric_or_zero(&m, "isobox_run_seconds_count"), 2.0, "{m}");
+    assert_eq!(
+        metric_or_zero(&m, "isobox_run_duration_seconds_count"),
+        2.0,
+        "{m}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -928,7 +944,14 @@ async fn every_response_carries_request_id_and_security_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn languages_health_and_metrics() {
-    let srv = TestServer::start(&[("ISOBOX_SLOTS", "3"), ("ISOBOX_QUEUE", "5")]).await;
+    // One request per listed language and alias below: as many as the runtimes installed
+    // on this host make, more than the default rate limit.
+    let srv = TestServer::start(&[
+        ("ISOBOX_SLOTS", "3"),
+        ("ISOBOX_QUEUE", "5"),
+        ("ISOBOX_RATE_LIMIT", "100000/min"),
+    ])
+    .await;
 
     let resp = srv.get("/api/v1/languages").await;
     assert_common_headers(&resp, "languages");
@@ -987,12 +1010,16 @@ async fn languages_health_and_metrics() {
 
     // Counts.
     let m0 = srv.metrics().await;
-    assert_eq!(metric(&m0, "isobox_slots_total"), Some(3.0), "{m0}");
+    assert_eq!(metric(&m0, "isobox_slots_capacity"), Some(3.0), "{m0}");
     assert_eq!(metric(&m0, "isobox_slots_busy"), Some(0.0), "{m0}");
     assert_eq!(metric(&m0, "isobox_queue_depth"), Some(0.0), "{m0}");
     assert_eq!(metric(&m0, "isobox_cache_hits_total"), Some(0.0), "{m0}");
     assert_eq!(metric(&m0, "isobox_cache_misses_total"), Some(0.0), "{m0}");
-    assert_eq!(metric(&m0, "isobox_run_seconds_count"), Some(0.0), "{m0}");
+    assert_eq!(
+        metric(&m0, "isobox_run_duration_seconds_count"),
+        Some(0.0),
+        "{m0}"
+    );
     srv.exec(py("print(1)")).await;
     srv.exec(py("print(2)")).await;
     srv.exec(py("raise SystemExit(2)")).await;
@@ -1029,10 +1056,18 @@ async fn languages_health_and_metrics() {
         Some(1.0),
         "{m}"
     );
-    assert_eq!(metric(&m, "isobox_run_seconds_count"), Some(4.0), "{m}");
-    assert_eq!(metric(&m, "isobox_queue_seconds_count"), Some(4.0), "{m}");
     assert_eq!(
-        metric(&m, "isobox_run_seconds_bucket{le=\"+Inf\"}"),
+        metric(&m, "isobox_run_duration_seconds_count"),
+        Some(4.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "isobox_queue_wait_duration_seconds_count"),
+        Some(4.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "isobox_run_duration_seconds_bucket{le=\"+Inf\"}"),
         Some(4.0),
         "{m}"
     );
@@ -1046,10 +1081,27 @@ async fn languages_health_and_metrics() {
         ) >= 4.0,
         "{m}"
     );
+    // Latency by method, route template and status; a path no route knows is `other`.
+    assert!(
+        metric_or_zero(
+            &m,
+            "isobox_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/execute\",status=\"200\"}"
+        ) >= 4.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "isobox_http_request_duration_seconds_count{method=\"GET\",route=\"other\",status=\"404\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
     assert!(!m.contains(&probe), "a request path became a label: {m}");
-    // Every sample line is `name{labels} number` with an isobox_ name.
+    // Every sample line is `name{labels} number` with an isobox_ (or the standard process_)
+    // name.
     for l in m.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        assert!(l.starts_with("isobox_"), "{l}");
+        assert!(l.starts_with("isobox_") || l.starts_with("process_"), "{l}");
         let v = l.rsplit(' ').next().unwrap();
         assert!(v.parse::<f64>().is_ok(), "{l}");
     }
@@ -1074,7 +1126,7 @@ async fn dedup_answers_identical_requests_from_the_cache() {
     assert_eq!(metric(&m, "isobox_cache_misses_total"), Some(1.0), "{m}");
     assert_eq!(metric(&m, "isobox_cache_hits_total"), Some(1.0), "{m}");
     assert_eq!(
-        metric(&m, "isobox_run_seconds_count"),
+        metric(&m, "isobox_run_duration_seconds_count"),
         Some(1.0),
         "one run: {m}"
     );
@@ -1130,7 +1182,11 @@ async fn dedup_disabled_never_caches() {
     assert_eq!(b["cached"], false);
     assert_ne!(a["stdout"], b["stdout"], "two real runs");
     let m = srv.metrics().await;
-    assert_eq!(metric(&m, "isobox_run_seconds_count"), Some(2.0), "{m}");
+    assert_eq!(
+        metric(&m, "isobox_run_duration_seconds_count"),
+        Some(2.0),
+        "{m}"
+    );
     assert_eq!(metric(&m, "isobox_cache_hits_total"), Some(0.0), "{m}");
     assert_eq!(metric(&m, "isobox_cache_entries"), Some(0.0), "{m}");
 }
@@ -1145,7 +1201,11 @@ async fn timeouts_are_not_cached() {
         assert_eq!(r["cached"], false, "run {i}: {r}");
     }
     let m = srv.metrics().await;
-    assert_eq!(metric(&m, "isobox_run_seconds_count"), Some(2.0), "{m}");
+    assert_eq!(
+        metric(&m, "isobox_run_duration_seconds_count"),
+        Some(2.0),
+        "{m}"
+    );
     assert_eq!(metric(&m, "isobox_cache_entries"), Some(0.0), "{m}");
     assert_eq!(
         metric(
@@ -1187,7 +1247,11 @@ async fn single_flight_runs_identical_concurrent_requests_once() {
     let m = srv.metrics().await;
     assert_eq!(metric(&m, "isobox_cache_misses_total"), Some(1.0), "{m}");
     assert_eq!(metric(&m, "isobox_cache_hits_total"), Some(9.0), "{m}");
-    assert_eq!(metric(&m, "isobox_run_seconds_count"), Some(1.0), "{m}");
+    assert_eq!(
+        metric(&m, "isobox_run_duration_seconds_count"),
+        Some(1.0),
+        "{m}"
+    );
     let stats = srv.app.engine.cache_stats();
     assert_eq!((stats.hits, stats.misses), (9, 1));
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
@@ -1294,7 +1358,7 @@ async fn backpressure_sheds_load_with_503_and_retry_after() {
         "{m}"
     );
     assert_eq!(
-        metric(&m, "isobox_run_seconds_count"),
+        metric(&m, "isobox_run_duration_seconds_count"),
         Some(ok as f64),
         "{m}"
     );
@@ -1648,6 +1712,123 @@ async fn openapi_matches_the_real_routes() {
     ] {
         assert!(props.contains_key(k), "ExecuteRequest.{k}");
     }
+}
+
+/// The document's conventions: every operation tagged (with a declared tag) and carrying a
+/// security requirement of declared schemes (public ones an empty one); the schemes are the
+/// server's methods (API key header, bearer JWT/OAuth2, mutual TLS); `servers`; and the main
+/// request bodies have examples that are valid requests: the real server runs each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_follows_the_conventions() {
+    let srv = TestServer::start(&[]).await;
+    let doc: Value = srv.get("/openapi.json").await.json().await.unwrap();
+    let schemes = doc["components"]["securitySchemes"]
+        .as_object()
+        .expect("components.securitySchemes");
+    assert_eq!(schemes["apiKey"]["type"], "apiKey");
+    assert_eq!(schemes["apiKey"]["in"], "header");
+    assert_eq!(schemes["apiKey"]["name"], "X-API-Key");
+    assert_eq!(schemes["bearer"]["type"], "http");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["bearer"]["bearerFormat"], "JWT");
+    assert_eq!(schemes["mutualTLS"]["type"], "mutualTLS");
+    let tags: BTreeSet<&str> = doc["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    let servers = doc["servers"].as_array().expect("servers");
+    assert!(!servers.is_empty() && servers.iter().all(|s| s["url"].is_string()));
+
+    let public = ["/health", "/metrics", "/openapi.json", "/"];
+    let mut with_examples = BTreeSet::new();
+    let mut used_tags = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if !METHODS.contains(&method.as_str()) {
+                continue;
+            }
+            let what = format!("{method} {path}");
+            let op_tags = op["tags"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{what}: no tags"));
+            assert!(!op_tags.is_empty(), "{what}: no tags");
+            for t in op_tags {
+                let t = t.as_str().unwrap();
+                assert!(tags.contains(t), "{what}: tag {t} is not declared");
+                used_tags.insert(t.to_string());
+            }
+            let security = op["security"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{what}: no security"));
+            if public.contains(&path.as_str()) {
+                assert!(security.is_empty(), "{what} is public: {security:?}");
+            } else {
+                let names: BTreeSet<&str> = security
+                    .iter()
+                    .flat_map(|req| req.as_object().unwrap().keys())
+                    .map(String::as_str)
+                    .collect();
+                for n in &names {
+                    assert!(
+                        schemes.contains_key(*n),
+                        "{what}: scheme {n} is not declared"
+                    );
+                }
+                for n in ["apiKey", "bearer", "mutualTLS"] {
+                    assert!(names.contains(n), "{what}: {n} is not accepted");
+                }
+            }
+            let examples = &op["requestBody"]["content"]["application/json"]["examples"];
+            if let Some(examples) = examples.as_object() {
+                assert!(!examples.is_empty(), "{what}");
+                with_examples.insert(what.clone());
+                for (name, ex) in examples {
+                    let value = &ex["value"];
+                    assert!(ex["summary"].is_string(), "{what} {name}");
+                    // A valid request of the API it documents.
+                    if path.starts_with("/api/v1/") && path != "/api/v1/executions/batch" {
+                        serde_json::from_value::<isobox_core::ExecuteRequest>(value.clone())
+                            .unwrap_or_else(|e| panic!("{what} {name}: {e}"));
+                    }
+                    let resp = srv.post_json(path, value).await;
+                    let status = resp.status().as_u16();
+                    let body = resp.text().await.unwrap();
+                    assert!(
+                        (200..300).contains(&status),
+                        "{what} {name}: {status} {body}"
+                    );
+                    // The ones that run, ran as the example says.
+                    if what == "post /api/v1/execute" {
+                        let r: Value = serde_json::from_str(&body).unwrap();
+                        assert_eq!(r["status"], "ok", "{name}: {r}");
+                        if name == "tests" {
+                            assert_eq!(r["summary"]["verdict"], "accepted", "{r}");
+                        }
+                        if name == "hello" {
+                            assert_eq!(r["stdout"], "Hello, world\n", "{r}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for op in [
+        "post /api/v1/execute",
+        "post /api/v1/execute/stream",
+        "post /api/v1/validate",
+        "post /api/v1/executions",
+        "post /api/v1/executions/batch",
+        "post /judge0/submissions",
+        "post /judge0/submissions/batch",
+        "post /piston/api/v2/execute",
+    ] {
+        assert!(with_examples.contains(op), "{op} has no request examples");
+    }
+    let declared: BTreeSet<String> = tags.iter().map(|t| t.to_string()).collect();
+    assert_eq!(used_tags, declared, "a declared tag no operation uses");
+    srv.stop().await;
 }
 
 /// Every error is the contract's JSON, routing and extraction failures included; a body far

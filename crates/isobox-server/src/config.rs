@@ -1,8 +1,9 @@
 //! Server configuration: the environment variables of the README's Configuration table (`ISOBOX_*`), from
-//! the environment, a TOML file (`ISOBOX_CONFIG`, keys are the variable names in lower case), or
-//! defaults, in that order of precedence. Every value remembers where it came from, for
-//! `isobox check-config`; secrets are masked there. A bad value is a startup error that names the
-//! variable.
+//! command-line flags ([`Flags`]: `isobox serve --port`, ...), the environment, a TOML file
+//! (`--config FILE` or `ISOBOX_CONFIG`; keys are the variable names, in any case), or defaults,
+//! in that order of precedence: flags > environment > file > defaults. Every value remembers
+//! where it came from, for `isobox check-config`; secrets are masked there. A bad value is a
+//! startup error that names the variable (and the flag, when a flag set it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -41,18 +42,39 @@ impl Env for HashMap<String, String> {
     }
 }
 
-/// A configuration error, naming the variable.
+/// A configuration error, naming the variable, and the flag when a flag gave its value.
 #[derive(Debug, thiserror::Error)]
-#[error("{var}: {message}")]
+#[error("{}: {message}", flag.map(|f| format!("{f} ({var})")).unwrap_or_else(|| var.clone()))]
 pub struct ConfigError {
     pub var: String,
     pub message: String,
+    /// The command-line flag that set the variable (`--port`), if one did.
+    pub flag: Option<&'static str>,
 }
 
 fn err(var: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         var: var.to_string(),
         message: message.into(),
+        flag: None,
+    }
+}
+
+/// Values given on the command line (`isobox serve --port 8080 --config isobox.toml`): each
+/// sets one variable and wins over the environment and the file.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    values: BTreeMap<&'static str, (String, &'static str)>,
+}
+
+impl Flags {
+    /// `flag` (as the user wrote it, e.g. `--port`) gives `var` the value `value`.
+    pub fn set(&mut self, var: &'static str, flag: &'static str, value: impl Into<String>) {
+        self.values.insert(var, (value.into(), flag));
+    }
+
+    fn get(&self, var: &str) -> Option<&(String, &'static str)> {
+        self.values.get(var)
     }
 }
 
@@ -62,6 +84,7 @@ pub enum Origin {
     Default,
     File,
     Env,
+    Flag,
 }
 
 impl Origin {
@@ -70,6 +93,7 @@ impl Origin {
             Origin::Default => "default",
             Origin::File => "file",
             Origin::Env => "env",
+            Origin::Flag => "flag",
         }
     }
 }
@@ -206,8 +230,9 @@ impl Config {
     }
 }
 
-/// Reads raw values: env first, then the file, then the default.
+/// Reads raw values: flags first, then env, then the file, then the default.
 struct Reader<'a> {
+    flags: &'a Flags,
     env: &'a dyn Env,
     file: BTreeMap<String, String>,
     shown: Vec<Shown>,
@@ -215,7 +240,9 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn raw(&mut self, var: &'static str, default: &str) -> (String, Origin) {
-        let (v, o) = if let Some(v) = self.env.get(var) {
+        let (v, o) = if let Some((v, _)) = self.flags.get(var) {
+            (v.clone(), Origin::Flag)
+        } else if let Some(v) = self.env.get(var) {
             (v, Origin::Env)
         } else if let Some(v) = self.file.get(&var.to_ascii_lowercase()) {
             (v.clone(), Origin::File)
@@ -276,9 +303,34 @@ fn cpus() -> usize {
 
 /// Loads the configuration from `env` (and the file it names in `ISOBOX_CONFIG`).
 pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
+    load_with(env, &Flags::default())
+}
+
+/// Loads the configuration from `flags` over `env` over the file (`ISOBOX_CONFIG`, from the
+/// flags or the environment) over the defaults. An error names the flag when a flag set the
+/// variable.
+pub fn load_with(env: &dyn Env, flags: &Flags) -> Result<Config, ConfigError> {
+    load_layers(env, flags).map_err(|mut e| {
+        e.flag = flags.get(&e.var).map(|(_, f)| *f);
+        e
+    })
+}
+
+fn load_layers(env: &dyn Env, flags: &Flags) -> Result<Config, ConfigError> {
     let mut file = BTreeMap::new();
-    if let Some(path) = env.get("ISOBOX_CONFIG").filter(|p| !p.is_empty()) {
-        let text = std::fs::read_to_string(&path)
+    // The file: `--config` (which must name one), else ISOBOX_CONFIG (empty: none).
+    let (config_path, config_origin) = match flags.get("ISOBOX_CONFIG") {
+        Some((p, _)) if p.is_empty() => {
+            return Err(err("ISOBOX_CONFIG", "empty: name a TOML file"))
+        }
+        Some((p, _)) => (Some(p.clone()), Origin::Flag),
+        None => match env.get("ISOBOX_CONFIG").filter(|p| !p.is_empty()) {
+            Some(p) => (Some(p), Origin::Env),
+            None => (None, Origin::Default),
+        },
+    };
+    if let Some(path) = config_path.as_deref() {
+        let text = std::fs::read_to_string(path)
             .map_err(|e| err("ISOBOX_CONFIG", format!("cannot read {path}: {e}")))?;
         let table: toml::Table = toml::from_str(&text)
             .map_err(|e| err("ISOBOX_CONFIG", format!("{path} is not valid TOML: {e}")))?;
@@ -306,9 +358,14 @@ pub fn load(env: &dyn Env) -> Result<Config, ConfigError> {
         }
     }
     let mut r = Reader {
+        flags,
         env,
         file,
-        shown: Vec::new(),
+        shown: vec![Shown {
+            var: "ISOBOX_CONFIG",
+            value: config_path.unwrap_or_default(),
+            origin: config_origin,
+        }],
     };
     let slots_default = cpus().to_string();
     let bind_s = r.string("ISOBOX_BIND", "127.0.0.1");
@@ -735,7 +792,9 @@ fn compat_prefix(
 
 /// The docker backend's settings from the environment alone (`isobox run --backend docker`).
 pub fn docker_settings(env: &dyn Env) -> Result<isobox_sandbox::DockerConfig, ConfigError> {
+    let flags = Flags::default();
     let mut r = Reader {
+        flags: &flags,
         env,
         file: BTreeMap::new(),
         shown: Vec::new(),
@@ -976,6 +1035,68 @@ mod tests {
         assert_eq!(shown("REST_PORT").origin, Origin::Env);
         assert_eq!(shown("DEDUP_CACHE_TTL").origin, Origin::File);
         assert_eq!(shown("OAUTH2_CLIENT_SECRET").value, "********");
+    }
+
+    #[test]
+    fn flags_win_over_env_over_file_over_defaults() {
+        let dir = std::env::temp_dir().join(format!("isobox-cfg3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, "rest_port = 8100\ngrpc_port = 9100\nISOBOX_SLOTS = 3\n").unwrap();
+        let e = env(&[("REST_PORT", "8200"), ("GRPC_PORT", "9200")]);
+        let mut flags = Flags::default();
+        flags.set("REST_PORT", "--port", "8300");
+        flags.set("ISOBOX_CONFIG", "--config", f.to_str().unwrap());
+        let c = load_with(&e, &flags).unwrap();
+        assert_eq!((c.rest_port, c.grpc_port, c.slots), (8300, 9200, 3));
+        let origin = |c: &Config, v: &str| c.shown.iter().find(|s| s.var == v).unwrap().origin;
+        assert_eq!(origin(&c, "REST_PORT"), Origin::Flag);
+        assert_eq!(origin(&c, "GRPC_PORT"), Origin::Env);
+        assert_eq!(origin(&c, "ISOBOX_SLOTS"), Origin::File);
+        assert_eq!(origin(&c, "ISOBOX_CONFIG"), Origin::Flag);
+        assert_eq!(origin(&c, "ISOBOX_QUEUE_TIMEOUT_MS"), Origin::Default);
+        // --config wins over ISOBOX_CONFIG; without either, no file.
+        let other = dir.join("other.toml");
+        std::fs::write(&other, "rest_port = 8500\n").unwrap();
+        let mut only_file = Flags::default();
+        only_file.set("ISOBOX_CONFIG", "--config", other.to_str().unwrap());
+        let e2 = env(&[("ISOBOX_CONFIG", f.to_str().unwrap())]);
+        assert_eq!(load_with(&e2, &only_file).unwrap().rest_port, 8500);
+        assert_eq!(load(&e2).unwrap().rest_port, 8100);
+        assert_eq!(load(&env(&[])).unwrap().rest_port, 8000);
+        std::fs::remove_dir_all(&dir).unwrap();
+        // A flag's value replaces the environment's, which is then not even read.
+        let mut port = Flags::default();
+        port.set("REST_PORT", "--port", "8300");
+        assert!(load_with(&env(&[("REST_PORT", "nope")]), &port).is_ok());
+    }
+
+    #[test]
+    fn errors_name_the_flag_that_set_the_value() {
+        let mut flags = Flags::default();
+        flags.set("ISOBOX_CONFIG", "--config", "/nonexistent/isobox.toml");
+        let e = load_with(&env(&[]), &flags).unwrap_err();
+        assert_eq!(
+            (e.var.as_str(), e.flag),
+            ("ISOBOX_CONFIG", Some("--config"))
+        );
+        assert!(
+            e.to_string()
+                .starts_with("--config (ISOBOX_CONFIG): cannot read /nonexistent/isobox.toml"),
+            "{e}"
+        );
+        let mut empty = Flags::default();
+        empty.set("ISOBOX_CONFIG", "--config", "");
+        assert!(load_with(&env(&[]), &empty).is_err());
+        // The same error from the environment names the variable only.
+        let e = load(&env(&[("ISOBOX_CONFIG", "/nonexistent/isobox.toml")])).unwrap_err();
+        assert_eq!(e.flag, None);
+        assert!(
+            e.to_string().starts_with("ISOBOX_CONFIG: cannot read"),
+            "{e}"
+        );
+        // An empty ISOBOX_CONFIG is no file, as before.
+        assert!(load(&env(&[("ISOBOX_CONFIG", "")])).is_ok());
     }
 
     #[test]

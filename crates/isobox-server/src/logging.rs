@@ -200,7 +200,9 @@ impl Logs {
     }
 }
 
-/// The log line format (`ISOBOX_LOG_FORMAT`).
+/// The log line format (`ISOBOX_LOG_FORMAT`). JSON is one object per line with every field at
+/// the top level: `timestamp`, `level`, `target`, `message` and the event's own fields
+/// (`status`, `uri`, `request_id`, ...), never nested under `fields` or `span`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Human,
@@ -214,6 +216,24 @@ pub struct LogSettings<'a> {
     pub dir: Option<&'a std::path::Path>,
 }
 
+/// A JSON log layer writing to `writer`: one object per record, the event's fields at the top
+/// level beside `timestamp`, `level`, `target` and `message` (no `fields` object, no `span` or
+/// `spans`), so that a log pipeline reads `status` or `request_id` without a nested path.
+pub fn json_layer<S, W>(writer: W) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_ansi(false)
+        .with_writer(writer)
+        .boxed()
+}
+
 /// Installs the global subscriber for `isobox serve`.
 pub fn init(cfg: &LogSettings<'_>, secrets: Vec<String>) -> io::Result<Logs> {
     let redactor = Redactor::new(secrets);
@@ -223,11 +243,7 @@ pub fn init(cfg: &LogSettings<'_>, secrets: Vec<String>) -> io::Result<Logs> {
     let json = cfg.format == LogFormat::Json;
     let mut files = Vec::new();
     let main_layer = if json {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .with_writer(main)
-            .with_filter(filter)
-            .boxed()
+        json_layer(main).with_filter(filter).boxed()
     } else {
         tracing_subscriber::fmt::layer()
             .with_ansi(ansi)
@@ -247,12 +263,7 @@ pub fn init(cfg: &LogSettings<'_>, secrets: Vec<String>) -> io::Result<Logs> {
             files.push(f.clone());
             let only = filter_fn(move |m| m.target() == target);
             let layer = if json {
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_ansi(false)
-                    .with_writer(f)
-                    .with_filter(only)
-                    .boxed()
+                json_layer(f).with_filter(only).boxed()
             } else {
                 tracing_subscriber::fmt::layer()
                     .with_ansi(false)
@@ -338,6 +349,32 @@ mod tests {
             text.lines().all(|l| l.contains("authentication failed")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn json_records_are_flat() {
+        let dir = std::env::temp_dir().join(format!("isobox-logs-json-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("exec.log");
+        let file = LogFile::open(&path, Redactor::default()).unwrap();
+        let subscriber = tracing_subscriber::registry().with(json_layer(file));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", request_id = "r-1");
+            let _in = span.enter();
+            tracing::info!(target: EXEC, status = "ok", ms = 3u64, language = "python", "execution");
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["status"], "ok", "{v}");
+        assert_eq!(v["ms"], 3, "{v}");
+        assert_eq!(v["message"], "execution", "{v}");
+        assert_eq!(v["target"], EXEC, "{v}");
+        assert_eq!(v["level"], "INFO", "{v}");
+        assert!(v["timestamp"].is_string(), "{v}");
+        for nested in ["fields", "span", "spans"] {
+            assert!(v.get(nested).is_none(), "{nested} in {v}");
+        }
     }
 
     #[test]

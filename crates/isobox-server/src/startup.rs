@@ -79,6 +79,7 @@ async fn shut_down_backends(app: &App) {
 pub fn openapi_document() -> serde_json::Value {
     let mut doc = http::openapi::document();
     crate::compat::openapi(&mut doc);
+    http::openapi::conventions(&mut doc);
     doc
 }
 

@@ -36,7 +36,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     let c = app.engine.cache_stats();
     let text = app.metrics.render(&Gauges {
         slots_busy: busy,
-        slots_total: total,
+        slots_capacity: total,
         queue_depth: queued,
         cache_entries: c.entries,
         cache_bytes: c.bytes,
@@ -44,6 +44,10 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         cache_misses: c.misses,
         compile_cache: app.engine.executor().compile_cache().stats(),
         redis: app.redis.as_ref().map(|r| (r.up(), r.fallbacks())),
+        backend: match app.config.backend {
+            crate::config::BackendKind::Native => "native",
+            crate::config::BackendKind::Docker => "docker",
+        },
     });
     (
         [(

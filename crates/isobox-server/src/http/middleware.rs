@@ -137,7 +137,12 @@ async fn common(State(app): State<Arc<App>>, req: Request, next: Next) -> Respon
     if let Some(kind) = kind_of(&resp) {
         app.metrics.rejected(kind.as_str());
     }
-    app.metrics.request(&route, resp.status().as_u16());
+    app.metrics.request(
+        method.as_str(),
+        &route,
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
     // The access log; the URI may carry what a client thought was harmless (`?api_key=`): every
     // log line passes the redactor.
     tracing::info!(

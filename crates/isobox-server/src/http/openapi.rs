@@ -1,5 +1,7 @@
 //! The OpenAPI 3 description served at `/openapi.json`. Written by hand next to the routes; a
 //! test walks it against the real router and schemathesis checks the server against it.
+//! [`conventions`] gives every operation (the compatibility APIs' too) its tag and its
+//! security requirement; `servers`, `tags` and `components.securitySchemes` are declared here.
 
 use serde_json::{json, Value};
 
@@ -7,8 +9,157 @@ fn error_response(description: &str) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
 }
 
-fn json_body(schema: &str) -> Value {
-    json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
+/// A required JSON request body of the schema `schema`, with named examples (`(name,
+/// summary, value)`).
+pub fn json_body(schema: &str, examples: &[(&str, &str, Value)]) -> Value {
+    let mut media = json!({ "schema": { "$ref": format!("#/components/schemas/{schema}") } });
+    if !examples.is_empty() {
+        media["examples"] = examples_of(examples);
+    }
+    json!({ "required": true, "content": { "application/json": media } })
+}
+
+/// An `examples` map: name -> `{summary, value}`.
+pub fn examples_of(examples: &[(&str, &str, Value)]) -> Value {
+    let mut m = serde_json::Map::new();
+    for (name, summary, value) in examples {
+        m.insert(
+            (*name).into(),
+            json!({ "summary": summary, "value": value }),
+        );
+    }
+    Value::Object(m)
+}
+
+/// Examples of an ExecuteRequest: a program with stdin, one with limits, one judged against
+/// test cases.
+fn execute_examples() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        (
+            "hello",
+            "A Python program and its stdin",
+            json!({ "language": "python", "code": "print('Hello, ' + input())", "stdin": "world" }),
+        ),
+        (
+            "limits",
+            "A C program with limits of its own",
+            json!({ "language": "c", "code": "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n",
+                    "limits": { "timeout_ms": 2000, "cpu_time_ms": 1000, "memory_mb": 128, "max_processes": 16, "max_output_bytes": 65536 } }),
+        ),
+        (
+            "tests",
+            "Judged against test cases (compiled once, each case a fresh sandbox)",
+            json!({ "language": "python", "code": "print(int(input()) * 2)",
+                    "tests": [ { "name": "two", "stdin": "2", "expected_output": "4" }, { "name": "five", "stdin": "5", "expected_output": "10" } ],
+                    "compare": "trim" }),
+        ),
+    ]
+}
+
+/// The tags, in the order a reader meets them.
+const TAGS: &[(&str, &str)] = &[
+    (
+        "execution",
+        "Run a program: at once, streamed, interactively, or only checked",
+    ),
+    (
+        "jobs",
+        "Asynchronous executions: queue, then poll or get a callback",
+    ),
+    ("languages", "What this host can run"),
+    ("service", "Health, Prometheus metrics and this document"),
+    ("playground", "The browser page"),
+    (
+        "judge0",
+        "The Judge0 CE compatible API (prefix ISOBOX_JUDGE0_PREFIX)",
+    ),
+    (
+        "piston",
+        "The Piston v2 compatible API (prefix ISOBOX_PISTON_PREFIX)",
+    ),
+];
+
+/// The tag of the operations under `path`.
+fn tag_of(path: &str) -> &'static str {
+    if path.starts_with("/api/v1/executions") {
+        "jobs"
+    } else if path.starts_with("/api/v1/languages") {
+        "languages"
+    } else if path.starts_with("/api/v1/") {
+        "execution"
+    } else if path.starts_with("/judge0/") {
+        "judge0"
+    } else if path.starts_with("/piston/") {
+        "piston"
+    } else if path == "/" || path.starts_with("/assets/") {
+        "playground"
+    } else {
+        "service"
+    }
+}
+
+/// The credentials an operation under `path` takes: any one of the configured methods
+/// (AUTH_TYPE decides which the server accepts; with `none`, on loopback only, none is
+/// needed: the empty requirement). The service routes and the Playground are public.
+fn security_of(path: &str) -> Value {
+    let gated = ["/api/v1/", "/judge0/", "/piston/"]
+        .iter()
+        .any(|p| path.starts_with(p));
+    if !gated {
+        return json!([]);
+    }
+    let mut any = vec![json!({ "apiKey": [] })];
+    if path.starts_with("/judge0/") {
+        any.push(json!({ "judge0AuthToken": [] }));
+    }
+    any.extend([
+        json!({ "bearer": [] }),
+        json!({ "mutualTLS": [] }),
+        json!({}),
+    ]);
+    Value::Array(any)
+}
+
+/// The conventions every operation of `doc` follows, the compatibility APIs' included: its
+/// tag and its security requirement (both unless it states its own); and the document's
+/// `tags`, `servers` and `components.securitySchemes`.
+pub fn conventions(doc: &mut Value) {
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for (method, op) in item.iter_mut() {
+                if !["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                    continue;
+                }
+                if op.get("tags").is_none() {
+                    op["tags"] = json!([tag_of(path)]);
+                }
+                if op.get("security").is_none() {
+                    op["security"] = security_of(path);
+                }
+            }
+        }
+    }
+    doc["tags"] = Value::Array(
+        TAGS.iter()
+            .map(|(name, what)| json!({ "name": name, "description": what }))
+            .collect(),
+    );
+    doc["servers"] = json!([
+        { "url": "/", "description": "The server that serves this document (REST_PORT, default 8000)" }
+    ]);
+    doc["components"]["securitySchemes"] = json!({
+        "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key",
+            "description": "AUTH_TYPE=apikey: a key of API_KEYS or ISOBOX_API_KEYS_FILE. The header is API_KEY_HEADER (default X-API-Key)." },
+        "judge0AuthToken": { "type": "apiKey", "in": "header", "name": "X-Auth-Token",
+            "description": "The Judge0 API's header, taken as an API key (AUTH_TYPE=apikey)." },
+        "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+            "description": "Authorization: Bearer. AUTH_TYPE=jwt: a JWT signed by a key of JWT_PUBLIC_KEY_URL, of JWT_ISSUER_URL, for JWT_AUDIENCE. AUTH_TYPE=oauth2: an OAuth2 access token, checked with OAUTH2_INTROSPECTION_URL or OAUTH2_USERINFO_URL." },
+        "mutualTLS": { "type": "mutualTLS",
+            "description": "AUTH_TYPE=mtls: a client certificate signed by MTLS_CA_CERT (TLS_CERT and TLS_KEY serve HTTPS)." }
+    });
 }
 
 /// The native API's document; [`crate::openapi_document`] adds the compatibility APIs.
@@ -239,13 +390,13 @@ pub fn document() -> Value {
             "/api/v1/execute": { "post": {
                 "operationId": "execute",
                 "summary": "Run a program and return what it did",
-                "requestBody": json_body("ExecuteRequest"),
+                "requestBody": json_body("ExecuteRequest", &execute_examples()),
                 "responses": execute_responses
             }},
             "/api/v1/execute/stream": { "post": {
                 "operationId": "executeStream",
                 "summary": "Run a program and stream its output (Server-Sent Events: stdout, stderr, then result or error)",
-                "requestBody": json_body("ExecuteRequest"),
+                "requestBody": json_body("ExecuteRequest", &execute_examples()[..1]),
                 "responses": stream_responses
             }},
             "/api/v1/execute/ws": { "get": {
@@ -262,14 +413,22 @@ pub fn document() -> Value {
             "/api/v1/validate": { "post": {
                 "operationId": "validate",
                 "summary": "Check a program's syntax in the sandbox without running it",
-                "requestBody": json_body("ExecuteRequest"),
+                "requestBody": json_body("ExecuteRequest", &[(
+                    "syntax_error",
+                    "A Python program missing a parenthesis: valid false, the error in errors",
+                    json!({ "language": "python", "code": "print('unclosed'\n" }),
+                )]),
                 "responses": validate_responses
             }},
             "/api/v1/executions": { "post": {
                 "operationId": "submitJob",
                 "summary": "Queue a program; with ?wait=true, wait for its result",
                 "parameters": [ { "name": "wait", "in": "query", "required": false, "schema": { "type": "boolean" } } ],
-                "requestBody": json_body("JobRequest"),
+                "requestBody": json_body("JobRequest", &[(
+                    "hello",
+                    "A job: its id at once (202), its result from GET /api/v1/executions/{id}",
+                    json!({ "language": "python", "code": "print('Hello, ' + input())", "stdin": "world" }),
+                )]),
                 "responses": submit_responses
             }},
             "/api/v1/executions/batch": { "post": {
@@ -277,7 +436,14 @@ pub fn document() -> Value {
                 "summary": "Queue several programs at once (all or none)",
                 "requestBody": { "required": true, "content": { "application/json": { "schema": {
                     "type": "object", "additionalProperties": false, "required": ["submissions"], "properties": {
-                        "submissions": { "type": "array", "minItems": 1, "items": { "$ref": "#/components/schemas/JobRequest" } } } } } } },
+                        "submissions": { "type": "array", "minItems": 1, "items": { "$ref": "#/components/schemas/JobRequest" } } } },
+                    "examples": examples_of(&[(
+                        "two",
+                        "Two jobs, queued together",
+                        json!({ "submissions": [
+                            { "language": "python", "code": "print(1)" },
+                            { "language": "bash", "code": "echo 2" } ] }),
+                    )]) } } },
                 "responses": batch_responses
             }},
             "/api/v1/executions/{id}": { "get": {

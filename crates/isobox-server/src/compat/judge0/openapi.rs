@@ -43,13 +43,18 @@ fn with_auth(codes: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'sta
 
 /// The Judge0 paths, keyed by path under `/judge0`.
 pub fn paths() -> Map<String, Value> {
-    let body = json!({ "required": true, "content": { "application/json": { "schema": { "type": "object" } } } });
+    let body = |name: &str, summary: &str, value: Value| {
+        json!({ "required": true, "content": { "application/json": { "schema": { "type": "object" },
+            "examples": crate::http::openapi::examples_of(&[(name, summary, value)]) } } })
+    };
+    let submission =
+        json!({ "source_code": "print('Hello, ' + input())", "language_id": 71, "stdin": "world" });
     let p = json!({
         "/judge0/submissions": { "post": {
             "operationId": "judge0CreateSubmission",
             "summary": "Judge0: create a submission (?base64_encoded, ?wait, ?fields); 201 {\"token\"} or, with wait, the submission",
             "parameters": q(&["base64_encoded", "wait", "fields"]),
-            "requestBody": body,
+            "requestBody": body("hello", "A Python 3 submission (language_id 71) and its stdin", submission.clone()),
             "responses": r(&with_auth(&[("201", "created"), ("400", "invalid fields or body"), ("403", "not allowed by the policy"), ("413", "body too large"), ("415", "not JSON"), ("422", "field errors {\"field\": [\"message\"]}")]))
         }},
         "/judge0/submissions/batch": {
@@ -57,7 +62,9 @@ pub fn paths() -> Map<String, Value> {
                 "operationId": "judge0CreateBatch",
                 "summary": "Judge0: create submissions; per submission {\"token\"} or its field errors",
                 "parameters": q(&["base64_encoded"]),
-                "requestBody": body,
+                "requestBody": body("two", "Two submissions", json!({ "submissions": [
+                    submission,
+                    { "source_code": "echo 2", "language_id": 46 } ] })),
                 "responses": r(&with_auth(&[("201", "at least one created"), ("400", "empty or too large a batch"), ("413", "body too large"), ("415", "not JSON"), ("422", "none created")]))
             },
             "get": {

@@ -55,7 +55,11 @@ pub fn add(doc: &mut Value) {
         "/piston/api/v2/execute": { "post": {
             "operationId": "pistonExecute",
             "summary": "Piston v2: run a job (files, stdin, args, limits) and return its compile and run stages",
-            "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/PistonJob" } } } },
+            "requestBody": crate::http::openapi::json_body("PistonJob", &[(
+                "hello",
+                "A Python job, any version, with stdin",
+                json!({ "language": "python", "version": "*", "files": [ { "name": "main.py", "content": "print('Hello, ' + input())" } ], "stdin": "world" }),
+            )]),
             "responses": execute
         }},
         "/piston/api/v2/connect": { "get": {
