@@ -16,7 +16,6 @@
 //!   host-wide `fs.aio-max-nr` table, which one run could fill) and inotify and fanotify (a watch
 //!   on the read-only binds every sandbox shares, such as /usr, sees other runs open and read
 //!   files there; `fcntl(F_NOTIFY)` is refused for the same reason).
-
 //!
 //! It is written for x86_64 and aarch64: the allowlist is one table of names, the numbers come
 //! from `libc::SYS_*` for the architecture we are built for, and the calls that aarch64's table
@@ -70,7 +69,7 @@ const F_NOTIFY: u32 = 1026;
 /// `(name, number)` pairs from `SYS_*` names, the number for the architecture we are built for.
 /// The calls after `x86_64_only:` are the older ones that aarch64's table (the kernel's generic
 /// one) replaced with the `*at` forms, `pipe2`, `dup3`, `ppoll`, `epoll_pwait`, `clone` and so
-/// on (plus x86_64's TLS calls): on aarch64 they have no number (`None`). Every name is kept,
+/// on (plus x86_64's own `arch_prctl` and TLS calls): on aarch64 they have no number (`None`). Every name is kept,
 /// since the Docker profile is by name and covers both architectures.
 macro_rules! allowed {
     ($($n:ident),* ; x86_64_only: $($x:ident),* $(,)?) => {
