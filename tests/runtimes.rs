@@ -804,17 +804,21 @@ fn docker_builds_the_image_of_a_runtime_and_records_it() {
     private_copy(&dir, &work);
     let hash = manifest(&dir, NAME)["hash"].as_str().unwrap().to_string();
     assert!(manifest(&dir, NAME)["image"].is_null());
+    let table = table(&work);
+    let build = || {
+        ok(&[
+            "runtime",
+            "build",
+            "--docker",
+            "--table",
+            s(&table),
+            "--dir",
+            s(&dir),
+            NAME,
+        ])
+    };
     // Built already: the build is skipped, the image is made and recorded.
-    let o = ok(&[
-        "runtime",
-        "build",
-        "--docker",
-        "--table",
-        s(&table(&work)),
-        "--dir",
-        s(&dir),
-        NAME,
-    ]);
+    let o = build();
     assert!(String::from_utf8_lossy(&o.stdout).contains("up to date"));
     let m = manifest(&dir, NAME);
     // The tag names the root's hash and the runner's (a new runner makes a new image).
@@ -829,16 +833,7 @@ fn docker_builds_the_image_of_a_runtime_and_records_it() {
     );
     assert_eq!(m["hash"], hash.as_str());
     // Asked again, the image is there: nothing is built.
-    let o = ok(&[
-        "runtime",
-        "build",
-        "--docker",
-        "--table",
-        s(&table(&work)),
-        "--dir",
-        s(&dir),
-        NAME,
-    ]);
+    let o = build();
     assert!(
         !String::from_utf8_lossy(&o.stderr).contains("built isobox-rt"),
         "{}",
