@@ -39,6 +39,12 @@ const MERGED_USR_HOOK: &str = "/usr/share/mmdebstrap/hooks/merged-usr";
 /// The largest manifest an archive may hold.
 const MAX_MANIFEST: u64 = 4 << 20;
 
+/// The most an import unpacks (the largest runtime of the built-in table is 1 GB).
+const MAX_IMPORT_BYTES: u64 = 32 << 30;
+
+/// The most entries an import unpacks (the largest built-in runtime has about 60 000).
+const MAX_IMPORT_ENTRIES: u64 = 2_000_000;
+
 #[derive(Args, Clone)]
 pub struct DirArg {
     /// The runtimes directory.
@@ -1320,8 +1326,20 @@ pub fn import(dir: &Path, file: &Path, force: bool) -> anyhow::Result<String> {
     let mut files: HashSet<PathBuf> = HashSet::new(); // regular files made here
     let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
     let mut skipped = 0usize;
+    // An archive unpacks to what its manifest says it holds (plus a margin for the file
+    // system's rounding), and never to more than MAX_IMPORT: no archive fills the disk.
+    let budget = manifest
+        .size_bytes
+        .saturating_add(64 << 20)
+        .min(MAX_IMPORT_BYTES);
+    let mut written: u64 = 0;
+    let mut count: u64 = 0;
     for entry in entries {
         let mut entry = entry.context("damaged archive")?;
+        count += 1;
+        if count > MAX_IMPORT_ENTRIES {
+            bail!("the archive holds more than {MAX_IMPORT_ENTRIES} entries: refused");
+        }
         let raw = entry.path()?.into_owned();
         let parts = archive_path(&raw)?;
         let rel: PathBuf = parts.iter().collect();
@@ -1358,6 +1376,14 @@ pub fn import(dir: &Path, file: &Path, force: bool) -> anyhow::Result<String> {
                 dirs.insert(rel);
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
+                written = written.saturating_add(entry.size());
+                if written > budget {
+                    bail!(
+                        "the archive unpacks to more than {} MB (its manifest says {} MB): refused",
+                        budget / 1_000_000,
+                        manifest.size_bytes / 1_000_000
+                    );
+                }
                 let mut out = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)

@@ -1,6 +1,6 @@
 //! Static checks of the files in `deploy/` that the docker backend hands to the engine: the
 //! AppArmor profile `deploy/apparmor/isobox` keeps its essential denials and never allows the
-//! Docker socket, and `deploy/seccomp.json` is a deny-by-default profile for x86_64.
+//! Docker socket, and `deploy/seccomp.json` is a deny-by-default profile for x86_64 and aarch64.
 //! (This host has no AppArmor LSM, so the profile is only read here, never loaded; the content
 //! of the seccomp profile is checked against the engine's policy in isobox-sandbox.)
 
@@ -248,7 +248,7 @@ fn apparmor_profile_writes_only_to_the_work_dirs_and_plain_devices() {
 }
 
 #[test]
-fn seccomp_profile_is_deny_by_default_for_x86_64() {
+fn seccomp_profile_is_deny_by_default_for_x86_64_and_aarch64() {
     let src = read("seccomp.json");
     let v: serde_json::Value =
         serde_json::from_str(&src).unwrap_or_else(|e| panic!("deploy/seccomp.json: {e}"));
@@ -256,13 +256,24 @@ fn seccomp_profile_is_deny_by_default_for_x86_64() {
         v["defaultAction"], "SCMP_ACT_ERRNO",
         "deploy/seccomp.json must refuse every syscall it does not list"
     );
-    let arches = v["architectures"]
-        .as_array()
-        .expect("deploy/seccomp.json needs an `architectures` array");
+    // An archMap (Docker puts the host's entry alone in the filter), not an `architectures`
+    // list: Docker refuses a profile with both.
     assert!(
-        arches.iter().any(|a| a == "SCMP_ARCH_X86_64"),
-        "deploy/seccomp.json must name SCMP_ARCH_X86_64, has {arches:?}"
+        v.get("architectures").is_none(),
+        "deploy/seccomp.json must not have both `architectures` and `archMap`"
     );
+    let arches: Vec<&serde_json::Value> = v["archMap"]
+        .as_array()
+        .expect("deploy/seccomp.json needs an `archMap` array")
+        .iter()
+        .map(|a| &a["architecture"])
+        .collect();
+    for arch in ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"] {
+        assert!(
+            arches.iter().any(|a| *a == arch),
+            "deploy/seccomp.json must map {arch}, has {arches:?}"
+        );
+    }
     assert!(
         v["syscalls"].as_array().is_some_and(|s| !s.is_empty()),
         "deploy/seccomp.json allows no syscalls at all"

@@ -524,6 +524,8 @@ fn hostile_archives_are_refused_and_write_nothing_outside() {
     let outside_abs = outside.to_str().unwrap().as_bytes().to_vec();
     let mut up = b"../".repeat(12);
     up.extend_from_slice(&outside_abs[1..]);
+    // 70 MiB of zeros (a few KB compressed) from an archive whose manifest says 1 byte.
+    let bomb = vec![0u8; 70 << 20];
     let cases: Vec<(&str, String, bool, Vec<Item>)> = vec![
         (
             "dotdot",
@@ -580,6 +582,12 @@ fn hostile_archives_are_refused_and_write_nothing_outside() {
             true,
             vec![Item::File(b"root/a/b", b"no parent")],
         ),
+        (
+            "bigger than its manifest",
+            "x".into(),
+            true,
+            vec![Item::File(b"root/big", &bomb)],
+        ),
         ("bad name", "../x".into(), true, vec![]),
         ("manifest not first", "x".into(), false, vec![]),
     ];
@@ -595,6 +603,7 @@ fn hostile_archives_are_refused_and_write_nothing_outside() {
             }
             "relative symlink leaving the root" => "leaves the runtime's root: refused",
             "bad name" => "no valid runtime",
+            "bigger than its manifest" => "unpacks to more than 67 MB",
             "manifest not first" => "does not start with manifest.json",
             _ => "is not below a directory of the archive (a symlink?): refused",
         };
@@ -795,17 +804,21 @@ fn docker_builds_the_image_of_a_runtime_and_records_it() {
     private_copy(&dir, &work);
     let hash = manifest(&dir, NAME)["hash"].as_str().unwrap().to_string();
     assert!(manifest(&dir, NAME)["image"].is_null());
+    let table = table(&work);
+    let build = || {
+        ok(&[
+            "runtime",
+            "build",
+            "--docker",
+            "--table",
+            s(&table),
+            "--dir",
+            s(&dir),
+            NAME,
+        ])
+    };
     // Built already: the build is skipped, the image is made and recorded.
-    let o = ok(&[
-        "runtime",
-        "build",
-        "--docker",
-        "--table",
-        s(&table(&work)),
-        "--dir",
-        s(&dir),
-        NAME,
-    ]);
+    let o = build();
     assert!(String::from_utf8_lossy(&o.stdout).contains("up to date"));
     let m = manifest(&dir, NAME);
     // The tag names the root's hash and the runner's (a new runner makes a new image).
@@ -820,16 +833,7 @@ fn docker_builds_the_image_of_a_runtime_and_records_it() {
     );
     assert_eq!(m["hash"], hash.as_str());
     // Asked again, the image is there: nothing is built.
-    let o = ok(&[
-        "runtime",
-        "build",
-        "--docker",
-        "--table",
-        s(&table(&work)),
-        "--dir",
-        s(&dir),
-        NAME,
-    ]);
+    let o = build();
     assert!(
         !String::from_utf8_lossy(&o.stderr).contains("built isobox-rt"),
         "{}",

@@ -2,7 +2,8 @@
 //!
 //! A default-deny allowlist in the spirit of Docker's default profile, built here as classic BPF
 //! (no C library needed):
-//! - a foreign architecture (i386 `int 0x80`) or an x32 syscall number kills the process;
+//! - a foreign architecture (i386 `int 0x80` on x86_64, AArch32 on arm64) or, on x86_64, an x32
+//!   syscall number kills the process;
 //! - `clone3` answers `ENOSYS` (BPF cannot inspect its flags, so libc falls back to `clone`);
 //! - `clone` with any namespace flag, `socket` for `AF_ALG`/`AF_VSOCK`, `ioctl(TIOCSTI)` and
 //!   `ioctl(TIOCLINUX)` (compared on the low 32 bits only, CVE-2019-10063), `fcntl(F_SETLEASE)`
@@ -15,13 +16,23 @@
 //!   host-wide `fs.aio-max-nr` table, which one run could fill) and inotify and fanotify (a watch
 //!   on the read-only binds every sandbox shares, such as /usr, sees other runs open and read
 //!   files there; `fcntl(F_NOTIFY)` is refused for the same reason).
+//!
+//! It is written for x86_64 and aarch64: the allowlist is one table of names, the numbers come
+//! from `libc::SYS_*` for the architecture we are built for, and the calls that aarch64's table
+//! lacks (`open`, `stat`, `fork`, ...) simply have no number there.
 
 use libc::sock_filter;
 
-#[cfg(not(target_arch = "x86_64"))]
-compile_error!("the seccomp filter is written for x86_64 only");
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("the seccomp filter is written for x86_64 and aarch64 only");
 
-const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+/// The one architecture the filter admits (linux/audit.h); any other is killed.
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+/// x86_64 also takes x32 ABI calls under its own audit arch, marked by this bit in the number.
+#[cfg(target_arch = "x86_64")]
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 // BPF opcodes (linux/bpf_common.h).
@@ -55,22 +66,34 @@ const TIOCLINUX: u32 = 0x541C;
 const F_SETLEASE: u32 = 1024;
 const F_NOTIFY: u32 = 1026;
 
-/// Builds `(name, number)` pairs from `SYS_*` names.
+/// `(name, number)` pairs from `SYS_*` names, the number for the architecture we are built for.
+/// The calls after `x86_64_only:` are the older ones that aarch64's table (the kernel's generic
+/// one) replaced with the `*at` forms, `pipe2`, `dup3`, `ppoll`, `epoll_pwait`, `clone` and so
+/// on (plus x86_64's own `arch_prctl` and TLS calls): on aarch64 they have no number (`None`). Every name is kept,
+/// since the Docker profile is by name and covers both architectures.
 macro_rules! allowed {
-    ($($n:ident),* $(,)?) => {
-        &[$((stringify!($n), libc::$n)),*]
+    ($($n:ident),* ; x86_64_only: $($x:ident),* $(,)?) => {
+        &[$((stringify!($n), Some(libc::$n)),)* $((stringify!($x), x86_64_only!($x)),)*]
     };
 }
-/// Syscalls that are allowed with any arguments (name, number).
-const ALLOWED: &[(&str, libc::c_long)] = allowed![
+#[cfg(target_arch = "x86_64")]
+macro_rules! x86_64_only {
+    ($x:ident) => {
+        Some(libc::$x)
+    };
+}
+#[cfg(target_arch = "aarch64")]
+macro_rules! x86_64_only {
+    ($x:ident) => {
+        None
+    };
+}
+/// Syscalls that are allowed with any arguments (name, number on this architecture).
+const ALLOWED: &[(&str, Option<libc::c_long>)] = allowed![
     SYS_read,
     SYS_write,
-    SYS_open,
     SYS_close,
-    SYS_stat,
     SYS_fstat,
-    SYS_lstat,
-    SYS_poll,
     SYS_lseek,
     SYS_mmap,
     SYS_mprotect,
@@ -83,9 +106,6 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_pwrite64,
     SYS_readv,
     SYS_writev,
-    SYS_access,
-    SYS_pipe,
-    SYS_select,
     SYS_sched_yield,
     SYS_mremap,
     SYS_msync,
@@ -95,11 +115,8 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_shmat,
     SYS_shmctl,
     SYS_dup,
-    SYS_dup2,
-    SYS_pause,
     SYS_nanosleep,
     SYS_getitimer,
-    SYS_alarm,
     SYS_setitimer,
     SYS_getpid,
     SYS_sendfile,
@@ -117,8 +134,6 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_socketpair,
     SYS_setsockopt,
     SYS_getsockopt,
-    SYS_fork,
-    SYS_vfork,
     SYS_execve,
     SYS_exit,
     SYS_wait4,
@@ -136,23 +151,11 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_fdatasync,
     SYS_truncate,
     SYS_ftruncate,
-    SYS_getdents,
     SYS_getcwd,
     SYS_chdir,
     SYS_fchdir,
-    SYS_rename,
-    SYS_mkdir,
-    SYS_rmdir,
-    SYS_creat,
-    SYS_link,
-    SYS_unlink,
-    SYS_symlink,
-    SYS_readlink,
-    SYS_chmod,
     SYS_fchmod,
-    SYS_chown,
     SYS_fchown,
-    SYS_lchown,
     SYS_umask,
     SYS_gettimeofday,
     SYS_getrlimit,
@@ -167,7 +170,6 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_getegid,
     SYS_setpgid,
     SYS_getppid,
-    SYS_getpgrp,
     SYS_setsid,
     SYS_setreuid,
     SYS_setregid,
@@ -187,8 +189,6 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_rt_sigqueueinfo,
     SYS_rt_sigsuspend,
     SYS_sigaltstack,
-    SYS_utime,
-    SYS_mknod,
     SYS_statfs,
     SYS_fstatfs,
     SYS_getpriority,
@@ -205,7 +205,6 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_mlockall,
     SYS_munlockall,
     SYS_prctl,
-    SYS_arch_prctl,
     SYS_setrlimit,
     SYS_sync,
     SYS_gettid,
@@ -223,13 +222,9 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_lremovexattr,
     SYS_fremovexattr,
     SYS_tkill,
-    SYS_time,
     SYS_futex,
     SYS_sched_setaffinity,
     SYS_sched_getaffinity,
-    SYS_set_thread_area,
-    SYS_get_thread_area,
-    SYS_epoll_create,
     SYS_remap_file_pages,
     SYS_getdents64,
     SYS_set_tid_address,
@@ -245,10 +240,8 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_clock_getres,
     SYS_clock_nanosleep,
     SYS_exit_group,
-    SYS_epoll_wait,
     SYS_epoll_ctl,
     SYS_tgkill,
-    SYS_utimes,
     SYS_mbind,
     SYS_set_mempolicy,
     SYS_get_mempolicy,
@@ -265,7 +258,6 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_mkdirat,
     SYS_mknodat,
     SYS_fchownat,
-    SYS_futimesat,
     SYS_newfstatat,
     SYS_unlinkat,
     SYS_renameat,
@@ -284,9 +276,7 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_vmsplice,
     SYS_utimensat,
     SYS_epoll_pwait,
-    SYS_signalfd,
     SYS_timerfd_create,
-    SYS_eventfd,
     SYS_fallocate,
     SYS_timerfd_settime,
     SYS_timerfd_gettime,
@@ -330,11 +320,50 @@ const ALLOWED: &[(&str, libc::c_long)] = allowed![
     SYS_landlock_create_ruleset,
     SYS_landlock_add_rule,
     SYS_landlock_restrict_self,
-    SYS_futex_waitv,
+    SYS_futex_waitv;
+    x86_64_only:
+    SYS_open,
+    SYS_stat,
+    SYS_lstat,
+    SYS_poll,
+    SYS_access,
+    SYS_pipe,
+    SYS_select,
+    SYS_dup2,
+    SYS_pause,
+    SYS_alarm,
+    SYS_fork,
+    SYS_vfork,
+    SYS_getdents,
+    SYS_rename,
+    SYS_mkdir,
+    SYS_rmdir,
+    SYS_creat,
+    SYS_link,
+    SYS_unlink,
+    SYS_symlink,
+    SYS_readlink,
+    SYS_chmod,
+    SYS_chown,
+    SYS_lchown,
+    SYS_getpgrp,
+    SYS_utime,
+    SYS_mknod,
+    SYS_arch_prctl,
+    SYS_time,
+    SYS_set_thread_area,
+    SYS_get_thread_area,
+    SYS_epoll_create,
+    SYS_epoll_wait,
+    SYS_utimes,
+    SYS_futimesat,
+    SYS_signalfd,
+    SYS_eventfd,
 ];
 
-/// `fchmodat2` (kernel 6.6) has no libc constant yet.
-const FCHMODAT2: (&str, libc::c_long) = ("fchmodat2", 452);
+/// `fchmodat2` (kernel 6.6) has no libc constant on aarch64 yet; numbers from 424 on are the same
+/// on every architecture.
+const FCHMODAT2: (&str, Option<libc::c_long>) = ("fchmodat2", Some(452));
 
 /// `personality` values Docker allows: PER_LINUX, UNAME26, ADDR_NO_RANDOMIZE combos, query.
 const PERSONALITY_OK: &[u32] = &[0x0, 0x0008, 0x20000, 0x20008, 0xffff_ffff];
@@ -380,14 +409,18 @@ fn deny_arg_values(arg: u32, values: &[u32], deny: u32) -> Vec<sock_filter> {
 /// Builds the filter program.
 pub fn build_filter() -> Vec<sock_filter> {
     let mut p = Vec::with_capacity(2 * ALLOWED.len() + 64);
-    // Architecture: anything but x86_64 (e.g. i386 via int 0x80) is killed.
+    // Architecture: any other than ours (i386 via int 0x80 on x86_64, AArch32 on arm64) is
+    // killed: its numbers mean other calls.
     p.push(stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARCH));
-    p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
+    p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH, 1, 0));
     p.push(stmt(BPF_RET | BPF_K, RET_KILL_PROCESS));
     // x32 ABI numbers (bit 30) are killed too.
-    p.push(stmt(BPF_LD | BPF_W | BPF_ABS, OFF_NR));
-    p.push(jump(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1));
-    p.push(stmt(BPF_RET | BPF_K, RET_KILL_PROCESS));
+    #[cfg(target_arch = "x86_64")]
+    {
+        p.push(stmt(BPF_LD | BPF_W | BPF_ABS, OFF_NR));
+        p.push(jump(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1));
+        p.push(stmt(BPF_RET | BPF_K, RET_KILL_PROCESS));
+    }
 
     // clone3: ENOSYS so that libc falls back to clone, whose flags we can check.
     push_case(
@@ -447,16 +480,21 @@ pub fn build_filter() -> Vec<sock_filter> {
     // comparisons for any number rather than one per allowed syscall. That matters when the
     // filter is installed (the kernel runs it for every syscall number to build its cache of
     // always-allowed ones, with interrupts off) and for every syscall it cannot cache.
-    let mut allowed: Vec<u32> = ALLOWED
-        .iter()
-        .chain([&FCHMODAT2])
-        .map(|(_, n)| *n as u32)
-        .collect();
+    let mut allowed = allowed_numbers();
     allowed.sort_unstable();
     allowed.dedup();
     p.push(stmt(BPF_LD | BPF_W | BPF_ABS, OFF_NR));
     p.extend(search(&boundaries(&allowed), false));
     p
+}
+
+/// The numbers of the plain allowlist on this architecture.
+fn allowed_numbers() -> Vec<u32> {
+    ALLOWED
+        .iter()
+        .chain([&FCHMODAT2])
+        .filter_map(|(_, n)| n.map(|n| n as u32))
+        .collect()
 }
 
 /// Where the decision changes along the syscall numbers: `b[0]` is the first allowed number,
@@ -507,9 +545,16 @@ fn search(bounds: &[u32], allowed_below: bool) -> Vec<sock_filter> {
 }
 
 /// The same policy as a Docker seccomp profile (`deploy/seccomp.json`, for the docker backend
-/// and for operators who run our runtime image themselves): default deny (EPERM), x86_64 only,
-/// the same allowlist, clone3 ENOSYS, flock a no-op that succeeds, clone without namespace flags, no AF_ALG or
-/// AF_VSOCK sockets, no TIOCSTI/TIOCLINUX, no leases or notifications, harmless personalities.
+/// and for operators who run our runtime image themselves): default deny (EPERM), the host's
+/// architecture alone (x86_64 without x32 and i386, or aarch64 without AArch32), the same
+/// allowlist, clone3 ENOSYS, flock a no-op that succeeds, clone without namespace flags, no
+/// AF_ALG or AF_VSOCK sockets, no TIOCSTI/TIOCLINUX, no leases or notifications, harmless
+/// personalities.
+///
+/// One profile serves both architectures, whichever we are built for: Docker profiles name
+/// syscalls, and the runtime skips the names its architecture lacks (`open` on aarch64). Its
+/// `archMap` gives each architecture no sub-architectures, so Docker puts the host's alone in
+/// the filter (an `architectures` list would be taken as it is, for any host).
 pub fn docker_profile() -> serde_json::Value {
     use serde_json::json;
     let mut names: Vec<String> = ALLOWED
@@ -564,7 +609,10 @@ pub fn docker_profile() -> serde_json::Value {
         "comment": "Generated by isobox (crates/isobox-sandbox/src/seccomp.rs, docker_profile); a test keeps it in sync.",
         "defaultAction": "SCMP_ACT_ERRNO",
         "defaultErrnoRet": libc::EPERM,
-        "architectures": ["SCMP_ARCH_X86_64"],
+        "archMap": [
+            {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": []},
+            {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": []},
+        ],
         "syscalls": rules
     })
 }
@@ -586,6 +634,11 @@ fn aligned_blocks(mut lo: u64, hi: u64) -> Vec<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const AUDIT_ARCH_AARCH64: u32 = 0xC000_00B7;
+    const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+    const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
 
     /// A tiny classic-BPF interpreter, enough to check the filter's decisions without a kernel.
     fn run(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
@@ -625,7 +678,7 @@ mod tests {
     }
 
     fn sys(nr: libc::c_long, args: [u64; 6]) -> u32 {
-        run(&build_filter(), AUDIT_ARCH_X86_64, nr as u32, args)
+        run(&build_filter(), AUDIT_ARCH, nr as u32, args)
     }
 
     #[test]
@@ -667,6 +720,7 @@ mod tests {
             libc::SYS_io_getevents,
             libc::SYS_io_destroy,
             libc::SYS_io_cancel,
+            #[cfg(target_arch = "x86_64")]
             libc::SYS_inotify_init,
             libc::SYS_inotify_init1,
             libc::SYS_inotify_add_watch,
@@ -742,16 +796,127 @@ mod tests {
     }
 
     #[test]
-    fn foreign_arch_and_x32_are_killed() {
+    fn the_filter_admits_the_architecture_it_is_built_for() {
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(AUDIT_ARCH, AUDIT_ARCH_X86_64);
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(AUDIT_ARCH, AUDIT_ARCH_AARCH64);
+    }
+
+    #[test]
+    fn foreign_arches_are_killed() {
         let p = build_filter();
-        assert_eq!(
-            run(&p, 0x4000_0003 /* AUDIT_ARCH_I386 */, 20, [0; 6]),
-            RET_KILL_PROCESS
-        );
+        let getpid = libc::SYS_getpid as u32;
+        assert_eq!(run(&p, AUDIT_ARCH, getpid, [0; 6]), RET_ALLOW);
+        for arch in [
+            AUDIT_ARCH_X86_64,
+            AUDIT_ARCH_AARCH64,
+            AUDIT_ARCH_I386,
+            AUDIT_ARCH_ARM,
+        ] {
+            if arch != AUDIT_ARCH {
+                assert_eq!(
+                    run(&p, arch, getpid, [0; 6]),
+                    RET_KILL_PROCESS,
+                    "arch {arch:#x}"
+                );
+                // Whatever the number: the other arch's getpid and read, say.
+                for nr in [0, 20, 39, 63, 172] {
+                    assert_eq!(run(&p, arch, nr, [0; 6]), RET_KILL_PROCESS);
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn x32_numbers_are_killed() {
+        let p = build_filter();
         assert_eq!(
             run(&p, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 39, [0; 6]),
             RET_KILL_PROCESS
         );
+    }
+
+    /// aarch64 numbers its calls by the kernel's generic table (include/uapi/asm-generic/
+    /// unistd.h), not x86_64's: a few of them, checked against the filter and libc.
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn aarch64_numbers() {
+        let allowed = [
+            (56, libc::SYS_openat),
+            (63, libc::SYS_read),
+            (64, libc::SYS_write),
+            (61, libc::SYS_getdents64),
+            (79, libc::SYS_newfstatat),
+            (80, libc::SYS_fstat),
+            (94, libc::SYS_exit_group),
+            (172, libc::SYS_getpid),
+            (221, libc::SYS_execve),
+        ];
+        for (nr, sys_nr) in allowed {
+            assert_eq!(sys_nr, nr);
+            assert_eq!(sys(nr, [0; 6]), RET_ALLOW, "syscall {nr}");
+        }
+        // x86_64's open (2), stat (4) and pipe (22) are io_submit, io_getevents and epoll_pwait
+        // here: the first two refused, the last allowed.
+        let refused = [
+            (0, libc::SYS_io_setup),
+            (2, libc::SYS_io_submit),
+            (4, libc::SYS_io_getevents),
+            (26, libc::SYS_inotify_init1),
+            (39, libc::SYS_umount2),
+            (40, libc::SYS_mount),
+            (41, libc::SYS_pivot_root),
+            (97, libc::SYS_unshare),
+            (117, libc::SYS_ptrace),
+            (280, libc::SYS_bpf),
+        ];
+        for (nr, sys_nr) in refused {
+            assert_eq!(sys_nr, nr);
+            assert_eq!(sys(nr, [0; 6]), errno(libc::EPERM), "syscall {nr}");
+        }
+        assert_eq!(libc::SYS_epoll_pwait, 22);
+        assert_eq!(sys(22, [0; 6]), RET_ALLOW);
+        // The special cases sit at their aarch64 numbers.
+        assert_eq!(sys(435, [0; 6]), errno(libc::ENOSYS)); // clone3
+        assert_eq!(sys(32, [3, 2, 0, 0, 0, 0]), errno(0)); // flock
+        assert_eq!(
+            sys(198, [AF_ALG as u64, 5, 0, 0, 0, 0]), // socket
+            errno(libc::EAFNOSUPPORT)
+        );
+        assert_eq!(sys(29, [0, TIOCSTI as u64, 0, 0, 0, 0]), errno(libc::EPERM)); // ioctl
+        assert_eq!(
+            sys(25, [3, F_NOTIFY as u64, 0, 0, 0, 0]),
+            errno(libc::EPERM)
+        ); // fcntl
+        let newuser = libc::CLONE_NEWUSER as u64;
+        assert_eq!(sys(220, [newuser, 0, 0, 0, 0, 0]), errno(libc::EPERM)); // clone
+    }
+
+    /// Every name of the table has a number on x86_64; on aarch64 exactly the x86_64-only ones
+    /// have none, and no two names share a number.
+    #[test]
+    fn the_table_numbers_the_calls_this_architecture_has() {
+        let missing: Vec<&str> = ALLOWED
+            .iter()
+            .filter(|(_, n)| n.is_none())
+            .map(|(name, _)| *name)
+            .collect();
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(missing, Vec::<&str>::new());
+        #[cfg(target_arch = "aarch64")]
+        {
+            for name in ["SYS_open", "SYS_stat", "SYS_fork", "SYS_dup2", "SYS_pipe"] {
+                assert!(missing.contains(&name), "{name}");
+            }
+            assert_eq!(missing.len(), 37, "{missing:?}");
+        }
+        let mut numbers = allowed_numbers();
+        let n = numbers.len();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), n, "two names share a number");
     }
 
     #[test]
@@ -892,9 +1057,19 @@ mod tests {
         }
         let have = std::fs::read_to_string(path).unwrap_or_default();
         assert!(have == want, "deploy/seccomp.json is stale: run `ISOBOX_WRITE_PROFILES=1 cargo test -p isobox-sandbox docker_profile`");
+        let profile: serde_json::Value = serde_json::from_str(&have).unwrap();
+        // Both architectures, each alone on its host (no i386, x32 or AArch32), and no
+        // `architectures` list, which Docker refuses next to an archMap.
+        assert_eq!(
+            profile["archMap"],
+            serde_json::json!([
+                {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": []},
+                {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": []},
+            ])
+        );
+        assert!(profile.get("architectures").is_none());
         // Everything the native filter refuses is absent from the profile's allowlist.
-        let allowed: Vec<String> = serde_json::from_str::<serde_json::Value>(&have).unwrap()
-            ["syscalls"][0]["names"]
+        let allowed: Vec<String> = profile["syscalls"][0]["names"]
             .as_array()
             .unwrap()
             .iter()
@@ -955,11 +1130,7 @@ mod tests {
             libc::SYS_fcntl,
             libc::SYS_personality,
         ];
-        let allowed: std::collections::HashSet<u32> = ALLOWED
-            .iter()
-            .chain([&FCHMODAT2])
-            .map(|(_, n)| *n as u32)
-            .collect();
+        let allowed: std::collections::HashSet<u32> = allowed_numbers().into_iter().collect();
         let mut steps = Vec::new();
         for nr in 0..2048u32 {
             if special.iter().any(|s| *s as u32 == nr) {
@@ -970,11 +1141,7 @@ mod tests {
             } else {
                 errno(libc::EPERM)
             };
-            assert_eq!(
-                run(&prog, AUDIT_ARCH_X86_64, nr, [0; 6]),
-                want,
-                "syscall {nr}"
-            );
+            assert_eq!(run(&prog, AUDIT_ARCH, nr, [0; 6]), want, "syscall {nr}");
             steps.push(path_len(&prog, nr));
         }
         // And in a few comparisons: the allowlist is not scanned linearly.
@@ -994,7 +1161,7 @@ mod tests {
                 c if c == BPF_LD | BPF_W | BPF_ABS => {
                     acc = match ins.k {
                         OFF_NR => nr,
-                        OFF_ARCH => AUDIT_ARCH_X86_64,
+                        OFF_ARCH => AUDIT_ARCH,
                         _ => 0,
                     };
                     pc += 1;

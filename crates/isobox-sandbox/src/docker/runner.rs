@@ -29,6 +29,18 @@ const WORK: &str = "/tmp";
 pub fn main(args: &[String]) -> i32 {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // Started through its own loader (`/isobox/lib/ld.so`, see `runner_command`), the process
+    // would be named `ld.so`: it names itself, so `ps` and the self-test see the runner.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"isobox-runner".as_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     if args.get(1).map(String::as_str) == Some("--list-commands") {
         return list_commands();
     }

@@ -26,10 +26,29 @@ pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// A pipe whose inode belongs to the run's uid and gid: the program can open its own stdio
 /// again by name (`/dev/stdin`, `/dev/stdout`, `/proc/self/fd/0`: a pipe opened through /proc
 /// checks the inode's owner and mode, 0600, which would be root's). No other run has that uid.
+///
+/// A pipe's inode takes the creating thread's file-system ids: this thread takes the run's for
+/// the one call (CAP_SETUID, which the sandbox needs anyway; no CAP_CHOWN needed, which the
+/// systemd unit does not grant), then its own again. `setfsuid` acts on the calling thread
+/// only. Should the ids not take, the pipe is given away with `fchown` instead.
 pub(super) fn pipe_for(uid: u32, gid: u32) -> io::Result<(OwnedFd, OwnedFd)> {
-    let (r, w) = pipe()?;
+    // SAFETY: setfsuid/setfsgid change this thread's file-system ids only (restored below
+    // before anything else runs on this thread); -1 reads the current one.
+    let (old_uid, old_gid, took) = unsafe {
+        let old_gid = libc::setfsgid(gid);
+        let old_uid = libc::setfsuid(uid);
+        let took = libc::setfsuid(u32::MAX) as u32 == uid && libc::setfsgid(u32::MAX) as u32 == gid;
+        (old_uid as u32, old_gid as u32, took)
+    };
+    let made = pipe();
+    // SAFETY: as above, back to this thread's own ids.
+    unsafe {
+        libc::setfsuid(old_uid);
+        libc::setfsgid(old_gid);
+    }
+    let (r, w) = made?;
     // SAFETY: fchown on an fd we own; both ends share the one inode.
-    if unsafe { libc::fchown(r.as_raw_fd(), uid, gid) } != 0 {
+    if !took && unsafe { libc::fchown(r.as_raw_fd(), uid, gid) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok((r, w))
