@@ -288,7 +288,10 @@ trap 'for p in "${{!__server[@]}}"; do __stop "$p"; done' EXIT
     for (n, b) in blocks.iter().enumerate() {
         let file = format!("\"$R/{n}.sh\"");
         let io = format!("< /dev/null > \"$R/{n}.out\" 2> \"$R/{n}.err\"");
-        s.push_str(&format!("# README.md:{}\necho {n} > \"$R/current\"\n", b.line));
+        s.push_str(&format!(
+            "# README.md:{}\necho {n} > \"$R/current\"\n",
+            b.line
+        ));
         match &b.mode {
             Mode::NotRun(_) => continue,
             Mode::Server(port) => s.push_str(&format!(
@@ -299,7 +302,11 @@ trap 'for p in "${{!__server[@]}}"; do __stop "$p"; done' EXIT
                 s.push_str(&format!(". {file} {io}\necho 0 > \"$R/{n}.status\"\n"))
             }
             Mode::Run => {
-                let cd = if b.in_repository { "cd \"$REPO\"; " } else { "" };
+                let cd = if b.in_repository {
+                    "cd \"$REPO\"; "
+                } else {
+                    ""
+                };
                 s.push_str(&format!(
                     "set +e\n( set -e; {cd}. {file} ) {io}\necho $? > \"$R/{n}.status\"\nset -e\n"
                 ));
@@ -358,8 +365,7 @@ fn the_readme_examples_run() {
 
     // Cargo and rustup find their homes through HOME unless told; the README's HOME is new.
     let real_home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let cargo_home =
-        std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{real_home}/.cargo"));
+    let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{real_home}/.cargo"));
     let rustup_home =
         std::env::var("RUSTUP_HOME").unwrap_or_else(|_| format!("{real_home}/.rustup"));
     let mut cmd = Command::new("unshare");
@@ -643,7 +649,11 @@ fn links_stay_in_the_repository() {
     let mut bad = Vec::new();
     for file in documents() {
         let text = read(&file);
-        let name = file.strip_prefix(&root).unwrap_or(&file).display().to_string();
+        let name = file
+            .strip_prefix(&root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
         let own = anchors(&text);
         for (n, line) in prose(&text) {
             let at = format!("{name}:{n}");
@@ -704,7 +714,10 @@ fn examples_are_parsed_with_their_markers_and_outputs() {
     assert_eq!(b[1].mode, Mode::Server(8000));
     assert_eq!(b[2].mode, Mode::NotRun("needs the .deb".into()));
     assert_eq!(b[2].code, "apt install ./x.deb\n");
-    assert_eq!((b[3].exit, b[3].in_repository, b[3].expected.clone()), (2, true, None));
+    assert_eq!(
+        (b[3].exit, b[3].in_repository, b[3].expected.clone()),
+        (2, true, None)
+    );
     // A marker must stand right before a sh block and say why a block does not run.
     assert!(parse("<!-- server: 1 -->\ntext\n```sh\nx\n```\n").is_err());
     assert!(parse("<!-- not-run -->\n```sh\nx\n```\n").is_err());
@@ -720,7 +733,10 @@ fn expected_outputs_match_with_ellipses() {
         r#"{"id":"...","status":"ok",...,"stdout":"hi\n",...}"#,
         r#"{"id":"3f","status":"ok","exit_code":0,"stdout":"hi\n","cached":false}"#
     ));
-    assert!(!matches(r#"{"status":"ok",...}"#, r#"{"status":"timeout"}"#));
+    assert!(!matches(
+        r#"{"status":"ok",...}"#,
+        r#"{"status":"timeout"}"#
+    ));
     assert!(matches("x...", "x"));
     assert!(!matches("ab...ba", "aba"));
     assert!(matches("Hello...\n...end", "Hello world\nmore\nthe end"));
@@ -732,8 +748,14 @@ fn anchors_are_githubs() {
         slug("Test cases, result files, binary I/O"),
         "test-cases-result-files-binary-io"
     );
-    assert_eq!(slug("`isobox run` and its exit statuses"), "isobox-run-and-its-exit-statuses");
-    assert_eq!(slug("Judge0 [compatible](x.md) API"), "judge0-compatible-api");
+    assert_eq!(
+        slug("`isobox run` and its exit statuses"),
+        "isobox-run-and-its-exit-statuses"
+    );
+    assert_eq!(
+        slug("Judge0 [compatible](x.md) API"),
+        "judge0-compatible-api"
+    );
     let a = anchors("# A\n## A\n```\n# not a heading\n```\n#nope\n");
     assert_eq!(a, BTreeSet::from(["a".to_string(), "a-1".to_string()]));
 }
