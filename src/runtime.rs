@@ -1084,6 +1084,25 @@ fn list(dir: &Path, json: bool, all: Option<Option<&Path>>) -> anyhow::Result<()
             "not built"
         );
     }
+    if !built.is_empty() {
+        // What the set offers: languages, versions, and the disk it takes (shared files once).
+        let mut langs = std::collections::BTreeSet::new();
+        let mut versions = std::collections::BTreeSet::new();
+        for p in built.iter().flat_map(|r| &r.manifest.languages) {
+            langs.insert(p.language.as_str());
+            versions.insert((p.language.as_str(), p.version.as_str()));
+        }
+        let total: u64 = built.iter().map(|r| r.manifest.size_bytes).sum();
+        println!(
+            "{} runtimes: {} languages, {} language versions; {:.1} GB of roots, {:.1} GB on disk \
+             (files shared between runtimes counted once)",
+            built.len(),
+            langs.len(),
+            versions.len(),
+            total as f64 / 1e9,
+            disk_usage(dir).unwrap_or(0) as f64 / 1e9
+        );
+    }
     if built.is_empty() && missing.is_empty() {
         eprintln!(
             "no runtime in {} (`isobox runtime list --all` shows the definitions)",
