@@ -288,19 +288,20 @@ trap 'for p in "${{!__server[@]}}"; do __stop "$p"; done' EXIT
     for (n, b) in blocks.iter().enumerate() {
         let file = format!("\"$R/{n}.sh\"");
         let io = format!("< /dev/null > \"$R/{n}.out\" 2> \"$R/{n}.err\"");
+        let took = format!("echo \"$__t $EPOCHREALTIME\" > \"$R/{n}.time\"\n");
         s.push_str(&format!(
-            "# README.md:{}\necho {n} > \"$R/current\"\n",
+            "# README.md:{}\necho {n} > \"$R/current\"\n__t=$EPOCHREALTIME\n",
             b.line
         ));
         match &b.mode {
             Mode::NotRun(_) => continue,
             Mode::Server(port) => s.push_str(&format!(
                 "__stop {port}\nsetsid bash -eu {file} {io} &\n__server[{port}]=$!\n\
-                 __wait {port} $!\necho 0 > \"$R/{n}.status\"\n"
+                 __wait {port} $!\necho 0 > \"$R/{n}.status\"\n{took}"
             )),
-            Mode::Run if b.exit == 0 && !b.in_repository => {
-                s.push_str(&format!(". {file} {io}\necho 0 > \"$R/{n}.status\"\n"))
-            }
+            Mode::Run if b.exit == 0 && !b.in_repository => s.push_str(&format!(
+                ". {file} {io}\necho 0 > \"$R/{n}.status\"\n{took}"
+            )),
             Mode::Run => {
                 let cd = if b.in_repository {
                     "cd \"$REPO\"; "
@@ -308,7 +309,7 @@ trap 'for p in "${{!__server[@]}}"; do __stop "$p"; done' EXIT
                     ""
                 };
                 s.push_str(&format!(
-                    "set +e\n( set -e; {cd}. {file} ) {io}\necho $? > \"$R/{n}.status\"\nset -e\n"
+                    "set +e\n( set -e; {cd}. {file} ) {io}\necho $? > \"$R/{n}.status\"\nset -e\n{took}"
                 ));
             }
         }
@@ -399,7 +400,25 @@ fn the_readme_examples_run() {
                 "RUST_LOG",
             ]
             .contains(&k.as_str());
-        if setting && k != "ISOBOX_RUNTIMES_DIR" {
+        // Nor what cargo and nextest set for this test process (a reader's shell has none of
+        // it, and a cargo run seeing CARGO_MANIFEST_DIR or CARGO_PKG_* would rebuild crates that
+        // read them); cargo's own settings (CARGO_HOME, CARGO_TARGET_DIR, CARGO_PROFILE_*, ...)
+        // stay.
+        let harness = k.starts_with("CARGO_PKG_")
+            || k.starts_with("NEXTEST")
+            || k.starts_with("__NEXTEST")
+            || [
+                "CARGO",
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&k.as_str());
+        if (setting && k != "ISOBOX_RUNTIMES_DIR") || harness {
             cmd.env_remove(&k);
         }
     }
@@ -513,6 +532,22 @@ fn the_readme_examples_run() {
             _ => None,
         })
         .collect();
+    // The slowest examples, for whoever wonders where the time goes.
+    let mut took: Vec<(f64, usize)> = (0..blocks.len())
+        .filter_map(|n| {
+            let t = read(&r.join(format!("{n}.time")));
+            let mut it = t.split_whitespace().map(|x| x.parse::<f64>().ok());
+            let (a, b) = (it.next()??, it.next()??);
+            Some((b - a, blocks[n].line))
+        })
+        .collect();
+    took.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let slowest: Vec<String> = took
+        .iter()
+        .take(5)
+        .map(|(t, line)| format!("README.md:{line} {t:.1} s"))
+        .collect();
+    eprintln!("slowest: {}", slowest.join(", "));
     eprintln!(
         "{ran} README examples ran ({} servers); not run: {}\n  {}",
         blocks
