@@ -11,7 +11,6 @@
 //!   it), until something listens on PORT. A later server block on the same PORT stops it first
 //!   with SIGINT, as Ctrl-C in that terminal would;
 //! - `<!-- exit: N -->`: it must exit with status N (in a subshell);
-//! - `<!-- in: repository -->`: it runs from the repository checkout (in a subshell);
 //! - `<!-- not-run: REASON -->`: it is not run (the .deb, systemd, a cluster, a second engine,
 //!   downloads of minutes); the reason is required.
 //!
@@ -20,7 +19,8 @@
 //! compared after trailing white space, with `...` matching any text (newlines too).
 //!
 //! The whole README runs in a network namespace of its own (its own loopback: the ports it names,
-//! 8000 and 9000 among them, are free there and no other test sees them), in a scratch HOME, with
+//! 8000 and 9000 among them, are free there and no other test sees them), starting in the
+//! repository checkout as a reader who just built it, with a scratch HOME, with
 //! the directory of the `isobox` binary first in PATH and a `sudo` that runs its command as root
 //! (the test already is) with the environment sudo keeps: PATH, HOME and the runtimes directory
 //! (none: the examples use the host's toolchains, whatever runtimes this machine has built).
@@ -49,7 +49,6 @@ struct Block {
     code: String,
     mode: Mode,
     exit: i32,
-    in_repository: bool,
     expected: Option<String>,
 }
 
@@ -65,7 +64,7 @@ fn markers(line: &str) -> Option<Result<Vec<(String, String)>, String>> {
         .strip_suffix("-->")?
         .trim();
     let key = inner.split(':').next()?.trim();
-    if !["not-run", "server", "exit", "in"].contains(&key) {
+    if !["not-run", "server", "exit"].contains(&key) {
         return None;
     }
     if key == "not-run" {
@@ -82,7 +81,7 @@ fn markers(line: &str) -> Option<Result<Vec<(String, String)>, String>> {
             return Some(Err(format!("marker `{part}` is not `key: value`")));
         };
         let (k, v) = (k.trim(), v.trim());
-        if !["server", "exit", "in"].contains(&k) {
+        if !["server", "exit"].contains(&k) {
             return Some(Err(format!("unknown marker `{k}`")));
         }
         out.push((k.to_string(), v.to_string()));
@@ -135,7 +134,6 @@ fn parse(markdown: &str) -> Result<Vec<Block>, String> {
                         code: text,
                         mode: Mode::Run,
                         exit: 0,
-                        in_repository: false,
                         expected: None,
                     };
                     for (k, v) in pending.take().map(|p| p.1).unwrap_or_default() {
@@ -151,7 +149,6 @@ fn parse(markdown: &str) -> Result<Vec<Block>, String> {
                                     format!("README.md:{open}: `exit: {v}` is not a status")
                                 })?
                             }
-                            "in" if v == "repository" => b.in_repository = true,
                             _ => return Err(format!("README.md:{open}: bad marker `{k}: {v}`")),
                         }
                     }
@@ -254,11 +251,10 @@ fn sh_quote(p: &Path) -> String {
 
 /// The bash script that runs `blocks` as a reader would, writing each block's output and status
 /// under `r`.
-fn script(blocks: &[Block], r: &Path, repo: &Path) -> String {
+fn script(blocks: &[Block], r: &Path) -> String {
     let mut s = format!(
         r#"set -eu -o pipefail
 R={r}
-REPO={repo}
 readlink /proc/self/ns/net > "$R/netns"
 ip link set lo up
 declare -A __server=()
@@ -283,7 +279,6 @@ __wait() {{
 trap 'for p in "${{!__server[@]}}"; do __stop "$p"; done' EXIT
 "#,
         r = sh_quote(r),
-        repo = sh_quote(repo),
     );
     for (n, b) in blocks.iter().enumerate() {
         let file = format!("\"$R/{n}.sh\"");
@@ -299,19 +294,12 @@ trap 'for p in "${{!__server[@]}}"; do __stop "$p"; done' EXIT
                 "__stop {port}\nsetsid bash -eu {file} {io} &\n__server[{port}]=$!\n\
                  __wait {port} $!\necho 0 > \"$R/{n}.status\"\n{took}"
             )),
-            Mode::Run if b.exit == 0 && !b.in_repository => s.push_str(&format!(
+            Mode::Run if b.exit == 0 => s.push_str(&format!(
                 ". {file} {io}\necho 0 > \"$R/{n}.status\"\n{took}"
             )),
-            Mode::Run => {
-                let cd = if b.in_repository {
-                    "cd \"$REPO\"; "
-                } else {
-                    ""
-                };
-                s.push_str(&format!(
-                    "set +e\n( set -e; {cd}. {file} ) {io}\necho $? > \"$R/{n}.status\"\nset -e\n{took}"
-                ));
-            }
+            Mode::Run => s.push_str(&format!(
+                "set +e\n( set -e; . {file} ) {io}\necho $? > \"$R/{n}.status\"\nset -e\n{took}"
+            )),
         }
     }
     s.push_str("echo done > \"$R/current\"\n");
@@ -361,7 +349,7 @@ fn the_readme_examples_run() {
         std::fs::write(r.join(format!("{n}.sh")), &b.code).unwrap();
     }
     let main = r.join("main.sh");
-    std::fs::write(&main, script(&blocks, &r, &repo)).unwrap();
+    std::fs::write(&main, script(&blocks, &r)).unwrap();
     let _cleanup = Namespace(r.join("netns"));
 
     // Cargo and rustup find their homes through HOME unless told; the README's HOME is new.
@@ -372,7 +360,7 @@ fn the_readme_examples_run() {
     let mut cmd = Command::new("unshare");
     cmd.args(["--net", "--", "bash"])
         .arg(&main)
-        .current_dir(&home)
+        .current_dir(&repo)
         .env("PATH", &path)
         .env("HOME", &home)
         .env("TMPDIR", &scratch)
@@ -738,7 +726,7 @@ fn links_stay_in_the_repository() {
 fn examples_are_parsed_with_their_markers_and_outputs() {
     let md = "# T\n\n```sh\necho a\n```\n\n```text\na\n```\n\n<!-- server: 8000 -->\n```sh\n\
               sudo isobox serve\n```\n\n- item:\n  <!-- not-run: needs the .deb -->\n  ```sh\n  \
-              apt install ./x.deb\n  ```\n\n<!-- exit: 2; in: repository -->\n```sh\nfalse\n```\n\
+              apt install ./x.deb\n  ```\n\n<!-- exit: 2 -->\n```sh\nfalse\n```\n\
               \nprose\n\n```text\nnot an output\n```\n";
     let b = parse(md).unwrap();
     assert_eq!(b.len(), 4);
@@ -749,10 +737,7 @@ fn examples_are_parsed_with_their_markers_and_outputs() {
     assert_eq!(b[1].mode, Mode::Server(8000));
     assert_eq!(b[2].mode, Mode::NotRun("needs the .deb".into()));
     assert_eq!(b[2].code, "apt install ./x.deb\n");
-    assert_eq!(
-        (b[3].exit, b[3].in_repository, b[3].expected.clone()),
-        (2, true, None)
-    );
+    assert_eq!((b[3].exit, b[3].expected.clone()), (2, None));
     // A marker must stand right before a sh block and say why a block does not run.
     assert!(parse("<!-- server: 1 -->\ntext\n```sh\nx\n```\n").is_err());
     assert!(parse("<!-- not-run -->\n```sh\nx\n```\n").is_err());
