@@ -34,6 +34,7 @@ mod observability;
 mod package;
 mod piston;
 mod playground;
+mod readme;
 mod rootfs_dir;
 mod runtimes;
 mod security_doc;
