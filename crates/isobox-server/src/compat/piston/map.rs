@@ -3,7 +3,7 @@
 //! rules and messages and turned into our [`ExecuteRequest`]; our result turned into Piston's
 //! `{language, version, run, compile}`; the runtimes list; signal names.
 //!
-//! Field by field (the README's "Piston compatible API" has the table):
+//! Field by field (docs/api.md's Piston section has the table):
 //!
 //! - `language` (name or alias) and `version` (a node-semver selector, see [`super::semver`])
 //!   resolved against the languages this host runs and their installed versions.
