@@ -315,6 +315,15 @@ impl pb::executor_server::Executor for ExecutorService {
 
 #[cfg(test)]
 mod tests {
+    /// Removes a test's temp dir however the test ends (a failed start included).
+    struct RemoveOnDrop(std::path::PathBuf);
+
+    impl Drop for RemoveOnDrop {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     use super::*;
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
@@ -456,6 +465,7 @@ mod tests {
         let client = leaf(&ca, "alice", &[], ExtendedKeyUsagePurpose::ClientAuth);
         let dir = std::env::temp_dir().join(format!("isobox-grpc-mtls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        let _gone = RemoveOnDrop(dir.clone());
         let write = |name: &str, text: &str| {
             let p = dir.join(name);
             std::fs::write(&p, text).unwrap();
