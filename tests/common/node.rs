@@ -38,6 +38,22 @@ impl IsoboxProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         adjust(&mut command);
+        // The node dies with the test that started it, even when the test fails before it
+        // stops the node (a server left behind keeps refilling its docker pool).
+        // SAFETY: prctl with integer arguments, between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                );
+                Ok(())
+            });
+        }
         let mut child = command.spawn().expect("isobox");
         let (tx, rx) = mpsc::channel();
         let err = child.stderr.take().unwrap();
