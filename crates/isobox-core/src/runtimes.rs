@@ -251,6 +251,30 @@ pub fn scan(dir: &Path) -> Vec<Runtime> {
 }
 
 #[cfg(test)]
+impl Manifest {
+    /// A manifest of a trixie-like runtime `name` providing python `version` (nothing built).
+    pub(crate) fn python_for_tests(name: &str, version: &str) -> Manifest {
+        Manifest {
+            name: name.into(),
+            suite: "trixie".into(),
+            packages: vec!["python3".into()],
+            installed: vec![],
+            languages: vec![Provided {
+                language: "python".into(),
+                version: version.into(),
+            }],
+            size_bytes: 0,
+            build_secs: 0.0,
+            built_at: 0,
+            hash: format!("hash-of-{name}"),
+            image: None,
+            recipe: String::new(),
+            env: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -327,23 +351,7 @@ mod tests {
     fn scan_finds_complete_runtimes_only() {
         let dir = std::env::temp_dir().join(format!("isobox-rt-scan-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let manifest = |name: &str| Manifest {
-            name: name.into(),
-            suite: "trixie".into(),
-            packages: vec!["python3".into()],
-            installed: vec![],
-            languages: vec![Provided {
-                language: "python".into(),
-                version: "3.13.5".into(),
-            }],
-            size_bytes: 1,
-            build_secs: 1.0,
-            built_at: 0,
-            hash: "00".into(),
-            image: None,
-            recipe: String::new(),
-            env: Default::default(),
-        };
+        let manifest = |name: &str| Manifest::python_for_tests(name, "3.13.5");
         for (dir_name, m, root) in [
             ("good", Some(manifest("good")), true),
             ("noroot", Some(manifest("noroot")), false),

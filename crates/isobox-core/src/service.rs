@@ -514,7 +514,7 @@ fn store_version(path: &std::path::Path, fingerprint: &str, version: &str) {
 #[cfg(test)]
 mod runtime_tests {
     use super::*;
-    use crate::runtimes::{Manifest, Provided};
+    use crate::runtimes::Manifest;
     use isobox_sandbox::{ExecReport, PhaseReport, RunIo, Status};
 
     /// A backend that runs nothing: it answers every program with its own name on stdout, so a
@@ -557,23 +557,7 @@ mod runtime_tests {
 
     fn runtime(name: &str, version: &str) -> Runtime {
         Runtime {
-            manifest: Manifest {
-                name: name.into(),
-                suite: "trixie".into(),
-                packages: vec!["python3".into()],
-                installed: vec![],
-                languages: vec![Provided {
-                    language: "python".into(),
-                    version: version.into(),
-                }],
-                size_bytes: 0,
-                build_secs: 0.0,
-                built_at: 0,
-                hash: format!("hash-of-{name}"),
-                image: None,
-                recipe: String::new(),
-                env: Default::default(),
-            },
+            manifest: Manifest::python_for_tests(name, version),
             root: std::path::PathBuf::from("/nonexistent"),
         }
     }

@@ -472,6 +472,31 @@ impl ProcessStats {
     }
 }
 
+/// What breaks Prometheus's naming conventions in metric `name` of type `kind` (`counter`,
+/// `gauge`, `histogram`), if anything: ours (`isobox_`) or the process's (`process_`), snake
+/// case, `_total` on counters and nothing else, durations as `_duration_seconds` histograms.
+/// The unit tests check the declared metrics with it, the integration tests a real scrape.
+pub fn naming_problem(name: &str, kind: &str) -> Option<String> {
+    if !(name.starts_with("isobox_") || name.starts_with("process_")) {
+        return Some(format!("{name}: not ours"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Some(format!("{name}: not snake case"));
+    }
+    if name.ends_with("_total") != (kind == "counter") {
+        return Some(format!("{name} is a {kind}: only counters end in _total"));
+    }
+    if kind == "histogram" && !name.ends_with("_duration_seconds") {
+        return Some(format!(
+            "{name}: a histogram of durations ends in _duration_seconds"
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,19 +565,7 @@ mod tests {
                 types.insert(name.to_string(), kind.to_string()).is_none(),
                 "{name} declared twice"
             );
-            assert!(
-                name.starts_with("isobox_") || name.starts_with("process_"),
-                "{name}"
-            );
-            assert_eq!(
-                name.ends_with("_total"),
-                kind == "counter",
-                "{name} is a {kind}"
-            );
-            if kind == "histogram" {
-                assert!(name.ends_with("_duration_seconds"), "{name}");
-            }
-            assert!(!name.ends_with("_seconds_total") || kind == "counter");
+            assert_eq!(naming_problem(name, kind), None);
         }
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let name = l.split(['{', ' ']).next().unwrap();
