@@ -62,8 +62,10 @@ pub struct Language {
     pub limits: LimitDefaults,
     #[serde(default)]
     pub compile_limits: LimitDefaults,
+    /// `main_from` compiled, on first use (compiling every language's pattern cost a one-run
+    /// CLI more than its table's parse).
     #[serde(skip)]
-    main_re: Option<Regex>,
+    main_re: OnceLock<Option<Regex>>,
     #[serde(skip)]
     pub(crate) version_cache: OnceLock<Option<String>>,
 }
@@ -85,7 +87,10 @@ impl Language {
 
     /// The entry name found by `main_from` in the entry source, if the language has one.
     pub fn main_name(&self, source: &str) -> Option<String> {
-        let re = self.main_re.as_ref()?;
+        let re = self
+            .main_re
+            .get_or_init(|| self.main_from.as_deref().and_then(|p| Regex::new(p).ok()))
+            .as_ref()?;
         re.captures(source)
             .and_then(|c| c.get(1))
             .map(|m| m.as_str().to_string())
@@ -120,7 +125,9 @@ pub struct LanguageTable {
 impl LanguageTable {
     /// The built-in table.
     pub fn builtin() -> LanguageTable {
-        LanguageTable::parse(BUILTIN_TABLE).expect("the built-in language table is valid")
+        // Its patterns compile (a unit test says so): each is compiled when first used.
+        LanguageTable::parse_checked(BUILTIN_TABLE, false)
+            .expect("the built-in language table is valid")
     }
 
     /// Loads a table file that replaces the built-in one.
@@ -136,6 +143,12 @@ impl LanguageTable {
 
     /// Parses and checks a table.
     pub fn parse(text: &str) -> Result<LanguageTable, CoreError> {
+        LanguageTable::parse_checked(text, true)
+    }
+
+    /// [`parse`](Self::parse), compiling each `main_from` now (`compile_patterns`) or when
+    /// first used.
+    fn parse_checked(text: &str, compile_patterns: bool) -> Result<LanguageTable, CoreError> {
         let file: TableFile = toml::from_str(text)
             .map_err(|e| CoreError::Config(format!("invalid language table: {e}")))?;
         let mut seen: Vec<String> = Vec::new();
@@ -159,9 +172,10 @@ impl LanguageTable {
             if commands.iter().flatten().flat_map(|c| c.iter()).any(|a| {
                 (a.contains(SOURCES) && a != SOURCES)
                     || (a.contains(COMPILE_ARGS) && a != COMPILE_ARGS)
+                    || (a.contains("{env:") && !(a.starts_with("{env:") && a.ends_with('}')))
             }) {
                 return Err(CoreError::Config(format!(
-                    "language `{}`: {SOURCES} and {COMPILE_ARGS} must be arguments of their own",
+                    "language `{}`: {SOURCES}, {COMPILE_ARGS} and {{env:NAME}} must be arguments of their own",
                     l.name
                 )));
             }
@@ -186,10 +200,11 @@ impl LanguageTable {
                 }
                 seen.push(k);
             }
-            if let Some(re) = &l.main_from {
-                l.main_re = Some(Regex::new(re).map_err(|e| {
+            if let Some(re) = l.main_from.as_deref().filter(|_| compile_patterns) {
+                let re = Regex::new(re).map_err(|e| {
                     CoreError::Config(format!("language `{}`: bad main_from: {e}", l.name))
-                })?);
+                })?;
+                let _ = l.main_re.set(Some(re));
             }
         }
         Ok(LanguageTable {
@@ -250,6 +265,17 @@ mod tests {
         assert!(t.all().len() >= 40);
         assert!(t.get("java").unwrap().compiled());
         assert!(!t.get("python").unwrap().compiled());
+    }
+
+    /// The built-in table compiles its patterns on first use: each one must compile.
+    #[test]
+    fn builtin_patterns_compile() {
+        assert!(LanguageTable::parse(BUILTIN_TABLE).is_ok());
+        let bad = BUILTIN_TABLE.replacen("main_from = '", "main_from = '(", 1);
+        assert!(LanguageTable::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("bad main_from"));
     }
 
     #[test]

@@ -569,13 +569,22 @@ pub(crate) fn spec_key(
 /// A command of the table with its placeholders filled in: `{file}` (the entry file),
 /// `{main}`, `{memory_mb}`, and `{sources}`, an argument of its own that becomes one argument
 /// per submitted file in the work dir's top level with one of the language's source extensions
-/// (what a shell glob `*.c` matched), sorted, each as `./<name>`. No shell ever sees a file name:
-/// a language that needs one passes them as `"$@"`.
+/// (what a shell glob `*.c` matched), sorted, each as `./<name>`; `{env:NAME}`, also an argument
+/// of its own, becomes the whitespace-separated words of the variable NAME of the program's
+/// environment (the language's, then its runtime's; none when unset). No shell ever sees a
+/// file name: a language that needs one passes them as `"$@"`.
 pub(crate) fn command(argv: &[String], sub: &Submission) -> Vec<String> {
     let mut out = Vec::with_capacity(argv.len() + sub.files.len());
     for a in argv {
         if a == crate::languages::SOURCES {
             out.extend(sources(sub));
+            continue;
+        }
+        if let Some(name) = a.strip_prefix("{env:").and_then(|n| n.strip_suffix('}')) {
+            let env = env_of(&sub.language, sub.runtime.as_deref());
+            if let Some((_, v)) = env.iter().find(|(k, _)| k == name) {
+                out.extend(v.split_whitespace().map(str::to_string));
+            }
             continue;
         }
         if a == crate::languages::COMPILE_ARGS {

@@ -47,6 +47,21 @@ pub struct Definition {
     /// (for instance where a cache built by `setup` lives).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Names of the table's `[snippet.NAME]`s whose setup lines (first) and env (under this
+    /// runtime's own) it takes: what several runtimes share is written once. Merged when the
+    /// table is parsed, so the recipe covers them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snippets: Vec<String>,
+}
+
+/// Setup lines and env shared by several runtimes (`[snippet.NAME]` of the table).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Snippet {
+    #[serde(default)]
+    pub setup: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// Bumped when the build itself changes what a definition yields (what is stripped, the
@@ -74,6 +89,8 @@ impl Definition {
 pub struct Definitions {
     #[serde(rename = "runtime")]
     pub runtimes: Vec<Definition>,
+    #[serde(default, rename = "snippet", skip_serializing_if = "BTreeMap::is_empty")]
+    pub snippets: BTreeMap<String, Snippet>,
 }
 
 impl Definitions {
@@ -82,8 +99,19 @@ impl Definitions {
     }
 
     pub fn parse(text: &str) -> Result<Definitions, CoreError> {
-        let d: Definitions =
+        let mut d: Definitions =
             toml::from_str(text).map_err(|e| CoreError::Config(format!("runtime table: {e}")))?;
+        for r in &mut d.runtimes {
+            for name in std::mem::take(&mut r.snippets) {
+                let s = d.snippets.get(&name).ok_or_else(|| {
+                    CoreError::Config(format!("runtime `{}`: no [snippet.{name}]", r.name))
+                })?;
+                r.setup.splice(0..0, s.setup.iter().cloned());
+                for (k, v) in &s.env {
+                    r.env.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
         let mut seen = std::collections::BTreeSet::new();
         for r in &d.runtimes {
             if !valid_name(&r.name) {
@@ -313,8 +341,37 @@ mod tests {
             "[[runtime]]\nname = \"a\"\nsuite = \"t\"\npackages = []\nlanguages = []\n[[runtime]]\nname = \"a\"\nsuite = \"t\"\npackages = []\nlanguages = []\n",
             "[[runtime]]\nname = \"a\"\nsuite = \"t\"\npackages = []\nlanguages = []\nenv = { \"A=B\" = \"x\" }\n",
             "[[runtime]]\nname = \"a\"\nsuite = \"t\"\npackages = []\nlanguages = []\nsetup = [\"a\\u0000b\"]\n",
+            "[[runtime]]\nname = \"a\"\nsuite = \"t\"\npackages = []\nlanguages = []\nsnippets = [\"none\"]\n",
         ] {
             assert!(Definitions::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A runtime takes its snippets' setup lines before its own and their env under its own;
+    /// the recipe is the merged one's.
+    #[test]
+    fn snippets_are_merged_into_the_runtimes() {
+        let d = Definitions::parse(
+            "[snippet.s]\nsetup = [\"one\"]\nenv = { A = \"snippet\", B = \"snippet\" }\n\
+             [[runtime]]\nname = \"a\"\nsuite = \"t\"\npackages = []\nlanguages = []\n\
+             snippets = [\"s\"]\nsetup = [\"two\"]\nenv = { B = \"own\" }\n\
+             [[runtime]]\nname = \"b\"\nsuite = \"t\"\npackages = []\nlanguages = []\n\
+             setup = [\"one\", \"two\"]\nenv = { A = \"snippet\", B = \"own\" }\n",
+        )
+        .unwrap();
+        let (a, b) = (&d.runtimes[0], &d.runtimes[1]);
+        assert_eq!(a.setup, ["one", "two"]);
+        assert_eq!(a.env["A"], "snippet");
+        assert_eq!(a.env["B"], "own");
+        assert!(a.snippets.is_empty());
+        assert_eq!(a.recipe(), b.recipe());
+        let builtin = Definitions::builtin();
+        for name in ["gcc-bullseye", "gcc-bookworm", "gcc-trixie"] {
+            assert!(builtin.get(name).unwrap().setup[0].contains("stdc++.h"), "{name}");
+        }
+        for name in ["java-bullseye", "java-bookworm", "java-trixie"] {
+            let d = builtin.get(name).unwrap();
+            assert!(d.env["ISOBOX_JAVAC_OPTIONS"].contains("javac.jsa"), "{name}");
         }
     }
 

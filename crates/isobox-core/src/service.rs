@@ -612,6 +612,39 @@ mod runtime_tests {
         assert_eq!(ex.started_backends().len(), 2, "retired once, listed once");
     }
 
+    /// `{env:NAME}` in a command becomes the words of NAME in the runtime's env (java's
+    /// compiler archive), and nothing where it is unset (the host).
+    #[test]
+    fn env_placeholder_expands_to_the_runtime_s_words() {
+        let table = LanguageTable::parse(
+            "[[language]]\nname = \"python\"\naliases = []\nextensions = [\"py\"]\n\
+             file = \"main.py\"\nrun = [\"python3\", \"{env:ISOBOX_OPTS}\", \"{file}\"]\n\
+             version = [\"python3\", \"--version\"]\nrequires = [\"python3\"]\n",
+        )
+        .unwrap();
+        let mut rt = runtime("python-bullseye", "3.9.2");
+        rt.manifest
+            .env
+            .insert("ISOBOX_OPTS".into(), " -X  importtime\t-B ".into());
+        let make: BackendMaker =
+            Arc::new(|_: &Runtime| Ok(Arc::new(Named("rt", true)) as Arc<dyn Backend>));
+        let ex = Executor::new(Arc::new(Named("host", true)), table, Policy::default())
+            .with_runtimes(vec![rt], make, true);
+        let argv = |version: &str| {
+            let sub = ex
+                .submission(&crate::ExecuteRequest {
+                    language: "python".into(),
+                    version: Some(version.into()),
+                    code: Some("print(1)".into()),
+                    ..Default::default()
+                })
+                .unwrap();
+            ex.run_spec(&sub).phases[0].argv.clone()
+        };
+        assert_eq!(argv("3.9"), ["python3", "-X", "importtime", "-B", "main.py"]);
+        assert_eq!(argv("3.11"), ["python3", "main.py"]);
+    }
+
     /// A runtime's env goes over the language's (go-trixie's seed of the build cache).
     #[test]
     fn a_runtime_env_goes_over_the_language_env() {
