@@ -21,6 +21,9 @@ pub const COMPILE_ARGS: &str = "{compile_args}";
 /// The table shipped with the binary.
 pub const BUILTIN_TABLE: &str = include_str!("../languages.toml");
 
+/// [`BUILTIN_TABLE`] as JSON (build.rs), which is what the binary parses.
+const BUILTIN_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/languages.json"));
+
 /// Per-language limit defaults (all optional; unset values fall back to the server defaults).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -126,8 +129,9 @@ impl LanguageTable {
     /// The built-in table.
     pub fn builtin() -> LanguageTable {
         // Its patterns compile (a unit test says so): each is compiled when first used.
-        LanguageTable::parse_checked(BUILTIN_TABLE, false)
-            .expect("the built-in language table is valid")
+        let file: TableFile =
+            serde_json::from_str(BUILTIN_JSON).expect("the built-in language table is valid");
+        LanguageTable::checked(file, false).expect("the built-in language table is valid")
     }
 
     /// Loads a table file that replaces the built-in one.
@@ -143,14 +147,14 @@ impl LanguageTable {
 
     /// Parses and checks a table.
     pub fn parse(text: &str) -> Result<LanguageTable, CoreError> {
-        LanguageTable::parse_checked(text, true)
-    }
-
-    /// [`parse`](Self::parse), compiling each `main_from` now (`compile_patterns`) or when
-    /// first used.
-    fn parse_checked(text: &str, compile_patterns: bool) -> Result<LanguageTable, CoreError> {
         let file: TableFile = toml::from_str(text)
             .map_err(|e| CoreError::Config(format!("invalid language table: {e}")))?;
+        LanguageTable::checked(file, true)
+    }
+
+    /// The checks of [`parse`](Self::parse), compiling each `main_from` now
+    /// (`compile_patterns`) or when first used.
+    fn checked(file: TableFile, compile_patterns: bool) -> Result<LanguageTable, CoreError> {
         let mut seen: Vec<String> = Vec::new();
         let mut languages = file.language;
         for l in &mut languages {
@@ -267,9 +271,37 @@ mod tests {
         assert!(!t.get("python").unwrap().compiled());
     }
 
-    /// The built-in table compiles its patterns on first use: each one must compile.
+    /// The built-in table the binary parses (JSON made by build.rs) is languages.toml, and it
+    /// compiles its patterns on first use: each one must compile.
     #[test]
-    fn builtin_patterns_compile() {
+    fn builtin_table_is_the_toml_and_its_patterns_compile() {
+        let key = |l: &Language| {
+            format!(
+                "{} {:?} {:?} {:?} {} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+                l.name,
+                l.aliases,
+                l.extensions,
+                l.sources,
+                l.file,
+                l.compile,
+                l.run,
+                l.check,
+                l.version,
+                l.requires,
+                l.env,
+                l.main_from,
+                l.limits,
+                l.compile_limits
+            )
+        };
+        let from_toml: Vec<String> = LanguageTable::parse(BUILTIN_TABLE)
+            .unwrap()
+            .all()
+            .iter()
+            .map(|l| key(l))
+            .collect();
+        let builtin: Vec<String> = LanguageTable::builtin().all().iter().map(|l| key(l)).collect();
+        assert_eq!(builtin, from_toml);
         assert!(LanguageTable::parse(BUILTIN_TABLE).is_ok());
         let bad = BUILTIN_TABLE.replacen("main_from = '", "main_from = '(", 1);
         assert!(LanguageTable::parse(&bad)
