@@ -6,8 +6,8 @@
 //!
 //! One execution gets one fresh cgroup (one directory per hierarchy in use) under
 //! `<hierarchy>/<parent>/`, created before the sandbox starts and removed after it ended. The
-//! sandbox's init joins it (by writing `0` to pre-opened `cgroup.procs` files) before it unshares
-//! the cgroup namespace and long before any user code runs.
+//! sandbox's init joins it (by writing `0` to pre-opened v1 `tasks` files, or being cloned into
+//! the v2 group) before it unshares the cgroup namespace and long before any user code runs.
 
 use std::ffi::CStr;
 use std::fs::{self, File, OpenOptions};
@@ -353,7 +353,7 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
 
 /// Open files for joining a run's cgroup (see [`RunCgroup::join_files`]).
 pub struct JoinFiles {
-    pub v1_procs: Vec<File>,
+    pub v1_tasks: Vec<File>,
     pub v2_procs: Option<File>,
     pub v2_dir: Option<File>,
 }
@@ -433,19 +433,29 @@ impl RunCgroup {
         keyed(&self.read(dir, name).ok()?, key)
     }
 
-    /// Opens what the sandbox init needs to join the group: every v1 `cgroup.procs` (it writes
-    /// `0` into them), and for the v2 group both its `cgroup.procs` and the directory itself (for
+    /// Opens what the sandbox init needs to join the group: every v1 `tasks` (it writes `0`
+    /// into them), and for the v2 group both its `cgroup.procs` and the directory itself (for
     /// `clone3(CLONE_INTO_CGROUP)`, which spares the migration).
+    ///
+    /// v1 `tasks`, not `cgroup.procs`: writing `0` to `tasks` moves the calling thread alone
+    /// (the init has no other), which the kernel does without write-locking the global
+    /// threadgroup rwsem; a `cgroup.procs` write takes it and waits for an RCU grace period
+    /// first (about 10 ms on a quiet host, measured: docs/profile.md), on every cold sandbox.
     pub fn join_files(&self) -> Result<JoinFiles, SandboxError> {
         let mut files = JoinFiles {
-            v1_procs: Vec::new(),
+            v1_tasks: Vec::new(),
             v2_procs: None,
             v2_dir: None,
         };
         for i in 0..self.dirs.len() {
+            let name = if Some(i) == self.v2_dir {
+                c"cgroup.procs"
+            } else {
+                c"tasks"
+            };
             let procs = self
-                .open(i, c"cgroup.procs", libc::O_WRONLY)
-                .map_err(|e| setup_err(&self.path(i, c"cgroup.procs"), "open", e))?;
+                .open(i, name, libc::O_WRONLY)
+                .map_err(|e| setup_err(&self.path(i, name), "open", e))?;
             if Some(i) == self.v2_dir {
                 files.v2_procs = Some(procs);
                 files.v2_dir = Some(
@@ -454,7 +464,7 @@ impl RunCgroup {
                         .map_err(|e| setup_err(&self.dirs[i], "open", e))?,
                 );
             } else {
-                files.v1_procs.push(procs);
+                files.v1_tasks.push(procs);
             }
         }
         Ok(files)

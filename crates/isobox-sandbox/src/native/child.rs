@@ -356,7 +356,7 @@ pub(super) struct ChildCtx {
     /// Fds the init keeps (sorted); every other inherited fd is closed first thing.
     keep_fds: [RawFd; MAX_KEEP],
     n_keep: usize,
-    /// v1 `cgroup.procs` files to write `0` into.
+    /// v1 `tasks` files to write `0` into (the init is single-threaded: see `join_files`).
     cgroup_fds: [RawFd; MAX_KEEP],
     n_cgroup: usize,
     /// The v2 group's `cgroup.procs` (-1 if none), written only if clone3 could not place us.
@@ -886,7 +886,7 @@ pub(super) unsafe fn child_init(ctx: &ChildCtx, sync_r: RawFd, sync_w: RawFd) ->
 
     // Join the run's cgroup before anything else, then hide the rest of the tree.
     let v2 = (!ctx.born_in_v2 && ctx.cgroup_v2_fd >= 0).then_some(ctx.cgroup_v2_fd);
-    // SAFETY: the fds are the context's `cgroup.procs` files (the v2 one is -1 when there is
+    // SAFETY: the fds are the context's v1 `tasks` and v2 `cgroup.procs` files (the v2 one is -1 when there is
     // none, and closing -1 only fails with EBADF), kept open by `close_all_except` and closed
     // only here; the buffer is a static one-byte literal; unshare takes a flag. `fail` may be
     // called: we are the init.
@@ -1000,29 +1000,38 @@ pub(super) unsafe fn child_init(ctx: &ChildCtx, sync_r: RawFd, sync_w: RawFd) ->
                 libc::_exit(0);
             }
         }
-        // Raw clone, not glibc's fork(): fork() would take malloc's locks, which another thread
-        // of the (copied) supervisor may have held at clone time.
-        // SAFETY: a clone without CLONE_VM and without a new stack: the child gets a copy of
-        // this single-threaded process and continues here with pid 0, exactly like fork but
-        // without glibc's atfork handlers and locks.
+        // A vfork-like clone (CLONE_VM | CLONE_VFORK) onto a stack of its own: the payload
+        // borrows the init's address space until its execve, so no page table is copied and
+        // write-protected (and no TLB flushed) for a process that replaces its memory at once;
+        // the init sleeps meanwhile. Not glibc's fork(), which would take malloc's locks that
+        // another thread of the (copied) supervisor may have held at clone time: glibc's
+        // clone() is a bare wrapper of the system call.
+        let args = PayloadArgs {
+            ctx,
+            index: i,
+            phase,
+            stdio: [stdin_r, stdout_w, stderr_w],
+        };
+        let mut stack = std::mem::MaybeUninit::<PayloadStack>::uninit();
+        // SAFETY: `payload_entry` runs `payload` (which never returns: execve or _exit) on
+        // `stack`, a live local of this frame that the init does not touch until the payload
+        // has exec'd or exited (CLONE_VFORK); the stack grows down from its end, 16-byte
+        // aligned (`PayloadStack`). `args` lives in this frame for that long too. The payload
+        // shares this memory but writes only its own stack (and errno); its fds, credentials,
+        // seccomp filter, rlimits and signal dispositions are its own (no CLONE_FILES,
+        // CLONE_THREAD or CLONE_SIGHAND).
         let pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                libc::SIGCHLD as c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
+            let top = stack.as_mut_ptr().cast::<u8>().add(std::mem::size_of::<PayloadStack>());
+            libc::clone(
+                payload_entry,
+                top.cast(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                (&args as *const PayloadArgs).cast_mut().cast(),
             )
         } as libc::pid_t;
         if pid < 0 {
             // SAFETY: we are the init.
             unsafe { fail(ctx, STEP_FORK) };
-        }
-        if pid == 0 {
-            // SAFETY: we are the payload the init just cloned; `phase` points into the arena,
-            // which the clone copied; the three fds are this phase's pipes received with the job.
-            unsafe { payload(ctx, i, phase, [stdin_r, stdout_w, stderr_w]) };
         }
         // SAFETY: the payload's ends of its pipes, received with the job and owned by the init,
         // which needs them no more; waitpid gets a live local for the status; kill(-1) signals
@@ -1054,6 +1063,30 @@ pub(super) unsafe fn child_init(ctx: &ChildCtx, sync_r: RawFd, sync_w: RawFd) ->
     unsafe { libc::_exit(0) }
 }
 
+/// The payload's stack while it shares the init's memory (see the init's phase loop): the
+/// payload's set-up is raw system calls on locals.
+#[repr(C, align(16))]
+struct PayloadStack([u8; 64 * 1024]);
+
+/// What [`payload_entry`] gets from the init.
+struct PayloadArgs<'a> {
+    ctx: &'a ChildCtx,
+    index: usize,
+    phase: &'a RawPhase,
+    stdio: [c_int; 3],
+}
+
+/// The payload's first function, on its own stack (glibc's `clone` calls it).
+extern "C" fn payload_entry(arg: *mut libc::c_void) -> c_int {
+    // SAFETY: `arg` is the init's `PayloadArgs`, alive until this process execs or exits (the
+    // init waits: CLONE_VFORK); its references point into the arena (a job the supervisor
+    // wrote) and its fds are this phase's pipe ends, as `payload` requires.
+    unsafe {
+        let a = &*(arg as *const PayloadArgs);
+        payload(a.ctx, a.index, a.phase, a.stdio)
+    }
+}
+
 /// Reports that payload `index` failed at `stage` (with errno) and ends it.
 ///
 /// # Safety
@@ -1076,7 +1109,8 @@ unsafe fn payload_failed(ctx: &ChildCtx, index: usize, stage: Stage) -> ! {
 /// execs it; on failure reports the stage and exits.
 ///
 /// # Safety
-/// Only in the payload process the init cloned; `p` must point into the arena (its strings and
+/// Only in the payload process the init cloned (sharing the init's memory until it execs: it
+/// writes nothing but its own stack); `p` must point into the arena (its strings and
 /// arrays too) and `stdio` be the phase's pipe ends.
 unsafe fn payload(ctx: &ChildCtx, index: usize, p: &RawPhase, stdio: [c_int; 3]) -> ! {
     // SAFETY: we are a payload before its execve, as `payload_failed` requires.

@@ -19,7 +19,7 @@
 //!    groups and switches to the run's gid and uid (so the host sees it as that unprivileged
 //!    uid, never 0), sets PDEATHSIG again, makes itself non-dumpable (the payloads share its uid;
 //!    it stays hidden from them); closes every inherited fd it does not need;
-//! 4. joins the run's v1 cgroups (`0` into pre-opened `cgroup.procs` files), then
+//! 4. joins the run's v1 cgroups (`0` into pre-opened `tasks` files), then
 //!    `unshare(CLONE_NEWCGROUP)` so that the cgroup it sees is its own;
 //! 5. makes `/` private, builds the base root on a small tmpfs: read-only nosuid nodev binds of
 //!    the runtime dirs, a generated minimal `/etc`, a minimal `/dev` (null zero full random
@@ -350,7 +350,7 @@ impl Shared {
         let (status_r, status_w) =
             pipe().map_err(|e| SandboxError::Setup(format!("cannot create pipe: {e}")))?;
 
-        let cgroup_fds: Vec<RawFd> = join.v1_procs.iter().map(|f| f.as_raw_fd()).collect();
+        let cgroup_fds: Vec<RawFd> = join.v1_tasks.iter().map(|f| f.as_raw_fd()).collect();
         let base: Vec<&Op> = self.base_ops.iter().chain(&identity).collect();
         let newroot = cpath(&self.cfg.mount_point());
         let ctx = arena
