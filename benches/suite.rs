@@ -366,7 +366,9 @@ impl Ctx {
                 }
             }
             Mech::DockerPooled => {
-                let b = self.docker.as_ref().unwrap();
+                let Some(b) = self.docker.as_ref() else {
+                    return;
+                };
                 while b.pooled() < 2 && t.elapsed() < REFILL_WAIT {
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -382,7 +384,7 @@ impl Ctx {
         for w in WORKLOADS {
             self.before(Mech::RtWarm, w);
         }
-        if after == Mech::DockerPooled {
+        if after == Mech::DockerPooled && self.docker.is_some() {
             self.before(Mech::DockerPooled, Wl::Python);
             let filter = format!("label=isobox.instance={}", self.instance);
             let t = Instant::now();
@@ -1290,8 +1292,11 @@ fn main() {
             } else {
                 signed(c.p50() - base)
             };
-            let (machine, sandbox, process) =
-                (c.cpu(|u| u.machine), c.cpu(|u| u.sandbox), c.cpu(|u| u.process));
+            let (machine, sandbox, process) = (
+                c.cpu(|u| u.machine),
+                c.cpu(|u| u.sandbox),
+                c.cpu(|u| u.process),
+            );
             println!(
                 "| {} | {} | {} x {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 c.mech.label(w),

@@ -123,12 +123,26 @@ fn plain(root: &Path, work: &Path, line: &str, masked: &[PathBuf]) -> Result<Dur
             }
             for (src, dst) in &binds {
                 let flags = libc::MS_BIND | libc::MS_REC;
-                if libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), flags, std::ptr::null()) != 0 {
+                if libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    std::ptr::null(),
+                    flags,
+                    std::ptr::null(),
+                ) != 0
+                {
                     return fail();
                 }
             }
             for m in &masked {
-                if libc::mount(c"/dev/null".as_ptr(), m.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
+                if libc::mount(
+                    c"/dev/null".as_ptr(),
+                    m.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) != 0
+                {
                     return fail();
                 }
             }
@@ -154,7 +168,14 @@ fn plain(root: &Path, work: &Path, line: &str, masked: &[PathBuf]) -> Result<Dur
 fn isobox(bin: &Path, work: &Path, case: &Case) -> Result<Duration, String> {
     let t = Instant::now();
     let out = Command::new(bin)
-        .args(["run", case.file, "--version", case.runtime, "--backend", "native"])
+        .args([
+            "run",
+            case.file,
+            "--version",
+            case.runtime,
+            "--backend",
+            "native",
+        ])
         .current_dir(work)
         .stdin(Stdio::null())
         .output()
@@ -195,7 +216,10 @@ fn main() {
             "Java hello compile + run"
         };
         if !root.is_dir() {
-            targets.push(format!("SKIP {what} faster than plain, {}: not built", case.runtime));
+            targets.push(format!(
+                "SKIP {what} faster than plain, {}: not built",
+                case.runtime
+            ));
             continue;
         }
         let work = tempdir(case.runtime);

@@ -427,16 +427,26 @@ fn common(b: &dyn Backend, kind: Kind) -> Vec<Probe> {
     probes
 }
 
-/// Whether a fresh sandbox joins its cgroup without waiting for an RCU grace period: on pure v2
-/// (born in its group by clone3), or with the v2 hierarchy mounted `favordynmods`. Otherwise
-/// every cold run may wait ~10 ms in the kernel (the warm pool hides it).
+/// Whether a fresh sandbox joins its cgroup without waiting for an RCU grace period. v1 groups
+/// are joined by writing `0` to their `tasks` file (one thread: no threadgroup lock, no grace
+/// period); the v2 group by being born in it (`clone3(CLONE_INTO_CGROUP)`, Linux 5.7), else by
+/// a `cgroup.procs` write, which waits for one (~10 ms) unless the v2 hierarchy is mounted
+/// `favordynmods`. The warm pool hides the wait either way.
 fn fast_cgroup_placement(b: &NativeBackend) -> (bool, String) {
     let l = b.cgroup_layout();
-    if [&l.memory, &l.pids, &l.cpu, &l.cpuacct]
+    if ![&l.memory, &l.pids, &l.cpu, &l.cpuacct]
         .iter()
-        .all(|m| m.is_v2())
+        .any(|m| m.is_v2())
     {
-        return (true, "pure cgroup v2: clone3(CLONE_INTO_CGROUP)".into());
+        return (true, "cgroup v1: joined through `tasks`".into());
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    if (major, minor) >= (5, 7) {
+        return (true, "cgroup v2: clone3(CLONE_INTO_CGROUP)".into());
     }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let favor = mountinfo
@@ -445,7 +455,7 @@ fn fast_cgroup_placement(b: &NativeBackend) -> (bool, String) {
     if favor {
         (true, "v2 hierarchy mounted with favordynmods".into())
     } else {
-        (false, "v1 migrations wait for RCU: `mount -o remount,favordynmods <cgroup2 mount>` or use a warm pool".into())
+        (false, "kernel older than 5.7: v2 migrations wait for RCU: `mount -o remount,favordynmods <cgroup2 mount>` or use a warm pool".into())
     }
 }
 

@@ -692,6 +692,69 @@ fn every_language_has_programs_a_template_and_a_runtime() {
     }
 }
 
+/// The built runtimes that provide `lang` and run on this backend (see `conformance`).
+fn built_for(lang: &str) -> Vec<Runtime> {
+    runtimes::scan(&runtimes_dir())
+        .into_iter()
+        .filter(|rt| rt.manifest.languages.iter().any(|p| p.language == lang))
+        .filter(|rt| !on_docker() || rt.manifest.image.is_some())
+        .collect()
+}
+
+/// The g++ runtimes' precompiled `bits/stdc++.h` is what a source including it gets (`-H`
+/// marks a used .gch with `!`), and the JVM runtimes' javac archive maps (`-Xshare:on` makes a
+/// JVM that cannot map its archive exit instead of carrying on without it). Both are read-only
+/// parts of the root: the program cannot change them for a later caller.
+#[test]
+fn runtimes_ship_warm_compilers() {
+    let pch = "#include <bits/stdc++.h>\nint main() { std::vector<int> v{2, 1}; std::sort(v.begin(), v.end()); std::cout << v[0] << std::endl; }\n";
+    for rt in built_for("cpp") {
+        let ex = executor_of(&rt);
+        let r = run(&ex, "cpp", pch, |q| {
+            q.compile_args = Some(vec!["-H".into()])
+        });
+        let c = r.compile.as_ref().expect("a compile step");
+        assert_eq!(r.run.stdout, "1\n", "{}: {}", rt.manifest.name, show(&r));
+        let gch = c
+            .stderr
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("! ")
+                    .filter(|p| p.ends_with("bits/stdc++.h.gch"))
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: the precompiled header was not used: {}",
+                    rt.manifest.name,
+                    tail(&c.stderr)
+                )
+            });
+        let w = run(
+            &ex,
+            "cpp",
+            &format!(
+                "#include <cstdio>\nint main() {{ std::puts(std::fopen(\"{gch}\", \"r+\") ? \"writable\" : \"read-only\"); }}\n"
+            ),
+            |_| {},
+        );
+        assert_eq!(w.run.stdout, "read-only\n", "{}", show(&w));
+    }
+    let java = "public class Main { public static void main(String[] a) { System.out.println(\"hello\"); } }\n";
+    for rt in built_for("java") {
+        let ex = executor_of(&rt);
+        let r = run(&ex, "java", java, |q| {
+            q.compile_args = Some(vec!["-J-Xshare:on".into()])
+        });
+        assert_eq!(
+            r.run.stdout,
+            "hello\n",
+            "{}: javac could not map its archive: {}",
+            rt.manifest.name,
+            show(&r)
+        );
+    }
+}
+
 /// Which runtimes are built here and which are not (printed for the log; never fails).
 #[test]
 fn runtimes_built_here() {

@@ -300,7 +300,11 @@ mod tests {
             .iter()
             .map(|l| key(l))
             .collect();
-        let builtin: Vec<String> = LanguageTable::builtin().all().iter().map(|l| key(l)).collect();
+        let builtin: Vec<String> = LanguageTable::builtin()
+            .all()
+            .iter()
+            .map(|l| key(l))
+            .collect();
         assert_eq!(builtin, from_toml);
         assert!(LanguageTable::parse(BUILTIN_TABLE).is_ok());
         let bad = BUILTIN_TABLE.replacen("main_from = '", "main_from = '(", 1);

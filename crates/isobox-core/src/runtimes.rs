@@ -89,7 +89,11 @@ impl Definition {
 pub struct Definitions {
     #[serde(rename = "runtime")]
     pub runtimes: Vec<Definition>,
-    #[serde(default, rename = "snippet", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        rename = "snippet",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub snippets: BTreeMap<String, Snippet>,
 }
 
@@ -367,11 +371,17 @@ mod tests {
         assert_eq!(a.recipe(), b.recipe());
         let builtin = Definitions::builtin();
         for name in ["gcc-bullseye", "gcc-bookworm", "gcc-trixie"] {
-            assert!(builtin.get(name).unwrap().setup[0].contains("stdc++.h"), "{name}");
+            assert!(
+                builtin.get(name).unwrap().setup[0].contains("stdc++.h"),
+                "{name}"
+            );
         }
         for name in ["java-bullseye", "java-bookworm", "java-trixie"] {
             let d = builtin.get(name).unwrap();
-            assert!(d.env["ISOBOX_JAVAC_OPTIONS"].contains("javac.jsa"), "{name}");
+            assert!(
+                d.env["ISOBOX_JAVAC_OPTIONS"].contains("javac.jsa"),
+                "{name}"
+            );
         }
     }
 

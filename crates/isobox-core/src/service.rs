@@ -641,7 +641,10 @@ mod runtime_tests {
                 .unwrap();
             ex.run_spec(&sub).phases[0].argv.clone()
         };
-        assert_eq!(argv("3.9"), ["python3", "-X", "importtime", "-B", "main.py"]);
+        assert_eq!(
+            argv("3.9"),
+            ["python3", "-X", "importtime", "-B", "main.py"]
+        );
         assert_eq!(argv("3.11"), ["python3", "main.py"]);
     }
 

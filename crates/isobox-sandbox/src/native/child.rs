@@ -1021,7 +1021,10 @@ pub(super) unsafe fn child_init(ctx: &ChildCtx, sync_r: RawFd, sync_w: RawFd) ->
         // seccomp filter, rlimits and signal dispositions are its own (no CLONE_FILES,
         // CLONE_THREAD or CLONE_SIGHAND).
         let pid = unsafe {
-            let top = stack.as_mut_ptr().cast::<u8>().add(std::mem::size_of::<PayloadStack>());
+            let top = stack
+                .as_mut_ptr()
+                .cast::<u8>()
+                .add(std::mem::size_of::<PayloadStack>());
             libc::clone(
                 payload_entry,
                 top.cast(),
