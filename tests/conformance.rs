@@ -693,12 +693,19 @@ fn every_language_has_programs_a_template_and_a_runtime() {
 }
 
 /// The built runtimes that provide `lang` and run on this backend (see `conformance`).
+/// With `ISOBOX_REQUIRE_RUNTIMES` none is a failure.
 fn built_for(lang: &str) -> Vec<Runtime> {
-    runtimes::scan(&runtimes_dir())
+    let found: Vec<Runtime> = runtimes::scan(&runtimes_dir())
         .into_iter()
         .filter(|rt| rt.manifest.languages.iter().any(|p| p.language == lang))
         .filter(|rt| !on_docker() || rt.manifest.image.is_some())
-        .collect()
+        .collect();
+    assert!(
+        !found.is_empty() || std::env::var_os("ISOBOX_REQUIRE_RUNTIMES").is_none(),
+        "ISOBOX_REQUIRE_RUNTIMES is set and no runtime providing {lang} is built in {}",
+        runtimes_dir().display()
+    );
+    found
 }
 
 /// The g++ runtimes' precompiled `bits/stdc++.h` is what a source including it gets (`-H`

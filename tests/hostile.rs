@@ -298,6 +298,16 @@ int main(void) {
     assert!(r.wall_time_ms < 5000, "{r:?}");
 }
 
+/// Node runs without `--max-old-space-size` (a V8 flag costs every start its built-in code
+/// cache): the cgroup alone must end a JavaScript program that allocates without end.
+#[test]
+fn javascript_memory_bomb_is_memory_limit() {
+    let code = "const a = []; for (;;) { a.push(new Array(1 << 20).fill(1.5)); }\n";
+    let r = run_script("javascript", code, limits(10000, 128), &[]);
+    assert_eq!(r.status, "memory_limit", "{r:?}");
+    assert!(r.wall_time_ms < 10000, "{r:?}");
+}
+
 #[test]
 fn huge_noreserve_reservation_succeeds() {
     let code = c_src(
