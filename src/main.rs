@@ -53,6 +53,8 @@ enum BackendKind {
     Docker,
 }
 
+// One value per process, parsed once: the size of `Run` costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a program locally in the sandbox. The first FILE is the entry point.
@@ -108,6 +110,14 @@ enum Command {
         /// How outputs are compared with the expected ones.
         #[arg(long, value_enum, default_value = "exact", requires = "tests")]
         compare: CompareArg,
+        /// --compare float: numbers within this absolute difference are equal (the REST
+        /// API's `compare.absolute`; default 1e-6).
+        #[arg(long, value_name = "X", allow_negative_numbers = true, value_parser = tolerance, requires = "tests")]
+        compare_absolute: Option<f64>,
+        /// --compare float: numbers within this difference relative to the expected one are
+        /// equal (the REST API's `compare.relative`; default 1e-6).
+        #[arg(long, value_name = "X", allow_negative_numbers = true, value_parser = tolerance, requires = "tests")]
+        compare_relative: Option<f64>,
         /// Stop at the first case that is not accepted.
         #[arg(long, requires = "tests")]
         stop_on_failure: bool,
@@ -487,11 +497,20 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
             json,
             tests,
             compare,
+            compare_absolute,
+            compare_relative,
             stop_on_failure,
             compile_args,
             outputs,
             output_dir,
         } => {
+            if (compare_absolute.is_some() || compare_relative.is_some())
+                && !matches!(compare, CompareArg::Float)
+            {
+                return Err(usage(
+                    "--compare-absolute and --compare-relative go with --compare float",
+                ));
+            }
             let table = languages(cli.languages_file.as_ref())?;
             let lang_name = match language {
                 Some(l) => l,
@@ -559,6 +578,17 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
                 .map(judge::load_tests)
                 .transpose()
                 .map_err(|e| usage(format!("{e:#}")))?;
+            let defaults = isobox_core::Compare::default();
+            let compare = isobox_core::Compare {
+                mode: match compare {
+                    CompareArg::Exact => isobox_core::CompareMode::Exact,
+                    CompareArg::Trim => isobox_core::CompareMode::Trim,
+                    CompareArg::Tokens => isobox_core::CompareMode::Tokens,
+                    CompareArg::Float => isobox_core::CompareMode::Float,
+                },
+                absolute: compare_absolute.unwrap_or(defaults.absolute),
+                relative: compare_relative.unwrap_or(defaults.relative),
+            };
             let req = ExecuteRequest {
                 language: lang_name,
                 version: lang_version,
@@ -566,15 +596,7 @@ fn real_main(ctx: Ctx) -> anyhow::Result<ExitCode> {
                 stdin,
                 args: Some(args),
                 limits,
-                compare: tests.is_some().then(|| isobox_core::Compare {
-                    mode: match compare {
-                        CompareArg::Exact => isobox_core::CompareMode::Exact,
-                        CompareArg::Trim => isobox_core::CompareMode::Trim,
-                        CompareArg::Tokens => isobox_core::CompareMode::Tokens,
-                        CompareArg::Float => isobox_core::CompareMode::Float,
-                    },
-                    ..Default::default()
-                }),
+                compare: tests.is_some().then_some(compare),
                 stop_on_failure: tests.is_some().then_some(stop_on_failure),
                 tests,
                 compile_args: Some(compile_args),
@@ -875,6 +897,14 @@ impl std::fmt::Display for Usage {
 }
 
 impl std::error::Error for Usage {}
+
+/// A tolerance of `--compare float`: a finite number, not negative (as the REST API's).
+fn tolerance(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err("a tolerance is a finite number, not negative (e.g. 1e-4)".into()),
+    }
+}
 
 fn usage(message: impl Into<String>) -> anyhow::Error {
     Usage(message.into()).into()

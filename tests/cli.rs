@@ -556,3 +556,75 @@ fn run_with_a_directory_of_tests_prints_verdicts_and_writes_outputs() {
         "21"
     );
 }
+
+/// `--compare float` takes the tolerances of the REST API's `compare` object:
+/// `--compare-absolute` and `--compare-relative` (1e-6 each when not given); they go with
+/// `--compare float` only and are finite and not negative.
+#[test]
+fn run_compare_float_takes_the_tolerances() {
+    let dir = TempDir::new("cli-float");
+    let prog = dir.file("near.py", "print(1.0001)\n");
+    let cases = dir.file("cases.json", r#"[{"stdin": "", "expected_output": "1.0"}]"#);
+    let judge = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            prog.to_str().unwrap(),
+            "--tests",
+            cases.to_str().unwrap(),
+            "--compare",
+            "float",
+        ];
+        args.extend_from_slice(extra);
+        let out = cli(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stdout, stderr)
+    };
+    // 1.0001 against 1.0 is off by 1e-4: over the default tolerances.
+    let (code, stdout, _) = judge(&[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("wrong_answer"), "{stdout}");
+    let (code, stdout, _) = judge(&["--compare-absolute", "1e-5"]);
+    assert_eq!(code, Some(1), "1e-5 is still tighter than 1e-4: {stdout}");
+    // Loose enough either way: accepted.
+    for loose in [
+        ["--compare-absolute", "1e-3"],
+        ["--compare-relative", "1e-3"],
+    ] {
+        let (code, stdout, stderr) = judge(&loose);
+        assert_eq!(code, Some(0), "{loose:?}: {stdout}{stderr}");
+        assert!(stdout.contains("accepted"), "{loose:?}: {stdout}");
+        assert!(!stdout.contains("wrong_answer"), "{loose:?}: {stdout}");
+    }
+    // Bad tolerances, or a tolerance for another mode: usage errors.
+    for bad in [
+        ["--compare-absolute", "-1"],
+        ["--compare-relative", "inf"],
+        ["--compare-absolute", "lots"],
+    ] {
+        let (code, _, stderr) = judge(&bad);
+        assert_eq!(code, Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains("tolerance"), "{bad:?}: {stderr}");
+    }
+    let out = cli(&[
+        "run",
+        prog.to_str().unwrap(),
+        "--tests",
+        cases.to_str().unwrap(),
+        "--compare",
+        "tokens",
+        "--compare-absolute",
+        "1e-3",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--compare float"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Documented in the help.
+    let help = String::from_utf8_lossy(&cli(&["run", "--help"]).stdout).into_owned();
+    for flag in ["--compare-absolute", "--compare-relative"] {
+        assert!(help.contains(flag), "{flag} not in --help:\n{help}");
+    }
+}
