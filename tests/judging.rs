@@ -627,6 +627,10 @@ conditions = [
   { field = "tests", operator = "lte", value = "2" },
   { field = "compile_args", operator = "eq", value = "0" },
   { field = "compile_timeout_ms", operator = "lte", value = "5000" },
+  { field = "compile_cpu_time_ms", operator = "lte", value = "4000" },
+  { field = "compile_memory_mb", operator = "lte", value = "256" },
+  { field = "compile_max_processes", operator = "lte", value = "16" },
+  { field = "compile_max_output_bytes", operator = "lte", value = "65536" },
 ]
 "#,
     );
@@ -680,19 +684,42 @@ conditions = [
     // The policy bounds tests, compiler options and compile limits.
     let (status, r) = post_as(&s, "k-limited", "/api/v1/execute", &body).await;
     assert_eq!(status, 403, "3 tests > 2: {r}");
-    // (the language's compile limit is 20 s: this role must ask for 5 s at most)
+    // (c's compile limits are 20 s, 20 s of CPU, 512 MiB and 32 tasks: this role
+    // must ask for 5 s, 4 s, 256 MiB and 16 at most; the 64 KiB output cap is the default)
+    let compile_limits = json!({"timeout_ms": 5000, "cpu_time_ms": 4000, "memory_mb": 256,
+                                "max_processes": 16});
     let two = json!({"language": "c", "code": code, "tests": [{"stdin": "1", "expected_output": "2"}],
-                     "compile_limits": {"timeout_ms": 5000}});
+                     "compile_limits": compile_limits});
     let (status, r) = post_as(&s, "k-limited", "/api/v1/execute", &two).await;
     assert_eq!(status, 200, "{r}");
     let mut with_args = two.clone();
     with_args["compile_args"] = json!(["-O0"]);
     let (status, _) = post_as(&s, "k-limited", "/api/v1/execute", &with_args).await;
     assert_eq!(status, 403);
-    let mut slow = two.clone();
-    slow["compile_limits"] = json!({"timeout_ms": 6000});
-    let (status, _) = post_as(&s, "k-limited", "/api/v1/execute", &slow).await;
-    assert_eq!(status, 403);
+    // Each compile limit a caller may raise is bounded: one over, 403 naming it.
+    for (field, over) in [
+        ("timeout_ms", 6000),
+        ("cpu_time_ms", 4001),
+        ("memory_mb", 257),
+        ("max_processes", 17),
+        ("max_output_bytes", 65537),
+    ] {
+        let mut raised = two.clone();
+        raised["compile_limits"][field] = json!(over);
+        let (status, r) = post_as(&s, "k-limited", "/api/v1/execute", &raised).await;
+        assert_eq!(status, 403, "compile_limits.{field} = {over}: {r}");
+        assert_eq!(r["error"], "forbidden", "{r}");
+        let message = r["message"].as_str().unwrap();
+        assert!(message.contains(&format!("compile_{field}")), "{r}");
+        // /validate is held to the same rules.
+        let (status, _) = post_as(&s, "k-limited", "/api/v1/validate", &raised).await;
+        assert_eq!(status, 403, "validate compile_limits.{field} = {over}");
+    }
+    // Left out, a compile limit is the language's, which this role does not allow.
+    let mut unasked = two.clone();
+    unasked["compile_limits"] = json!({"timeout_ms": 5000});
+    let (status, r) = post_as(&s, "k-limited", "/api/v1/execute", &unasked).await;
+    assert_eq!(status, 403, "{r}");
     // ISOBOX_MAX_TESTS and bad fields: clear errors.
     let mut many = body.clone();
     many["tests"] = json!(vec![json!({"stdin": "1"}); 6]);

@@ -71,6 +71,7 @@ pub(crate) async fn validate(app: &App, req: ExecuteRequest) -> Result<Submissio
 /// security event).
 fn permit(app: &App, caller: &Caller, action: Action, sub: &Submission) -> Result<(), ApiError> {
     let l = &sub.limits;
+    let c = &sub.compile_limits;
     let facts = Facts {
         language: sub.language.name.clone(),
         timeout_ms: l.timeout_ms,
@@ -84,8 +85,11 @@ fn permit(app: &App, caller: &Caller, action: Action, sub: &Submission) -> Resul
         tests: sub.tests.as_ref().map_or(0, |t| t.len() as u64),
         outputs: sub.outputs.len() as u64,
         compile_args: sub.compile_args.len() as u64,
-        compile_timeout_ms: sub.compile_limits.timeout_ms,
-        compile_memory_mb: sub.compile_limits.memory_mb,
+        compile_timeout_ms: c.timeout_ms,
+        compile_cpu_time_ms: c.cpu_time_ms,
+        compile_memory_mb: c.memory_mb,
+        compile_max_processes: u64::from(c.max_processes),
+        compile_max_output_bytes: c.max_output_bytes,
     };
     app.gate
         .authorize(&caller.roles, action.as_str(), &facts)

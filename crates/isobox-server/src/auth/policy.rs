@@ -24,8 +24,9 @@
 //! Fields: `language`, `max_execution_time` (seconds), `timeout_ms`, `cpu_time_ms`, `memory_mb`,
 //! `max_processes`, `max_output_bytes`, `files`, `code_bytes`, `args`, `tests` (test cases),
 //! `outputs` (result-file patterns), `compile_args` (compiler options), `compile_timeout_ms`,
-//! `compile_memory_mb` (the compile step's limits). Operators: `in`, `not_in` (comma lists),
-//! `eq`, `lte`, `gte`.
+//! `compile_cpu_time_ms`, `compile_memory_mb`, `compile_max_processes`,
+//! `compile_max_output_bytes` (the compile step's limits: every field of `compile_limits`).
+//! Operators: `in`, `not_in` (comma lists), `eq`, `lte`, `gte`.
 
 use std::collections::BTreeMap;
 
@@ -82,7 +83,10 @@ const FIELDS: &[&str] = &[
     "outputs",
     "compile_args",
     "compile_timeout_ms",
+    "compile_cpu_time_ms",
     "compile_memory_mb",
+    "compile_max_processes",
+    "compile_max_output_bytes",
 ];
 const OPERATORS: &[&str] = &["in", "not_in", "eq", "lte", "gte"];
 
@@ -102,7 +106,10 @@ pub struct Facts {
     pub outputs: u64,
     pub compile_args: u64,
     pub compile_timeout_ms: u64,
+    pub compile_cpu_time_ms: u64,
     pub compile_memory_mb: u64,
+    pub compile_max_processes: u64,
+    pub compile_max_output_bytes: u64,
 }
 
 impl Facts {
@@ -122,7 +129,10 @@ impl Facts {
             "outputs" => Value::Num(self.outputs),
             "compile_args" => Value::Num(self.compile_args),
             "compile_timeout_ms" => Value::Num(self.compile_timeout_ms),
+            "compile_cpu_time_ms" => Value::Num(self.compile_cpu_time_ms),
             "compile_memory_mb" => Value::Num(self.compile_memory_mb),
+            "compile_max_processes" => Value::Num(self.compile_max_processes),
+            "compile_max_output_bytes" => Value::Num(self.compile_max_output_bytes),
             _ => Value::Text(String::new()),
         }
     }
@@ -445,6 +455,36 @@ action = "*"
             assert!(Policy::parse(&format!("[principals]\n{bad} = [\"admin\"]\n")).is_err());
         }
         assert!(Policy::parse("[principals]\n\"mtls:CN with: colon\" = [\"admin\"]\n").is_ok());
+    }
+
+    /// Every limit of `compile_limits` a caller can raise is a field a role can bound.
+    #[test]
+    fn every_compile_limit_can_be_bounded() {
+        type Set = fn(&mut Facts, u64);
+        let fields: [(&str, Set); 5] = [
+            ("compile_timeout_ms", |f, v| f.compile_timeout_ms = v),
+            ("compile_cpu_time_ms", |f, v| f.compile_cpu_time_ms = v),
+            ("compile_memory_mb", |f, v| f.compile_memory_mb = v),
+            ("compile_max_processes", |f, v| f.compile_max_processes = v),
+            ("compile_max_output_bytes", |f, v| {
+                f.compile_max_output_bytes = v
+            }),
+        ];
+        for (field, set) in fields {
+            let p = Policy::parse(&format!(
+                "[[role]]\nname = 'r'\n[[role.permission]]\nresource = 'code_execution'\n\
+                 action = '*'\nconditions = [{{ field = '{field}', operator = 'lte', value = '100' }}]\n"
+            ))
+            .unwrap_or_else(|e| panic!("{field}: {e}"));
+            let check = |v: u64| {
+                let mut f = Facts::default();
+                set(&mut f, v);
+                p.check(&["r".into()], "code_execution", "execute", &f)
+            };
+            assert!(check(100).is_ok(), "{field}");
+            let e = check(101).expect_err(field);
+            assert!(e.contains(field), "{field}: {e}");
+        }
     }
 
     #[test]
