@@ -781,3 +781,59 @@ conditions = [
     assert_eq!(second["tests"][1]["verdict"], "skipped", "{second}");
     s.stop().await;
 }
+
+/// Files with `encoding: "base64"` carry bytes that are not UTF-8 (NUL, 0xff, a lone
+/// continuation byte, every byte value) to the program exactly, over REST: written back with
+/// the request's `encoding: "base64"` they are the same bytes; without it, the files are still
+/// decoded (their encoding is their own) and the output is text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rest_base64_files_reach_the_program_byte_for_byte() {
+    let s = TestServer::start(&[]).await;
+    let data: Vec<u8> = [0xff_u8, 0x00, 0xfe, b'\n', 0x80, 0xc3, 0x28]
+        .into_iter()
+        .chain(0..=255)
+        .collect();
+    assert!(std::str::from_utf8(&data).is_err());
+    let nested = [0x00_u8, 0xff, 0x00];
+    let code =
+        "import sys\nfor f in sys.argv[1:]:\n    sys.stdout.buffer.write(open(f, 'rb').read())\n";
+    let body = json!({
+        "language": "python",
+        "encoding": "base64",
+        "files": [
+            {"name": "main.py", "content": code},
+            {"name": "data.bin", "content": b64(&data), "encoding": "base64"},
+            {"name": "sub/raw.bin", "content": b64(&nested), "encoding": "base64"}
+        ],
+        "args": ["data.bin", "sub/raw.bin"]
+    });
+    let resp = s.post_json("/api/v1/execute", &body).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["encoding"], "base64", "{r}");
+    let mut want = data.clone();
+    want.extend_from_slice(&nested);
+    assert_eq!(unb64(r["stdout"].as_str().unwrap()), want, "{r}");
+    assert_eq!(r["stderr"], "", "{r}");
+
+    // The file's encoding is its own: a text result of the same bytes, as hex.
+    let body = json!({
+        "language": "python",
+        "files": [
+            {"name": "main.py", "content": "print(open('data.bin', 'rb').read().hex())"},
+            {"name": "data.bin", "content": b64(&data), "encoding": "base64"}
+        ]
+    });
+    let r: Value = s
+        .post_json("/api/v1/execute", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"], "ok", "{r}");
+    assert!(r.get("encoding").is_none_or(Value::is_null), "{r}");
+    let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(r["stdout"], format!("{hex}\n"), "{r}");
+    s.stop().await;
+}
