@@ -782,6 +782,14 @@ conditions = [
     s.stop().await;
 }
 
+/// The value of the unlabelled metric `name` in a `/metrics` text.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
 /// Files with `encoding: "base64"` carry bytes that are not UTF-8 (NUL, 0xff, a lone
 /// continuation byte, every byte value) to the program exactly, over REST: written back with
 /// the request's `encoding: "base64"` they are the same bytes; without it, the files are still
@@ -835,5 +843,93 @@ async fn rest_base64_files_reach_the_program_byte_for_byte() {
     assert!(r.get("encoding").is_none_or(Value::is_null), "{r}");
     let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(r["stdout"], format!("{hex}\n"), "{r}");
+    s.stop().await;
+}
+
+/// `/api/v1/validate` of a judging request runs nothing but the syntax check: not the
+/// compiler (the compile cache neither misses nor fills, so the program's first real run
+/// compiles), not the program, not its tests (no execution is counted, and tests that would
+/// each sleep 5 s are answered at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn validate_runs_neither_the_compiler_nor_the_program() {
+    let s = TestServer::start(&[]).await;
+    let code = c_hello(&token("validate"));
+    let body = json!({
+        "language": "c",
+        "code": code,
+        "compile_args": ["-DUNUSED"],
+        "tests": [{"stdin": "1", "expected_output": "2\n"}, {"stdin": "2", "expected_output": "3\n"}]
+    });
+    let validate = |body: Value| {
+        let s = &s;
+        async move {
+            let resp = s.post_json("/api/v1/validate", &body).await;
+            let status = resp.status().as_u16();
+            let v: Value = resp.json().await.unwrap();
+            assert_eq!(status, 200, "{body}: {v}");
+            v
+        }
+    };
+    let nothing_ran = |after: &'static str| {
+        let s = &s;
+        async move {
+            let m = s.metrics().await;
+            for name in [
+                "isobox_compile_cache_misses_total",
+                "isobox_compile_cache_hits_total",
+                "isobox_compile_cache_entries",
+                "isobox_run_duration_seconds_count",
+            ] {
+                assert_eq!(metric(&m, name), 0, "{name} after {after}:\n{m}");
+            }
+            assert!(
+                !m.contains("isobox_executions_total{"),
+                "after {after}: {m}"
+            );
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            validate(body.clone()).await,
+            json!({"valid": true, "errors": ""})
+        );
+    }
+    nothing_ran("validating a C program with tests").await;
+    let slow = json!({
+        "language": "python",
+        "code": "import time\ntime.sleep(5)\nprint(input())\n",
+        "tests": [{"stdin": "a", "expected_output": "a"}, {"stdin": "b", "expected_output": "b"}]
+    });
+    let t = std::time::Instant::now();
+    assert_eq!(validate(slow).await, json!({"valid": true, "errors": ""}));
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "it ran: {:?}",
+        t.elapsed()
+    );
+    nothing_ran("validating a python program with tests").await;
+
+    // The program's first run is its first compile; the next one is served by the cache (so
+    // a compile by /validate would have been seen).
+    let resp = s.post_json("/api/v1/execute", &body).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(r["summary"]["passed"], 2, "{r}");
+    assert!(
+        r.get("compile_cached").is_none(),
+        "compiled by /validate? {r}"
+    );
+    let mut again = body.clone();
+    again["tests"] = json!([{"stdin": "41", "expected_output": "42\n"}]);
+    let r: Value = s
+        .post_json("/api/v1/execute", &again)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["compile_cached"], true, "{r}");
+    let m = s.metrics().await;
+    assert_eq!(metric(&m, "isobox_compile_cache_misses_total"), 1, "{m}");
+    assert_eq!(metric(&m, "isobox_compile_cache_hits_total"), 1, "{m}");
     s.stop().await;
 }
