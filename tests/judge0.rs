@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::common::TestServer;
-use crate::common::{api_keys_toml, TempDir};
+use crate::common::{api_keys_toml, token, TempDir};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -499,6 +499,77 @@ async fn arguments_compiler_options_and_stderr_redirect() {
         v["compiler_options"][0],
         "setting compiler options is only allowed for compiled languages"
     );
+    s.stop().await;
+}
+
+/// The value of the unlabelled metric `name` in a `/metrics` text.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+/// The compile cache's (misses, hits) as `/metrics` says.
+async fn compiles(s: &TestServer) -> (u64, u64) {
+    let m = s.metrics().await;
+    (
+        metric(&m, "isobox_compile_cache_misses_total"),
+        metric(&m, "isobox_compile_cache_hits_total"),
+    )
+}
+
+/// A judge sending its cases one by one as Judge0 submissions of the same C program, with
+/// other stdin each time: the compiler runs for the first only (the compile cache), and a
+/// batch of them compiles nothing; other `compiler_options` are another compile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_program_skips_the_compiler() {
+    let s = TestServer::start(&[]).await;
+    let source = format!(
+        "#include <stdio.h>\nint main(void) {{ int n = 0; scanf(\"%d\", &n); printf(\"%d\\n\", n * FACTOR); return 0; }}\n/* {} */\n",
+        token("j0cc")
+    );
+    let submission = |stdin: &str, options: &str| {
+        let mut body = c(&source);
+        body["stdin"] = json!(stdin);
+        body["compiler_options"] = json!(options);
+        body
+    };
+    assert_eq!(compiles(&s).await, (0, 0));
+    let v = run(&s, submission("4", "-DFACTOR=2"), "").await;
+    assert_eq!(status_id(&v), 3, "{v}");
+    assert_eq!(v["stdout"], "8\n", "{v}");
+    assert_eq!(compiles(&s).await, (1, 0), "the first submission compiles");
+    // Other stdin (not a dedup hit: the program really runs), the same program: no compiler.
+    let v = run(&s, submission("21", "-DFACTOR=2"), "").await;
+    assert_eq!(status_id(&v), 3, "{v}");
+    assert_eq!(v["stdout"], "42\n", "{v}");
+    assert_eq!(
+        compiles(&s).await,
+        (1, 1),
+        "the second one skips the compiler"
+    );
+    // Other compiler options: a miss, and the new options apply.
+    let v = run(&s, submission("4", "-DFACTOR=3"), "").await;
+    assert_eq!(v["stdout"], "12\n", "{v}");
+    assert_eq!(compiles(&s).await, (2, 1), "other options compile again");
+    // A batch of the first program's cases: every one from the cache.
+    let (status, v) = post(
+        &s,
+        "/submissions/batch",
+        json!({"submissions": [
+            submission("1", "-DFACTOR=2"),
+            submission("2", "-DFACTOR=2"),
+            submission("3", "-DFACTOR=2"),
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    for (item, want) in v.as_array().unwrap().iter().zip(["2\n", "4\n", "6\n"]) {
+        let done = poll(&s, item["token"].as_str().unwrap(), "").await;
+        assert_eq!(done["stdout"], want, "{done}");
+    }
+    assert_eq!(compiles(&s).await, (2, 4), "a batch of the same program");
     s.stop().await;
 }
 
