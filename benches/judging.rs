@@ -71,13 +71,19 @@ fn source(tag: &str) -> String {
     format!("{PROGRAM}/* {tag} */\n")
 }
 
-async fn start(compile_cache: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
+/// An in-process server; with `one_slot`, one sandbox at a time (the test cases of a request one
+/// after another, like the separate submissions the targets compare them with), else the
+/// default slots (the cases side by side on the idle ones).
+async fn start(compile_cache: bool, one_slot: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
     let cache = if compile_cache { "268435456" } else { "0" };
-    in_process_server(&[
-        ("DEDUP_ENABLED", "false".into()),
-        ("ISOBOX_COMPILE_CACHE_BYTES", cache.into()),
-    ])
-    .await
+    let mut vars = vec![
+        ("DEDUP_ENABLED", "false".to_string()),
+        ("ISOBOX_COMPILE_CACHE_BYTES", cache.to_string()),
+    ];
+    if one_slot {
+        vars.push(("ISOBOX_SLOTS", "1".to_string()));
+    }
+    in_process_server(&vars).await
 }
 
 async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Value {
@@ -214,7 +220,7 @@ async fn bench() {
     let client = reqwest::Client::new();
     let pid = std::process::id();
 
-    let (url, stop) = start(true).await;
+    let (url, stop) = start(true, true).await;
     // Warm-up: the languages' probes, the first sandboxes.
     one_request(&client, &url, &format!("warm-{pid}"), &expected).await;
     let mut request = Vec::new();
@@ -259,7 +265,16 @@ async fn bench() {
     }
     let _ = stop.send(());
 
-    let (url, stop) = start(false).await;
+    let (url, stop) = start(true, false).await;
+    one_request(&client, &url, &format!("warm3-{pid}"), &expected).await;
+    let mut side = Vec::new();
+    for rep in 0..reps {
+        let (t, _) = one_request(&client, &url, &format!("side-{pid}-{rep}"), &expected).await;
+        side.push(ms(t));
+    }
+    let _ = stop.send(());
+
+    let (url, stop) = start(false, true).await;
     one_request(&client, &url, &format!("warm2-{pid}"), &expected).await;
     let mut uncached = Vec::new();
     for rep in 0..reps {
@@ -281,6 +296,8 @@ async fn bench() {
     let req = median(&mut request);
     let compile = median(&mut compile_in);
     let on = median(&mut cached);
+    let side = median(&mut side);
+    let slots = std::thread::available_parallelism().map_or(1, |n| n.get());
     let off = median(&mut uncached);
     native.sort();
     judge0.sort();
@@ -292,13 +309,20 @@ async fn bench() {
         "`cargo bench --bench judging`: a C program (a typical judge solution of 50 lines: stdio, \
          stdlib, string and math; an array sorted with qsort, prefix sums, gcd, modular power) \
          against {CASES} test cases, \
-         through an in-process server (dedup cache off). {reps} repetitions, medians. Bare: \
+         through an in-process server (dedup cache off) with one sandbox slot, so the cases of \
+         the one request run one after another like the separate submissions sent one at a \
+         time; then the same request on a server with the default {slots} slots, where the \
+         cases run side by side on the idle ones. {reps} repetitions, medians. Bare: \
          `gcc -O2` of the program {gcc_ms:.1} ms, one run of the compiled program {run_ms:.2} ms.\n"
     );
     println!("| case | time |");
     println!("|---|---|");
     println!(
         "| {CASES} tests in one request (compiled once) | {req:.0} ms (its compile step {compile:.0} ms, then {per_case:.1} ms per case) |"
+    );
+    println!(
+        "| {CASES} tests in one request, cases side by side ({slots} slots) | {side:.0} ms ({:.1} x faster) |",
+        req / side
     );
     println!("| {CASES} separate Judge0 submissions, compile cache off | {off:.0} ms |");
     println!("| {CASES} separate Judge0 submissions, compile cache on | {on:.0} ms |");

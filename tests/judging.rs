@@ -933,3 +933,78 @@ async fn validate_runs_neither_the_compiler_nor_the_program() {
     assert_eq!(metric(&m, "isobox_compile_cache_hits_total"), 1, "{m}");
     s.stop().await;
 }
+
+/// Test cases run side by side on slots that are idle, one sandbox each, with the results of one
+/// after another: four cases that sleep half a second take about half a second with four slots
+/// and at least two seconds with one; verdicts come in the order of the cases, and
+/// `stop_on_failure` skips every case after the first failure even when later ones ran beside
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_cases_run_side_by_side_on_idle_slots() {
+    let code = "import time\nn = int(input())\ntime.sleep(0.5)\nprint(n * 2)\n";
+    let tests = json!([
+        {"name": "a", "stdin": "1", "expected_output": "2"},
+        {"name": "b", "stdin": "2", "expected_output": "5"},
+        {"name": "c", "stdin": "3", "expected_output": "6"},
+        {"name": "d", "stdin": "4", "expected_output": "8"}
+    ]);
+    let body = json!({"language": "python", "code": code, "tests": tests, "compare": "trim"});
+    let verdicts = |r: &Value| -> Vec<String> {
+        r["tests"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{r}"))
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}:{}",
+                    t["name"].as_str().unwrap(),
+                    t["verdict"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let mut took = Vec::new();
+    for slots in ["4", "1"] {
+        let s = TestServer::start(&[("ISOBOX_SLOTS", slots)]).await;
+        let t = std::time::Instant::now();
+        let resp = s.post_json("/api/v1/execute", &body).await;
+        took.push(t.elapsed());
+        assert_eq!(resp.status().as_u16(), 200);
+        let r: Value = resp.json().await.unwrap();
+        assert_eq!(
+            verdicts(&r),
+            ["a:accepted", "b:wrong_answer", "c:accepted", "d:accepted"],
+            "{slots} slots: {r}"
+        );
+        assert_eq!(r["tests"][3]["stdout"], "8\n", "{r}");
+        assert_eq!(r["summary"]["passed"], 3, "{r}");
+
+        let mut stop = body.clone();
+        stop["stop_on_failure"] = json!(true);
+        let r: Value = s
+            .post_json("/api/v1/execute", &stop)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            verdicts(&r),
+            ["a:accepted", "b:wrong_answer", "c:skipped", "d:skipped"],
+            "{slots} slots: {r}"
+        );
+        assert_eq!(
+            (
+                &r["summary"]["passed"],
+                &r["summary"]["failed"],
+                &r["summary"]["skipped"]
+            ),
+            (&json!(1), &json!(1), &json!(2)),
+            "{r}"
+        );
+        // Every lent slot is back.
+        let m = s.metrics().await;
+        assert!(m.contains("isobox_slots_busy 0\n"), "{m}");
+    }
+    assert!(took[0] < Duration::from_millis(1500), "4 slots: {took:?}");
+    assert!(took[1] >= Duration::from_millis(2000), "1 slot: {took:?}");
+}

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use isobox_sandbox::{ExecSpec, NoIo, RunIo, StdinPoll, Stream};
+use isobox_sandbox::{ExecSpec, RunIo, StdinPoll, Stream};
 use tokio::sync::mpsc;
 
 use crate::dedup::{DedupCache, DedupConfig, DedupStats};
@@ -245,9 +245,10 @@ impl Engine {
         let queued = waited.elapsed();
         let executor = self.executor.clone();
         let started = Instant::now();
+        let mut io = IdleSlots(self.slots.clone());
         let result = tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            executor.run(&planned.0, scope.as_deref(), &mut NoIo)
+            executor.run(&planned.0, scope.as_deref(), &mut io)
         })
         .await
         .map_err(|e| CoreError::Config(format!("execution task failed: {e}")))??;
@@ -268,6 +269,19 @@ impl Engine {
         })
         .await
         .map_err(|e| CoreError::Config(format!("validation task failed: {e}")))?
+    }
+}
+
+/// The I/O of a run that returns its result at the end: nothing live, and the slots that are
+/// idle lent to its test cases (they run side by side, one sandbox per slot; a request waiting
+/// in the queue gets a released slot first).
+struct IdleSlots(Slots);
+
+impl RunIo for IdleSlots {}
+
+impl crate::plan::Progress for IdleSlots {
+    fn extra_slot(&mut self) -> Option<Box<dyn Send>> {
+        self.0.try_acquire().map(|g| Box::new(g) as Box<dyn Send>)
     }
 }
 

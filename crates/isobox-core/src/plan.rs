@@ -10,9 +10,15 @@
 //!
 //! A case's output is compared with its `expected_output` as it is produced
 //! ([`crate::compare`]); its verdict is `accepted`, `wrong_answer`, or the run's status.
+//!
+//! Test cases run side by side when the caller can lend more sandbox slots than the one it
+//! holds ([`Progress::extra_slot`]: the engine lends slots that are idle, never one a queued
+//! request waits for), one sandbox per slot; the result is the same as one after another.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -30,8 +36,11 @@ use crate::result::{
     Validation, Verdict,
 };
 use crate::service::{env_of, Executor, RequestLimitsResolved};
-use crate::submission::Submission;
+use crate::submission::{CaseRef, Submission};
 use crate::CoreError;
+
+/// At most this many test cases of one request run at once, however many slots are idle.
+const MAX_SIDE_BY_SIDE: usize = 8;
 
 /// The limits of a phase from resolved request limits.
 fn limits_of(l: &RequestLimitsResolved, cpu_millis: u32, max_file_bytes: u64, open: u64) -> Limits {
@@ -53,6 +62,13 @@ fn limits_of(l: &RequestLimitsResolved, cpu_millis: u32, max_file_bytes: u64, op
 /// starts (not for a compile that runs in the program's sandbox).
 pub trait Progress: RunIo {
     fn compiled(&mut self, _outcome: &Outcome) {}
+
+    /// Another sandbox slot, when one is free now (never waits): the test cases then run side
+    /// by side, one sandbox per slot held until they are done. `None` (the default): one case
+    /// after another in the caller's one slot.
+    fn extra_slot(&mut self) -> Option<Box<dyn Send>> {
+        None
+    }
 }
 
 impl Progress for isobox_sandbox::NoIo {}
@@ -266,7 +282,24 @@ impl Executor {
         let cases = sub.cases();
         let mut tests = Vec::with_capacity(cases.len());
         let mut failed = false;
-        for case in cases {
+        let mut extra = Vec::new();
+        if sub.tests.is_some() && !in_place && sub.outputs.is_empty() {
+            while extra.len() + 1 < cases.len().min(MAX_SIDE_BY_SIDE) {
+                let Some(slot) = io.extra_slot() else { break };
+                extra.push(slot);
+            }
+        }
+        if !extra.is_empty() {
+            let width = 1 + extra.len();
+            let (all, internal) =
+                self.run_cases_side_by_side(sub, backend, artifacts.as_deref(), &cases, width, io)?;
+            drop(extra);
+            tests = all;
+            result.internal_message = internal;
+        }
+        // One after another (all of them, or none when they ran side by side above).
+        let done = tests.len();
+        for case in cases.into_iter().skip(done) {
             if failed && sub.stop_on_failure {
                 tests.push(TestResult {
                     name: case.name.to_string(),
@@ -364,6 +397,133 @@ impl Executor {
         result.summary = Some(summary);
         result.tests = Some(tests);
         Ok(result)
+    }
+
+    /// The test cases of `sub` (none compiled in place), `width` sandboxes at a time, each in
+    /// the order of its index, with the same results as one after another: with
+    /// `stop_on_failure` every case after the first one that fails is `skipped`, also one that
+    /// already ran beside it; the first error in the order of the cases is the error. `io`'s
+    /// cancellation reaches the running cases within a tick. Also returns the sandbox's
+    /// message of an internal error, if a case had one.
+    fn run_cases_side_by_side(
+        &self,
+        sub: &Submission,
+        backend: &dyn Backend,
+        artifacts: Option<&Compiled>,
+        cases: &[CaseRef<'_>],
+        width: usize,
+        io: &mut dyn Progress,
+    ) -> Result<(Vec<TestResult>, Option<String>), CoreError> {
+        type CaseOutcome = Result<(TestResult, Option<String>), CoreError>;
+        let next = AtomicUsize::new(0);
+        let first_failure = AtomicUsize::new(usize::MAX);
+        let stop = AtomicBool::new(false);
+        let outcomes: Vec<Mutex<Option<CaseOutcome>>> =
+            cases.iter().map(|_| Mutex::new(None)).collect();
+        let (finished, workers_done) = mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            for _ in 0..width {
+                let finished = finished.clone();
+                let (next, first_failure, stop, outcomes) =
+                    (&next, &first_failure, &stop, &outcomes);
+                scope.spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= cases.len() || stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        if sub.stop_on_failure && i > first_failure.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        let out = self.run_case(sub, backend, artifacts, &cases[i], stop);
+                        match &out {
+                            Ok((t, _)) if t.verdict == Verdict::Accepted => {}
+                            Ok(_) => {
+                                first_failure.fetch_min(i, Ordering::SeqCst);
+                            }
+                            Err(_) => stop.store(true, Ordering::SeqCst),
+                        }
+                        *outcomes[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
+                    }
+                    let _ = finished.send(());
+                });
+            }
+            drop(finished);
+            loop {
+                match workers_done.recv_timeout(Duration::from_millis(10)) {
+                    Ok(()) => {}
+                    Err(RecvTimeoutError::Timeout) => {
+                        if io.cancelled() {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        });
+        let first_failure = first_failure.into_inner();
+        let mut tests = Vec::with_capacity(cases.len());
+        let mut internal = None;
+        for (i, (case, out)) in cases.iter().zip(outcomes).enumerate() {
+            let out = out.into_inner().unwrap_or_else(|p| p.into_inner());
+            let after_failure = sub.stop_on_failure && i > first_failure;
+            match out {
+                Some(Err(e)) if !after_failure => return Err(e),
+                Some(Ok((t, msg))) if !after_failure => {
+                    internal = internal.or(msg);
+                    tests.push(t);
+                }
+                // After the first failure (stop_on_failure), or not run (cancelled).
+                _ => tests.push(TestResult {
+                    name: case.name.to_string(),
+                    verdict: Verdict::Skipped,
+                    run: Outcome {
+                        status: RunStatus::Ok,
+                        ..Outcome::default()
+                    },
+                }),
+            }
+        }
+        Ok((tests, internal))
+    }
+
+    /// One test case in a fresh sandbox (with the compile step's artifacts, if any): its
+    /// verdict, and the sandbox's message of an internal error. Killed once `stop` is set.
+    fn run_case(
+        &self,
+        sub: &Submission,
+        backend: &dyn Backend,
+        artifacts: Option<&Compiled>,
+        case: &CaseRef<'_>,
+        stop: &AtomicBool,
+    ) -> Result<(TestResult, Option<String>), CoreError> {
+        let files = match artifacts {
+            Some(c) => c.files.clone(),
+            None => sub.files.clone(),
+        };
+        let spec = self.spec(files, vec![self.run_phase(sub, case.stdin, case.args)]);
+        let mut sio = SideIo {
+            compare: case.expected.map(|e| Comparator::new(e, sub.compare)),
+            stop,
+        };
+        let report = backend
+            .execute_io(&spec, &mut sio)
+            .map_err(CoreError::Sandbox)?;
+        let equal = sio.compare.take().map(Comparator::finish);
+        let Some(r) = report.phases.first() else {
+            return Err(CoreError::Config("the program did not run".into()));
+        };
+        let run = Outcome::of(r, sub.base64);
+        let verdict = match (run.status, equal) {
+            (RunStatus::Ok, Some(false)) => Verdict::WrongAnswer,
+            (status, _) => Verdict::of_status(status),
+        };
+        let test = TestResult {
+            name: case.name.to_string(),
+            verdict,
+            run,
+        };
+        Ok((test, r.internal_error.clone()))
     }
 
     /// Runs the syntax check of `spec` (made by [`Executor::check_spec`] for `sub`; blocking).
@@ -499,6 +659,25 @@ impl RunIo for CaseIo<'_, '_> {
 
     fn cancelled(&mut self) -> bool {
         self.inner.cancelled()
+    }
+}
+
+/// The I/O of a test case run beside others: its stdout into its comparator; killed when
+/// `stop` is set (the caller cancelled, or another case failed in the sandbox).
+struct SideIo<'a, 'e> {
+    compare: Option<Comparator<'e>>,
+    stop: &'a AtomicBool,
+}
+
+impl RunIo for SideIo<'_, '_> {
+    fn output(&mut self, phase: usize, stream: Stream, chunk: &[u8]) {
+        if let (0, Stream::Stdout, Some(c)) = (phase, stream, &mut self.compare) {
+            c.feed(chunk);
+        }
+    }
+
+    fn cancelled(&mut self) -> bool {
+        self.stop.load(Ordering::SeqCst)
     }
 }
 

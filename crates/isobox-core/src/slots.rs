@@ -71,7 +71,9 @@ impl std::fmt::Display for Busy {
 
 impl std::error::Error for Busy {}
 
-/// The slots. Share it (`Arc<Slots>`); all methods take `&self`.
+/// The slots. Share it (`Arc<Slots>`, or a clone: clones count the same slots); all methods
+/// take `&self`.
+#[derive(Clone)]
 pub struct Slots {
     cfg: SlotsConfig,
     sem: Arc<Semaphore>,
@@ -142,6 +144,15 @@ impl Slots {
                 retry_after: self.retry_after(),
             }),
         }
+    }
+
+    /// A slot that is free now, without waiting and without queueing. A slot released while
+    /// callers wait goes to the first of them (the semaphore is fair), so this never takes one
+    /// from a caller in the queue. For work that can use more than its one slot when the host
+    /// is idle (the test cases of a request side by side).
+    pub fn try_acquire(&self) -> Option<SlotGuard> {
+        let permit = self.sem.clone().try_acquire_owned().ok()?;
+        Some(SlotGuard { _permit: permit })
     }
 
     /// Refuses every later and every waiting `acquire` (`ShuttingDown`); held slots stay held.
@@ -379,6 +390,26 @@ mod tests {
         assert_eq!(s.queued(), 0);
         drop(held);
         assert_eq!(s.busy(), 0);
+    }
+
+    #[tokio::test]
+    async fn try_acquire_takes_only_free_slots_and_never_a_waiters() {
+        let s = slots(2, 4, 60_000);
+        let first = s.acquire().await.unwrap();
+        let spare = s.try_acquire().expect("the second slot is free");
+        assert_eq!(s.busy(), 2);
+        assert!(s.try_acquire().is_none(), "no third slot");
+        let waiter = {
+            let s = s.clone();
+            tokio::spawn(async move { s.acquire().await })
+        };
+        wait_until(|| s.queued() == 1).await;
+        drop(spare);
+        // The released slot is the waiter's, not a spare for whoever asks next.
+        assert!(s.try_acquire().is_none());
+        let theirs = waiter.await.unwrap().expect("the waiter got the slot");
+        drop((first, theirs));
+        assert!(s.try_acquire().is_some());
     }
 
     #[test]
