@@ -585,13 +585,27 @@ fn check_runtime(lang: &str, rt: &Runtime) -> Vec<String> {
     failures
 }
 
+/// The built runtimes that provide `lang`.
+fn providing(lang: &str) -> Vec<Runtime> {
+    runtimes::scan(&runtimes_dir())
+        .into_iter()
+        .filter(|rt| rt.manifest.languages.iter().any(|p| p.language == lang))
+        .collect()
+}
+
+/// For a language no built runtime provides: a failure with `ISOBOX_REQUIRE_RUNTIMES`.
+fn assert_runtimes_not_required(lang: &str) {
+    assert!(
+        std::env::var_os("ISOBOX_REQUIRE_RUNTIMES").is_none(),
+        "ISOBOX_REQUIRE_RUNTIMES is set and no runtime providing {lang} is built in {}",
+        runtimes_dir().display()
+    );
+}
+
 /// Checks `lang` in every built runtime that provides it.
 fn conformance(lang: &str) {
     let dir = runtimes_dir();
-    let mut built: Vec<Runtime> = runtimes::scan(&dir)
-        .into_iter()
-        .filter(|rt| rt.manifest.languages.iter().any(|p| p.language == lang))
-        .collect();
+    let mut built = providing(lang);
     if on_docker() {
         let (with, without): (Vec<Runtime>, Vec<Runtime>) = built
             .into_iter()
@@ -609,11 +623,7 @@ fn conformance(lang: &str) {
         built = with;
     }
     if built.is_empty() {
-        assert!(
-            std::env::var_os("ISOBOX_REQUIRE_RUNTIMES").is_none(),
-            "ISOBOX_REQUIRE_RUNTIMES is set and no runtime providing {lang} is built in {}",
-            dir.display()
-        );
+        assert_runtimes_not_required(lang);
         let defs: Vec<String> = Definitions::builtin()
             .runtimes
             .into_iter()
@@ -695,16 +705,13 @@ fn every_language_has_programs_a_template_and_a_runtime() {
 /// The built runtimes that provide `lang` and run on this backend (see `conformance`).
 /// With `ISOBOX_REQUIRE_RUNTIMES` none is a failure.
 fn built_for(lang: &str) -> Vec<Runtime> {
-    let found: Vec<Runtime> = runtimes::scan(&runtimes_dir())
+    let found: Vec<Runtime> = providing(lang)
         .into_iter()
-        .filter(|rt| rt.manifest.languages.iter().any(|p| p.language == lang))
         .filter(|rt| !on_docker() || rt.manifest.image.is_some())
         .collect();
-    assert!(
-        !found.is_empty() || std::env::var_os("ISOBOX_REQUIRE_RUNTIMES").is_none(),
-        "ISOBOX_REQUIRE_RUNTIMES is set and no runtime providing {lang} is built in {}",
-        runtimes_dir().display()
-    );
+    if found.is_empty() {
+        assert_runtimes_not_required(lang);
+    }
     found
 }
 

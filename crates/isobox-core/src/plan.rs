@@ -301,14 +301,7 @@ impl Executor {
         let done = tests.len();
         for case in cases.into_iter().skip(done) {
             if failed && sub.stop_on_failure {
-                tests.push(TestResult {
-                    name: case.name.to_string(),
-                    verdict: Verdict::Skipped,
-                    run: Outcome {
-                        status: RunStatus::Ok,
-                        ..Outcome::default()
-                    },
-                });
+                tests.push(TestResult::skipped(case.name));
                 continue;
             }
             let (mut spec, run_index) = match &artifacts {
@@ -360,10 +353,7 @@ impl Executor {
                 result.internal_message = r.internal_error.clone();
             }
             let run = Outcome::of(r, b64);
-            let verdict = match (run.status, equal) {
-                (RunStatus::Ok, Some(false)) => Verdict::WrongAnswer,
-                (status, _) => Verdict::of_status(status),
-            };
+            let verdict = Verdict::of_run(run.status, equal);
             failed |= verdict != Verdict::Accepted;
             if sub.tests.is_none() {
                 result.run = run;
@@ -474,14 +464,7 @@ impl Executor {
                     tests.push(t);
                 }
                 // After the first failure (stop_on_failure), or not run (cancelled).
-                _ => tests.push(TestResult {
-                    name: case.name.to_string(),
-                    verdict: Verdict::Skipped,
-                    run: Outcome {
-                        status: RunStatus::Ok,
-                        ..Outcome::default()
-                    },
-                }),
+                _ => tests.push(TestResult::skipped(case.name)),
             }
         }
         Ok((tests, internal))
@@ -514,13 +497,9 @@ impl Executor {
             return Err(CoreError::Config("the program did not run".into()));
         };
         let run = Outcome::of(r, sub.base64);
-        let verdict = match (run.status, equal) {
-            (RunStatus::Ok, Some(false)) => Verdict::WrongAnswer,
-            (status, _) => Verdict::of_status(status),
-        };
         let test = TestResult {
             name: case.name.to_string(),
-            verdict,
+            verdict: Verdict::of_run(run.status, equal),
             run,
         };
         Ok((test, r.internal_error.clone()))

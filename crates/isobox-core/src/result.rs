@@ -186,6 +186,15 @@ impl Verdict {
         }
     }
 
+    /// The verdict of a case's run: `wrong_answer` when it ended `ok` but its output did not
+    /// match (`equal` is `None` without an expected output), else its status's.
+    pub fn of_run(status: RunStatus, equal: Option<bool>) -> Verdict {
+        match (status, equal) {
+            (RunStatus::Ok, Some(false)) => Verdict::WrongAnswer,
+            (status, _) => Verdict::of_status(status),
+        }
+    }
+
     /// The verdict of a run that did not end `ok`.
     pub fn of_status(s: RunStatus) -> Verdict {
         match s {
@@ -209,6 +218,20 @@ pub struct TestResult {
     pub verdict: Verdict,
     #[serde(flatten)]
     pub run: Outcome,
+}
+
+impl TestResult {
+    /// A case that did not run (after the first failure, with `stop_on_failure`).
+    pub fn skipped(name: &str) -> TestResult {
+        TestResult {
+            name: name.to_string(),
+            verdict: Verdict::Skipped,
+            run: Outcome {
+                status: RunStatus::Ok,
+                ..Outcome::default()
+            },
+        }
+    }
 }
 
 /// The totals of a request's tests.
