@@ -328,7 +328,7 @@ fn with_runtimes(executor: Executor, kind: BackendKind) -> Executor {
             Ok(backend)
         });
     let (found, _) = isobox_core::runtimes::runnable(
-        isobox_core::runtimes::scan(&dir),
+        isobox_core::runtimes::scan_for_runs(&dir),
         matches!(kind, BackendKind::Docker),
     );
     executor.with_runtimes(found, make, true)

@@ -51,7 +51,7 @@ fn runtime_backends(config: &Config) -> isobox_core::service::BackendMaker {
 /// image); the others are logged and not offered.
 fn runnable_runtimes(config: &Config) -> Vec<isobox_core::runtimes::Runtime> {
     let (ok, left) = isobox_core::runtimes::runnable(
-        isobox_core::runtimes::scan(&config.runtimes_dir),
+        isobox_core::runtimes::scan_for_runs(&config.runtimes_dir),
         config.backend == config::BackendKind::Docker,
     );
     if !left.is_empty() {

@@ -180,13 +180,18 @@ impl NativeBackend {
     pub fn new(cfg: NativeConfig) -> Result<NativeBackend, SandboxError> {
         check_privileges()?;
         let layout = Layout::detect(&cfg.cgroup_parent)?;
-        NativeBackend::with_layout(cfg, layout)
+        NativeBackend::prepare(cfg, layout)
     }
 
     /// Like `new`, with a cgroup layout chosen by the caller instead of detected (hosts where
     /// detection must be overridden; tests of the v2 code paths on hybrid hosts).
     pub fn with_layout(cfg: NativeConfig, layout: Layout) -> Result<NativeBackend, SandboxError> {
         check_privileges()?;
+        NativeBackend::prepare(cfg, layout)
+    }
+
+    /// `new` and `with_layout` once privileges were checked (once: it reads /proc/self/status).
+    fn prepare(cfg: NativeConfig, layout: Layout) -> Result<NativeBackend, SandboxError> {
         layout.prepare()?;
         layout.sweep_stale();
         // The mount point is reached by the sandbox init, which runs as the run's uid (an
