@@ -69,3 +69,53 @@ fn cpu_accounting_and_kill_on_cgroup_v2() {
         .collect();
     assert!(left.is_empty(), "v2 groups left: {left:?}");
 }
+
+/// A task still in a run's group when it is removed: `RunCgroup::remove` goes straight to
+/// `rmdir`, and on the kernel's refusal kills the group where it can (v2 `cgroup.kill`) or waits
+/// for the task to leave (v1: the caller kills the sandbox's init), then removes every directory.
+fn remove_with_a_task_inside(layout: &Layout, tag: &str) -> (Duration, std::process::ExitStatus) {
+    layout.prepare().expect("cgroup parents");
+    let name = format!("run-{}-remove-{tag}", std::process::id());
+    let mut cg = layout.create(&name).expect("group");
+    let dirs = cg.dirs().to_vec();
+    let mut child = std::process::Command::new("sleep")
+        .arg("0.5")
+        .spawn()
+        .expect("sleep");
+    for d in &dirs {
+        std::fs::write(d.join("cgroup.procs"), child.id().to_string()).expect("move the task");
+    }
+    let waiter = std::thread::spawn(move || child.wait().expect("wait"));
+    let t = std::time::Instant::now();
+    cg.remove().expect("removed");
+    let took = t.elapsed();
+    for d in &dirs {
+        assert!(!d.exists(), "{} is left", d.display());
+    }
+    (took, waiter.join().unwrap())
+}
+
+#[test]
+fn a_group_with_a_task_inside_is_removed_once_the_task_is_gone() {
+    use std::os::unix::process::ExitStatusExt;
+    // This host's layout: on v1 the removal waits for the task to end by itself.
+    let layout = Layout::detect("isobox").expect("cgroups");
+    let any_v2 = [&layout.memory, &layout.pids, &layout.cpu, &layout.cpuacct]
+        .iter()
+        .any(|m| m.is_v2());
+    let (took, status) = remove_with_a_task_inside(&layout, "host");
+    if any_v2 {
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    } else {
+        assert!(status.success(), "{status:?}");
+        assert!(took >= Duration::from_millis(300), "removed in {took:?}");
+    }
+    // With a v2 hierarchy in the layout, the group is killed instead of waited for.
+    if let Some(v2) = v2_mount() {
+        let mut layout = Layout::detect("isobox").expect("cgroups");
+        layout.cpuacct = Mount::V2(v2);
+        let (took, status) = remove_with_a_task_inside(&layout, "v2");
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+        assert!(took < Duration::from_millis(400), "removed in {took:?}");
+    }
+}

@@ -236,6 +236,8 @@ impl Layout {
             cpu_quota: 0,
             peak_file: None,
             usage_file: None,
+            events_file: None,
+            has_memsw: false,
         };
         for m in &mounts {
             let dir = m.path().join(&self.parent).join(name);
@@ -254,9 +256,12 @@ impl Layout {
         if cg.memory_v2 {
             // Kill the whole group on OOM, not just the largest process.
             let _ = cg.write(cg.memory, c"memory.oom.group", "1");
-        } else if !cg.has(cg.memory, c"memory.memsw.limit_in_bytes") {
-            // Without swap accounting at least avoid swapping.
-            let _ = cg.write(cg.memory, c"memory.swappiness", "0");
+        } else {
+            cg.has_memsw = cg.has(cg.memory, c"memory.memsw.limit_in_bytes");
+            if !cg.has_memsw {
+                // Without swap accounting at least avoid swapping.
+                let _ = cg.write(cg.memory, c"memory.swappiness", "0");
+            }
         }
         // Read at every supervision tick: kept open.
         let usage = if cg.acct_v2 {
@@ -265,6 +270,13 @@ impl Layout {
             c"cpuacct.usage"
         };
         cg.usage_file = cg.open(cg.acct, usage, libc::O_RDONLY).ok();
+        // Read before and after every program (its OOM kills): kept open too.
+        let events = if cg.memory_v2 {
+            c"memory.events"
+        } else {
+            c"memory.oom_control"
+        };
+        cg.events_file = cg.open(cg.memory, events, libc::O_RDONLY).ok();
         Ok(cg)
     }
 
@@ -382,6 +394,10 @@ pub struct RunCgroup {
     peak_file: Option<File>,
     /// `cpuacct.usage` (v1) or `cpu.stat` (v2), read from offset 0 each time.
     usage_file: Option<File>,
+    /// `memory.oom_control` (v1) or `memory.events` (v2), read from offset 0 each time.
+    events_file: Option<File>,
+    /// v1: the kernel accounts swap (`memory.memsw.*` exists), looked up once.
+    has_memsw: bool,
 }
 
 impl RunCgroup {
@@ -512,7 +528,7 @@ impl RunCgroup {
             return Ok(());
         }
         let (limit, memsw) = (c"memory.limit_in_bytes", c"memory.memsw.limit_in_bytes");
-        let has_memsw = self.has(m, memsw);
+        let has_memsw = self.has_memsw;
         let v = memory_bytes.to_string();
         // v1 refuses a limit below what the group holds and cannot reclaim (tmpfs files).
         let write = |name: &CStr| match self.write_raw(m, name, &v) {
@@ -556,6 +572,19 @@ impl RunCgroup {
 
     /// Number of OOM kills so far.
     pub fn oom_kills(&self) -> u64 {
+        let mut buf = [0u8; 512];
+        if let Some(n) = self
+            .events_file
+            .as_ref()
+            .and_then(|f| f.read_at(&mut buf, 0).ok())
+        {
+            if let Some(v) = std::str::from_utf8(&buf[..n])
+                .ok()
+                .and_then(|t| keyed(t, "oom_kill"))
+            {
+                return v;
+            }
+        }
         if self.memory_v2 {
             self.read_keyed(self.memory, c"memory.events", "oom_kill")
         } else {
@@ -611,30 +640,24 @@ impl RunCgroup {
         }
     }
 
-    fn is_empty(&self) -> bool {
-        (0..self.dirs.len()).all(|i| {
-            self.read(i, c"cgroup.procs")
-                .map(|s| s.trim().is_empty())
-                .unwrap_or(true)
-        })
-    }
-
     /// Removes the group, waiting a bounded time for the kernel to release exiting tasks.
+    ///
+    /// Each directory is removed straight away: the kernel refuses (`EBUSY`) while a task is
+    /// still in it, and only then is the group killed (v2) and the removal retried with a
+    /// growing pause. (Asking `cgroup.procs` of every hierarchy first cost four file reads per
+    /// run for the rare group that is not empty yet.)
     pub fn remove(&mut self) -> Result<(), SandboxError> {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut delay = Duration::from_micros(100);
-        while !self.is_empty() && Instant::now() < deadline {
-            self.kill_all();
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_millis(50));
-        }
         self.peak_file = None;
         self.usage_file = None;
+        self.events_file = None;
         while let Some(d) = self.dirs.last().cloned() {
             match fs::remove_dir(&d) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(_) if Instant::now() < deadline => {
+                    self.kill_all();
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_millis(50));
                     continue;
