@@ -22,7 +22,9 @@
 //! `bwrap --unshare-all` with as many workers: the namespace-only floor of throughput.
 //!
 //! Everything is repeated `ISOBOX_BENCH_REPS` times (default 3) and each figure is the median
-//! of the repetitions' figures (the machine is noisy); p99 is the nearest rank below
+//! of the repetitions' figures (the machine is noisy). Within a repetition the latency cases of
+//! a workload take turns run by run (docker's follow, case by case), so that two rows a target
+//! compares were measured over the same minutes; p99 is the nearest rank below
 //! ((n-1) x 0.99) of one repetition's runs, so with fewer than 100 runs it is the
 //! second-largest or the largest. `ISOBOX_BENCH_SECS` (default 5) is the length of each HTTP
 //! case, `ISOBOX_BENCH_SCALE` (default 1) multiplies the runs of every latency case.
@@ -377,6 +379,38 @@ impl Ctx {
         }
     }
 
+    /// Untimed, after a run taken in turns: every warm pool of this process full again and
+    /// every used warm sandbox torn down (its init reaped, its cgroup gone: what the pool thread
+    /// does after the run), so that none of that work, nor the used sandbox's CPU reaching this
+    /// process's children's rusage when its init is reaped, lands in the next case's window.
+    fn quiesce(&self) {
+        let t = Instant::now();
+        let pools: Vec<&NativeBackend> = std::iter::once(&self.warm)
+            .chain(self.rt.values().map(|(_, warm)| warm))
+            .collect();
+        let prefix = format!("run-{}-", std::process::id());
+        let layout = self.cold.cgroup_layout();
+        while t.elapsed() < REFILL_WAIT {
+            let warm: usize = pools.iter().map(|b| b.warm_count()).sum();
+            let wanted: usize = pools.iter().map(|b| b.config().warm_pool).sum();
+            // Live sandboxes of this process: one group each in the memory hierarchy.
+            let groups = layout
+                .run_groups()
+                .iter()
+                .filter(|p| {
+                    p.starts_with(layout.memory.path())
+                        && p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with(&prefix))
+                })
+                .count();
+            if warm == wanted && groups <= wanted {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
     /// Untimed, between cases: both pools full and the used containers removed, so no case
     /// pays for the refill or clean-up work of the one before it.
     fn settle(&self, after: Mech) {
@@ -607,6 +641,66 @@ impl Case {
     }
 }
 
+/// One repetition of the cases `idx` of one workload, run by run in turns: each round gives
+/// every case one run, in an order that rotates from round to round, so that the mechanisms a
+/// target compares (bwrap and IsoBox, the sandbox and its bare baseline) meet the same moments
+/// of a noisy host instead of minutes apart. A case's CPU window holds its run and its own
+/// untimed refill (its warm pool full again), so no case pays for another's.
+fn measure_turns(ctx: &Ctx, cases: &mut [Case], idx: &[usize]) {
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); idx.len()];
+    let mut cpu = vec![[0.0f64; 4]; idx.len()];
+    let rounds = idx
+        .iter()
+        .map(|&i| WARMUP + cases[i].runs)
+        .max()
+        .unwrap_or(0);
+    for round in 0..rounds {
+        for k in 0..idx.len() {
+            let j = (round + k) % idx.len();
+            let case = &mut cases[idx[j]];
+            if round >= WARMUP + case.runs {
+                continue;
+            }
+            let a = Cpu::now();
+            ctx.before(case.mech, case.wl);
+            let r = ctx.run(case.mech, case.wl);
+            ctx.quiesce();
+            let b = Cpu::now();
+            match r {
+                Ok(t) if round >= WARMUP => {
+                    times[j].push(t);
+                    for (sum, (x, y)) in cpu[j].iter_mut().zip(a.iter().zip(&b)) {
+                        *sum += y - x;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    case.failures += 1;
+                    case.first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    for (j, &i) in idx.iter().enumerate() {
+        let case = &mut cases[i];
+        let t = &mut times[j];
+        if t.is_empty() {
+            continue;
+        }
+        let cpu = Cpu::per_run([0.0; 4], cpu[j], t.len(), case.mech);
+        t.sort();
+        let mean = t.iter().map(|d| ms(*d)).sum::<f64>() / t.len() as f64;
+        case.reps.push(Rep {
+            p50: pct(t, 0.5),
+            p99: pct(t, 0.99),
+            mean,
+            cpu,
+        });
+    }
+}
+
+/// One repetition of one case, its runs back to back (the docker rows: their daemon's work
+/// after a run would land in the runs of other mechanisms taken in turns).
 fn measure_rep(ctx: &Ctx, case: &mut Case) {
     let mut times = Vec::with_capacity(case.runs);
     let mut cpu0 = Cpu::now();
@@ -1182,27 +1276,42 @@ fn main() {
         }
     }
     ctx.settle(Mech::DockerPooled);
+    let progress = |rep: usize, case: &Case, t: Instant| {
+        let last = case.reps.last();
+        eprintln!(
+            "[latency rep {rep}/{reps}, {:.0} s] {} / {}: p50 {} ms p99 {} ms ({} runs, {:.1} s{})",
+            started.elapsed().as_secs_f64(),
+            case.mech.label(case.wl),
+            case.wl.name(),
+            last.map_or("-".into(), |r| f2(r.p50)),
+            last.map_or("-".into(), |r| f2(r.p99)),
+            case.runs,
+            t.elapsed().as_secs_f64(),
+            if case.failures > 0 {
+                format!(", {} failures so far", case.failures)
+            } else {
+                String::new()
+            }
+        );
+    };
     for rep in 1..=reps {
-        for case in cases.iter_mut() {
+        for w in WORKLOADS {
+            // Every mechanism but docker's in turns, run by run; then docker's, case by case.
+            let (docker, turns): (Vec<usize>, Vec<usize>) = (0..cases.len())
+                .filter(|&i| cases[i].wl == w)
+                .partition(|&i| matches!(cases[i].mech, Mech::DockerRun | Mech::DockerPooled));
             let t = Instant::now();
-            measure_rep(&ctx, case);
-            ctx.settle(case.mech);
-            let last = case.reps.last();
-            eprintln!(
-                "[latency rep {rep}/{reps}, {:.0} s] {} / {}: p50 {} ms p99 {} ms ({} runs, {:.1} s{})",
-                started.elapsed().as_secs_f64(),
-                case.mech.label(case.wl),
-                case.wl.name(),
-                last.map_or("-".into(), |r| f2(r.p50)),
-                last.map_or("-".into(), |r| f2(r.p99)),
-                case.runs,
-                t.elapsed().as_secs_f64(),
-                if case.failures > 0 {
-                    format!(", {} failures so far", case.failures)
-                } else {
-                    String::new()
-                }
-            );
+            measure_turns(&ctx, &mut cases, &turns);
+            ctx.settle(Mech::Warm);
+            for &i in &turns {
+                progress(rep, &cases[i], t);
+            }
+            for i in docker {
+                let t = Instant::now();
+                measure_rep(&ctx, &mut cases[i]);
+                ctx.settle(cases[i].mech);
+                progress(rep, &cases[i], t);
+            }
         }
     }
     let latency_secs = started.elapsed().as_secs_f64();
@@ -1267,7 +1376,10 @@ fn main() {
     println!("## Latency per run\n");
     println!(
         "Sequential runs, one client. {reps} repetitions; each figure is the median of the \
-         repetitions' figures (p50 spread: the lowest and highest repetition p50). Overhead: p50 \
+         repetitions' figures (p50 spread: the lowest and highest repetition p50). Within a \
+         repetition the mechanisms of a workload take turns run by run (the order rotating each \
+         round), so the rows compared with each other met the same moments of the host; the \
+         docker rows follow, case by case. Overhead: p50 \
          minus the bare p50 of the same workload (for `isobox run hello.c`: minus bare `gcc` + \
          run). runs/s = 1000 / mean latency. Warm pool and docker pool: full before each run \
          (the refill wait is not timed). cgroups: {layout}.\n\n\
