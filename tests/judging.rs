@@ -815,9 +815,7 @@ async fn rest_base64_files_reach_the_program_byte_for_byte() {
         ],
         "args": ["data.bin", "sub/raw.bin"]
     });
-    let resp = s.post_json("/api/v1/execute", &body).await;
-    assert_eq!(resp.status().as_u16(), 200);
-    let r: Value = resp.json().await.unwrap();
+    let r = s.exec(body).await;
     assert_eq!(r["status"], "ok", "{r}");
     assert_eq!(r["encoding"], "base64", "{r}");
     let mut want = data.clone();
@@ -833,12 +831,7 @@ async fn rest_base64_files_reach_the_program_byte_for_byte() {
             {"name": "data.bin", "content": b64(&data), "encoding": "base64"}
         ]
     });
-    let r: Value = s
-        .post_json("/api/v1/execute", &body)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r = s.exec(body).await;
     assert_eq!(r["status"], "ok", "{r}");
     assert!(r.get("encoding").is_none_or(Value::is_null), "{r}");
     let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
@@ -911,9 +904,7 @@ async fn validate_runs_neither_the_compiler_nor_the_program() {
 
     // The program's first run is its first compile; the next one is served by the cache (so
     // a compile by /validate would have been seen).
-    let resp = s.post_json("/api/v1/execute", &body).await;
-    assert_eq!(resp.status().as_u16(), 200);
-    let r: Value = resp.json().await.unwrap();
+    let r = s.exec(body.clone()).await;
     assert_eq!(r["summary"]["passed"], 2, "{r}");
     assert!(
         r.get("compile_cached").is_none(),
@@ -921,12 +912,7 @@ async fn validate_runs_neither_the_compiler_nor_the_program() {
     );
     let mut again = body.clone();
     again["tests"] = json!([{"stdin": "41", "expected_output": "42\n"}]);
-    let r: Value = s
-        .post_json("/api/v1/execute", &again)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r = s.exec(again).await;
     assert_eq!(r["compile_cached"], true, "{r}");
     let m = s.metrics().await;
     assert_eq!(metric(&m, "isobox_compile_cache_misses_total"), 1, "{m}");
@@ -967,10 +953,8 @@ async fn test_cases_run_side_by_side_on_idle_slots() {
     for slots in ["4", "1"] {
         let s = TestServer::start(&[("ISOBOX_SLOTS", slots)]).await;
         let t = std::time::Instant::now();
-        let resp = s.post_json("/api/v1/execute", &body).await;
+        let r = s.exec(body.clone()).await;
         took.push(t.elapsed());
-        assert_eq!(resp.status().as_u16(), 200);
-        let r: Value = resp.json().await.unwrap();
         assert_eq!(
             verdicts(&r),
             ["a:accepted", "b:wrong_answer", "c:accepted", "d:accepted"],
@@ -981,12 +965,7 @@ async fn test_cases_run_side_by_side_on_idle_slots() {
 
         let mut stop = body.clone();
         stop["stop_on_failure"] = json!(true);
-        let r: Value = s
-            .post_json("/api/v1/execute", &stop)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let r = s.exec(stop).await;
         assert_eq!(
             verdicts(&r),
             ["a:accepted", "b:wrong_answer", "c:skipped", "d:skipped"],
