@@ -445,10 +445,6 @@ impl RunCgroup {
         Ok(s)
     }
 
-    fn read_keyed(&self, dir: usize, name: &CStr, key: &str) -> Option<u64> {
-        keyed(&self.read(dir, name).ok()?, key)
-    }
-
     /// Opens what the sandbox init needs to join the group: every v1 `tasks` (it writes `0`
     /// into them), and for the v2 group both its `cgroup.procs` and the directory itself (for
     /// `clone3(CLONE_INTO_CGROUP)`, which spares the migration).
@@ -570,27 +566,15 @@ impl RunCgroup {
         }
     }
 
-    /// Number of OOM kills so far.
+    /// Number of OOM kills so far (0 when the counter cannot be read).
     pub fn oom_kills(&self) -> u64 {
         let mut buf = [0u8; 512];
-        if let Some(n) = self
-            .events_file
+        self.events_file
             .as_ref()
             .and_then(|f| f.read_at(&mut buf, 0).ok())
-        {
-            if let Some(v) = std::str::from_utf8(&buf[..n])
-                .ok()
-                .and_then(|t| keyed(t, "oom_kill"))
-            {
-                return v;
-            }
-        }
-        if self.memory_v2 {
-            self.read_keyed(self.memory, c"memory.events", "oom_kill")
-        } else {
-            self.read_keyed(self.memory, c"memory.oom_control", "oom_kill")
-        }
-        .unwrap_or(0)
+            .and_then(|n| std::str::from_utf8(&buf[..n]).ok())
+            .and_then(|t| keyed(t, "oom_kill"))
+            .unwrap_or(0)
     }
 
     /// Peak memory since creation or the last `reset_peak`.
